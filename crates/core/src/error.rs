@@ -1,0 +1,64 @@
+//! The core's one error type. Each door maps every variant to its own wire codes in one
+//! place (for the External API: `door-extapi/src/error.rs`).
+
+use crate::store::StoreError;
+
+pub type CoreResult<T> = Result<T, CoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The caller is authenticated but may not do this.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// Wrong login, password or token.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// No account with that login or number.
+    #[error("user not found")]
+    UserNotFound,
+    /// An account with that login or number exists already.
+    #[error("user already exists")]
+    UserExists,
+    /// A session with that id is registered already.
+    #[error("duplicated session id")]
+    DuplicateSession,
+    /// A session id that is not acceptable (empty or too long).
+    #[error("invalid session id")]
+    InvalidSessionId,
+    /// No live session with that id.
+    #[error("session not found")]
+    SessionNotFound,
+    /// No conversation with that id or alias.
+    #[error("conference not found")]
+    ConversationNotFound,
+    /// A conversation with that alias exists already.
+    #[error("conference already exists")]
+    ConversationExists,
+    /// The conversation was destroyed; its history is kept but it takes no changes.
+    #[error("conference destroyed")]
+    ConversationDestroyed,
+    /// A parameter has a value the operation cannot take.
+    #[error("invalid value: {0}")]
+    InvalidValue(String),
+    /// The operation does not apply in the current state (e.g. joining twice).
+    #[error("invalid operation: {0}")]
+    InvalidOperation(String),
+    /// The other side did not answer in time.
+    #[error("timeout")]
+    Timeout,
+    /// The remote session answered a forwarded command with an error.
+    #[error("remote error {code}: {error}")]
+    Remote { code: u64, error: String },
+    /// The session's outbound queue is full or closed; the event was not delivered.
+    #[error("session unavailable")]
+    SessionUnavailable,
+    /// Nothing is configured to take this (e.g. no GELF server for `session log`).
+    #[error("not configured: {0}")]
+    NotConfigured(&'static str),
+    /// Storage failed; the operation did not take effect.
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+    /// A bug or an environment failure that the caller cannot fix.
+    #[error("internal error: {0}")]
+    Internal(String),
+}

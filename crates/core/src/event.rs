@@ -1,0 +1,205 @@
+//! Events, subscriptions and wildcard matching.
+//!
+//! An event has a `class` and optional `subclass`, `type` and `obj_id` (absent means the
+//! sender left it as `"*"`). A subscription field that is absent matches anything; a
+//! present one matches only the same value. Event bodies are either client JSON, carried
+//! opaquely, or a domain payload that each door renders in its own form.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::ids::SessionId;
+use crate::model::Message;
+
+/// JSON text validated by the door that received it. The core never parses it; doors
+/// that render it trust it to be well-formed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Json(Arc<str>);
+
+impl Json {
+    /// Wrap text that the caller has already checked to be valid JSON.
+    pub fn from_validated(text: impl Into<Arc<str>>) -> Self {
+        Json(text.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What an event carries.
+#[derive(Clone, Debug)]
+pub enum EventBody {
+    /// No body.
+    Empty,
+    /// A body given by a client (an object, checked by the door that received it).
+    Json(Json),
+    /// A message was stored (`media/conf/msglog_new_msg`).
+    Message(Arc<Message>),
+    /// A session joined or left a conference (`started_member`/`stopped_member`).
+    Member {
+        session_id: SessionId,
+        role: String,
+        user_id: String,
+    },
+    /// A conference was destroyed.
+    Destroyed { code: u64, reason: String },
+    /// A command carried data fields it does not know (`unrecognized_fields`).
+    UnrecognizedFields {
+        class: String,
+        subclass: String,
+        cmd: String,
+        fields: Vec<String>,
+    },
+}
+
+/// Which door rendered a cached copy. One slot per door that renders events.
+#[derive(Clone, Copy, Debug)]
+pub enum DoorSlot {
+    ExternalApi = 0,
+    ChatApi = 1,
+    Conference = 2,
+}
+
+const DOOR_SLOTS: usize = 3;
+
+/// An event on the bus. Shared as `Arc<Event>` by every recipient; each door renders it at
+/// most once through [`Event::rendered`], whatever the number of recipients.
+#[derive(Debug)]
+pub struct Event {
+    pub class: String,
+    pub subclass: Option<String>,
+    pub kind: Option<String>,
+    pub obj_id: Option<String>,
+    pub body: EventBody,
+    cache: [OnceLock<Arc<str>>; DOOR_SLOTS],
+}
+
+impl Event {
+    pub fn new(
+        class: impl Into<String>,
+        subclass: Option<String>,
+        kind: Option<String>,
+        obj_id: Option<String>,
+        body: EventBody,
+    ) -> Self {
+        Event {
+            class: class.into(),
+            subclass,
+            kind,
+            obj_id,
+            body,
+            cache: Default::default(),
+        }
+    }
+
+    /// The door's rendering of this event, computed by `render` on first use only.
+    pub fn rendered(&self, slot: DoorSlot, render: impl FnOnce(&Event) -> String) -> Arc<str> {
+        self.cache[slot as usize]
+            .get_or_init(|| Arc::from(render(self)))
+            .clone()
+    }
+}
+
+/// A session's subscription. `None` fields are wildcards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub class: String,
+    pub subclass: Option<String>,
+    pub kind: Option<String>,
+    pub obj_id: Option<String>,
+    /// Merged into the body of every event delivered through this subscription, when both
+    /// are objects.
+    pub body: Option<Json>,
+}
+
+impl Subscription {
+    /// A subscription on `class`/`subclass`/`obj_id`, any type.
+    pub fn to_object(class: &str, subclass: &str, obj_id: &str) -> Self {
+        Subscription {
+            class: class.to_string(),
+            subclass: Some(subclass.to_string()),
+            kind: None,
+            obj_id: Some(obj_id.to_string()),
+            body: None,
+        }
+    }
+
+    pub fn matches(&self, event: &Event) -> bool {
+        fn field(want: &Option<String>, have: &Option<String>) -> bool {
+            match want {
+                None => true,
+                Some(w) => have.as_deref() == Some(w.as_str()),
+            }
+        }
+        self.class == event.class
+            && field(&self.subclass, &event.subclass)
+            && field(&self.kind, &event.kind)
+            && field(&self.obj_id, &event.obj_id)
+    }
+
+    /// Whether two subscriptions name the same events (everything but `body`), which is
+    /// how `unsubscribe` finds the one to remove.
+    pub fn same_pattern(&self, other: &Subscription) -> bool {
+        self.class == other.class
+            && self.subclass == other.subclass
+            && self.kind == other.kind
+            && self.obj_id == other.obj_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(class: &str, sub: Option<&str>, kind: Option<&str>, obj: Option<&str>) -> Event {
+        Event::new(
+            class,
+            sub.map(str::to_string),
+            kind.map(str::to_string),
+            obj.map(str::to_string),
+            EventBody::Empty,
+        )
+    }
+
+    fn sub(class: &str, s: Option<&str>, kind: Option<&str>, obj: Option<&str>) -> Subscription {
+        Subscription {
+            class: class.into(),
+            subclass: s.map(str::to_string),
+            kind: kind.map(str::to_string),
+            obj_id: obj.map(str::to_string),
+            body: None,
+        }
+    }
+
+    #[test]
+    fn wildcards_match_anything_including_absent_fields() {
+        let s = sub("app", None, None, None);
+        assert!(s.matches(&ev("app", Some("x"), Some("t"), Some("o"))));
+        assert!(s.matches(&ev("app", None, None, None)));
+        assert!(!s.matches(&ev("other", None, None, None)));
+    }
+
+    #[test]
+    fn a_concrete_field_needs_the_same_value_in_the_event() {
+        let s = sub("app", Some("x"), None, Some("o1"));
+        assert!(s.matches(&ev("app", Some("x"), Some("t"), Some("o1"))));
+        assert!(!s.matches(&ev("app", Some("x"), Some("t"), Some("o2"))));
+        // An event sent with "*" (absent) reaches only wildcard subscribers.
+        assert!(!s.matches(&ev("app", None, Some("t"), Some("o1"))));
+    }
+
+    #[test]
+    fn render_cache_renders_once_per_door() {
+        let e = ev("app", None, None, None);
+        let mut calls = 0;
+        let a = e.rendered(DoorSlot::ExternalApi, |_| {
+            calls += 1;
+            "x".into()
+        });
+        let b = e.rendered(DoorSlot::ExternalApi, |_| {
+            calls += 1;
+            "y".into()
+        });
+        assert_eq!((&*a, &*b, calls), ("x", "x", 1));
+    }
+}

@@ -1,0 +1,38 @@
+//! # confer-core: the domain every door shares
+//!
+//! The core owns accounts, sessions, conversations (conferences now, chat groups next),
+//! stored messages and the event model. Each protocol door is a thin adapter that decodes
+//! its wire format, calls a method on [`Core`], and renders the result its own way.
+//!
+//! **Architecture invariant:** this crate never imports a door, a web framework, SQL or a
+//! JSON library. Client-supplied JSON travels through it as opaque, door-validated
+//! [`Json`] text; domain payloads ([`EventBody`]) are rendered by each door.
+//!
+//! ## Layout
+//! - [`ids`]: typed identifiers (`Uin`, `GroupId`, `SessionId`).
+//! - [`model`]: accounts, principals, conversations, messages.
+//! - [`event`]: events, subscriptions and their wildcard matching, the per-door render cache.
+//! - [`store`]: one storage trait per aggregate; backends live in their own crates.
+//! - [`bus`]: the event bus and session registry traits, deliveries and mailboxes.
+//! - [`auth`]: Argon2 password hashes and random session tokens.
+//! - [`logsink`]: where `session log` records go (GELF in the binary).
+//! - [`metrics`]: counters and histograms rendered in Prometheus text format.
+//! - [`service`]: [`Core`], the operations the doors call, each checking its caller.
+//! - [`error`]: [`CoreError`], the one error every door maps to its own codes.
+
+pub mod auth;
+pub mod bus;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod logsink;
+pub mod metrics;
+pub mod model;
+pub mod service;
+pub mod store;
+
+pub use error::{CoreError, CoreResult};
+pub use event::{Event, EventBody, Json, Subscription};
+pub use ids::{GroupId, SessionId, Uin};
+pub use model::{Account, Conversation, ConversationKind, Message, Principal};
+pub use service::{Core, CoreSettings};

@@ -1,0 +1,159 @@
+//! Process metrics, rendered in the Prometheus text format by `GET /metrics`.
+//!
+//! Counters are atomics on the hot path; labelled counters take a short std `Mutex` (no
+//! `.await` is ever held across it) around a small map.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the storage commit latency histogram buckets.
+const COMMIT_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    /// Open connections per door.
+    connections: Mutex<BTreeMap<&'static str, i64>>,
+    /// Commands per (door, command, result).
+    commands: Mutex<BTreeMap<(&'static str, String, &'static str), u64>>,
+    events_delivered: AtomicU64,
+    messages_stored: AtomicU64,
+    commit_buckets: [AtomicU64; COMMIT_BUCKETS.len()],
+    commit_count: AtomicU64,
+    commit_sum_us: AtomicU64,
+    commit_batch_ops: AtomicU64,
+    /// Messages dropped or sessions cut because a client did not read.
+    slow_consumers_cut: AtomicI64,
+}
+
+impl Metrics {
+    pub fn connection_opened(&self, door: &'static str) {
+        self.adjust_connections(door, 1);
+    }
+
+    pub fn connection_closed(&self, door: &'static str) {
+        self.adjust_connections(door, -1);
+    }
+
+    fn adjust_connections(&self, door: &'static str, delta: i64) {
+        if let Ok(mut map) = self.connections.lock() {
+            *map.entry(door).or_insert(0) += delta;
+        }
+    }
+
+    pub fn command(&self, door: &'static str, name: &str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        if let Ok(mut map) = self.commands.lock() {
+            *map.entry((door, name.to_string(), result)).or_insert(0) += 1;
+        }
+    }
+
+    pub fn events_delivered(&self, n: u64) {
+        self.events_delivered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn message_stored(&self) {
+        self.messages_stored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn slow_consumer_cut(&self) {
+        self.slow_consumers_cut.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One storage commit of `ops` operations that took `took`.
+    pub fn commit(&self, took: Duration, ops: usize) {
+        let secs = took.as_secs_f64();
+        for (bound, bucket) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.commit_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.commit_sum_us.fetch_add(micros, Ordering::Relaxed);
+        self.commit_batch_ops.fetch_add(ops as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP confer_connections Open connections per door.\n");
+        out.push_str("# TYPE confer_connections gauge\n");
+        if let Ok(map) = self.connections.lock() {
+            for (door, n) in map.iter() {
+                let _ = writeln!(out, "confer_connections{{door=\"{door}\"}} {n}");
+            }
+        }
+        out.push_str("# HELP confer_commands_total Commands handled, by door, name and result.\n");
+        out.push_str("# TYPE confer_commands_total counter\n");
+        if let Ok(map) = self.commands.lock() {
+            for ((door, cmd, result), n) in map.iter() {
+                let cmd = escape_label(cmd);
+                let _ = writeln!(
+                    out,
+                    "confer_commands_total{{door=\"{door}\",command=\"{cmd}\",result=\"{result}\"}} {n}"
+                );
+            }
+        }
+        let simple = [
+            ("confer_events_delivered_total", "Events queued to sessions.", &self.events_delivered),
+            ("confer_messages_stored_total", "Messages durably stored.", &self.messages_stored),
+            ("confer_storage_commit_ops_total", "Write operations committed (group commit shares one transaction among many).", &self.commit_batch_ops),
+        ];
+        for (name, help, value) in simple {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP confer_slow_consumers_cut_total Sessions disconnected because their outbound queue was full.\n# TYPE confer_slow_consumers_cut_total counter\nconfer_slow_consumers_cut_total {}",
+            self.slow_consumers_cut.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP confer_storage_commit_seconds Storage transaction commit latency (including fsync).\n");
+        out.push_str("# TYPE confer_storage_commit_seconds histogram\n");
+        for (bound, bucket) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
+            let _ = writeln!(
+                out,
+                "confer_storage_commit_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.commit_count.load(Ordering::Relaxed);
+        let sum = self.commit_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "confer_storage_commit_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "confer_storage_commit_seconds_sum {sum}");
+        let _ = writeln!(out, "confer_storage_commit_seconds_count {count}");
+        out
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::default();
+        m.connection_opened("api_server");
+        m.command("api_server", "core/user/login", true);
+        m.command("api_server", "bad\"name", false);
+        m.commit(Duration::from_micros(1500), 3);
+        let text = m.render();
+        assert!(text.contains("confer_connections{door=\"api_server\"} 1"));
+        assert!(text.contains(
+            "confer_commands_total{door=\"api_server\",command=\"core/user/login\",result=\"ok\"} 1"
+        ));
+        assert!(text.contains("command=\"bad\\\"name\""));
+        assert!(text.contains("confer_storage_commit_seconds_bucket{le=\"0.001\"} 0"));
+        assert!(text.contains("confer_storage_commit_seconds_bucket{le=\"0.002\"} 1"));
+        assert!(text.contains("confer_storage_commit_ops_total 3"));
+    }
+}

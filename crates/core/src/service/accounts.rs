@@ -1,0 +1,175 @@
+//! Accounts, passwords and login tokens.
+
+use std::time::Duration;
+
+use crate::auth;
+use crate::error::{CoreError, CoreResult};
+use crate::ids::Uin;
+use crate::model::{now_us, Account, NewAccount, Principal, TokenRecord, ADMIN_LOGIN};
+use crate::store::StoreError;
+
+use super::Core;
+
+/// The longest login accepted.
+const MAX_LOGIN_LEN: usize = 256;
+
+impl Core {
+    /// Create an account. The password is hashed with Argon2id off the async executor.
+    pub async fn add_account(
+        &self,
+        login: &str,
+        password: &str,
+        uin: Option<u64>,
+        name: Option<String>,
+    ) -> CoreResult<Account> {
+        if login.is_empty() || login.len() > MAX_LOGIN_LEN || login.chars().any(char::is_control) {
+            return Err(CoreError::InvalidValue("login".into()));
+        }
+        if login == ADMIN_LOGIN {
+            return Err(CoreError::InvalidValue("the login 'admin' is reserved".into()));
+        }
+        if uin == Some(0) {
+            return Err(CoreError::InvalidValue("uin 0 is reserved for admin".into()));
+        }
+        if password.is_empty() {
+            return Err(CoreError::InvalidValue("password must not be empty".into()));
+        }
+        let password_hash = hash_off_executor(password).await?;
+        let new = NewAccount {
+            uin: uin.map(Uin),
+            login: login.to_string(),
+            name,
+            password_hash,
+            created_at_us: now_us(),
+        };
+        match self.storage.create_account(new).await {
+            Err(StoreError::Conflict(_)) => Err(CoreError::UserExists),
+            other => Ok(other?),
+        }
+    }
+
+    pub async fn list_accounts(&self) -> CoreResult<Vec<Account>> {
+        Ok(self.storage.list_accounts().await?)
+    }
+
+    pub async fn set_password(&self, login: &str, password: &str) -> CoreResult<()> {
+        if password.is_empty() {
+            return Err(CoreError::InvalidValue("password must not be empty".into()));
+        }
+        let account = self
+            .storage
+            .account_by_login(login)
+            .await?
+            .ok_or(CoreError::UserNotFound)?;
+        let hash = hash_off_executor(password).await?;
+        self.storage.set_password_hash(account.uin, hash).await?;
+        Ok(())
+    }
+
+    /// Check a login and password: the configured admin, or an account.
+    pub async fn authenticate_password(&self, login: &str, password: &str) -> CoreResult<Principal> {
+        if login == ADMIN_LOGIN {
+            return match &self.settings.admin_password {
+                Some(expected) if auth::constant_time_eq(expected.as_bytes(), password.as_bytes()) => {
+                    Ok(admin_principal())
+                }
+                _ => Err(CoreError::InvalidCredentials),
+            };
+        }
+        let Some(account) = self.storage.account_by_login(login).await? else {
+            return Err(CoreError::InvalidCredentials);
+        };
+        let password = password.to_string();
+        let hash = account.password_hash.clone();
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        if !ok {
+            return Err(CoreError::InvalidCredentials);
+        }
+        Ok(Principal {
+            uin: account.uin,
+            login: account.login,
+            admin: false,
+        })
+    }
+
+    /// Issue a login token for an authenticated principal: the token and its expiry (µs).
+    pub async fn issue_token(&self, who: &Principal) -> CoreResult<(String, i64)> {
+        let token = auth::new_token();
+        let lifetime = i64::try_from(self.settings.token_lifetime.as_micros()).unwrap_or(i64::MAX);
+        let expires_at_us = now_us().saturating_add(lifetime);
+        self.storage
+            .insert_token(TokenRecord {
+                token_hash: auth::token_hash(&token),
+                uin: who.uin,
+                login: who.login.clone(),
+                expires_at_us,
+            })
+            .await?;
+        Ok((token, expires_at_us))
+    }
+
+    /// The principal a token stands for; when `login` is given it must be the token's.
+    pub async fn authenticate_token(&self, login: Option<&str>, token: &str) -> CoreResult<Principal> {
+        let record = self
+            .storage
+            .token(auth::token_hash(token), now_us())
+            .await?
+            .ok_or(CoreError::InvalidCredentials)?;
+        if login.is_some_and(|l| l != record.login) {
+            return Err(CoreError::InvalidCredentials);
+        }
+        Ok(Principal {
+            admin: record.login == ADMIN_LOGIN && record.uin == Uin(0),
+            uin: record.uin,
+            login: record.login,
+        })
+    }
+
+    /// Revoke a token; `false` if it was unknown.
+    pub async fn revoke_token(&self, token: &str) -> CoreResult<bool> {
+        Ok(self.storage.delete_token(auth::token_hash(token)).await?)
+    }
+
+    /// Whether a user (account login or admin) exists.
+    pub(super) async fn user_exists(&self, login: &str) -> CoreResult<bool> {
+        Ok(login == ADMIN_LOGIN || self.storage.account_by_login(login).await?.is_some())
+    }
+}
+
+/// The configured administrator.
+pub fn admin_principal() -> Principal {
+    Principal {
+        uin: Uin(0),
+        login: ADMIN_LOGIN.to_string(),
+        admin: true,
+    }
+}
+
+async fn hash_off_executor(password: &str) -> CoreResult<String> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))?
+}
+
+/// How long to wait before answering the `n`th failed login on one connection: 100 ms,
+/// doubling, capped at 10 s.
+pub fn failed_login_delay(failures: u32) -> Duration {
+    let shift = failures.saturating_sub(1).min(7);
+    Duration::from_millis((100u64 << shift).min(10_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_login_delay_doubles_and_caps() {
+        assert_eq!(failed_login_delay(1), Duration::from_millis(100));
+        assert_eq!(failed_login_delay(2), Duration::from_millis(200));
+        assert_eq!(failed_login_delay(3), Duration::from_millis(400));
+        assert_eq!(failed_login_delay(30), Duration::from_millis(10_000));
+    }
+}

@@ -1,0 +1,243 @@
+//! Conferences: stored conversations of kind `Conference`, plus the live room of sessions
+//! that joined them (kept by the session registry, so it can span nodes).
+//!
+//! Who may do what: any logged-in user creates a conference and becomes its owner and
+//! first occupant; anyone who knows a conference's id may join it (joining makes the user
+//! an occupant and subscribes the session to the conference's events); only occupants see
+//! it in `get_list` and `get_info` (others are told it does not exist); only the owner or
+//! the admin destroys it. Leaving takes the session out of the room, and the user stops
+//! being an occupant when its last session leaves; a session that disconnects leaves the
+//! room but keeps the user's occupancy.
+
+use std::collections::BTreeSet;
+
+use crate::bus::RoomMember;
+use crate::error::{CoreError, CoreResult};
+use crate::event::{Event, EventBody, Subscription};
+use crate::ids::{GroupId, SessionId};
+use crate::model::{now_us, Conversation, ConversationKind, NewConversation, Principal};
+use crate::store::StoreError;
+
+use super::Core;
+
+/// The longest conference id accepted.
+const MAX_CONF_ID_LEN: usize = 256;
+
+/// The code in a `destroyed` event when a client destroyed the conference.
+pub const DESTROYED_BY_REQUEST: u64 = 100001;
+
+impl Core {
+    /// Find a conversation by its alias, or by its decimal number.
+    pub async fn resolve_conversation(&self, conf_id: &str) -> CoreResult<Conversation> {
+        if let Some(conv) = self.storage.conversation_by_alias(conf_id).await? {
+            return Ok(conv);
+        }
+        if let Ok(n) = conf_id.parse::<u64>() {
+            if let Some(conv) = self.storage.conversation(GroupId(n)).await? {
+                return Ok(conv);
+            }
+        }
+        Err(CoreError::ConversationNotFound)
+    }
+
+    /// A conversation the caller may see: the admin sees all, others only those they
+    /// occupy (anything else is "not found", so its existence does not leak).
+    pub(super) async fn visible_conversation(
+        &self,
+        caller: &Principal,
+        conf_id: &str,
+    ) -> CoreResult<Conversation> {
+        let conv = self.resolve_conversation(conf_id).await?;
+        if caller.admin || conv.occupants.contains(&caller.uin) {
+            Ok(conv)
+        } else {
+            Err(CoreError::ConversationNotFound)
+        }
+    }
+
+    pub async fn create_conference(
+        &self,
+        caller: &Principal,
+        conf_id: Option<String>,
+        class: String,
+    ) -> CoreResult<Conversation> {
+        if class != "sfu" && class != "mcu" {
+            return Err(CoreError::InvalidValue("class must be \"sfu\" or \"mcu\"".into()));
+        }
+        let alias = match conf_id {
+            Some(id) if id.is_empty() || id.len() > MAX_CONF_ID_LEN => {
+                return Err(CoreError::InvalidValue("conf_id".into()))
+            }
+            Some(id) => id,
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        // A purely numeric alias would shadow the decimal id of another conversation.
+        if alias.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CoreError::InvalidValue("conf_id must not be a number".into()));
+        }
+        let new = NewConversation {
+            alias: Some(alias.clone()),
+            kind: ConversationKind::Conference { class },
+            name: None,
+            owner: caller.uin,
+            occupants: BTreeSet::from([caller.uin]),
+            created_at_us: now_us(),
+        };
+        let conv = match self.storage.create_conversation(new).await {
+            Err(StoreError::Conflict(_)) => return Err(CoreError::ConversationExists),
+            other => other?,
+        };
+        self.publish(Event::new(
+            "media",
+            Some("conf".into()),
+            Some("created".into()),
+            Some(alias),
+            EventBody::Empty,
+        ));
+        Ok(conv)
+    }
+
+    pub async fn destroy_conference(&self, caller: &Principal, conf_id: &str) -> CoreResult<()> {
+        let conv = self.visible_conversation(caller, conf_id).await?;
+        if !caller.admin && conv.owner != caller.uin {
+            return Err(CoreError::Unauthorized);
+        }
+        if conv.destroyed {
+            return Err(CoreError::ConversationDestroyed);
+        }
+        self.storage.mark_destroyed(conv.group_id, now_us()).await?;
+        let public_id = conv.public_id();
+        self.publish(Event::new(
+            "media",
+            Some("conf".into()),
+            Some("destroyed".into()),
+            Some(public_id.clone()),
+            EventBody::Destroyed {
+                code: DESTROYED_BY_REQUEST,
+                reason: "destroyed".into(),
+            },
+        ));
+        let pattern = conference_subscription(&public_id);
+        for member in self.registry.clear_room(conv.group_id) {
+            self.bus.unsubscribe(&member.session_id, &pattern);
+        }
+        Ok(())
+    }
+
+    /// Conferences the caller occupies (every one, for the admin), destroyed ones left out.
+    pub async fn list_conferences(&self, caller: &Principal) -> CoreResult<Vec<Conversation>> {
+        let member = if caller.admin { None } else { Some(caller.uin) };
+        let mut list = self.storage.list_conferences(member).await?;
+        list.retain(|c| !c.destroyed);
+        Ok(list)
+    }
+
+    /// A conference and the sessions in its room now.
+    pub async fn conference_info(
+        &self,
+        caller: &Principal,
+        conf_id: &str,
+    ) -> CoreResult<(Conversation, Vec<RoomMember>)> {
+        let conv = self.visible_conversation(caller, conf_id).await?;
+        if conv.destroyed {
+            return Err(CoreError::ConversationDestroyed);
+        }
+        let members = self.registry.room_members(conv.group_id);
+        Ok((conv, members))
+    }
+
+    pub async fn join_conference(
+        &self,
+        caller: &Principal,
+        session: &SessionId,
+        conf_id: &str,
+        role: String,
+    ) -> CoreResult<Conversation> {
+        let conv = self.resolve_conversation(conf_id).await?;
+        if conv.destroyed {
+            return Err(CoreError::ConversationDestroyed);
+        }
+        if !matches!(conv.kind, ConversationKind::Conference { .. }) {
+            // Chat groups are joined through their own door's rules, not by knowing an id.
+            return Err(CoreError::ConversationNotFound);
+        }
+        if !conv.occupants.contains(&caller.uin) {
+            self.storage.add_occupant(conv.group_id, caller.uin, now_us()).await?;
+        }
+        let member = RoomMember {
+            session_id: session.clone(),
+            uin: caller.uin,
+            user: caller.login.clone(),
+            role,
+        };
+        if !self.registry.join_room(conv.group_id, member.clone()) {
+            return Err(CoreError::InvalidOperation("already joined".into()));
+        }
+        let public_id = conv.public_id();
+        self.bus.subscribe(session, conference_subscription(&public_id));
+        self.publish_member_change(conv.group_id, member, "started_member");
+        Ok(conv)
+    }
+
+    pub async fn leave_conference(
+        &self,
+        caller: &Principal,
+        session: &SessionId,
+        conf_id: &str,
+    ) -> CoreResult<()> {
+        let conv = self.visible_conversation(caller, conf_id).await?;
+        let member = self
+            .registry
+            .leave_room(conv.group_id, session)
+            .ok_or_else(|| CoreError::InvalidOperation("not joined".into()))?;
+        self.publish_member_change(conv.group_id, member, "stopped_member");
+        self.bus.unsubscribe(session, &conference_subscription(&conv.public_id()));
+        let still_there = self
+            .registry
+            .room_members(conv.group_id)
+            .iter()
+            .any(|m| m.uin == caller.uin);
+        if !still_there && conv.owner != caller.uin {
+            self.storage.remove_occupant(conv.group_id, caller.uin, now_us()).await?;
+        }
+        Ok(())
+    }
+
+    /// Tell a conference that a session joined or left. The conversation is looked up for
+    /// its public id only; if it vanished, nobody is left to tell.
+    pub(super) fn publish_member_change(&self, room: GroupId, member: RoomMember, kind: &str) {
+        let storage = self.storage.clone();
+        let bus = self.bus.clone();
+        let metrics = self.metrics.clone();
+        let kind = kind.to_string();
+        // Called from synchronous session teardown too, so the lookup runs as a task.
+        tokio::spawn(async move {
+            let Ok(Some(conv)) = storage.conversation(room).await else {
+                return;
+            };
+            let n = bus.publish(Event::new(
+                "media",
+                Some("conf".into()),
+                Some(kind),
+                Some(conv.public_id()),
+                EventBody::Member {
+                    session_id: member.session_id,
+                    role: member.role,
+                    user_id: member.user,
+                },
+            ));
+            metrics.events_delivered(n as u64);
+        });
+    }
+}
+
+/// The subscription a session gets to a conference it joins.
+fn conference_subscription(public_id: &str) -> Subscription {
+    Subscription {
+        class: "media".into(),
+        subclass: Some("conf".into()),
+        kind: None,
+        obj_id: Some(public_id.to_string()),
+        body: None,
+    }
+}

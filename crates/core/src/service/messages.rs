@@ -1,0 +1,70 @@
+//! Storing and listing messages of a conversation. A message is acknowledged (this
+//! returns) only after storage made it durable; then it is published to the bus.
+
+use std::sync::Arc;
+
+use crate::error::{CoreError, CoreResult};
+use crate::event::{Event, EventBody, Json};
+use crate::ids::SessionId;
+use crate::model::{now_us, Message, NewMessage, Principal};
+
+use super::Core;
+
+impl Core {
+    /// Store a msglog message (an arbitrary JSON object) in a conference the caller
+    /// occupies, then publish `media/conf/msglog_new_msg`.
+    pub async fn post_conference_message(
+        &self,
+        caller: &Principal,
+        session: &SessionId,
+        conf_id: &str,
+        msg: Json,
+    ) -> CoreResult<Arc<Message>> {
+        let conv = self.visible_conversation(caller, conf_id).await?;
+        if conv.destroyed {
+            return Err(CoreError::ConversationDestroyed);
+        }
+        let appended = self
+            .storage
+            .append_message(NewMessage {
+                group_id: conv.group_id,
+                sender: caller.uin,
+                sender_login: caller.login.clone(),
+                session_id: Some(session.clone()),
+                kind: 0,
+                text: None,
+                attachments: None,
+                body: Some(msg),
+                nonce: None,
+                version: 0,
+                created_at_us: now_us(),
+            })
+            .await?;
+        self.metrics.message_stored();
+        self.publish(Event::new(
+            "media",
+            Some("conf".into()),
+            Some("msglog_new_msg".into()),
+            Some(conv.public_id()),
+            EventBody::Message(appended.message.clone()),
+        ));
+        Ok(appended.message)
+    }
+
+    /// Messages of a conversation the caller occupies, with `seq > after_seq`, oldest
+    /// first, at most `limit` (capped by the configured maximum).
+    pub async fn conference_messages(
+        &self,
+        caller: &Principal,
+        conf_id: &str,
+        after_seq: u64,
+        limit: Option<usize>,
+    ) -> CoreResult<Vec<Message>> {
+        let conv = self.visible_conversation(caller, conf_id).await?;
+        let limit = limit.unwrap_or(self.settings.max_list).min(self.settings.max_list);
+        Ok(self
+            .storage
+            .messages_after(conv.group_id, after_seq, limit)
+            .await?)
+    }
+}

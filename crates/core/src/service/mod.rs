@@ -1,0 +1,105 @@
+//! [`Core`]: the operations every door calls.
+//!
+//! Each operation takes the caller's [`Principal`] (and session, where it matters) and
+//! checks that the caller may do it before touching storage or the bus. The authorisation
+//! policy is written down in ARCHITECTURE.md ("Who may do what").
+//!
+//! - `accounts`: accounts, passwords, login tokens.
+//! - `sessions`: live sessions, session/user events, forwarded commands, logs.
+//! - `events`: subscriptions and fired events.
+//! - `conferences`: conferences and their live rooms.
+//! - `messages`: storing and listing conversation messages.
+
+mod accounts;
+mod conferences;
+mod events;
+mod messages;
+mod sessions;
+
+pub use accounts::{admin_principal, failed_login_delay};
+pub use conferences::DESTROYED_BY_REQUEST;
+pub use sessions::SESSION_STOP_CODE;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bus::{EventBus, SessionRegistry};
+use crate::error::CoreResult;
+use crate::event::Event;
+use crate::logsink::LogSink;
+use crate::metrics::Metrics;
+use crate::store::Storage;
+
+/// The knobs the core itself needs (the binary's config holds the rest).
+#[derive(Clone, Debug)]
+pub struct CoreSettings {
+    /// Password of the built-in `admin` user; `None` disables admin login.
+    pub admin_password: Option<String>,
+    /// How long a login token from `POST /api/v1/login` stays valid.
+    pub token_lifetime: Duration,
+    /// How long a `session cmd` waits for the target's answer.
+    pub forward_timeout: Duration,
+    /// The most messages one listing returns.
+    pub max_list: usize,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        CoreSettings {
+            admin_password: None,
+            token_lifetime: Duration::from_secs(30 * 24 * 3600),
+            forward_timeout: Duration::from_secs(30),
+            max_list: 1000,
+        }
+    }
+}
+
+/// The shared core. Cheap to clone behind an `Arc`; every field is itself shared.
+pub struct Core {
+    storage: Arc<dyn Storage>,
+    bus: Arc<dyn EventBus>,
+    registry: Arc<dyn SessionRegistry>,
+    logs: Option<Arc<dyn LogSink>>,
+    metrics: Arc<Metrics>,
+    settings: CoreSettings,
+}
+
+impl Core {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        bus: Arc<dyn EventBus>,
+        registry: Arc<dyn SessionRegistry>,
+        logs: Option<Arc<dyn LogSink>>,
+        metrics: Arc<Metrics>,
+        settings: CoreSettings,
+    ) -> Self {
+        Core {
+            storage,
+            bus,
+            registry,
+            logs,
+            metrics,
+            settings,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn settings(&self) -> &CoreSettings {
+        &self.settings
+    }
+
+    /// Finish pending storage writes; the last step of a graceful shutdown.
+    pub async fn flush(&self) -> CoreResult<()> {
+        self.storage.flush().await?;
+        Ok(())
+    }
+
+    fn publish(&self, event: Event) -> usize {
+        let n = self.bus.publish(event);
+        self.metrics.events_delivered(n as u64);
+        n
+    }
+}

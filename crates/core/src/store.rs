@@ -1,0 +1,78 @@
+//! Storage traits, one per aggregate. The embedded backend is `confer-store-sqlite`; a
+//! PostgreSQL backend implements the same traits without touching the core.
+//!
+//! **Contract:** a method that writes returns only after its change is durable (committed
+//! and synced), so a door may acknowledge to its client as soon as it returns.
+
+use async_trait::async_trait;
+
+use crate::ids::{GroupId, Uin};
+use crate::model::{
+    Account, Appended, Conversation, Message, NewAccount, NewConversation, NewMessage,
+    TokenRecord,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is taken (login, uin, alias).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The row to change does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The backend failed (disk, corruption, shut down).
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn create_account(&self, account: NewAccount) -> StoreResult<Account>;
+    async fn account_by_login(&self, login: &str) -> StoreResult<Option<Account>>;
+    async fn account_by_uin(&self, uin: Uin) -> StoreResult<Option<Account>>;
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+    async fn set_password_hash(&self, uin: Uin, password_hash: String) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn insert_token(&self, token: TokenRecord) -> StoreResult<()>;
+    /// The token if it exists and has not expired at `now_us`.
+    async fn token(&self, token_hash: [u8; 32], now_us: i64) -> StoreResult<Option<TokenRecord>>;
+    async fn delete_token(&self, token_hash: [u8; 32]) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<Conversation>;
+    async fn conversation(&self, id: GroupId) -> StoreResult<Option<Conversation>>;
+    async fn conversation_by_alias(&self, alias: &str) -> StoreResult<Option<Conversation>>;
+    /// Conferences (not chat groups), optionally only those `member` occupies.
+    async fn list_conferences(&self, member: Option<Uin>) -> StoreResult<Vec<Conversation>>;
+    async fn add_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()>;
+    async fn remove_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()>;
+    async fn mark_destroyed(&self, id: GroupId, now_us: i64) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Store a message with the next `seq` of its conversation. Idempotent on
+    /// (conversation, sender, nonce) when a nonce is given.
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended>;
+    /// Messages of a conversation with `seq > after_seq`, oldest first, at most `limit`.
+    async fn messages_after(
+        &self,
+        group: GroupId,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>>;
+}
+
+/// Everything the core needs from storage, implemented by each backend.
+#[async_trait]
+pub trait Storage: AccountStore + TokenStore + ConversationStore + MessageStore {
+    /// Finish pending writes and close; called once at shutdown.
+    async fn flush(&self) -> StoreResult<()>;
+}
