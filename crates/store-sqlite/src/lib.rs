@@ -1,0 +1,139 @@
+//! # confer-store-sqlite: the embedded storage backend
+//!
+//! One SQLite file (`confer.db`) in the data folder, in WAL mode with `synchronous=FULL`,
+//! so a committed transaction survives power loss and readers never block the writer.
+//!
+//! ## Layout
+//! - [`writer`]: the one writer thread and its group commit: many concurrent writes share
+//!   one transaction and one fsync; each caller hears back only after that commit.
+//! - `migrations`: the schema, embedded and applied at open.
+//! - `accounts`, `tokens`, `conversations`, `messages`: the core's storage traits.
+
+mod accounts;
+mod conversations;
+mod messages;
+mod migrations;
+mod tokens;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use confer_core::metrics::Metrics;
+use confer_core::store::{Storage, StoreError, StoreResult};
+use rusqlite::{Connection, OpenFlags};
+
+use writer::Writer;
+
+/// The file name of the database inside the data folder.
+pub const DB_FILE: &str = "confer.db";
+
+/// The SQLite backend: one writer thread, a small pool of reader connections.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Writer,
+    /// Idle reader connections. A std `Mutex` because it is held only to pop or push one
+    /// connection, never while a query runs.
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database in `data_dir` and bring its schema up to date.
+    pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> StoreResult<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Backend(format!("create {}: {e}", data_dir.display())))?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path).map_err(backend)?;
+        configure(&conn)?;
+        migrations::run(&mut conn)?;
+        let writer = Writer::start(conn, metrics)?;
+        Ok(SqliteStore {
+            path,
+            writer,
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Run a read-only query on a pooled connection, off the async executor.
+    pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_reader(&path)?,
+            };
+            let result = f(&conn).map_err(backend);
+            readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reader task: {e}")))?
+    }
+
+    /// Run a write in the next group commit; returns once it is durable.
+    pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.write(f).await
+    }
+}
+
+#[async_trait]
+impl Storage for SqliteStore {
+    async fn flush(&self) -> StoreResult<()> {
+        self.writer.checkpoint().await
+    }
+}
+
+fn configure(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(backend)
+}
+
+fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(backend)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;").map_err(backend)?;
+    Ok(conn)
+}
+
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Map a unique-constraint failure to `Conflict`, anything else to `Backend`.
+pub(crate) fn conflict_or_backend(e: rusqlite::Error, what: &str) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(err, _)
+            if err.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(what.to_string())
+        }
+        other => backend(other),
+    }
+}
+
+/// SQLite stores signed 64-bit integers; ids beyond that range are refused.
+pub(crate) fn to_sql_id(id: u64) -> StoreResult<i64> {
+    i64::try_from(id).map_err(|_| StoreError::Backend(format!("id {id} out of range")))
+}
+
+#[cfg(test)]
+mod tests;

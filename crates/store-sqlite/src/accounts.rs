@@ -1,0 +1,97 @@
+//! `AccountStore` on SQLite.
+
+use async_trait::async_trait;
+use confer_core::model::{Account, NewAccount};
+use confer_core::store::{AccountStore, StoreResult};
+use confer_core::Uin;
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::{backend, conflict_or_backend, to_sql_id, SqliteStore};
+
+const COLUMNS: &str = "uin, login, name, avatar_url, password_hash, created_at";
+
+fn account(row: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        uin: Uin(row.get::<_, i64>(0)? as u64),
+        login: row.get(1)?,
+        name: row.get(2)?,
+        avatar_url: row.get(3)?,
+        password_hash: row.get(4)?,
+        created_at_us: row.get(5)?,
+    })
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {
+        let uin = new.uin.map(|u| to_sql_id(u.0)).transpose()?;
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO accounts (uin, login, name, password_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![uin, new.login, new.name, new.password_hash, new.created_at_us],
+            )
+            .map_err(|e| conflict_or_backend(e, "login or uin"))?;
+            let uin = conn.last_insert_rowid();
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM accounts WHERE uin = ?1"),
+                [uin],
+                account,
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn account_by_login(&self, login: &str) -> StoreResult<Option<Account>> {
+        let login = login.to_string();
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM accounts WHERE login = ?1"),
+                [login],
+                account,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn account_by_uin(&self, uin: Uin) -> StoreResult<Option<Account>> {
+        let uin = to_sql_id(uin.0)?;
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM accounts WHERE uin = ?1"),
+                [uin],
+                account,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM accounts ORDER BY uin"))?;
+            let rows = stmt.query_map([], account)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn set_password_hash(&self, uin: Uin, password_hash: String) -> StoreResult<()> {
+        let uin = to_sql_id(uin.0)?;
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE accounts SET password_hash = ?1 WHERE uin = ?2",
+                    params![password_hash, uin],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(confer_core::store::StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,134 @@
+//! `MessageStore` on SQLite. The next `seq` comes from the conversation's `last_seq`,
+//! bumped in the same transaction as the insert, so sequences have no gaps.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use confer_core::model::{Appended, Message, NewMessage};
+use confer_core::store::{MessageStore, StoreError, StoreResult};
+use confer_core::{GroupId, Json, SessionId, Uin};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::{backend, to_sql_id, SqliteStore};
+
+const COLUMNS: &str = "message_id, group_id, seq, sender, sender_login, session_id, kind, text, \
+                       attachments, body, nonce, version, created_at, updated_at, deleted";
+
+fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        message_id: row.get::<_, i64>(0)? as u64,
+        group_id: GroupId(row.get::<_, i64>(1)? as u64),
+        seq: row.get::<_, i64>(2)? as u64,
+        sender: Uin(row.get::<_, i64>(3)? as u64),
+        sender_login: row.get(4)?,
+        session_id: row.get::<_, Option<String>>(5)?.map(SessionId),
+        kind: row.get::<_, i64>(6)? as u32,
+        text: row.get(7)?,
+        attachments: row.get(8)?,
+        // Stored bodies were validated as JSON by the door that received them.
+        body: row.get::<_, Option<String>>(9)?.map(Json::from_validated),
+        nonce: row.get(10)?,
+        version: row.get::<_, i64>(11)? as u32,
+        created_at_us: row.get(12)?,
+        updated_at_us: row.get(13)?,
+        deleted: row.get::<_, i64>(14)? != 0,
+    })
+}
+
+fn by_nonce(conn: &Connection, group: i64, sender: i64, nonce: &str) -> rusqlite::Result<Option<Message>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM messages WHERE group_id = ?1 AND sender = ?2 AND nonce = ?3"),
+        params![group, sender, nonce],
+        message_row,
+    )
+    .optional()
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
+        let group = to_sql_id(new.group_id.0)?;
+        let sender = to_sql_id(new.sender.0)?;
+        self.write(move |conn| {
+            if let Some(nonce) = &new.nonce {
+                if let Some(existing) = by_nonce(conn, group, sender, nonce).map_err(backend)? {
+                    return Ok(Appended {
+                        message: Arc::new(existing),
+                        duplicate: true,
+                    });
+                }
+            }
+            let seq: i64 = conn
+                .query_row(
+                    "UPDATE conversations SET last_seq = last_seq + 1, updated_at = ?2
+                     WHERE group_id = ?1 RETURNING last_seq",
+                    params![group, new.created_at_us],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?
+                .ok_or(StoreError::NotFound)?;
+            conn.execute(
+                "INSERT INTO messages (group_id, seq, sender, sender_login, session_id, kind, text,
+                    attachments, body, nonce, version, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                params![
+                    group,
+                    seq,
+                    sender,
+                    new.sender_login,
+                    new.session_id.as_ref().map(|s| s.as_str()),
+                    new.kind,
+                    new.text,
+                    new.attachments,
+                    new.body.as_ref().map(|b| b.as_str()),
+                    new.nonce,
+                    new.version,
+                    new.created_at_us,
+                ],
+            )
+            .map_err(backend)?;
+            let message_id = conn.last_insert_rowid() as u64;
+            Ok(Appended {
+                message: Arc::new(Message {
+                    message_id,
+                    group_id: new.group_id,
+                    seq: seq as u64,
+                    sender: new.sender,
+                    sender_login: new.sender_login,
+                    session_id: new.session_id,
+                    kind: new.kind,
+                    text: new.text,
+                    attachments: new.attachments,
+                    body: new.body,
+                    nonce: new.nonce,
+                    version: new.version,
+                    created_at_us: new.created_at_us,
+                    updated_at_us: new.created_at_us,
+                    deleted: false,
+                }),
+                duplicate: false,
+            })
+        })
+        .await
+    }
+
+    async fn messages_after(
+        &self,
+        group: GroupId,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>> {
+        let group = to_sql_id(group.0)?;
+        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages WHERE group_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(params![group, after, limit], message_row)?;
+            rows.collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,84 @@
+//! The schema, as an ordered list of migrations recorded in `PRAGMA user_version`.
+//! Append new steps; never edit a released one.
+
+use confer_core::store::StoreResult;
+use rusqlite::Connection;
+
+use crate::backend;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, tokens, conversations, occupants, messages.
+    "CREATE TABLE accounts (
+        uin INTEGER PRIMARY KEY,
+        login TEXT NOT NULL UNIQUE,
+        name TEXT,
+        avatar_url TEXT,
+        password_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        token_hash BLOB PRIMARY KEY,
+        uin INTEGER NOT NULL,
+        login TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX tokens_by_expiry ON tokens(expires_at);
+    CREATE TABLE conversations (
+        group_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        alias TEXT UNIQUE,
+        kind INTEGER NOT NULL,
+        conf_class TEXT,
+        name TEXT,
+        owner INTEGER NOT NULL,
+        creator INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        destroyed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE occupants (
+        group_id INTEGER NOT NULL REFERENCES conversations(group_id),
+        uin INTEGER NOT NULL,
+        joined_at INTEGER NOT NULL,
+        PRIMARY KEY (group_id, uin)
+    ) WITHOUT ROWID;
+    CREATE INDEX occupants_by_uin ON occupants(uin, group_id);
+    CREATE TABLE messages (
+        message_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_id INTEGER NOT NULL REFERENCES conversations(group_id),
+        seq INTEGER NOT NULL,
+        sender INTEGER NOT NULL,
+        sender_login TEXT NOT NULL,
+        session_id TEXT,
+        kind INTEGER NOT NULL,
+        text TEXT,
+        attachments TEXT,
+        body TEXT,
+        nonce TEXT,
+        version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (group_id, seq)
+    );
+    CREATE UNIQUE INDEX messages_nonce ON messages(group_id, sender, nonce)
+        WHERE nonce IS NOT NULL;",
+];
+
+/// Apply every migration the database has not seen, each in its own transaction.
+pub fn run(conn: &mut Connection) -> StoreResult<()> {
+    let current: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(backend)?
+        .try_into()
+        .unwrap_or(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        tracing::info!(version = i + 1, "storage migration applied");
+    }
+    Ok(())
+}

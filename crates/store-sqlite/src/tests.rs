@@ -1,0 +1,144 @@
+//! Backend tests on real SQLite files in a temporary folder.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use confer_core::metrics::Metrics;
+use confer_core::model::{ConversationKind, NewAccount, NewConversation, NewMessage};
+use confer_core::store::{AccountStore, ConversationStore, MessageStore, Storage, StoreError};
+use confer_core::{GroupId, Json, Uin};
+
+use crate::SqliteStore;
+
+fn open(dir: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(dir, Arc::new(Metrics::default())).unwrap()
+}
+
+async fn conference(store: &SqliteStore, alias: &str) -> GroupId {
+    store
+        .create_conversation(NewConversation {
+            alias: Some(alias.into()),
+            kind: ConversationKind::Conference { class: "sfu".into() },
+            name: None,
+            owner: Uin(1),
+            occupants: BTreeSet::from([Uin(1)]),
+            created_at_us: 1,
+        })
+        .await
+        .unwrap()
+        .group_id
+}
+
+fn message(group: GroupId, nonce: Option<&str>, text: &str) -> NewMessage {
+    NewMessage {
+        group_id: group,
+        sender: Uin(1),
+        sender_login: "alice".into(),
+        session_id: None,
+        kind: 0,
+        text: Some(text.into()),
+        attachments: None,
+        body: Some(Json::from_validated(format!("{{\"t\":\"{text}\"}}"))),
+        nonce: nonce.map(str::to_string),
+        version: 0,
+        created_at_us: 10,
+    }
+}
+
+#[tokio::test]
+async fn concurrent_appends_get_gapless_sequences_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = {
+        let store = Arc::new(open(dir.path()));
+        let group = conference(&store, "c1").await;
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.append_message(message(group, None, &i.to_string())).await.unwrap()
+            }));
+        }
+        let mut seqs = BTreeSet::new();
+        for t in tasks {
+            seqs.insert(t.await.unwrap().message.seq);
+        }
+        assert_eq!(seqs, (1..=200).collect::<BTreeSet<u64>>());
+        store.flush().await.unwrap();
+        group
+    };
+    let store = open(dir.path());
+    let all = store.messages_after(group, 0, 1000).await.unwrap();
+    assert_eq!(all.len(), 200);
+    assert_eq!(store.messages_after(group, 195, 1000).await.unwrap().len(), 5);
+    let next = store.append_message(message(group, None, "after")).await.unwrap();
+    assert_eq!(next.message.seq, 201);
+    assert_eq!(next.message.body.as_ref().unwrap().as_str(), "{\"t\":\"after\"}");
+}
+
+#[tokio::test]
+async fn a_repeated_nonce_returns_the_original_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let group = conference(&store, "c1").await;
+    let first = store.append_message(message(group, Some("n1"), "a")).await.unwrap();
+    let again = store.append_message(message(group, Some("n1"), "b")).await.unwrap();
+    assert!(!first.duplicate && again.duplicate);
+    assert_eq!(again.message.message_id, first.message.message_id);
+    assert_eq!(again.message.text.as_deref(), Some("a"));
+    assert_eq!(store.messages_after(group, 0, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failing_write_does_not_undo_its_batch_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let group = conference(&store, "c1").await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        // Every other write targets a conversation that does not exist.
+        let target = if i % 2 == 0 { group } else { GroupId(999) };
+        tasks.push(tokio::spawn(async move {
+            store.append_message(message(target, None, "x")).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::NotFound) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, 25);
+    assert_eq!(store.messages_after(group, 0, 100).await.unwrap().len(), 25);
+}
+
+#[tokio::test]
+async fn duplicate_logins_and_aliases_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let new = |login: &str| NewAccount {
+        uin: None,
+        login: login.into(),
+        name: None,
+        password_hash: "h".into(),
+        created_at_us: 1,
+    };
+    let a = store.create_account(new("alice")).await.unwrap();
+    let b = store.create_account(new("bob")).await.unwrap();
+    assert_ne!(a.uin, b.uin);
+    assert!(matches!(store.create_account(new("alice")).await, Err(StoreError::Conflict(_))));
+    conference(&store, "c1").await;
+    let again = store
+        .create_conversation(NewConversation {
+            alias: Some("c1".into()),
+            kind: ConversationKind::Conference { class: "mcu".into() },
+            name: None,
+            owner: Uin(2),
+            occupants: BTreeSet::new(),
+            created_at_us: 1,
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))));
+}

@@ -1,0 +1,57 @@
+//! `TokenStore` on SQLite: only token hashes are stored.
+
+use async_trait::async_trait;
+use confer_core::model::{now_us, TokenRecord};
+use confer_core::store::{StoreResult, TokenStore};
+use confer_core::Uin;
+use rusqlite::{params, OptionalExtension};
+
+use crate::{backend, to_sql_id, SqliteStore};
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn insert_token(&self, token: TokenRecord) -> StoreResult<()> {
+        let uin = to_sql_id(token.uin.0)?;
+        self.write(move |conn| {
+            // Expired tokens are swept as new ones arrive, so the table stays small.
+            conn.execute("DELETE FROM tokens WHERE expires_at < ?1", [now_us()])
+                .map_err(backend)?;
+            conn.execute(
+                "INSERT INTO tokens (token_hash, uin, login, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![&token.token_hash[..], uin, token.login, token.expires_at_us],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token(&self, token_hash: [u8; 32], now_us: i64) -> StoreResult<Option<TokenRecord>> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT uin, login, expires_at FROM tokens WHERE token_hash = ?1 AND expires_at > ?2",
+                params![&token_hash[..], now_us],
+                |row| {
+                    Ok(TokenRecord {
+                        token_hash,
+                        uin: Uin(row.get::<_, i64>(0)? as u64),
+                        login: row.get(1)?,
+                        expires_at_us: row.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn delete_token(&self, token_hash: [u8; 32]) -> StoreResult<bool> {
+        self.write(move |conn| {
+            let n = conn
+                .execute("DELETE FROM tokens WHERE token_hash = ?1", [&token_hash[..]])
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}
