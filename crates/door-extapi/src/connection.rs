@@ -1,0 +1,327 @@
+//! One WebSocket connection: a single task that reads client frames, runs commands,
+//! writes answers, and sends the server's own requests (events, pings, forwarded
+//! commands), closing the connection when one of those goes unanswered too long.
+//!
+//! Deliveries from the core arrive through the session's bounded mailbox; when it fills
+//! (the client stopped reading) the core cancels `overflow` and this task closes the
+//! connection, so a slow client never holds up anybody else. Writes have a timeout for the
+//! same reason.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use confer_core::bus::{Delivery, Mailbox, RemoteError};
+use confer_core::event::DoorSlot;
+use confer_core::{EventBody, Json};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::args::Args;
+use crate::cmd::{Command, ConnState, Ctx, DeferredAnswer, Reply, DOOR};
+use crate::error::{CmdError, SYNTAX_ERROR};
+use crate::frame::{self, Incoming, Request};
+use crate::render;
+use crate::ExtApi;
+
+/// Close codes (RFC 6455) and reasons this door uses.
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// A server request waiting for the client's answer.
+enum Pending {
+    Event,
+    Ping,
+    Forwarded(oneshot::Sender<Result<Option<Json>, RemoteError>>),
+}
+
+/// Answers to deferred commands waiting to be written.
+const DEFERRED_QUEUE: usize = 64;
+
+struct Conn {
+    door: Arc<ExtApi>,
+    sink: SplitSink<WebSocket, Message>,
+    state: ConnState,
+    next_tid: u64,
+    pending: HashMap<u64, (Pending, Instant)>,
+    /// The same deadlines, ordered, to find the next one to expire.
+    deadlines: BTreeSet<(Instant, u64)>,
+    deferred_tx: mpsc::Sender<DeferredAnswer>,
+}
+
+/// Why the loop ended, and what to tell the client.
+struct Ending {
+    code: u16,
+    reason: &'static str,
+}
+
+pub async fn run(door: Arc<ExtApi>, socket: WebSocket, remote: String) {
+    let metrics = door.core.metrics().clone();
+    metrics.connection_opened(DOOR);
+    let (mailbox, mut deliveries, overflow) = Mailbox::bounded(door.settings.outbound_queue);
+    let (deferred_tx, mut deferred_rx) = mpsc::channel(DEFERRED_QUEUE);
+    let (sink, mut stream) = socket.split();
+    let shutdown = door.shutdown.clone();
+    let mut conn = Conn {
+        sink,
+        state: ConnState {
+            remote,
+            login: None,
+            failed_logins: 0,
+            mailbox: Some(mailbox),
+        },
+        next_tid: 1,
+        pending: HashMap::new(),
+        deadlines: BTreeSet::new(),
+        deferred_tx,
+        door,
+    };
+    let period = conn.door.settings.ping_interval;
+    let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+
+    let ending: Option<Ending> = loop {
+        let deadline = conn.deadlines.first().map(|(at, _)| *at);
+        let step = tokio::select! {
+            _ = shutdown.cancelled() => Err(Some(Ending { code: CLOSE_GOING_AWAY, reason: "server shutting down" })),
+            _ = overflow.cancelled() => {
+                metrics.slow_consumer_cut();
+                Err(Some(Ending { code: CLOSE_POLICY, reason: "outbound queue full: client too slow" }))
+            }
+            incoming = stream.next() => match incoming {
+                None | Some(Ok(Message::Close(_))) => Err(None),
+                Some(Ok(Message::Text(text))) => conn.on_text(text.as_str()).await,
+                Some(Ok(Message::Binary(_))) => {
+                    let e = CmdError::new(SYNTAX_ERROR, "syntax error: binary frames are not accepted");
+                    conn.send(frame::error(0, &e)).await
+                }
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(Some(read_error(&e))),
+            },
+            Some(delivery) = deliveries.recv() => conn.on_delivery(delivery).await,
+            Some((tid, answer)) = deferred_rx.recv() => conn.answer(tid, "core/session/cmd", answer).await,
+            _ = ping.tick() => {
+                let time = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                conn.request(Pending::Ping, "core", None, "ping", Some(json!({"time": time}))).await
+            }
+            _ = sleep_until(deadline) => Err(Some(Ending { code: CLOSE_POLICY, reason: "session timeout: no answer to a server request" })),
+        };
+        if let Err(ending) = step {
+            break ending;
+        }
+    };
+
+    if let Some(ending) = ending {
+        tracing::debug!(code = ending.code, reason = ending.reason, "closing external api connection");
+        let close = Message::Close(Some(CloseFrame {
+            code: ending.code,
+            reason: Utf8Bytes::from_static(ending.reason),
+        }));
+        let _ = tokio::time::timeout(conn.door.settings.write_timeout, conn.sink.send(close)).await;
+    }
+    if let Some(login) = conn.state.login.take() {
+        conn.door.core.close_session(&login.session);
+    }
+    metrics.connection_closed(DOOR);
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn read_error(e: &axum::Error) -> Ending {
+    // tungstenite reports an oversize frame as a capacity error; anything else is a
+    // broken connection.
+    let text = e.to_string();
+    if text.contains("too long") || text.contains("Space limit") {
+        Ending {
+            code: CLOSE_TOO_BIG,
+            reason: "frame too large",
+        }
+    } else {
+        Ending {
+            code: CLOSE_NORMAL,
+            reason: "protocol error",
+        }
+    }
+}
+
+type Step = Result<(), Option<Ending>>;
+
+impl Conn {
+    async fn send(&mut self, text: String) -> Step {
+        let write = self.sink.send(Message::Text(text.into()));
+        match tokio::time::timeout(self.door.settings.write_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(None),
+            Err(_) => Err(Some(Ending {
+                code: CLOSE_POLICY,
+                reason: "write timeout: client too slow",
+            })),
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Step {
+        match frame::decode(text) {
+            Err(bad) => {
+                self.door.core.metrics().command(DOOR, "invalid", false);
+                self.send(frame::error(bad.tid, &bad.error)).await
+            }
+            Ok(Incoming::Request(req)) => self.on_request(req).await,
+            Ok(Incoming::Answer { tid, result }) => {
+                self.on_answer(tid, result);
+                Ok(())
+            }
+            Ok(Incoming::Ack { tid }) => {
+                self.extend(tid);
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_request(&mut self, req: Request) -> Step {
+        let tid = req.tid;
+        let name = format!("{}/{}/{}", req.class, req.subclass, req.cmd);
+        let outcome = self.run_command(req).await;
+        match outcome {
+            Ok(Reply::Deferred) => Ok(()),
+            Ok(Reply::Data(data)) => self.answer(tid, &name, Ok(data)).await,
+            Err(e) => self.answer(tid, &name, Err(e)).await,
+        }
+    }
+
+    async fn run_command(&mut self, req: Request) -> Result<Reply, CmdError> {
+        let mut args = Args::new(req.data)?;
+        let logged_in = self.state.login.is_some();
+        let cmd = Command::parse(&req.class, &req.subclass, &req.cmd, &mut args, logged_in)?;
+        let unrecognized = args.unrecognized();
+        let mut ctx = Ctx {
+            core: &self.door.core,
+            state: &mut self.state,
+            deferred: &self.deferred_tx,
+            tid: req.tid,
+        };
+        let reply = cmd.apply(&mut ctx).await?;
+        if let (false, Some(login)) = (unrecognized.is_empty(), &self.state.login) {
+            let body = EventBody::UnrecognizedFields {
+                class: req.class,
+                subclass: req.subclass,
+                cmd: req.cmd,
+                fields: unrecognized,
+            };
+            // The session is this connection's own; it exists while we run.
+            let _ = self.door.core.send_session_event(
+                &login.session.session_id,
+                Some("unrecognized_fields".into()),
+                body,
+            );
+        }
+        Ok(reply)
+    }
+
+    /// Write the answer to a client request, counting it by command and result.
+    async fn answer(&mut self, tid: u64, name: &str, result: Result<Option<Value>, CmdError>) -> Step {
+        let known = !matches!(&result, Err(e) if e.code == crate::error::UNKNOWN_COMMAND);
+        let label = if known { name } else { "unknown" };
+        self.door.core.metrics().command(DOOR, label, result.is_ok());
+        let text = match result {
+            Ok(data) => frame::ok(tid, data),
+            Err(e) => frame::error(tid, &e),
+        };
+        self.send(text).await
+    }
+
+    fn on_answer(&mut self, tid: u64, result: Result<Option<Value>, CmdError>) {
+        let Some((pending, at)) = self.pending.remove(&tid) else {
+            tracing::debug!(tid, "answer to no pending server request");
+            return;
+        };
+        self.deadlines.remove(&(at, tid));
+        if let Pending::Forwarded(reply) = pending {
+            let relayed = result
+                .map(|data| data.map(|d| Json::from_validated(d.to_string())))
+                .map_err(|e| RemoteError {
+                    code: e.code,
+                    error: e.error,
+                });
+            let _ = reply.send(relayed);
+        }
+    }
+
+    /// The client acked a server request: it gets the longer timeout.
+    fn extend(&mut self, tid: u64) {
+        let longer = Instant::now() + self.door.settings.acked_reply_timeout;
+        if let Some((_, at)) = self.pending.get_mut(&tid) {
+            self.deadlines.remove(&(*at, tid));
+            *at = longer;
+            self.deadlines.insert((longer, tid));
+        }
+    }
+
+    fn track(&mut self, pending: Pending) -> u64 {
+        let tid = self.next_tid;
+        self.next_tid += 1;
+        let at = Instant::now() + self.door.settings.reply_timeout;
+        self.pending.insert(tid, (pending, at));
+        self.deadlines.insert((at, tid));
+        tid
+    }
+
+    async fn request(
+        &mut self,
+        pending: Pending,
+        class: &str,
+        subclass: Option<&str>,
+        cmd: &str,
+        data: Option<Value>,
+    ) -> Step {
+        let tid = self.track(pending);
+        self.send(frame::request(tid, class, subclass, cmd, data)).await
+    }
+
+    async fn on_delivery(&mut self, delivery: Delivery) -> Step {
+        match delivery {
+            Delivery::Event { event, merge } => {
+                let tid = self.track(Pending::Event);
+                let text = match merge {
+                    // The common case: rendered once for every recipient on this door.
+                    None => frame::event(
+                        tid,
+                        &event.rendered(DoorSlot::ExternalApi, |e| render::event_data(e, None)),
+                    ),
+                    Some(body) => frame::event(tid, &render::event_data(&event, Some(&body))),
+                };
+                self.send(text).await
+            }
+            Delivery::Request(req) => {
+                let data = req.data.as_ref().map(render::json_value);
+                let (class, subclass, cmd) = (req.class, req.subclass, req.cmd);
+                self.request(
+                    Pending::Forwarded(req.reply),
+                    &class,
+                    subclass.as_deref(),
+                    &cmd,
+                    data,
+                )
+                .await
+            }
+            Delivery::Stop { reason, .. } => {
+                tracing::info!(%reason, "session stopped");
+                Err(Some(Ending {
+                    code: CLOSE_NORMAL,
+                    reason: "session stopped",
+                }))
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! How core values look on the External API: events and stored messages.
+
+use confer_core::{Event, EventBody, Json, Message};
+use serde_json::{Map, Value};
+
+/// Parse door-validated JSON text back into a value (it was checked on the way in, so a
+/// failure means corruption on disk; it renders as null rather than failing the frame).
+pub fn json_value(json: &Json) -> Value {
+    serde_json::from_str(json.as_str()).unwrap_or(Value::Null)
+}
+
+/// A stored message as msglog shows it: the `msg` object plus `msg_id`, `user_id`,
+/// `session_id` and `timestamp` (µs). Chat messages without a `msg` body show their
+/// chat fields instead.
+pub fn message(m: &Message) -> Value {
+    let mut obj = match m.body.as_ref().map(json_value) {
+        Some(Value::Object(map)) => map,
+        _ => {
+            let mut map = Map::new();
+            map.insert("type".into(), Value::from(m.kind));
+            if let Some(text) = &m.text {
+                map.insert("message".into(), Value::from(text.as_str()));
+            }
+            if let Some(att) = &m.attachments {
+                map.insert("attachments".into(), Value::from(att.as_str()));
+            }
+            map
+        }
+    };
+    obj.insert("msg_id".into(), Value::from(m.seq));
+    obj.insert("user_id".into(), Value::from(m.sender_login.as_str()));
+    if let Some(s) = &m.session_id {
+        obj.insert("session_id".into(), Value::from(s.as_str()));
+    }
+    obj.insert("timestamp".into(), Value::from(m.created_at_us));
+    if m.deleted {
+        obj.insert("deleted".into(), Value::from(true));
+    }
+    Value::Object(obj)
+}
+
+fn body(event: &Event) -> Option<Value> {
+    match &event.body {
+        EventBody::Empty => None,
+        EventBody::Json(j) => Some(json_value(j)),
+        EventBody::Message(m) => Some(message(m)),
+        EventBody::Member {
+            session_id,
+            role,
+            user_id,
+        } => Some(serde_json::json!({
+            "session_id": session_id.as_str(), "role": role, "user_id": user_id
+        })),
+        EventBody::Destroyed { code, reason } => {
+            Some(serde_json::json!({"code": code, "reason": reason}))
+        }
+        EventBody::UnrecognizedFields {
+            class,
+            subclass,
+            cmd,
+            fields,
+        } => Some(serde_json::json!({
+            "class": class, "subclass": subclass, "cmd": cmd, "fields": fields
+        })),
+    }
+}
+
+/// The `data` of an event frame: `{class, subclass?, type?, obj_id?, body?}`, with
+/// wildcard fields and an empty body left out. `merge` is the matching subscription's
+/// body, merged in when both are objects.
+pub fn event_data(event: &Event, merge: Option<&Json>) -> String {
+    let mut data = Map::new();
+    data.insert("class".into(), Value::from(event.class.as_str()));
+    for (key, value) in [
+        ("subclass", &event.subclass),
+        ("type", &event.kind),
+        ("obj_id", &event.obj_id),
+    ] {
+        if let Some(v) = value {
+            data.insert(key.into(), Value::from(v.as_str()));
+        }
+    }
+    let mut body = body(event);
+    if let Some(extra) = merge.map(json_value) {
+        body = match (body, extra) {
+            (Some(Value::Object(mut b)), Value::Object(e)) => {
+                for (k, v) in e {
+                    b.entry(k).or_insert(v);
+                }
+                Some(Value::Object(b))
+            }
+            (None, Value::Object(e)) => Some(Value::Object(e)),
+            (b, _) => b,
+        };
+    }
+    match body {
+        Some(Value::Object(b)) if b.is_empty() => {}
+        Some(b) => {
+            data.insert("body".into(), b);
+        }
+        None => {}
+    }
+    Value::Object(data).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_and_empty_bodies_are_left_out_and_bodies_merge() {
+        let e = Event::new(
+            "app",
+            Some("s".into()),
+            None,
+            None,
+            EventBody::Json(Json::from_validated(r#"{"a":1}"#)),
+        );
+        assert_eq!(event_data(&e, None), r#"{"class":"app","subclass":"s","body":{"a":1}}"#);
+        let merged = event_data(&e, Some(&Json::from_validated(r#"{"b":2,"a":9}"#)));
+        assert_eq!(merged, r#"{"class":"app","subclass":"s","body":{"a":1,"b":2}}"#);
+        let empty = Event::new("app", None, None, None, EventBody::Empty);
+        assert_eq!(event_data(&empty, None), r#"{"class":"app"}"#);
+    }
+}
