@@ -1,0 +1,122 @@
+//! # confer-door-http: plain HTTP endpoints
+//!
+//! - `POST /api/v1/login {user, password}` → `{session, uin, user, expires_at}`: a login
+//!   token for the other doors (External API `login {user, token}`, Chat API `session`).
+//!   401 with `{"error": …}` on bad credentials.
+//! - `POST /api/v1/logout` with the token as `Authorization: Bearer`, or `{session}` in
+//!   the body: revokes it.
+//! - `GET /healthz`: 200 `ok` while the server runs.
+//! - `GET /metrics`: Prometheus text format.
+//!
+//! JSON bodies are parsed by hand from bytes, so a malformed one gets this door's own
+//! JSON error rather than the framework's plain-text rejection.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use confer_core::{Core, CoreError};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn router(core: Arc<Core>) -> Router {
+    Router::new()
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(core)
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    user: String,
+    password: String,
+}
+
+#[derive(Deserialize, Default)]
+struct LogoutRequest {
+    session: Option<String>,
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn core_error(e: CoreError) -> Response {
+    match e {
+        CoreError::InvalidCredentials => error(StatusCode::UNAUTHORIZED, "invalid user or password"),
+        CoreError::Storage(_) | CoreError::Internal(_) => {
+            tracing::error!(error = %e, "http door");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+        other => error(StatusCode::BAD_REQUEST, &other.to_string()),
+    }
+}
+
+async fn login(State(core): State<Arc<Core>>, body: Bytes) -> Response {
+    let req: LoginRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")),
+    };
+    let who = match core.authenticate_password(&req.user, &req.password).await {
+        Ok(who) => who,
+        Err(e) => return core_error(e),
+    };
+    match core.issue_token(&who).await {
+        Ok((token, expires_at_us)) => Json(json!({
+            "session": token,
+            "uin": who.uin.0.to_string(),
+            "user": who.login,
+            "expires_at": expires_at_us / 1_000_000,
+        }))
+        .into_response(),
+        Err(e) => core_error(e),
+    }
+}
+
+async fn logout(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let token = match bearer {
+        Some(t) => t,
+        None => {
+            let req: LogoutRequest = if body.is_empty() {
+                LogoutRequest::default()
+            } else {
+                match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")),
+                }
+            };
+            match req.session {
+                Some(t) => t,
+                None => return error(StatusCode::UNAUTHORIZED, "no session token"),
+            }
+        }
+    };
+    match core.revoke_token(&token).await {
+        Ok(true) => Json(json!({ "result": "ok" })).into_response(),
+        Ok(false) => error(StatusCode::UNAUTHORIZED, "unknown session token"),
+        Err(e) => core_error(e),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn metrics(State(core): State<Arc<Core>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        core.metrics().render(),
+    )
+        .into_response()
+}

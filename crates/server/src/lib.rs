@@ -1,0 +1,130 @@
+//! # confer (the binary's library): wiring, configuration, shutdown
+//!
+//! [`start`] builds the core over its backends (SQLite storage, in-process bus and
+//! registry, GELF sink), mounts every door on one axum router, and serves until its
+//! shutdown token is cancelled; then it drains connections and flushes storage.
+//!
+//! - [`config`]: the one `Config` struct (file + env + flags) and its generated example.
+//! - [`gelf`]: the GELF 1.1 sender behind the core's `LogSink`.
+//! - `main.rs`: the CLI (`serve`, `user`, `config example`) and logging set-up.
+//!
+//! This is the only crate that knows every other one; `anyhow` lives only here.
+
+pub mod config;
+pub mod gelf;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use confer_bus::{LocalBus, LocalRegistry};
+use confer_core::logsink::LogSink;
+use confer_core::metrics::Metrics;
+use confer_core::{Core, CoreSettings};
+use confer_store_sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+/// Build the core over the embedded backends described by `config`.
+pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
+    let metrics = Arc::new(Metrics::default());
+    let storage = Arc::new(
+        SqliteStore::open(&config.data_dir, metrics.clone())
+            .with_context(|| format!("opening storage in {}", config.data_dir.display()))?,
+    );
+    let registry = Arc::new(LocalRegistry::new());
+    let bus = Arc::new(LocalBus::new(registry.clone()));
+    let logs: Option<Arc<dyn LogSink>> = match &config.gelf {
+        Some(url) => Some(Arc::new(gelf::GelfSink::from_url(url, config.gelf_chunk_size)?)),
+        None => None,
+    };
+    let settings = CoreSettings {
+        admin_password: config.admin_password.clone(),
+        token_lifetime: Duration::from_secs(config.token_lifetime_secs),
+        forward_timeout: Duration::from_millis(config.forward_timeout_ms),
+        max_list: config.max_list.max(1),
+    };
+    Ok(Arc::new(Core::new(storage, bus, registry, logs, metrics, settings)))
+}
+
+/// A running server.
+pub struct Running {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// The address it listens on (the real port when the config said `:0`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The token that stops it when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stop: close connections (1001), wait for them, flush storage.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Wait until the server stopped (after its token was cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task")?
+    }
+}
+
+/// Bind, wire and serve in the background.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let core = build_core(&config)?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let ext = Arc::new(confer_door_extapi::ExtApi {
+        core: core.clone(),
+        settings: confer_door_extapi::Settings {
+            ping_interval: Duration::from_millis(config.ping_interval_ms.max(1)),
+            reply_timeout: Duration::from_millis(config.reply_timeout_ms),
+            acked_reply_timeout: Duration::from_millis(config.acked_reply_timeout_ms),
+            max_frame_bytes: config.max_frame_bytes,
+            outbound_queue: config.outbound_queue,
+            write_timeout: Duration::from_millis(config.write_timeout_ms),
+        },
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    });
+    let app = confer_door_http::router(core.clone()).merge(confer_door_extapi::router(ext));
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let token = shutdown.clone();
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "confer listening");
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(token.cancelled_owned())
+        .await
+        .context("http server")?;
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!("connections still open after the shutdown grace period");
+        }
+        core.flush().await.context("flushing storage")?;
+        tracing::info!("confer stopped");
+        Ok(())
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
+}

@@ -1,0 +1,205 @@
+//! The one configuration struct, loaded from defaults, then a TOML file (`--config`),
+//! then `CONFER_*` environment variables, then command-line flags; later sources win.
+//!
+//! The struct, its defaults, its documentation and `confer config example` all come from
+//! the single `config!` list below, so the example cannot drift from the code.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Defines [`Config`], its `Default` and the per-field docs from one list.
+macro_rules! config {
+    ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr; )*) => {
+        /// The server's configuration. Every field can be set in the TOML file, as
+        /// `CONFER_<FIELD>` in the environment, and the common ones by flag.
+        #[derive(Clone, Debug, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Config {
+            $( $(#[doc = $doc])+ pub $name: $ty, )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config { $( $name: $default, )* }
+            }
+        }
+
+        /// (field name, documentation) in declaration order.
+        const FIELDS: &[(&str, &str)] = &[ $( (stringify!($name), concat!($($doc, "\n"),+)), )* ];
+    };
+}
+
+config! {
+    /// Address the HTTP server (all doors) listens on.
+    listen: String = "127.0.0.1:8080".into();
+    /// Folder of the embedded database and files; created when missing.
+    data_dir: PathBuf = PathBuf::from("./data");
+    /// Password of the built-in `admin` user. Unset: admin login is disabled.
+    admin_password: Option<String> = None;
+    /// GELF server for `session log`: `udp://host:port` or `tcp://host:port`. Unset: the
+    /// command answers "not implemented".
+    gelf: Option<String> = None;
+    /// Largest GELF UDP datagram; bigger messages are chunked as GELF specifies.
+    gelf_chunk_size: usize = 1420;
+    /// How often the server pings each External API connection (milliseconds).
+    ping_interval_ms: u64 = 30_000;
+    /// How long a client may take to answer a server request (milliseconds).
+    reply_timeout_ms: u64 = 5_000;
+    /// How long, once the client acknowledged the request with `{ack: tid}` (milliseconds).
+    acked_reply_timeout_ms: u64 = 180_000;
+    /// How long `session cmd` waits for the target session's answer (milliseconds).
+    forward_timeout_ms: u64 = 30_000;
+    /// How long a login token from `POST /api/v1/login` stays valid (seconds).
+    token_lifetime_secs: u64 = 30 * 24 * 3600;
+    /// Largest WebSocket frame accepted (bytes); larger closes the connection with 1009.
+    max_frame_bytes: usize = 1 << 20;
+    /// Deliveries queued for one connection; a client that lets it fill is disconnected.
+    outbound_queue: usize = 1024;
+    /// How long one write to a client may take before it is disconnected (milliseconds).
+    write_timeout_ms: u64 = 10_000;
+    /// The most messages one listing returns.
+    max_list: usize = 1000;
+    /// How long shutdown waits for connections to close (milliseconds).
+    shutdown_grace_ms: u64 = 5_000;
+    /// Log format: "text" or "json".
+    log_format: String = "text".into();
+    /// Log filter, e.g. "info" or "confer=debug" (RUST_LOG overrides it).
+    log_level: String = "info".into();
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{name}: {message}")]
+    Value { name: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<toml::de::Error>),
+}
+
+impl Config {
+    /// Load from an optional file, the environment and flag overrides, in that order.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&str, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Value { name: "defaults".into(), message: e.to_string() })?;
+        let defaults = table.clone();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let from_file: toml::Table = text.parse().map_err(|source| ConfigError::Parse {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })?;
+            table.extend(from_file);
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        for (field, _) in FIELDS {
+            let var = format!("CONFER_{}", field.to_uppercase());
+            if let Some((_, value)) = env.iter().find(|(k, _)| *k == var) {
+                table.insert(field.to_string(), typed(&var, defaults.get(*field), value)?);
+            }
+        }
+        for (field, value) in flags {
+            table.insert(field.to_string(), typed(field, defaults.get(*field), value)?);
+        }
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+
+    /// A commented TOML file with every field at its default.
+    pub fn example() -> String {
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+        let mut out = String::from(
+            "# confer configuration. Every field may also be set as CONFER_<FIELD> in the\n\
+             # environment; flags (--listen, --data-dir) win over both.\n",
+        );
+        for (field, doc) in FIELDS {
+            out.push('\n');
+            for line in doc.lines() {
+                out.push_str(&format!("#{line}\n"));
+            }
+            match defaults.get(*field) {
+                Some(value) => out.push_str(&format!("{field} = {value}\n")),
+                None => out.push_str(&format!("# {field} = \"\"\n")),
+            }
+        }
+        out
+    }
+}
+
+/// An environment or flag string as the TOML type of the field's default (strings when
+/// the default is a string or unset).
+fn typed(name: &str, default: Option<&toml::Value>, raw: &str) -> Result<toml::Value, ConfigError> {
+    let bad = |what: &str| ConfigError::Value {
+        name: name.to_string(),
+        message: format!("expected {what}, got {raw:?}"),
+    };
+    Ok(match default {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?),
+        Some(toml::Value::Float(_)) => toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
+        _ => toml::Value::String(raw.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_sources_win_and_types_follow_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:1\"\nmax_list = 5\nadmin_password = \"f\"\n").unwrap();
+        let env = vec![
+            ("CONFER_LISTEN".to_string(), "0.0.0.0:2".to_string()),
+            ("CONFER_PING_INTERVAL_MS".to_string(), "250".to_string()),
+            ("CONFER_GELF".to_string(), "udp://127.0.0.1:12201".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = Config::load(Some(&file), env, &[("data_dir", "/tmp/d".into())]).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:2");
+        assert_eq!(c.max_list, 5);
+        assert_eq!(c.ping_interval_ms, 250);
+        assert_eq!(c.admin_password.as_deref(), Some("f"));
+        assert_eq!(c.gelf.as_deref(), Some("udp://127.0.0.1:12201"));
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_refused() {
+        let env = vec![("CONFER_MAX_LIST".to_string(), "many".to_string())];
+        assert!(matches!(Config::load(None, env, &[]), Err(ConfigError::Value { .. })));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listn = \"x\"\n").unwrap();
+        assert!(matches!(Config::load(Some(&file), vec![], &[]), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn the_example_parses_back_to_the_defaults() {
+        let example = Config::example();
+        assert!(example.contains("# Address the HTTP server"));
+        assert!(example.contains("# admin_password = \"\""));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("example.toml");
+        std::fs::write(&file, &example).unwrap();
+        let c = Config::load(Some(&file), vec![], &[]).unwrap();
+        assert_eq!(c.listen, Config::default().listen);
+        assert_eq!(c.max_frame_bytes, Config::default().max_frame_bytes);
+    }
+}

@@ -1,0 +1,185 @@
+//! The `confer` command: `serve`, `user add|list|passwd`, `config example`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use confer_server::Config;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "confer", version, about = "Real-time messaging and conferencing server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// Flags every command that touches data takes.
+#[derive(Args, Clone)]
+struct Common {
+    /// TOML configuration file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data folder (overrides the file and CONFER_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on (overrides the file and CONFER_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage accounts.
+    User {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: UserCmd,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create an account.
+    Add {
+        login: String,
+        #[arg(long)]
+        password: String,
+        /// The user number; assigned when left out.
+        #[arg(long)]
+        uin: Option<u64>,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List accounts.
+    List,
+    /// Set an account's password.
+    Passwd {
+        login: String,
+        #[arg(long)]
+        password: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print a commented example configuration with every default.
+    Example,
+}
+
+fn load(common: &Common, listen: Option<String>) -> anyhow::Result<Config> {
+    let mut flags = Vec::new();
+    if let Some(dir) = &common.data_dir {
+        flags.push(("data_dir", dir.display().to_string()));
+    }
+    if let Some(listen) = listen {
+        flags.push(("listen", listen));
+    }
+    Ok(Config::load(common.config.as_deref(), std::env::vars(), &flags)?)
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Config {
+            action: ConfigCmd::Example,
+        } => {
+            print!("{}", Config::example());
+            Ok(())
+        }
+        Cmd::Serve { common, listen } => {
+            let config = load(&common, listen)?;
+            init_logging(&config);
+            let running = confer_server::start(config).await?;
+            let token = running.shutdown_token();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutdown requested");
+                token.cancel();
+            });
+            running.wait().await
+        }
+        Cmd::User { common, action } => {
+            let config = load(&common, None)?;
+            init_logging(&config);
+            let core = confer_server::build_core(&config)?;
+            let result = match action {
+                UserCmd::Add {
+                    login,
+                    password,
+                    uin,
+                    name,
+                } => {
+                    let account = core
+                        .add_account(&login, &password, uin, name)
+                        .await
+                        .with_context(|| format!("adding {login}"))?;
+                    println!("added {} (uin {})", account.login, account.uin);
+                    Ok(())
+                }
+                UserCmd::List => {
+                    for a in core.list_accounts().await? {
+                        println!("{}\t{}\t{}", a.uin, a.login, a.name.unwrap_or_default());
+                    }
+                    Ok(())
+                }
+                UserCmd::Passwd { login, password } => {
+                    core.set_password(&login, &password)
+                        .await
+                        .with_context(|| format!("setting the password of {login}"))?;
+                    println!("password of {login} changed");
+                    Ok(())
+                }
+            };
+            core.flush().await?;
+            result
+        }
+    }
+}
