@@ -1,0 +1,11 @@
+//! Integration tests: the real server on 127.0.0.1:0, driven over real sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+mod bad_input;
+mod common;
+mod conferences;
+mod events;
+mod gelf;
+mod http;
+mod login;
+mod sessions;

@@ -1,0 +1,145 @@
+//! Users and sessions: list, get, events between users and sessions, stop, forwarded
+//! commands, pings and their timeout.
+
+use serde_json::{json, Value};
+
+use crate::common::{code, ok_data, Client, TestServer, ADMIN_PASSWORD};
+
+#[tokio::test]
+async fn two_users_exchange_user_events() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "a").await;
+    server.add_user("bob", "b").await;
+    let (alice, _) = server.login("alice", "a").await;
+    let (bob1, _) = server.login("bob", "b").await;
+    let (bob2, _) = server.login("bob", "b").await;
+
+    let sent = alice
+        .call("core", "user", "send_event", json!({"user": "bob", "type": "hello", "body": {"n": 1}}))
+        .await;
+    ok_data(&sent);
+    for bob in [&bob1, &bob2] {
+        let e = bob.event_of_type("hello").await;
+        assert_eq!(e, json!({"class": "core", "subclass": "user_event", "type": "hello", "obj_id": "bob", "body": {"n": 1}}));
+    }
+    ok_data(&bob1.call("core", "user", "send_event", json!({"user": "alice", "type": "hi"})).await);
+    let e = alice.event_of_type("hi").await;
+    assert_eq!(e["obj_id"], "alice");
+    assert!(e.get("body").is_none(), "an empty body is left out: {e}");
+
+    assert_eq!(code(&alice.call("core", "user", "send_event", json!({"user": "nobody"})).await), 100033);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn user_list_and_get_show_live_sessions_to_the_right_callers() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "a").await;
+    let (admin, admin_session) = server.login("admin", ADMIN_PASSWORD).await;
+    let (alice, alice_session) = server.login("alice", "a").await;
+
+    let all = ok_data(&admin.call("core", "user", "list", Value::Null).await);
+    assert_eq!(all["admin"], json!([admin_session]));
+    assert_eq!(all["alice"], json!([alice_session]));
+    let mine = ok_data(&alice.call("core", "user", "list", Value::Null).await);
+    assert_eq!(mine, json!({"alice": [alice_session]}));
+
+    let info = ok_data(&admin.call("core", "user", "get", json!({"user": "alice"})).await);
+    assert_eq!(info[&alice_session]["type"], "api_server");
+    assert!(info[&alice_session]["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(code(&alice.call("core", "user", "get", json!({"user": "admin"})).await), 100030);
+    assert_eq!(code(&admin.call("core", "user", "get", json!({"user": "ghost"})).await), 100033);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn session_events_and_stop() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "a").await;
+    server.add_user("bob", "b").await;
+    let (alice, alice_session) = server.login("alice", "a").await;
+    let (bob, bob_session) = server.login("bob", "b").await;
+
+    ok_data(&bob.call("core", "session", "send_event", json!({"session_id": alice_session, "type": "poke"})).await);
+    let e = alice.event_of_type("poke").await;
+    assert_eq!(e, json!({"class": "core", "subclass": "session_event", "type": "poke", "obj_id": alice_session}));
+    assert_eq!(code(&bob.call("core", "session", "send_event", json!({"session_id": "nope"})).await), 100062);
+
+    // Nobody stops another user's session; the admin may.
+    assert_eq!(code(&bob.call("core", "session", "stop", json!({"session_id": alice_session})).await), 100030);
+    assert_eq!(code(&bob.call("core", "session", "stop", json!({"session_id": "nope"})).await), 100062);
+    let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
+    ok_data(&admin.call("core", "session", "stop", json!({"session_id": alice_session})).await);
+    assert!(alice.closed().await.is_some());
+    let users = ok_data(&admin.call("core", "user", "list", Value::Null).await);
+    assert!(users.get("alice").is_none(), "{users}");
+    assert_eq!(users["bob"], json!([bob_session]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn session_cmd_is_relayed_both_ways_including_errors() {
+    let server = TestServer::start().await;
+    let (caller, _) = server.login("admin", ADMIN_PASSWORD).await;
+    let (target, target_session) = server.login("admin", ADMIN_PASSWORD).await;
+
+    let answering = async {
+        let req = loop {
+            let r = target.next_request().await;
+            if r["cmd"] == "my_cmd" {
+                break r;
+            }
+        };
+        assert_eq!(req["class"], "my_class");
+        assert_eq!(req["data"], json!({"key": "val"}));
+        target.answer(json!({"result": "ok", "tid": req["tid"], "data": {"received": true}}));
+        let req = loop {
+            let r = target.next_request().await;
+            if r["cmd"] == "bad_cmd" {
+                break r;
+            }
+        };
+        target.answer(json!({"result": "error", "tid": req["tid"], "data": {"code": 123, "error": "no way"}}));
+    };
+    let calling = async {
+        let ok = caller
+            .call("core", "session", "cmd", json!({"session_id": target_session, "class": "my_class", "cmd": "my_cmd", "data": {"key": "val"}}))
+            .await;
+        assert_eq!(ok_data(&ok), json!({"received": true}));
+        let err = caller
+            .call("core", "session", "cmd", json!({"session_id": target_session, "class": "my_class", "cmd": "bad_cmd"}))
+            .await;
+        assert_eq!(code(&err), 123);
+        assert_eq!(err["data"]["error"], "no way");
+    };
+    tokio::join!(answering, calling);
+
+    let missing = caller
+        .call("core", "session", "cmd", json!({"session_id": "nobody", "class": "x", "cmd": "y"}))
+        .await;
+    assert_eq!(code(&missing), 100062);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_disconnected() {
+    let server = TestServer::start_with(|c| {
+        c.ping_interval_ms = 100;
+        c.reply_timeout_ms = 300;
+    })
+    .await;
+    // A polite client answers pings and stays.
+    let (polite, _) = server.login("admin", ADMIN_PASSWORD).await;
+    // A silent one answers nothing.
+    let silent = Client::connect(&server.ws_url(), false).await;
+    ok_data(&silent.call("core", "user", "login", json!({"user": "admin", "password": ADMIN_PASSWORD})).await);
+    let ping = silent.next_request().await;
+    assert_eq!(ping["cmd"], "ping");
+    assert!(ping["data"]["time"].as_u64().unwrap() > 1_600_000_000);
+    let (close_code, reason) = silent.closed().await.expect("closed with a reason");
+    assert_eq!(close_code, 1008);
+    assert!(reason.contains("timeout"), "{reason}");
+    // The polite client is still served after several ping rounds.
+    ok_data(&polite.call("core", "user", "list", Value::Null).await);
+    server.stop().await;
+}
