@@ -68,7 +68,10 @@ impl LocalBus {
 impl EventBus for LocalBus {
     fn subscribe(&self, session: &SessionId, subscription: Subscription) {
         let mut index = self.write();
-        let class = index.by_class.entry(subscription.class.clone()).or_default();
+        let class = index
+            .by_class
+            .entry(subscription.class.clone())
+            .or_default();
         class.remove(session, &subscription);
         class
             .slot(&subscription.obj_id)
@@ -95,7 +98,11 @@ impl EventBus for LocalBus {
     }
 
     fn subscriptions(&self, session: &SessionId) -> Vec<Subscription> {
-        self.read().by_session.get(session).cloned().unwrap_or_default()
+        self.read()
+            .by_session
+            .get(session)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn drop_session(&self, session: &SessionId) {
@@ -161,7 +168,11 @@ mod tests {
         registry: &LocalRegistry,
         id: &str,
         capacity: usize,
-    ) -> (SessionId, tokio::sync::mpsc::Receiver<Delivery>, CancellationToken) {
+    ) -> (
+        SessionId,
+        tokio::sync::mpsc::Receiver<Delivery>,
+        CancellationToken,
+    ) {
         let (mailbox, rx, overflow) = Mailbox::bounded(capacity);
         let sid = SessionId(id.into());
         assert!(registry.register(

@@ -49,7 +49,9 @@ impl SessionRegistry for LocalRegistry {
             .entry(info.user.clone())
             .or_default()
             .insert(info.session_id.clone());
-        inner.sessions.insert(info.session_id.clone(), (info, mailbox));
+        inner
+            .sessions
+            .insert(info.session_id.clone(), (info, mailbox));
         true
     }
 
@@ -75,7 +77,10 @@ impl SessionRegistry for LocalRegistry {
     }
 
     fn session(&self, session: &SessionId) -> Option<SessionInfo> {
-        self.read().sessions.get(session).map(|(info, _)| info.clone())
+        self.read()
+            .sessions
+            .get(session)
+            .map(|(info, _)| info.clone())
     }
 
     fn sessions_of_user(&self, user: &str) -> Vec<SessionInfo> {
@@ -90,7 +95,11 @@ impl SessionRegistry for LocalRegistry {
     }
 
     fn all_sessions(&self) -> Vec<SessionInfo> {
-        self.read().sessions.values().map(|(info, _)| info.clone()).collect()
+        self.read()
+            .sessions
+            .values()
+            .map(|(info, _)| info.clone())
+            .collect()
     }
 
     fn deliver(&self, session: &SessionId, delivery: Delivery) -> Result<(), PushError> {

@@ -18,7 +18,10 @@ use crate::ids::{GroupId, SessionId, Uin};
 pub enum Delivery {
     /// An event that matched one of the session's subscriptions; `merge` is that
     /// subscription's body.
-    Event { event: Arc<Event>, merge: Option<Json> },
+    Event {
+        event: Arc<Event>,
+        merge: Option<Json>,
+    },
     /// A command another session sent with `session cmd`; the connection answers `reply`.
     Request(ForwardedRequest),
     /// The session is being stopped; the connection closes with this code.

@@ -73,7 +73,8 @@ impl Metrics {
         self.commit_count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.commit_sum_us.fetch_add(micros, Ordering::Relaxed);
-        self.commit_batch_ops.fetch_add(ops as u64, Ordering::Relaxed);
+        self.commit_batch_ops
+            .fetch_add(ops as u64, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -98,12 +99,28 @@ impl Metrics {
             }
         }
         let simple = [
-            ("confer_events_delivered_total", "Events queued to sessions.", &self.events_delivered),
-            ("confer_messages_stored_total", "Messages durably stored.", &self.messages_stored),
-            ("confer_storage_commit_ops_total", "Write operations committed (group commit shares one transaction among many).", &self.commit_batch_ops),
+            (
+                "confer_events_delivered_total",
+                "Events queued to sessions.",
+                &self.events_delivered,
+            ),
+            (
+                "confer_messages_stored_total",
+                "Messages durably stored.",
+                &self.messages_stored,
+            ),
+            (
+                "confer_storage_commit_ops_total",
+                "Write operations committed (group commit shares one transaction among many).",
+                &self.commit_batch_ops,
+            ),
         ];
         for (name, help, value) in simple {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,
@@ -121,7 +138,10 @@ impl Metrics {
         }
         let count = self.commit_count.load(Ordering::Relaxed);
         let sum = self.commit_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "confer_storage_commit_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "confer_storage_commit_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let _ = writeln!(out, "confer_storage_commit_seconds_sum {sum}");
         let _ = writeln!(out, "confer_storage_commit_seconds_count {count}");
         out

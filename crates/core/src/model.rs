@@ -55,7 +55,9 @@ pub enum ConversationKind {
     Group,
     Public,
     /// A conference; `class` is "sfu" or "mcu" as the External API names it.
-    Conference { class: String },
+    Conference {
+        class: String,
+    },
 }
 
 /// A stored conversation.

@@ -8,8 +8,7 @@ use async_trait::async_trait;
 
 use crate::ids::{GroupId, Uin};
 use crate::model::{
-    Account, Appended, Conversation, Message, NewAccount, NewConversation, NewMessage,
-    TokenRecord,
+    Account, Appended, Conversation, Message, NewAccount, NewConversation, NewMessage, TokenRecord,
 };
 
 #[derive(Debug, thiserror::Error)]

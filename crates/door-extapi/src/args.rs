@@ -79,13 +79,19 @@ mod tests {
 
     #[test]
     fn typed_fields_missing_mistyped_and_leftovers() {
-        let mut args = Args::new(Some(json!({"a": "x", "n": 5, "bad": 1, "extra": true, "w": "*"}))).unwrap();
+        let mut args = Args::new(Some(
+            json!({"a": "x", "n": 5, "bad": 1, "extra": true, "w": "*"}),
+        ))
+        .unwrap();
         assert_eq!(args.req_str("a").unwrap(), "x");
         assert_eq!(args.opt_u64("n").unwrap(), Some(5));
         assert_eq!(args.req_str("bad").unwrap_err().code, INVALID_VALUE);
         assert_eq!(args.req_str("nope").unwrap_err().code, MISSING_FIELD);
         assert_eq!(args.pattern("w").unwrap(), None);
         assert_eq!(args.unrecognized(), vec!["extra".to_string()]);
-        assert_eq!(Args::new(Some(json!([1]))).err().unwrap().code, INVALID_PARAMETERS);
+        assert_eq!(
+            Args::new(Some(json!([1]))).err().unwrap().code,
+            INVALID_PARAMETERS
+        );
     }
 }

@@ -119,7 +119,11 @@ pub async fn run(door: Arc<ExtApi>, socket: WebSocket, remote: String) {
     };
 
     if let Some(ending) = ending {
-        tracing::debug!(code = ending.code, reason = ending.reason, "closing external api connection");
+        tracing::debug!(
+            code = ending.code,
+            reason = ending.reason,
+            "closing external api connection"
+        );
         let close = Message::Close(Some(CloseFrame {
             code: ending.code,
             reason: Utf8Bytes::from_static(ending.reason),
@@ -230,10 +234,18 @@ impl Conn {
     }
 
     /// Write the answer to a client request, counting it by command and result.
-    async fn answer(&mut self, tid: u64, name: &str, result: Result<Option<Value>, CmdError>) -> Step {
+    async fn answer(
+        &mut self,
+        tid: u64,
+        name: &str,
+        result: Result<Option<Value>, CmdError>,
+    ) -> Step {
         let known = !matches!(&result, Err(e) if e.code == crate::error::UNKNOWN_COMMAND);
         let label = if known { name } else { "unknown" };
-        self.door.core.metrics().command(DOOR, label, result.is_ok());
+        self.door
+            .core
+            .metrics()
+            .command(DOOR, label, result.is_ok());
         let text = match result {
             Ok(data) => frame::ok(tid, data),
             Err(e) => frame::error(tid, &e),
@@ -286,7 +298,8 @@ impl Conn {
         data: Option<Value>,
     ) -> Step {
         let tid = self.track(pending);
-        self.send(frame::request(tid, class, subclass, cmd, data)).await
+        self.send(frame::request(tid, class, subclass, cmd, data))
+            .await
     }
 
     async fn on_delivery(&mut self, delivery: Delivery) -> Step {

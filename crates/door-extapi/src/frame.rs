@@ -17,7 +17,9 @@ pub enum Incoming {
         result: Result<Option<Value>, CmdError>,
     },
     /// The client needs longer to answer the server's request `tid`.
-    Ack { tid: u64 },
+    Ack {
+        tid: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -50,11 +52,15 @@ pub fn decode(text: &str) -> Result<Incoming, Undecodable> {
     };
     let fail = |tid: u64, error: CmdError| Undecodable { tid, error };
     if let Some(ack) = map.get("ack") {
-        let tid = ack.as_u64().ok_or_else(|| fail(0, CmdError::invalid("ack")))?;
+        let tid = ack
+            .as_u64()
+            .ok_or_else(|| fail(0, CmdError::invalid("ack")))?;
         return Ok(Incoming::Ack { tid });
     }
     let tid = match map.remove("tid") {
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| fail(0, CmdError::invalid("tid")))?,
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| fail(0, CmdError::invalid("tid")))?,
         Some(_) => return Err(fail(0, CmdError::invalid("tid"))),
         None => return Err(fail(0, CmdError::missing("tid"))),
     };
@@ -72,9 +78,15 @@ pub fn decode(text: &str) -> Result<Incoming, Undecodable> {
             Some(Value::String(s)) => Ok(s),
             None | Some(Value::Null) => match default {
                 Some(d) => Ok(d.to_string()),
-                None => Err(fail(tid, CmdError::new(MISSING_FIELD, format!("missing field: {key}")))),
+                None => Err(fail(
+                    tid,
+                    CmdError::new(MISSING_FIELD, format!("missing field: {key}")),
+                )),
             },
-            Some(_) => Err(fail(tid, CmdError::new(INVALID_VALUE, format!("invalid value: {key}")))),
+            Some(_) => Err(fail(
+                tid,
+                CmdError::new(INVALID_VALUE, format!("invalid value: {key}")),
+            )),
         }
     };
     let class = string("class", None)?;
@@ -122,7 +134,13 @@ pub fn error(tid: u64, e: &CmdError) -> String {
 }
 
 /// A server-originated request.
-pub fn request(tid: u64, class: &str, subclass: Option<&str>, cmd: &str, data: Option<Value>) -> String {
+pub fn request(
+    tid: u64,
+    class: &str,
+    subclass: Option<&str>,
+    cmd: &str,
+    data: Option<Value>,
+) -> String {
     let mut frame = Map::new();
     frame.insert("class".into(), Value::from(class));
     if let Some(s) = subclass {
@@ -159,7 +177,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(decode(r#"{"ack":7}"#).unwrap(), Incoming::Ack { tid: 7 }));
+        assert!(matches!(
+            decode(r#"{"ack":7}"#).unwrap(),
+            Incoming::Ack { tid: 7 }
+        ));
     }
 
     #[test]
@@ -170,13 +191,22 @@ mod tests {
         assert_eq!((e.tid, e.error.code), (9, MISSING_FIELD));
         let e = decode(r#"{"class":1,"cmd":"x","tid":9}"#).unwrap_err();
         assert_eq!(e.error.code, INVALID_VALUE);
-        assert_eq!(decode(r#"{"class":"c","cmd":"x"}"#).unwrap_err().error.code, MISSING_FIELD);
+        assert_eq!(
+            decode(r#"{"class":"c","cmd":"x"}"#).unwrap_err().error.code,
+            MISSING_FIELD
+        );
     }
 
     #[test]
     fn ok_leaves_out_empty_data_but_keeps_lists() {
         assert_eq!(ok(1, Some(json!({}))), r#"{"result":"ok","tid":1}"#);
-        assert_eq!(ok(1, Some(json!([]))), r#"{"result":"ok","tid":1,"data":[]}"#);
-        assert_eq!(event(2, "{}"), r#"{"class":"core","cmd":"event","tid":2,"data":{}}"#);
+        assert_eq!(
+            ok(1, Some(json!([]))),
+            r#"{"result":"ok","tid":1,"data":[]}"#
+        );
+        assert_eq!(
+            event(2, "{}"),
+            r#"{"class":"core","cmd":"event","tid":2,"data":{}}"#
+        );
     }
 }

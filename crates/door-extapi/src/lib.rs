@@ -79,7 +79,9 @@ pub struct ExtApi {
 
 /// The door's routes: `GET /api/ws`. Serve with `into_make_service_with_connect_info`.
 pub fn router(door: Arc<ExtApi>) -> Router {
-    Router::new().route("/api/ws", get(upgrade)).with_state(door)
+    Router::new()
+        .route("/api/ws", get(upgrade))
+        .with_state(door)
 }
 
 async fn upgrade(

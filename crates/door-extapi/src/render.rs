@@ -116,9 +116,15 @@ mod tests {
             None,
             EventBody::Json(Json::from_validated(r#"{"a":1}"#)),
         );
-        assert_eq!(event_data(&e, None), r#"{"class":"app","subclass":"s","body":{"a":1}}"#);
+        assert_eq!(
+            event_data(&e, None),
+            r#"{"class":"app","subclass":"s","body":{"a":1}}"#
+        );
         let merged = event_data(&e, Some(&Json::from_validated(r#"{"b":2,"a":9}"#)));
-        assert_eq!(merged, r#"{"class":"app","subclass":"s","body":{"a":1,"b":2}}"#);
+        assert_eq!(
+            merged,
+            r#"{"class":"app","subclass":"s","body":{"a":1,"b":2}}"#
+        );
         let empty = Event::new("app", None, None, None, EventBody::Empty);
         assert_eq!(event_data(&empty, None), r#"{"class":"app"}"#);
     }

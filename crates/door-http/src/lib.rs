@@ -49,7 +49,9 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 fn core_error(e: CoreError) -> Response {
     match e {
-        CoreError::InvalidCredentials => error(StatusCode::UNAUTHORIZED, "invalid user or password"),
+        CoreError::InvalidCredentials => {
+            error(StatusCode::UNAUTHORIZED, "invalid user or password")
+        }
         CoreError::Storage(_) | CoreError::Internal(_) => {
             tracing::error!(error = %e, "http door");
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")

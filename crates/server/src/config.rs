@@ -93,8 +93,11 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         flags: &[(&str, String)],
     ) -> Result<Config, ConfigError> {
-        let mut table = toml::Table::try_from(Config::default())
-            .map_err(|e| ConfigError::Value { name: "defaults".into(), message: e.to_string() })?;
+        let mut table =
+            toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Value {
+                name: "defaults".into(),
+                message: e.to_string(),
+            })?;
         let defaults = table.clone();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -115,9 +118,13 @@ impl Config {
             }
         }
         for (field, value) in flags {
-            table.insert(field.to_string(), typed(field, defaults.get(*field), value)?);
+            table.insert(
+                field.to_string(),
+                typed(field, defaults.get(*field), value)?,
+            );
         }
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid(Box::new(e)))
+        Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
 
     /// A commented TOML file with every field at its default.
@@ -149,9 +156,15 @@ fn typed(name: &str, default: Option<&toml::Value>, raw: &str) -> Result<toml::V
         message: format!("expected {what}, got {raw:?}"),
     };
     Ok(match default {
-        Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?),
-        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?),
-        Some(toml::Value::Float(_)) => toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?)
+        }
+        Some(toml::Value::Boolean(_)) => {
+            toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?)
+        }
+        Some(toml::Value::Float(_)) => {
+            toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?)
+        }
         _ => toml::Value::String(raw.to_string()),
     })
 }
@@ -164,11 +177,18 @@ mod tests {
     fn later_sources_win_and_types_follow_the_field() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "listen = \"0.0.0.0:1\"\nmax_list = 5\nadmin_password = \"f\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:1\"\nmax_list = 5\nadmin_password = \"f\"\n",
+        )
+        .unwrap();
         let env = vec![
             ("CONFER_LISTEN".to_string(), "0.0.0.0:2".to_string()),
             ("CONFER_PING_INTERVAL_MS".to_string(), "250".to_string()),
-            ("CONFER_GELF".to_string(), "udp://127.0.0.1:12201".to_string()),
+            (
+                "CONFER_GELF".to_string(),
+                "udp://127.0.0.1:12201".to_string(),
+            ),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let c = Config::load(Some(&file), env, &[("data_dir", "/tmp/d".into())]).unwrap();
@@ -183,11 +203,17 @@ mod tests {
     #[test]
     fn bad_values_and_unknown_keys_are_refused() {
         let env = vec![("CONFER_MAX_LIST".to_string(), "many".to_string())];
-        assert!(matches!(Config::load(None, env, &[]), Err(ConfigError::Value { .. })));
+        assert!(matches!(
+            Config::load(None, env, &[]),
+            Err(ConfigError::Value { .. })
+        ));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "listn = \"x\"\n").unwrap();
-        assert!(matches!(Config::load(Some(&file), vec![], &[]), Err(ConfigError::Invalid(_))));
+        assert!(matches!(
+            Config::load(Some(&file), vec![], &[]),
+            Err(ConfigError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -59,7 +59,11 @@ impl GelfSink {
     }
 
     async fn send_udp(&self, payload: &[u8]) -> std::io::Result<()> {
-        let bind = if self.address.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" };
+        let bind = if self.address.starts_with('[') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
         let socket = UdpSocket::bind(bind).await?;
         socket.connect(&self.address).await?;
         for datagram in datagrams(payload, self.chunk_size)? {
@@ -68,7 +72,11 @@ impl GelfSink {
         Ok(())
     }
 
-    async fn send_tcp(&self, stream: &Mutex<Option<TcpStream>>, payload: &[u8]) -> std::io::Result<()> {
+    async fn send_tcp(
+        &self,
+        stream: &Mutex<Option<TcpStream>>,
+        payload: &[u8],
+    ) -> std::io::Result<()> {
         let mut framed = Vec::with_capacity(payload.len() + 1);
         framed.extend_from_slice(payload);
         framed.push(0);
@@ -125,14 +133,23 @@ pub fn gelf_json(record: &LogRecord) -> Value {
     let mut obj = Map::new();
     obj.insert("version".into(), Value::from("1.1"));
     obj.insert("host".into(), Value::from(record.host.as_str()));
-    obj.insert("short_message".into(), Value::from(record.short_message.as_str()));
+    obj.insert(
+        "short_message".into(),
+        Value::from(record.short_message.as_str()),
+    );
     if let Some(full) = &record.full_message {
         obj.insert("full_message".into(), Value::from(full.as_str()));
     }
-    obj.insert("timestamp".into(), Value::from(record.timestamp_us as f64 / 1e6));
+    obj.insert(
+        "timestamp".into(),
+        Value::from(record.timestamp_us as f64 / 1e6),
+    );
     obj.insert("level".into(), Value::from(record.level));
     obj.insert("_user".into(), Value::from(record.user.as_str()));
-    obj.insert("_session_id".into(), Value::from(record.session_id.as_str()));
+    obj.insert(
+        "_session_id".into(),
+        Value::from(record.session_id.as_str()),
+    );
     for (key, value) in &record.meta {
         let value = serde_json::from_str(value.as_str()).unwrap_or(Value::Null);
         obj.insert(format!("_{key}"), value);

@@ -38,7 +38,10 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
     let registry = Arc::new(LocalRegistry::new());
     let bus = Arc::new(LocalBus::new(registry.clone()));
     let logs: Option<Arc<dyn LogSink>> = match &config.gelf {
-        Some(url) => Some(Arc::new(gelf::GelfSink::from_url(url, config.gelf_chunk_size)?)),
+        Some(url) => Some(Arc::new(gelf::GelfSink::from_url(
+            url,
+            config.gelf_chunk_size,
+        )?)),
         None => None,
     };
     let settings = CoreSettings {
@@ -47,7 +50,9 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
         forward_timeout: Duration::from_millis(config.forward_timeout_ms),
         max_list: config.max_list.max(1),
     };
-    Ok(Arc::new(Core::new(storage, bus, registry, logs, metrics, settings)))
+    Ok(Arc::new(Core::new(
+        storage, bus, registry, logs, metrics, settings,
+    )))
 }
 
 /// A running server.

@@ -8,7 +8,11 @@ use confer_server::Config;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "confer", version, about = "Real-time messaging and conferencing server")]
+#[command(
+    name = "confer",
+    version,
+    about = "Real-time messaging and conferencing server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -87,7 +91,11 @@ fn load(common: &Common, listen: Option<String>) -> anyhow::Result<Config> {
     if let Some(listen) = listen {
         flags.push(("listen", listen));
     }
-    Ok(Config::load(common.config.as_deref(), std::env::vars(), &flags)?)
+    Ok(Config::load(
+        common.config.as_deref(),
+        std::env::vars(),
+        &flags,
+    )?)
 }
 
 fn init_logging(config: &Config) {
@@ -108,13 +116,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -29,7 +29,13 @@ impl AccountStore for SqliteStore {
             conn.execute(
                 "INSERT INTO accounts (uin, login, name, password_hash, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![uin, new.login, new.name, new.password_hash, new.created_at_us],
+                params![
+                    uin,
+                    new.login,
+                    new.name,
+                    new.password_hash,
+                    new.created_at_us
+                ],
             )
             .map_err(|e| conflict_or_backend(e, "login or uin"))?;
             let uin = conn.last_insert_rowid();

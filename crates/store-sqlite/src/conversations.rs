@@ -53,7 +53,11 @@ fn conversation_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
 }
 
 /// Load one conversation with its occupants.
-fn load(conn: &Connection, where_clause: &str, key: &dyn rusqlite::ToSql) -> rusqlite::Result<Option<Conversation>> {
+fn load(
+    conn: &Connection,
+    where_clause: &str,
+    key: &dyn rusqlite::ToSql,
+) -> rusqlite::Result<Option<Conversation>> {
     let Some(mut conv) = conn
         .query_row(
             &format!("SELECT {COLUMNS} FROM conversations WHERE {where_clause}"),
@@ -108,12 +112,14 @@ impl ConversationStore for SqliteStore {
 
     async fn conversation(&self, id: GroupId) -> StoreResult<Option<Conversation>> {
         let id = to_sql_id(id.0)?;
-        self.read(move |conn| load(conn, "group_id = ?1", &id)).await
+        self.read(move |conn| load(conn, "group_id = ?1", &id))
+            .await
     }
 
     async fn conversation_by_alias(&self, alias: &str) -> StoreResult<Option<Conversation>> {
         let alias = alias.to_string();
-        self.read(move |conn| load(conn, "alias = ?1", &alias)).await
+        self.read(move |conn| load(conn, "alias = ?1", &alias))
+            .await
     }
 
     async fn list_conferences(&self, member: Option<Uin>) -> StoreResult<Vec<Conversation>> {

@@ -110,7 +110,8 @@ fn open_reader(path: &Path) -> StoreResult<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(backend)?;
-    conn.execute_batch("PRAGMA busy_timeout = 5000;").map_err(backend)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(backend)?;
     Ok(conn)
 }
 

@@ -35,9 +35,16 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     })
 }
 
-fn by_nonce(conn: &Connection, group: i64, sender: i64, nonce: &str) -> rusqlite::Result<Option<Message>> {
+fn by_nonce(
+    conn: &Connection,
+    group: i64,
+    sender: i64,
+    nonce: &str,
+) -> rusqlite::Result<Option<Message>> {
     conn.query_row(
-        &format!("SELECT {COLUMNS} FROM messages WHERE group_id = ?1 AND sender = ?2 AND nonce = ?3"),
+        &format!(
+            "SELECT {COLUMNS} FROM messages WHERE group_id = ?1 AND sender = ?2 AND nonce = ?3"
+        ),
         params![group, sender, nonce],
         message_row,
     )

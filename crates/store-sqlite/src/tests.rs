@@ -18,7 +18,9 @@ async fn conference(store: &SqliteStore, alias: &str) -> GroupId {
     store
         .create_conversation(NewConversation {
             alias: Some(alias.into()),
-            kind: ConversationKind::Conference { class: "sfu".into() },
+            kind: ConversationKind::Conference {
+                class: "sfu".into(),
+            },
             name: None,
             owner: Uin(1),
             occupants: BTreeSet::from([Uin(1)]),
@@ -55,7 +57,10 @@ async fn concurrent_appends_get_gapless_sequences_and_survive_reopen() {
         for i in 0..200 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                store.append_message(message(group, None, &i.to_string())).await.unwrap()
+                store
+                    .append_message(message(group, None, &i.to_string()))
+                    .await
+                    .unwrap()
             }));
         }
         let mut seqs = BTreeSet::new();
@@ -69,10 +74,19 @@ async fn concurrent_appends_get_gapless_sequences_and_survive_reopen() {
     let store = open(dir.path());
     let all = store.messages_after(group, 0, 1000).await.unwrap();
     assert_eq!(all.len(), 200);
-    assert_eq!(store.messages_after(group, 195, 1000).await.unwrap().len(), 5);
-    let next = store.append_message(message(group, None, "after")).await.unwrap();
+    assert_eq!(
+        store.messages_after(group, 195, 1000).await.unwrap().len(),
+        5
+    );
+    let next = store
+        .append_message(message(group, None, "after"))
+        .await
+        .unwrap();
     assert_eq!(next.message.seq, 201);
-    assert_eq!(next.message.body.as_ref().unwrap().as_str(), "{\"t\":\"after\"}");
+    assert_eq!(
+        next.message.body.as_ref().unwrap().as_str(),
+        "{\"t\":\"after\"}"
+    );
 }
 
 #[tokio::test]
@@ -80,8 +94,14 @@ async fn a_repeated_nonce_returns_the_original_message() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let group = conference(&store, "c1").await;
-    let first = store.append_message(message(group, Some("n1"), "a")).await.unwrap();
-    let again = store.append_message(message(group, Some("n1"), "b")).await.unwrap();
+    let first = store
+        .append_message(message(group, Some("n1"), "a"))
+        .await
+        .unwrap();
+    let again = store
+        .append_message(message(group, Some("n1"), "b"))
+        .await
+        .unwrap();
     assert!(!first.duplicate && again.duplicate);
     assert_eq!(again.message.message_id, first.message.message_id);
     assert_eq!(again.message.text.as_deref(), Some("a"));
@@ -128,12 +148,17 @@ async fn duplicate_logins_and_aliases_conflict() {
     let a = store.create_account(new("alice")).await.unwrap();
     let b = store.create_account(new("bob")).await.unwrap();
     assert_ne!(a.uin, b.uin);
-    assert!(matches!(store.create_account(new("alice")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.create_account(new("alice")).await,
+        Err(StoreError::Conflict(_))
+    ));
     conference(&store, "c1").await;
     let again = store
         .create_conversation(NewConversation {
             alias: Some("c1".into()),
-            kind: ConversationKind::Conference { class: "mcu".into() },
+            kind: ConversationKind::Conference {
+                class: "mcu".into(),
+            },
             name: None,
             owner: Uin(2),
             occupants: BTreeSet::new(),

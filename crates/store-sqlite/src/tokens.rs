@@ -48,7 +48,10 @@ impl TokenStore for SqliteStore {
     async fn delete_token(&self, token_hash: [u8; 32]) -> StoreResult<bool> {
         self.write(move |conn| {
             let n = conn
-                .execute("DELETE FROM tokens WHERE token_hash = ?1", [&token_hash[..]])
+                .execute(
+                    "DELETE FROM tokens WHERE token_hash = ?1",
+                    [&token_hash[..]],
+                )
                 .map_err(backend)?;
             Ok(n > 0)
         })

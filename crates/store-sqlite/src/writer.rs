@@ -25,8 +25,11 @@ const QUEUE: usize = 4096;
 /// Called with the commit's outcome, to answer the job's caller.
 type Completion = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 
+/// A write: runs inside the batch's transaction and returns how to answer its caller.
+type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
 enum Job {
-    Write(Box<dyn FnOnce(&Connection) -> Completion + Send>),
+    Write(WriteJob),
     /// Answer once everything queued before is committed, after a WAL checkpoint.
     Checkpoint(oneshot::Sender<StoreResult<()>>),
 }
@@ -100,7 +103,7 @@ fn in_savepoint<T>(
 }
 
 fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
-    let mut batch: Vec<Box<dyn FnOnce(&Connection) -> Completion + Send>> = Vec::new();
+    let mut batch: Vec<WriteJob> = Vec::new();
     let mut next = rx.blocking_recv();
     while let Some(first) = next.take() {
         let mut checkpoint = None;
@@ -132,7 +135,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
 
 fn commit_batch(
     conn: &Connection,
-    batch: Vec<Box<dyn FnOnce(&Connection) -> Completion + Send>>,
+    batch: Vec<WriteJob>,
     metrics: &Metrics,
 ) {
     let started = Instant::now();

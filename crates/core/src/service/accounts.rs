@@ -26,10 +26,14 @@ impl Core {
             return Err(CoreError::InvalidValue("login".into()));
         }
         if login == ADMIN_LOGIN {
-            return Err(CoreError::InvalidValue("the login 'admin' is reserved".into()));
+            return Err(CoreError::InvalidValue(
+                "the login 'admin' is reserved".into(),
+            ));
         }
         if uin == Some(0) {
-            return Err(CoreError::InvalidValue("uin 0 is reserved for admin".into()));
+            return Err(CoreError::InvalidValue(
+                "uin 0 is reserved for admin".into(),
+            ));
         }
         if password.is_empty() {
             return Err(CoreError::InvalidValue("password must not be empty".into()));
@@ -67,10 +71,16 @@ impl Core {
     }
 
     /// Check a login and password: the configured admin, or an account.
-    pub async fn authenticate_password(&self, login: &str, password: &str) -> CoreResult<Principal> {
+    pub async fn authenticate_password(
+        &self,
+        login: &str,
+        password: &str,
+    ) -> CoreResult<Principal> {
         if login == ADMIN_LOGIN {
             return match &self.settings.admin_password {
-                Some(expected) if auth::constant_time_eq(expected.as_bytes(), password.as_bytes()) => {
+                Some(expected)
+                    if auth::constant_time_eq(expected.as_bytes(), password.as_bytes()) =>
+                {
                     Ok(admin_principal())
                 }
                 _ => Err(CoreError::InvalidCredentials),
@@ -111,7 +121,11 @@ impl Core {
     }
 
     /// The principal a token stands for; when `login` is given it must be the token's.
-    pub async fn authenticate_token(&self, login: Option<&str>, token: &str) -> CoreResult<Principal> {
+    pub async fn authenticate_token(
+        &self,
+        login: Option<&str>,
+        token: &str,
+    ) -> CoreResult<Principal> {
         let record = self
             .storage
             .token(auth::token_hash(token), now_us())

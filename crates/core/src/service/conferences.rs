@@ -62,7 +62,9 @@ impl Core {
         class: String,
     ) -> CoreResult<Conversation> {
         if class != "sfu" && class != "mcu" {
-            return Err(CoreError::InvalidValue("class must be \"sfu\" or \"mcu\"".into()));
+            return Err(CoreError::InvalidValue(
+                "class must be \"sfu\" or \"mcu\"".into(),
+            ));
         }
         let alias = match conf_id {
             Some(id) if id.is_empty() || id.len() > MAX_CONF_ID_LEN => {
@@ -73,7 +75,9 @@ impl Core {
         };
         // A purely numeric alias would shadow the decimal id of another conversation.
         if alias.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(CoreError::InvalidValue("conf_id must not be a number".into()));
+            return Err(CoreError::InvalidValue(
+                "conf_id must not be a number".into(),
+            ));
         }
         let new = NewConversation {
             alias: Some(alias.clone()),
@@ -162,7 +166,9 @@ impl Core {
             return Err(CoreError::ConversationNotFound);
         }
         if !conv.occupants.contains(&caller.uin) {
-            self.storage.add_occupant(conv.group_id, caller.uin, now_us()).await?;
+            self.storage
+                .add_occupant(conv.group_id, caller.uin, now_us())
+                .await?;
         }
         let member = RoomMember {
             session_id: session.clone(),
@@ -174,7 +180,8 @@ impl Core {
             return Err(CoreError::InvalidOperation("already joined".into()));
         }
         let public_id = conv.public_id();
-        self.bus.subscribe(session, conference_subscription(&public_id));
+        self.bus
+            .subscribe(session, conference_subscription(&public_id));
         self.publish_member_change(conv.group_id, member, "started_member");
         Ok(conv)
     }
@@ -191,14 +198,17 @@ impl Core {
             .leave_room(conv.group_id, session)
             .ok_or_else(|| CoreError::InvalidOperation("not joined".into()))?;
         self.publish_member_change(conv.group_id, member, "stopped_member");
-        self.bus.unsubscribe(session, &conference_subscription(&conv.public_id()));
+        self.bus
+            .unsubscribe(session, &conference_subscription(&conv.public_id()));
         let still_there = self
             .registry
             .room_members(conv.group_id)
             .iter()
             .any(|m| m.uin == caller.uin);
         if !still_there && conv.owner != caller.uin {
-            self.storage.remove_occupant(conv.group_id, caller.uin, now_us()).await?;
+            self.storage
+                .remove_occupant(conv.group_id, caller.uin, now_us())
+                .await?;
         }
         Ok(())
     }

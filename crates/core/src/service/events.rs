@@ -48,20 +48,30 @@ impl Core {
         Ok(self.publish(event))
     }
 
-    async fn authorize_subscription(&self, caller: &Principal, sub: &Subscription) -> CoreResult<()> {
+    async fn authorize_subscription(
+        &self,
+        caller: &Principal,
+        sub: &Subscription,
+    ) -> CoreResult<()> {
         if caller.admin || !RESERVED_CLASSES.contains(&sub.class.as_str()) {
             return Ok(());
         }
-        let allowed = match (sub.class.as_str(), sub.subclass.as_deref(), sub.obj_id.as_deref()) {
+        let allowed = match (
+            sub.class.as_str(),
+            sub.subclass.as_deref(),
+            sub.obj_id.as_deref(),
+        ) {
             ("core", Some("user_event"), Some(user)) => user == caller.login,
             ("core", Some("session_event"), Some(session)) => self
                 .registry
                 .session(&SessionId(session.to_string()))
                 .is_some_and(|s| s.user == caller.login),
-            ("media", Some("conf"), Some(conf_id)) => match self.resolve_conversation(conf_id).await {
-                Ok(conv) => conv.occupants.contains(&caller.uin),
-                Err(_) => false,
-            },
+            ("media", Some("conf"), Some(conf_id)) => {
+                match self.resolve_conversation(conf_id).await {
+                    Ok(conv) => conv.occupants.contains(&caller.uin),
+                    Err(_) => false,
+                }
+            }
             _ => false,
         };
         if allowed {

@@ -61,7 +61,9 @@ impl Core {
         limit: Option<usize>,
     ) -> CoreResult<Vec<Message>> {
         let conv = self.visible_conversation(caller, conf_id).await?;
-        let limit = limit.unwrap_or(self.settings.max_list).min(self.settings.max_list);
+        let limit = limit
+            .unwrap_or(self.settings.max_list)
+            .min(self.settings.max_list);
         Ok(self
             .storage
             .messages_after(conv.group_id, after_seq, limit)

@@ -52,8 +52,10 @@ impl Core {
             &session_id,
             Subscription::to_object("core", "session_event", session_id.as_str()),
         );
-        self.bus
-            .subscribe(&session_id, Subscription::to_object("core", "user_event", &who.login));
+        self.bus.subscribe(
+            &session_id,
+            Subscription::to_object("core", "user_event", &who.login),
+        );
         Ok(info)
     }
 

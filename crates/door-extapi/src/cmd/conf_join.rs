@@ -15,7 +15,9 @@ impl ConfJoin {
     pub fn parse(args: &mut Args) -> Result<Self, CmdError> {
         Ok(ConfJoin {
             conf_id: args.req_str("conf_id")?,
-            role: args.opt_str("role")?.unwrap_or_else(|| "member".to_string()),
+            role: args
+                .opt_str("role")?
+                .unwrap_or_else(|| "member".to_string()),
         })
     }
 

@@ -21,7 +21,8 @@ impl EventUnsubscribe {
 
     pub fn apply(self, ctx: &mut Ctx<'_>) -> CmdResult {
         let me = ctx.logged_in()?;
-        ctx.core.unsubscribe(&me.session.session_id, &self.pattern)?;
+        ctx.core
+            .unsubscribe(&me.session.session_id, &self.pattern)?;
         Ok(Reply::Data(None))
     }
 }

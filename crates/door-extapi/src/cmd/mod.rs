@@ -118,7 +118,10 @@ impl Command {
         logged_in: bool,
     ) -> Result<Command, CmdError> {
         let parser = Self::lookup(class, subclass, cmd).ok_or_else(|| {
-            CmdError::new(UNKNOWN_COMMAND, format!("unknown command: {class}/{subclass}/{cmd}"))
+            CmdError::new(
+                UNKNOWN_COMMAND,
+                format!("unknown command: {class}/{subclass}/{cmd}"),
+            )
         })?;
         if !logged_in && (class, subclass, cmd) != ("core", "user", "login") {
             return Err(CmdError::new(NOT_AUTHENTICATED, "not authenticated"));
@@ -135,35 +138,53 @@ impl Command {
             ("core", "user", "send_event") => {
                 |a| Ok(C::UserSendEvent(user_send_event::UserSendEvent::parse(a)?))
             }
-            ("core", "session", "stop") => |a| Ok(C::SessionStop(session_stop::SessionStop::parse(a)?)),
-            ("core", "session", "send_event") => {
-                |a| Ok(C::SessionSendEvent(session_send_event::SessionSendEvent::parse(a)?))
+            ("core", "session", "stop") => {
+                |a| Ok(C::SessionStop(session_stop::SessionStop::parse(a)?))
             }
+            ("core", "session", "send_event") => |a| {
+                Ok(C::SessionSendEvent(
+                    session_send_event::SessionSendEvent::parse(a)?,
+                ))
+            },
             ("core", "session", "cmd") => |a| Ok(C::SessionCmd(session_cmd::SessionCmd::parse(a)?)),
             ("core", "session", "log") => |a| Ok(C::SessionLog(session_log::SessionLog::parse(a)?)),
-            ("core", "event", "subscribe") => {
-                |a| Ok(C::EventSubscribe(event_subscribe::EventSubscribe::parse(a)?))
-            }
-            ("core", "event", "unsubscribe") => {
-                |a| Ok(C::EventUnsubscribe(event_unsubscribe::EventUnsubscribe::parse(a)?))
-            }
-            ("core", "event", "get_subscriptions") => {
-                |_| Ok(C::EventGetSubscriptions(event_get_subscriptions::EventGetSubscriptions))
-            }
+            ("core", "event", "subscribe") => |a| {
+                Ok(C::EventSubscribe(event_subscribe::EventSubscribe::parse(
+                    a,
+                )?))
+            },
+            ("core", "event", "unsubscribe") => |a| {
+                Ok(C::EventUnsubscribe(
+                    event_unsubscribe::EventUnsubscribe::parse(a)?,
+                ))
+            },
+            ("core", "event", "get_subscriptions") => |_| {
+                Ok(C::EventGetSubscriptions(
+                    event_get_subscriptions::EventGetSubscriptions,
+                ))
+            },
             // The original code names it `send`, its document `send_event`: both are taken.
             ("core", "event", "send" | "send_event") => {
                 |a| Ok(C::EventSend(event_send::EventSend::parse(a)?))
             }
-            ("media", "conf", "create") => |a| Ok(C::ConfCreate(conf_create::ConfCreate::parse(a)?)),
-            ("media", "conf", "destroy") => |a| Ok(C::ConfDestroy(conf_destroy::ConfDestroy::parse(a)?)),
+            ("media", "conf", "create") => {
+                |a| Ok(C::ConfCreate(conf_create::ConfCreate::parse(a)?))
+            }
+            ("media", "conf", "destroy") => {
+                |a| Ok(C::ConfDestroy(conf_destroy::ConfDestroy::parse(a)?))
+            }
             ("media", "conf", "get_list") => |_| Ok(C::ConfGetList(conf_get_list::ConfGetList)),
-            ("media", "conf", "get_info") => |a| Ok(C::ConfGetInfo(conf_get_info::ConfGetInfo::parse(a)?)),
+            ("media", "conf", "get_info") => {
+                |a| Ok(C::ConfGetInfo(conf_get_info::ConfGetInfo::parse(a)?))
+            }
             ("media", "conf", "join") => |a| Ok(C::ConfJoin(conf_join::ConfJoin::parse(a)?)),
             ("media", "conf", "leave") => |a| Ok(C::ConfLeave(conf_leave::ConfLeave::parse(a)?)),
             ("media", "conf", "msglog_send") => {
                 |a| Ok(C::MsglogSend(msglog_send::MsglogSend::parse(a)?))
             }
-            ("media", "conf", "msglog_get") => |a| Ok(C::MsglogGet(msglog_get::MsglogGet::parse(a)?)),
+            ("media", "conf", "msglog_get") => {
+                |a| Ok(C::MsglogGet(msglog_get::MsglogGet::parse(a)?))
+            }
             _ => return None,
         };
         Some(parser)

@@ -40,7 +40,13 @@ impl SessionCmd {
         let tid = ctx.tid;
         tokio::spawn(async move {
             let answer = core
-                .forward_command(&self.session_id, self.class, self.subclass, self.cmd, self.data)
+                .forward_command(
+                    &self.session_id,
+                    self.class,
+                    self.subclass,
+                    self.cmd,
+                    self.data,
+                )
                 .await
                 .map(|data| data.as_ref().map(json_value).filter(|v| !v.is_null()))
                 .map_err(CmdError::from);

@@ -30,7 +30,9 @@ impl SessionLog {
         for (key, value) in args.opt_object("meta")?.unwrap_or_default() {
             let valid_key = !key.is_empty()
                 && key != "id"
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             let valid_value = matches!(value, Value::String(_)) || value.as_i64().is_some();
             if !valid_key || !valid_value {
                 return Err(CmdError::invalid(&format!("meta.{key}")));

@@ -34,7 +34,10 @@ impl UserLogin {
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> CmdResult {
         if ctx.state.login.is_some() {
-            return Err(CmdError::new(ALREADY_AUTHENTICATED, "already authenticated"));
+            return Err(CmdError::new(
+                ALREADY_AUTHENTICATED,
+                "already authenticated",
+            ));
         }
         let checked = match (&self.password, &self.token) {
             (Some(password), _) => ctx.core.authenticate_password(&self.user, password).await,

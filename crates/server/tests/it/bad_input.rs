@@ -15,7 +15,9 @@ async fn malformed_frames_get_error_frames_and_the_connection_survives() {
     assert_eq!(code(&bad_json), 100044);
     let not_object = c.raw_call(0, "[1, 2, 3]").await;
     assert_eq!(code(&not_object), 100044);
-    let no_tid = c.raw_call(0, r#"{"class":"core","subclass":"user","cmd":"list"}"#).await;
+    let no_tid = c
+        .raw_call(0, r#"{"class":"core","subclass":"user","cmd":"list"}"#)
+        .await;
     assert_eq!(code(&no_tid), 100045);
     c.send_message(Message::Binary(vec![1, 2, 3].into()));
     let binary = c.raw_call(0, "").await;
@@ -26,17 +28,48 @@ async fn malformed_frames_get_error_frames_and_the_connection_survives() {
     let wrong_type = c.raw_call(8, r#"{"class":5,"cmd":"list","tid":8}"#).await;
     assert_eq!(code(&wrong_type), 100046);
 
-    assert_eq!(code(&c.call("nope", "core", "x", Value::Null).await), 100042);
-    assert_eq!(code(&c.call("core", "user", "fly", Value::Null).await), 100042);
-    assert_eq!(code(&c.call("core", "user", "get", json!([1])).await), 100041);
-    assert_eq!(code(&c.call("core", "user", "get", json!({})).await), 100045);
-    assert_eq!(code(&c.call("core", "user", "get", json!({"user": 42})).await), 100046);
     assert_eq!(
-        code(&c.call("media", "conf", "msglog_send", json!({"conf_id": "x", "msg": "not an object"})).await),
+        code(&c.call("nope", "core", "x", Value::Null).await),
+        100042
+    );
+    assert_eq!(
+        code(&c.call("core", "user", "fly", Value::Null).await),
+        100042
+    );
+    assert_eq!(
+        code(&c.call("core", "user", "get", json!([1])).await),
+        100041
+    );
+    assert_eq!(
+        code(&c.call("core", "user", "get", json!({})).await),
+        100045
+    );
+    assert_eq!(
+        code(&c.call("core", "user", "get", json!({"user": 42})).await),
         100046
     );
     assert_eq!(
-        code(&c.call("core", "session", "log", json!({"source": "h", "message": "m", "level": 99})).await),
+        code(
+            &c.call(
+                "media",
+                "conf",
+                "msglog_send",
+                json!({"conf_id": "x", "msg": "not an object"})
+            )
+            .await
+        ),
+        100046
+    );
+    assert_eq!(
+        code(
+            &c.call(
+                "core",
+                "session",
+                "log",
+                json!({"source": "h", "message": "m", "level": 99})
+            )
+            .await
+        ),
         100046
     );
 
@@ -50,9 +83,17 @@ async fn malformed_frames_get_error_frames_and_the_connection_survives() {
 async fn an_oversize_frame_closes_with_1009_and_stored_messages_remain() {
     let server = TestServer::start_with(|c| c.max_frame_bytes = 4096).await;
     let (c, _) = server.login("admin", ADMIN_PASSWORD).await;
-    ok_data(&c.call("media", "conf", "create", json!({"conf_id": "big"})).await);
+    ok_data(
+        &c.call("media", "conf", "create", json!({"conf_id": "big"}))
+            .await,
+    );
     let sent = c
-        .call("media", "conf", "msglog_send", json!({"conf_id": "big", "msg": {"text": "kept"}}))
+        .call(
+            "media",
+            "conf",
+            "msglog_send",
+            json!({"conf_id": "big", "msg": {"text": "kept"}}),
+        )
         .await;
     assert_eq!(ok_data(&sent)["msg_id"], 1);
 
@@ -63,7 +104,10 @@ async fn an_oversize_frame_closes_with_1009_and_stored_messages_remain() {
     assert!(reason.contains("too large"), "{reason}");
 
     let (c2, _) = server.login("admin", ADMIN_PASSWORD).await;
-    let log = ok_data(&c2.call("media", "conf", "msglog_get", json!({"conf_id": "big"})).await);
+    let log = ok_data(
+        &c2.call("media", "conf", "msglog_get", json!({"conf_id": "big"}))
+            .await,
+    );
     assert_eq!(log[0]["text"], "kept");
     server.stop().await;
 }

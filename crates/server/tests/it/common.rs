@@ -90,17 +90,31 @@ impl TestServer {
     pub async fn login(&self, user: &str, password: &str) -> (Client, String) {
         let client = self.connect().await;
         let reply = client
-            .call("core", "user", "login", json!({"user": user, "password": password}))
+            .call(
+                "core",
+                "user",
+                "login",
+                json!({"user": user, "password": password}),
+            )
             .await;
         assert_eq!(reply["result"], "ok", "login failed: {reply}");
         let session = reply["data"]["session_id"].as_str().unwrap().to_string();
         (client, session)
     }
 
-    pub async fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
         http(self.addr, method, path, headers, body).await
     }
 }
+
+/// The close code and reason the server sent, if it sent a close frame.
+pub type CloseInfo = Option<(u16, String)>;
 
 /// A request the server sent to the client (an event, a ping, a forwarded command).
 pub type ServerRequest = Value;
@@ -112,7 +126,7 @@ pub struct Client {
     out: mpsc::UnboundedSender<Message>,
     waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
     requests: tokio::sync::Mutex<mpsc::UnboundedReceiver<ServerRequest>>,
-    closed: tokio::sync::Mutex<Option<oneshot::Receiver<Option<(u16, String)>>>>,
+    closed: tokio::sync::Mutex<Option<oneshot::Receiver<CloseInfo>>>,
     next_tid: std::sync::atomic::AtomicU64,
 }
 
@@ -180,7 +194,9 @@ impl Client {
 
     /// Send a request and wait for its answer frame.
     pub async fn call(&self, class: &str, subclass: &str, cmd: &str, data: Value) -> Value {
-        let tid = self.next_tid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tid = self
+            .next_tid
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut frame = json!({"class": class, "subclass": subclass, "cmd": cmd, "tid": tid});
         if !data.is_null() {
             frame["data"] = data;
@@ -193,7 +209,10 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().unwrap().insert(tid, tx);
         self.send_text(text);
-        tokio::time::timeout(WAIT, rx).await.expect("no answer").expect("connection closed")
+        tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("no answer")
+            .expect("connection closed")
     }
 
     pub fn send_text(&self, text: &str) {
@@ -207,7 +226,10 @@ impl Client {
     /// The next server request (event, ping, forwarded command).
     pub async fn next_request(&self) -> ServerRequest {
         let mut rx = self.requests.lock().await;
-        tokio::time::timeout(WAIT, rx.recv()).await.expect("no server request").expect("closed")
+        tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("no server request")
+            .expect("closed")
     }
 
     /// The next event's `data`, skipping pings.
@@ -246,8 +268,16 @@ impl Client {
 
     /// Wait for the server to close the connection: its close code and reason.
     pub async fn closed(&self) -> Option<(u16, String)> {
-        let rx = self.closed.lock().await.take().expect("closed() called twice");
-        tokio::time::timeout(WAIT, rx).await.expect("connection not closed").unwrap_or(None)
+        let rx = self
+            .closed
+            .lock()
+            .await
+            .take()
+            .expect("closed() called twice");
+        tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("connection not closed")
+            .unwrap_or(None)
     }
 
     pub fn answer(&self, frame: Value) {
@@ -256,7 +286,13 @@ impl Client {
 }
 
 /// A minimal HTTP/1.1 request: (status, body).
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -271,9 +307,16 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()

@@ -9,7 +9,11 @@ async fn a_new_session_has_its_two_automatic_subscriptions() {
     let server = TestServer::start().await;
     server.add_user("alice", "a").await;
     let (alice, session) = server.login("alice", "a").await;
-    let subs = ok_data(&alice.call("core", "event", "get_subscriptions", Value::Null).await);
+    let subs = ok_data(
+        &alice
+            .call("core", "event", "get_subscriptions", Value::Null)
+            .await,
+    );
     let mut subs = subs.as_array().unwrap().clone();
     subs.sort_by_key(|s| s["subclass"].as_str().unwrap().to_string());
     assert_eq!(
@@ -31,31 +35,103 @@ async fn wildcard_subscriptions_receive_matching_events_with_merged_bodies() {
     let (bob, _) = server.login("bob", "b").await;
 
     // Alice: every event of class "chat", subclass "room"; her body is merged in.
-    ok_data(&alice.call("core", "event", "subscribe", json!({"class": "chat", "subclass": "room", "body": {"tag": "mine", "n": 0}})).await);
+    ok_data(
+        &alice
+            .call(
+                "core",
+                "event",
+                "subscribe",
+                json!({"class": "chat", "subclass": "room", "body": {"tag": "mine", "n": 0}}),
+            )
+            .await,
+    );
     // Bob: only type "typing" on object "r2".
-    ok_data(&bob.call("core", "event", "subscribe", json!({"class": "chat", "subclass": "*", "type": "typing", "obj_id": "r2"})).await);
+    ok_data(
+        &bob.call(
+            "core",
+            "event",
+            "subscribe",
+            json!({"class": "chat", "subclass": "*", "type": "typing", "obj_id": "r2"}),
+        )
+        .await,
+    );
 
     ok_data(&bob.call("core", "event", "send", json!({"class": "chat", "subclass": "room", "type": "typing", "obj_id": "r1", "body": {"n": 7}})).await);
     let e = alice.next_event().await;
-    assert_eq!(e, json!({"class": "chat", "subclass": "room", "type": "typing", "obj_id": "r1", "body": {"n": 7, "tag": "mine"}}));
+    assert_eq!(
+        e,
+        json!({"class": "chat", "subclass": "room", "type": "typing", "obj_id": "r1", "body": {"n": 7, "tag": "mine"}})
+    );
 
     // `send_event` is the document's spelling of the same command.
-    ok_data(&alice.call("core", "event", "send_event", json!({"class": "chat", "subclass": "room", "type": "typing", "obj_id": "r2"})).await);
+    ok_data(
+        &alice
+            .call(
+                "core",
+                "event",
+                "send_event",
+                json!({"class": "chat", "subclass": "room", "type": "typing", "obj_id": "r2"}),
+            )
+            .await,
+    );
     let to_bob = bob.next_event().await;
-    assert_eq!(to_bob, json!({"class": "chat", "subclass": "room", "type": "typing", "obj_id": "r2"}));
+    assert_eq!(
+        to_bob,
+        json!({"class": "chat", "subclass": "room", "type": "typing", "obj_id": "r2"})
+    );
     let to_alice = alice.next_event().await;
     assert_eq!(to_alice["body"], json!({"tag": "mine", "n": 0}));
 
     // An event sent with "*" for obj_id reaches only subscribers that left it open.
-    ok_data(&alice.call("core", "event", "send", json!({"class": "chat", "subclass": "room", "type": "typing"})).await);
+    ok_data(
+        &alice
+            .call(
+                "core",
+                "event",
+                "send",
+                json!({"class": "chat", "subclass": "room", "type": "typing"}),
+            )
+            .await,
+    );
     assert!(alice.next_event().await.get("obj_id").is_none());
-    assert!(bob.no_event_within(std::time::Duration::from_millis(300)).await);
+    assert!(
+        bob.no_event_within(std::time::Duration::from_millis(300))
+            .await
+    );
 
     // Unsubscribe matches every field but the body.
-    assert_eq!(code(&alice.call("core", "event", "unsubscribe", json!({"class": "chat"})).await), 100046);
-    ok_data(&alice.call("core", "event", "unsubscribe", json!({"class": "chat", "subclass": "room"})).await);
-    ok_data(&bob.call("core", "event", "send", json!({"class": "chat", "subclass": "room"})).await);
-    assert!(alice.no_event_within(std::time::Duration::from_millis(300)).await);
+    assert_eq!(
+        code(
+            &alice
+                .call("core", "event", "unsubscribe", json!({"class": "chat"}))
+                .await
+        ),
+        100046
+    );
+    ok_data(
+        &alice
+            .call(
+                "core",
+                "event",
+                "unsubscribe",
+                json!({"class": "chat", "subclass": "room"}),
+            )
+            .await,
+    );
+    ok_data(
+        &bob.call(
+            "core",
+            "event",
+            "send",
+            json!({"class": "chat", "subclass": "room"}),
+        )
+        .await,
+    );
+    assert!(
+        alice
+            .no_event_within(std::time::Duration::from_millis(300))
+            .await
+    );
     server.stop().await;
 }
 
@@ -68,21 +144,102 @@ async fn users_cannot_observe_or_forge_the_servers_events() {
     let (_bob, bob_session) = server.login("bob", "b").await;
 
     let spy = |obj: Value| json!({"class": "core", "subclass": "user_event", "obj_id": obj});
-    assert_eq!(code(&alice.call("core", "event", "subscribe", spy(json!("bob"))).await), 100030);
-    assert_eq!(code(&alice.call("core", "event", "subscribe", json!({"class": "core"})).await), 100030);
     assert_eq!(
-        code(&alice.call("core", "event", "subscribe", json!({"class": "core", "subclass": "session_event", "obj_id": bob_session})).await),
+        code(
+            &alice
+                .call("core", "event", "subscribe", spy(json!("bob")))
+                .await
+        ),
         100030
     );
-    assert_eq!(code(&alice.call("core", "event", "subscribe", json!({"class": "media", "subclass": "conf"})).await), 100030);
-    ok_data(&alice.call("core", "event", "subscribe", spy(json!("alice"))).await);
-    assert_eq!(code(&alice.call("core", "event", "send", json!({"class": "core", "subclass": "user_event", "obj_id": "bob"})).await), 100030);
-    assert_eq!(code(&alice.call("core", "event", "send", json!({"class": "media", "subclass": "conf"})).await), 100030);
+    assert_eq!(
+        code(
+            &alice
+                .call("core", "event", "subscribe", json!({"class": "core"}))
+                .await
+        ),
+        100030
+    );
+    assert_eq!(
+        code(
+            &alice
+                .call(
+                    "core",
+                    "event",
+                    "subscribe",
+                    json!({"class": "core", "subclass": "session_event", "obj_id": bob_session})
+                )
+                .await
+        ),
+        100030
+    );
+    assert_eq!(
+        code(
+            &alice
+                .call(
+                    "core",
+                    "event",
+                    "subscribe",
+                    json!({"class": "media", "subclass": "conf"})
+                )
+                .await
+        ),
+        100030
+    );
+    ok_data(
+        &alice
+            .call("core", "event", "subscribe", spy(json!("alice")))
+            .await,
+    );
+    assert_eq!(
+        code(
+            &alice
+                .call(
+                    "core",
+                    "event",
+                    "send",
+                    json!({"class": "core", "subclass": "user_event", "obj_id": "bob"})
+                )
+                .await
+        ),
+        100030
+    );
+    assert_eq!(
+        code(
+            &alice
+                .call(
+                    "core",
+                    "event",
+                    "send",
+                    json!({"class": "media", "subclass": "conf"})
+                )
+                .await
+        ),
+        100030
+    );
 
     // The admin may watch everything.
     let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
-    ok_data(&admin.call("core", "event", "subscribe", json!({"class": "core", "subclass": "user_event"})).await);
-    ok_data(&alice.call("core", "user", "send_event", json!({"user": "bob", "type": "x"})).await);
+    ok_data(
+        &admin
+            .call(
+                "core",
+                "event",
+                "subscribe",
+                json!({"class": "core", "subclass": "user_event"}),
+            )
+            .await,
+    );
+    ok_data(
+        &alice
+            .call(
+                "core",
+                "user",
+                "send_event",
+                json!({"user": "bob", "type": "x"}),
+            )
+            .await,
+    );
     assert_eq!(admin.event_of_type("x").await["obj_id"], "bob");
     server.stop().await;
 }

@@ -28,7 +28,10 @@ async fn receive_udp(socket: &tokio::net::UdpSocket) -> (Value, usize) {
     let mut datagrams = 0;
     loop {
         let mut buf = vec![0u8; 65536];
-        let n = tokio::time::timeout(WAIT, socket.recv(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(WAIT, socket.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         datagrams += 1;
         let d = &buf[..n];
         if d[..2] != [0x1e, 0x0f] {
@@ -55,19 +58,30 @@ async fn udp_gelf_whole_and_chunked() {
     .await;
     let (admin, session) = server.login("admin", ADMIN_PASSWORD).await;
 
-    ok_data(&admin.call("core", "session", "log", log_request("short")).await);
+    ok_data(
+        &admin
+            .call("core", "session", "log", log_request("short"))
+            .await,
+    );
     let (gelf, datagrams) = receive_udp(&socket).await;
     assert_gelf(&gelf, &session, "short");
     assert!(datagrams >= 2, "a message over 200 bytes is chunked");
 
     let long = "x".repeat(2000);
-    ok_data(&admin.call("core", "session", "log", log_request(&long)).await);
+    ok_data(
+        &admin
+            .call("core", "session", "log", log_request(&long))
+            .await,
+    );
     let (gelf, datagrams) = receive_udp(&socket).await;
     assert_gelf(&gelf, &session, &long);
     assert!(datagrams >= 10, "{datagrams} datagrams");
 
     let bad_meta = json!({"source": "h", "message": "m", "meta": {"nested": {"a": 1}}});
-    assert_eq!(code(&admin.call("core", "session", "log", bad_meta).await), 100046);
+    assert_eq!(
+        code(&admin.call("core", "session", "log", bad_meta).await),
+        100046
+    );
     server.stop().await;
 }
 
@@ -77,14 +91,28 @@ async fn tcp_gelf_messages_are_null_terminated() {
     let url = format!("tcp://{}", listener.local_addr().unwrap());
     let server = TestServer::start_with(|c| c.gelf = Some(url)).await;
     let (admin, session) = server.login("admin", ADMIN_PASSWORD).await;
-    ok_data(&admin.call("core", "session", "log", log_request("one")).await);
-    ok_data(&admin.call("core", "session", "log", log_request("two")).await);
+    ok_data(
+        &admin
+            .call("core", "session", "log", log_request("one"))
+            .await,
+    );
+    ok_data(
+        &admin
+            .call("core", "session", "log", log_request("two"))
+            .await,
+    );
 
-    let (mut stream, _) = tokio::time::timeout(WAIT, listener.accept()).await.unwrap().unwrap();
+    let (mut stream, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
     let mut received = Vec::new();
     while received.iter().filter(|b| **b == 0).count() < 2 {
         let mut buf = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0, "stream closed early");
         received.extend_from_slice(&buf[..n]);
     }
@@ -102,6 +130,9 @@ async fn tcp_gelf_messages_are_null_terminated() {
 async fn without_a_gelf_server_log_answers_not_implemented() {
     let server = TestServer::start().await;
     let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
-    assert_eq!(code(&admin.call("core", "session", "log", log_request("m")).await), 100006);
+    assert_eq!(
+        code(&admin.call("core", "session", "log", log_request("m")).await),
+        100006
+    );
     server.stop().await;
 }

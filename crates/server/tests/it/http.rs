@@ -11,16 +11,38 @@ async fn healthz_and_metrics_report_what_happened() {
     assert_eq!((status, body.as_str()), (200, "ok"));
 
     let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
-    ok_data(&admin.call("media", "conf", "create", json!({"conf_id": "m"})).await);
-    ok_data(&admin.call("media", "conf", "msglog_send", json!({"conf_id": "m", "msg": {"a": 1}})).await);
+    ok_data(
+        &admin
+            .call("media", "conf", "create", json!({"conf_id": "m"}))
+            .await,
+    );
+    ok_data(
+        &admin
+            .call(
+                "media",
+                "conf",
+                "msglog_send",
+                json!({"conf_id": "m", "msg": {"a": 1}}),
+            )
+            .await,
+    );
     let _ = admin.call("core", "user", "nope", json!(null)).await;
 
     let (status, text) = server.http("GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
-    assert!(text.contains("confer_connections{door=\"api_server\"} 1"), "{text}");
+    assert!(
+        text.contains("confer_connections{door=\"api_server\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("confer_commands_total{door=\"api_server\",command=\"core/user/login\",result=\"ok\"} 1"), "{text}");
-    assert!(text.contains("command=\"unknown\",result=\"error\"} 1"), "{text}");
+    assert!(
+        text.contains("command=\"unknown\",result=\"error\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("confer_messages_stored_total 1"), "{text}");
-    assert!(text.contains("confer_storage_commit_seconds_count"), "{text}");
+    assert!(
+        text.contains("confer_storage_commit_seconds_count"),
+        "{text}"
+    );
     server.stop().await;
 }

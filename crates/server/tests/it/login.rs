@@ -16,20 +16,44 @@ async fn admin_and_accounts_log_in_and_wrong_passwords_are_refused() {
 
     let c = server.connect().await;
     let wrong = c
-        .call("core", "user", "login", json!({"user": "alice@example.com", "password": "nope"}))
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "alice@example.com", "password": "nope"}),
+        )
         .await;
     assert_eq!(code(&wrong), 100030);
     let unknown = c
-        .call("core", "user", "login", json!({"user": "nobody", "password": "x"}))
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "nobody", "password": "x"}),
+        )
         .await;
-    assert_eq!(code(&unknown), 100030, "unknown users look like wrong passwords");
+    assert_eq!(
+        code(&unknown),
+        100030,
+        "unknown users look like wrong passwords"
+    );
     let admin_wrong = c
-        .call("core", "user", "login", json!({"user": "admin", "password": "x"}))
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "admin", "password": "x"}),
+        )
         .await;
     assert_eq!(code(&admin_wrong), 100030);
     // The connection is still usable after failures.
     let ok = c
-        .call("core", "user", "login", json!({"user": "alice@example.com", "password": "alice-pw"}))
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "alice@example.com", "password": "alice-pw"}),
+        )
         .await;
     ok_data(&ok);
     server.stop().await;
@@ -39,24 +63,47 @@ async fn admin_and_accounts_log_in_and_wrong_passwords_are_refused() {
 async fn commands_before_login_second_login_and_duplicate_session_ids() {
     let server = TestServer::start().await;
     let c = server.connect().await;
-    assert_eq!(code(&c.call("core", "user", "list", json!(null)).await), 100031);
-    assert_eq!(code(&c.call("media", "conf", "get_list", json!(null)).await), 100031);
+    assert_eq!(
+        code(&c.call("core", "user", "list", json!(null)).await),
+        100031
+    );
+    assert_eq!(
+        code(&c.call("media", "conf", "get_list", json!(null)).await),
+        100031
+    );
 
     let first = c
-        .call("core", "user", "login", json!({"user": "admin", "password": ADMIN_PASSWORD, "session_id": "my-session"}))
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "admin", "password": ADMIN_PASSWORD, "session_id": "my-session"}),
+        )
         .await;
     assert_eq!(ok_data(&first)["session_id"], "my-session");
     let again = c
-        .call("core", "user", "login", json!({"user": "admin", "password": ADMIN_PASSWORD}))
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "admin", "password": ADMIN_PASSWORD}),
+        )
         .await;
     assert_eq!(code(&again), 100032);
 
     let other = server.connect().await;
     let dup = other
-        .call("core", "user", "login", json!({"user": "admin", "password": ADMIN_PASSWORD, "session_id": "my-session"}))
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "admin", "password": ADMIN_PASSWORD, "session_id": "my-session"}),
+        )
         .await;
     assert_eq!(code(&dup), 100034);
-    let missing = other.call("core", "user", "login", json!({"user": "admin"})).await;
+    let missing = other
+        .call("core", "user", "login", json!({"user": "admin"}))
+        .await;
     assert_eq!(code(&missing), 100045);
     server.stop().await;
 }
@@ -66,7 +113,12 @@ async fn a_token_from_http_login_opens_a_websocket_session_until_logout() {
     let server = TestServer::start().await;
     server.add_user("bob", "bob-pw").await;
     let (status, body) = server
-        .http("POST", "/api/v1/login", &[("Content-Type", "application/json")], r#"{"user":"bob","password":"bob-pw"}"#)
+        .http(
+            "POST",
+            "/api/v1/login",
+            &[("Content-Type", "application/json")],
+            r#"{"user":"bob","password":"bob-pw"}"#,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -76,21 +128,52 @@ async fn a_token_from_http_login_opens_a_websocket_session_until_logout() {
     assert!(reply["uin"].as_str().unwrap().parse::<u64>().unwrap() > 0);
 
     let c = server.connect().await;
-    let ok = c.call("core", "user", "login", json!({"user": "bob", "token": token})).await;
+    let ok = c
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "bob", "token": token}),
+        )
+        .await;
     ok_data(&ok);
     let c2 = server.connect().await;
-    let wrong_user = c2.call("core", "user", "login", json!({"user": "admin", "token": token})).await;
+    let wrong_user = c2
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "admin", "token": token}),
+        )
+        .await;
     assert_eq!(code(&wrong_user), 100030);
 
     let (status, _) = server
-        .http("POST", "/api/v1/logout", &[("Authorization", &format!("Bearer {token}"))], "")
+        .http(
+            "POST",
+            "/api/v1/logout",
+            &[("Authorization", &format!("Bearer {token}"))],
+            "",
+        )
         .await;
     assert_eq!(status, 200);
-    let after = c2.call("core", "user", "login", json!({"user": "bob", "token": token})).await;
+    let after = c2
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "bob", "token": token}),
+        )
+        .await;
     assert_eq!(code(&after), 100030);
 
     let (status, body) = server
-        .http("POST", "/api/v1/login", &[], r#"{"user":"bob","password":"wrong"}"#)
+        .http(
+            "POST",
+            "/api/v1/login",
+            &[],
+            r#"{"user":"bob","password":"wrong"}"#,
+        )
         .await;
     assert_eq!(status, 401);
     assert!(body.contains("\"error\""), "{body}");

@@ -15,19 +15,43 @@ async fn two_users_exchange_user_events() {
     let (bob2, _) = server.login("bob", "b").await;
 
     let sent = alice
-        .call("core", "user", "send_event", json!({"user": "bob", "type": "hello", "body": {"n": 1}}))
+        .call(
+            "core",
+            "user",
+            "send_event",
+            json!({"user": "bob", "type": "hello", "body": {"n": 1}}),
+        )
         .await;
     ok_data(&sent);
     for bob in [&bob1, &bob2] {
         let e = bob.event_of_type("hello").await;
-        assert_eq!(e, json!({"class": "core", "subclass": "user_event", "type": "hello", "obj_id": "bob", "body": {"n": 1}}));
+        assert_eq!(
+            e,
+            json!({"class": "core", "subclass": "user_event", "type": "hello", "obj_id": "bob", "body": {"n": 1}})
+        );
     }
-    ok_data(&bob1.call("core", "user", "send_event", json!({"user": "alice", "type": "hi"})).await);
+    ok_data(
+        &bob1
+            .call(
+                "core",
+                "user",
+                "send_event",
+                json!({"user": "alice", "type": "hi"}),
+            )
+            .await,
+    );
     let e = alice.event_of_type("hi").await;
     assert_eq!(e["obj_id"], "alice");
     assert!(e.get("body").is_none(), "an empty body is left out: {e}");
 
-    assert_eq!(code(&alice.call("core", "user", "send_event", json!({"user": "nobody"})).await), 100033);
+    assert_eq!(
+        code(
+            &alice
+                .call("core", "user", "send_event", json!({"user": "nobody"}))
+                .await
+        ),
+        100033
+    );
     server.stop().await;
 }
 
@@ -44,11 +68,32 @@ async fn user_list_and_get_show_live_sessions_to_the_right_callers() {
     let mine = ok_data(&alice.call("core", "user", "list", Value::Null).await);
     assert_eq!(mine, json!({"alice": [alice_session]}));
 
-    let info = ok_data(&admin.call("core", "user", "get", json!({"user": "alice"})).await);
+    let info = ok_data(
+        &admin
+            .call("core", "user", "get", json!({"user": "alice"}))
+            .await,
+    );
     assert_eq!(info[&alice_session]["type"], "api_server");
-    assert!(info[&alice_session]["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
-    assert_eq!(code(&alice.call("core", "user", "get", json!({"user": "admin"})).await), 100030);
-    assert_eq!(code(&admin.call("core", "user", "get", json!({"user": "ghost"})).await), 100033);
+    assert!(info[&alice_session]["remote"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(
+        code(
+            &alice
+                .call("core", "user", "get", json!({"user": "admin"}))
+                .await
+        ),
+        100030
+    );
+    assert_eq!(
+        code(
+            &admin
+                .call("core", "user", "get", json!({"user": "ghost"}))
+                .await
+        ),
+        100033
+    );
     server.stop().await;
 }
 
@@ -60,16 +105,64 @@ async fn session_events_and_stop() {
     let (alice, alice_session) = server.login("alice", "a").await;
     let (bob, bob_session) = server.login("bob", "b").await;
 
-    ok_data(&bob.call("core", "session", "send_event", json!({"session_id": alice_session, "type": "poke"})).await);
+    ok_data(
+        &bob.call(
+            "core",
+            "session",
+            "send_event",
+            json!({"session_id": alice_session, "type": "poke"}),
+        )
+        .await,
+    );
     let e = alice.event_of_type("poke").await;
-    assert_eq!(e, json!({"class": "core", "subclass": "session_event", "type": "poke", "obj_id": alice_session}));
-    assert_eq!(code(&bob.call("core", "session", "send_event", json!({"session_id": "nope"})).await), 100062);
+    assert_eq!(
+        e,
+        json!({"class": "core", "subclass": "session_event", "type": "poke", "obj_id": alice_session})
+    );
+    assert_eq!(
+        code(
+            &bob.call(
+                "core",
+                "session",
+                "send_event",
+                json!({"session_id": "nope"})
+            )
+            .await
+        ),
+        100062
+    );
 
     // Nobody stops another user's session; the admin may.
-    assert_eq!(code(&bob.call("core", "session", "stop", json!({"session_id": alice_session})).await), 100030);
-    assert_eq!(code(&bob.call("core", "session", "stop", json!({"session_id": "nope"})).await), 100062);
+    assert_eq!(
+        code(
+            &bob.call(
+                "core",
+                "session",
+                "stop",
+                json!({"session_id": alice_session})
+            )
+            .await
+        ),
+        100030
+    );
+    assert_eq!(
+        code(
+            &bob.call("core", "session", "stop", json!({"session_id": "nope"}))
+                .await
+        ),
+        100062
+    );
     let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
-    ok_data(&admin.call("core", "session", "stop", json!({"session_id": alice_session})).await);
+    ok_data(
+        &admin
+            .call(
+                "core",
+                "session",
+                "stop",
+                json!({"session_id": alice_session}),
+            )
+            .await,
+    );
     assert!(alice.closed().await.is_some());
     let users = ok_data(&admin.call("core", "user", "list", Value::Null).await);
     assert!(users.get("alice").is_none(), "{users}");
@@ -99,7 +192,9 @@ async fn session_cmd_is_relayed_both_ways_including_errors() {
                 break r;
             }
         };
-        target.answer(json!({"result": "error", "tid": req["tid"], "data": {"code": 123, "error": "no way"}}));
+        target.answer(
+            json!({"result": "error", "tid": req["tid"], "data": {"code": 123, "error": "no way"}}),
+        );
     };
     let calling = async {
         let ok = caller
@@ -107,7 +202,12 @@ async fn session_cmd_is_relayed_both_ways_including_errors() {
             .await;
         assert_eq!(ok_data(&ok), json!({"received": true}));
         let err = caller
-            .call("core", "session", "cmd", json!({"session_id": target_session, "class": "my_class", "cmd": "bad_cmd"}))
+            .call(
+                "core",
+                "session",
+                "cmd",
+                json!({"session_id": target_session, "class": "my_class", "cmd": "bad_cmd"}),
+            )
             .await;
         assert_eq!(code(&err), 123);
         assert_eq!(err["data"]["error"], "no way");
@@ -115,7 +215,12 @@ async fn session_cmd_is_relayed_both_ways_including_errors() {
     tokio::join!(answering, calling);
 
     let missing = caller
-        .call("core", "session", "cmd", json!({"session_id": "nobody", "class": "x", "cmd": "y"}))
+        .call(
+            "core",
+            "session",
+            "cmd",
+            json!({"session_id": "nobody", "class": "x", "cmd": "y"}),
+        )
         .await;
     assert_eq!(code(&missing), 100062);
     server.stop().await;
@@ -132,7 +237,16 @@ async fn a_client_that_never_answers_pings_is_disconnected() {
     let (polite, _) = server.login("admin", ADMIN_PASSWORD).await;
     // A silent one answers nothing.
     let silent = Client::connect(&server.ws_url(), false).await;
-    ok_data(&silent.call("core", "user", "login", json!({"user": "admin", "password": ADMIN_PASSWORD})).await);
+    ok_data(
+        &silent
+            .call(
+                "core",
+                "user",
+                "login",
+                json!({"user": "admin", "password": ADMIN_PASSWORD}),
+            )
+            .await,
+    );
     let ping = silent.next_request().await;
     assert_eq!(ping["cmd"], "ping");
     assert!(ping["data"]["time"].as_u64().unwrap() > 1_600_000_000);
