@@ -133,11 +133,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     tracing::debug!("storage writer stopped");
 }
 
-fn commit_batch(
-    conn: &Connection,
-    batch: Vec<WriteJob>,
-    metrics: &Metrics,
-) {
+fn commit_batch(conn: &Connection, batch: Vec<WriteJob>, metrics: &Metrics) {
     let started = Instant::now();
     let ops = batch.len();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
