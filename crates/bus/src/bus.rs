@@ -182,6 +182,7 @@ mod tests {
                 user: "u".into(),
                 remote: "test".into(),
                 door: "test",
+                token_id: None,
             },
             mailbox,
         ));

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 
 use confer_core::bus::{Delivery, Mailbox, PushError, RoomMember, SessionInfo, SessionRegistry};
-use confer_core::{GroupId, SessionId};
+use confer_core::{GroupId, SessionId, Uin};
 
 #[derive(Default)]
 pub struct LocalRegistry {
@@ -18,6 +18,7 @@ pub struct LocalRegistry {
 struct Inner {
     sessions: HashMap<SessionId, (SessionInfo, Mailbox)>,
     by_user: HashMap<String, BTreeSet<SessionId>>,
+    by_uin: HashMap<Uin, BTreeSet<SessionId>>,
     rooms: HashMap<GroupId, BTreeMap<SessionId, RoomMember>>,
     rooms_of: HashMap<SessionId, BTreeSet<GroupId>>,
 }
@@ -66,6 +67,12 @@ impl SessionRegistry for LocalRegistry {
                 inner.by_user.remove(&info.user);
             }
         }
+        if let Some(set) = inner.by_uin.get_mut(&info.uin) {
+            set.remove(session);
+            if set.is_empty() {
+                inner.by_uin.remove(&info.uin);
+            }
+        }
         for room in inner.rooms_of.remove(session).unwrap_or_default() {
             if let Some(members) = inner.rooms.get_mut(&room) {
                 members.remove(session);
@@ -88,6 +95,17 @@ impl SessionRegistry for LocalRegistry {
         inner
             .by_user
             .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.sessions.get(id).map(|(info, _)| info.clone()))
+            .collect()
+    }
+
+    fn sessions_of_uin(&self, uin: Uin) -> Vec<SessionInfo> {
+        let inner = self.read();
+        inner
+            .by_uin
+            .get(&uin)
             .into_iter()
             .flatten()
             .filter_map(|id| inner.sessions.get(id).map(|(info, _)| info.clone()))

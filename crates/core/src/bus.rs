@@ -103,6 +103,9 @@ pub struct SessionInfo {
     pub remote: String,
     /// Which door it came through, e.g. "api_server".
     pub door: &'static str,
+    /// A short hash of the login token the session used, if any: a second connection
+    /// with the same token replaces the first (Chat API "conflict").
+    pub token_id: Option<String>,
 }
 
 /// A session's presence in a conference.
@@ -121,6 +124,7 @@ pub trait SessionRegistry: Send + Sync {
     fn unregister(&self, session: &SessionId);
     fn session(&self, session: &SessionId) -> Option<SessionInfo>;
     fn sessions_of_user(&self, user: &str) -> Vec<SessionInfo>;
+    fn sessions_of_uin(&self, uin: Uin) -> Vec<SessionInfo>;
     /// Every live session, grouped by nothing; callers group as they render.
     fn all_sessions(&self) -> Vec<SessionInfo>;
     /// Queue a delivery for one session.

@@ -37,6 +37,18 @@ pub enum CoreError {
     /// The conversation was destroyed; its history is kept but it takes no changes.
     #[error("conference destroyed")]
     ConversationDestroyed,
+    /// No message with that id in that conversation.
+    #[error("message not found")]
+    MessageNotFound,
+    /// No call with that id in that conversation.
+    #[error("call not found")]
+    CallNotFound,
+    /// The caller was blocked in this conversation.
+    #[error("blocked")]
+    Blocked,
+    /// Something is larger than the configured limit.
+    #[error("too large: {0}")]
+    TooLarge(&'static str),
     /// A parameter has a value the operation cannot take.
     #[error("invalid value: {0}")]
     InvalidValue(String),

@@ -7,8 +7,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::ids::SessionId;
-use crate::model::Message;
+use crate::ids::{SessionId, Uin};
+use crate::model::{Call, Conversation, Message};
 
 /// JSON text validated by the door that received it. The core never parses it; doors
 /// that render it trust it to be well-formed.
@@ -43,6 +43,23 @@ pub enum EventBody {
     },
     /// A conference was destroyed.
     Destroyed { code: u64, reason: String },
+    /// A chat group as it now is (`group`, `update_group`, `delete_group`, `pin_group` …).
+    Group(Arc<Conversation>),
+    /// A user came online or went offline.
+    UserStatus {
+        uin: Uin,
+        online: bool,
+        last_seen_at_us: Option<i64>,
+    },
+    /// A call and what just happened to it (`start_call`, `answer_call`, `stop_call`).
+    Call {
+        call: Arc<Call>,
+        /// Who answered, and how (for `answer_call`).
+        answer: Option<(Uin, u8)>,
+    },
+    /// Client signalling relayed as sent (typing and call events, SDP, ICE). The door
+    /// that received it has put the authenticated sender in it.
+    Signal(Json),
     /// A command carried data fields it does not know (`unrecognized_fields`).
     UnrecognizedFields {
         class: String,

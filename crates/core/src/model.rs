@@ -68,9 +68,12 @@ pub struct Conversation {
     pub alias: Option<String>,
     pub kind: ConversationKind,
     pub name: Option<String>,
+    pub avatar_url: Option<String>,
     pub owner: Uin,
     pub creator: Uin,
     pub occupants: BTreeSet<Uin>,
+    /// Users who may no longer post here.
+    pub blocked: BTreeSet<Uin>,
     pub created_at_us: i64,
     pub updated_at_us: i64,
     /// The `seq` of the newest message, 0 when there is none.
@@ -79,6 +82,11 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// Chat groups (private, group, public), as opposed to conferences.
+    pub fn is_chat_group(&self) -> bool {
+        !matches!(self.kind, ConversationKind::Conference { .. })
+    }
+
     /// The name a door shows for it: its alias, else its decimal number.
     pub fn public_id(&self) -> String {
         match &self.alias {
@@ -94,7 +102,9 @@ pub struct NewConversation {
     pub alias: Option<String>,
     pub kind: ConversationKind,
     pub name: Option<String>,
+    pub avatar_url: Option<String>,
     pub owner: Uin,
+    pub creator: Uin,
     pub occupants: BTreeSet<Uin>,
     pub created_at_us: i64,
 }
@@ -153,4 +163,85 @@ pub fn now_us() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A user's own view of a conversation: notification, pin, clear and read marks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberState {
+    pub muted: bool,
+    /// When the user pinned it (µs); pinned conversations list first.
+    pub pinned_at_us: Option<i64>,
+    /// `delete_conversation` hides every message with `seq <= cleared_seq` from this user.
+    pub cleared_seq: u64,
+    /// The newest `seq` the user has seen; later messages from others are unread.
+    pub seen_seq: u64,
+}
+
+/// One conversation as `list_group` shows it to one user.
+#[derive(Clone, Debug)]
+pub struct GroupListing {
+    pub conversation: Conversation,
+    pub state: MemberState,
+    pub last_message: Option<Message>,
+    pub unread: u64,
+}
+
+/// Which messages a listing wants. Bounds are message ids, exclusive.
+#[derive(Clone, Debug, Default)]
+pub struct MessageQuery {
+    /// Only messages older than this one (`last_message_id`).
+    pub before: Option<u64>,
+    /// Only messages newer than this one (`last_seen_message_id`).
+    pub after: Option<u64>,
+    /// Only messages with a larger `seq` (what the user cleared is hidden).
+    pub above_seq: u64,
+    pub offset: usize,
+    pub limit: usize,
+    /// Oldest first (catching up after `after`) or newest first (browsing history).
+    pub oldest_first: bool,
+}
+
+/// A call's state, numbered as the Chat API does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallStatus {
+    Ongoing = 1,
+    Timeout = 2,
+    Finished = 3,
+}
+
+/// An audio or video call in a conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub call_id: u64,
+    pub group_id: GroupId,
+    /// 1 audio, 2 video.
+    pub media_type: u8,
+    pub status: CallStatus,
+    pub caller: Uin,
+    pub callees: BTreeSet<Uin>,
+    /// Callees who accepted.
+    pub accepted: BTreeSet<Uin>,
+    /// Callees who rejected (or failed).
+    pub declined: BTreeSet<Uin>,
+    /// Display fields the caller sent along (group_name, sender_name …), as JSON.
+    pub extra: Option<Json>,
+    pub started_at_us: i64,
+    pub accepted_at_us: Option<i64>,
+    pub stopped_at_us: Option<i64>,
+}
+
+impl Call {
+    /// Caller or callee: who may signal and stop.
+    pub fn involves(&self, uin: Uin) -> bool {
+        self.caller == uin || self.callees.contains(&uin)
+    }
+}
+
+/// A device token for push notifications.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceToken {
+    pub uin: Uin,
+    /// 1 Android (FCM), 2 iOS (APNs), 3 Web, 4 iOS PushKit.
+    pub kind: u8,
+    pub token: String,
 }

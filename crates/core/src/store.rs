@@ -4,11 +4,14 @@
 //! **Contract:** a method that writes returns only after its change is durable (committed
 //! and synced), so a door may acknowledge to its client as soon as it returns.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 
 use crate::ids::{GroupId, Uin};
 use crate::model::{
-    Account, Appended, Conversation, Message, NewAccount, NewConversation, NewMessage, TokenRecord,
+    Account, Appended, Call, Conversation, ConversationKind, DeviceToken, GroupListing, MemberState, Message,
+    MessageQuery, NewAccount, NewConversation, NewMessage, TokenRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,9 @@ pub trait AccountStore: Send + Sync {
     async fn account_by_uin(&self, uin: Uin) -> StoreResult<Option<Account>>;
     async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
     async fn set_password_hash(&self, uin: Uin, password_hash: String) -> StoreResult<()>;
+    /// Remember when a user was last online.
+    async fn set_last_seen(&self, uin: Uin, at_us: i64) -> StoreResult<()>;
+    async fn last_seen(&self, uin: Uin) -> StoreResult<Option<i64>>;
 }
 
 #[async_trait]
@@ -53,6 +59,39 @@ pub trait ConversationStore: Send + Sync {
     async fn add_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()>;
     async fn remove_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()>;
     async fn mark_destroyed(&self, id: GroupId, now_us: i64) -> StoreResult<()>;
+    /// Replace a chat group's editable fields.
+    async fn update_group(&self, group: Conversation, now_us: i64) -> StoreResult<()>;
+    async fn set_blocked(&self, id: GroupId, uin: Uin, blocked: bool) -> StoreResult<()>;
+    /// A live chat group of `kind` whose occupants are exactly `occupants`.
+    async fn find_group_with_occupants(
+        &self,
+        kind: &ConversationKind,
+        occupants: &BTreeSet<Uin>,
+    ) -> StoreResult<Option<Conversation>>;
+    /// The chat groups (not conferences) `uin` occupies, with its state, the last message
+    /// it can see and its unread count.
+    async fn groups_of(&self, uin: Uin) -> StoreResult<Vec<GroupListing>>;
+    async fn member_state(&self, id: GroupId, uin: Uin) -> StoreResult<Option<MemberState>>;
+    async fn set_member_state(&self, id: GroupId, uin: Uin, state: MemberState) -> StoreResult<()>;
+    /// Everyone who shares at least one live chat group with `uin` (not `uin` itself).
+    async fn peers_of(&self, uin: Uin) -> StoreResult<BTreeSet<Uin>>;
+}
+
+#[async_trait]
+pub trait DeviceTokenStore: Send + Sync {
+    /// Register (or move to this user) a device token.
+    async fn register_token(&self, token: DeviceToken) -> StoreResult<()>;
+    /// Remove a user's token; `false` if it had none such.
+    async fn unregister_token(&self, uin: Uin, token: &str) -> StoreResult<bool>;
+    async fn device_tokens(&self, uin: Uin) -> StoreResult<Vec<DeviceToken>>;
+}
+
+#[async_trait]
+pub trait CallStore: Send + Sync {
+    /// Store a new call; `call_id` is assigned.
+    async fn insert_call(&self, call: Call) -> StoreResult<Call>;
+    async fn update_call(&self, call: Call) -> StoreResult<()>;
+    async fn call(&self, call_id: u64) -> StoreResult<Option<Call>>;
 }
 
 #[async_trait]
@@ -67,11 +106,25 @@ pub trait MessageStore: Send + Sync {
         after_seq: u64,
         limit: usize,
     ) -> StoreResult<Vec<Message>>;
+    async fn message(&self, message_id: u64) -> StoreResult<Option<Message>>;
+    /// Replace a message's text (and attachments), bumping its version.
+    async fn edit_message(
+        &self,
+        message_id: u64,
+        text: Option<String>,
+        attachments: Option<String>,
+        now_us: i64,
+    ) -> StoreResult<Message>;
+    /// Turn a message into a tombstone: content gone, `deleted` set.
+    async fn delete_message(&self, message_id: u64, now_us: i64) -> StoreResult<Message>;
+    async fn list_messages(&self, group: GroupId, query: MessageQuery) -> StoreResult<Vec<Message>>;
 }
 
 /// Everything the core needs from storage, implemented by each backend.
 #[async_trait]
-pub trait Storage: AccountStore + TokenStore + ConversationStore + MessageStore {
+pub trait Storage:
+    AccountStore + TokenStore + ConversationStore + MessageStore + DeviceTokenStore + CallStore
+{
     /// Finish pending writes and close; called once at shutdown.
     async fn flush(&self) -> StoreResult<()>;
 }

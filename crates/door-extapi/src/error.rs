@@ -60,7 +60,11 @@ impl From<CoreError> for CmdError {
             CoreError::ConversationNotFound => CONF_NOT_FOUND,
             CoreError::ConversationExists => CONF_ALREADY_EXISTS,
             CoreError::ConversationDestroyed => CONF_DESTROYED,
-            CoreError::InvalidValue(_) => INVALID_VALUE,
+            CoreError::InvalidValue(_)
+            | CoreError::TooLarge(_)
+            | CoreError::MessageNotFound
+            | CoreError::CallNotFound => INVALID_VALUE,
+            CoreError::Blocked => UNAUTHORIZED,
             CoreError::Timeout => TIMEOUT,
             CoreError::Remote { code, error } => return CmdError::new(*code, error.clone()),
             CoreError::NotConfigured(_) => NOT_IMPLEMENTED,

@@ -10,23 +10,23 @@ pub fn json_value(json: &Json) -> Value {
 }
 
 /// A stored message as msglog shows it: the `msg` object plus `msg_id`, `user_id`,
-/// `session_id` and `timestamp` (µs). Chat messages without a `msg` body show their
-/// chat fields instead.
+/// `session_id` and `timestamp` (µs). A message posted through the Chat API also shows
+/// its chat fields (`type`, `message`, `attachments`, `message_id`).
 pub fn message(m: &Message) -> Value {
     let mut obj = match m.body.as_ref().map(json_value) {
         Some(Value::Object(map)) => map,
-        _ => {
-            let mut map = Map::new();
-            map.insert("type".into(), Value::from(m.kind));
-            if let Some(text) = &m.text {
-                map.insert("message".into(), Value::from(text.as_str()));
-            }
-            if let Some(att) = &m.attachments {
-                map.insert("attachments".into(), Value::from(att.as_str()));
-            }
-            map
-        }
+        _ => Map::new(),
     };
+    if m.text.is_some() || m.attachments.is_some() || m.kind != 0 {
+        obj.insert("type".into(), Value::from(m.kind));
+        obj.insert("message_id".into(), Value::from(m.message_id.to_string()));
+        if let Some(text) = &m.text {
+            obj.insert("message".into(), Value::from(text.as_str()));
+        }
+        if let Some(att) = &m.attachments {
+            obj.insert("attachments".into(), Value::from(att.as_str()));
+        }
+    }
     obj.insert("msg_id".into(), Value::from(m.seq));
     obj.insert("user_id".into(), Value::from(m.sender_login.as_str()));
     if let Some(s) = &m.session_id {
@@ -54,6 +54,15 @@ fn body(event: &Event) -> Option<Value> {
         EventBody::Destroyed { code, reason } => {
             Some(serde_json::json!({"code": code, "reason": reason}))
         }
+        EventBody::Signal(j) => Some(json_value(j)),
+        EventBody::Group(g) => Some(serde_json::json!({"group_id": g.group_id.0.to_string(), "name": g.name})),
+        EventBody::UserStatus { uin, online, .. } => {
+            Some(serde_json::json!({"uin": uin.0.to_string(), "online": online}))
+        }
+        EventBody::Call { call, .. } => Some(serde_json::json!({
+            "call_id": call.call_id.to_string(), "group_id": call.group_id.0.to_string(),
+            "call_status": call.status as u8
+        })),
         EventBody::UnrecognizedFields {
             class,
             subclass,

@@ -60,6 +60,14 @@ config! {
     write_timeout_ms: u64 = 10_000;
     /// The most messages one listing returns.
     max_list: usize = 1000;
+    /// How long a Chat API call rings before it times out (milliseconds).
+    call_timeout_ms: u64 = 45_000;
+    /// Largest chat message (text + attachments + display fields, bytes).
+    max_message_bytes: usize = 64 * 1024;
+    /// Chat API requests each socket may make per second (sustained).
+    chat_rate_per_sec: u32 = 50;
+    /// Chat API requests a socket may make in one burst.
+    chat_rate_burst: u32 = 200;
     /// How long shutdown waits for connections to close (milliseconds).
     shutdown_grace_ms: u64 = 5_000;
     /// Log format: "text" or "json".

@@ -49,6 +49,8 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
         token_lifetime: Duration::from_secs(config.token_lifetime_secs),
         forward_timeout: Duration::from_millis(config.forward_timeout_ms),
         max_list: config.max_list.max(1),
+        call_timeout: Duration::from_millis(config.call_timeout_ms),
+        max_message_bytes: config.max_message_bytes,
     };
     Ok(Arc::new(Core::new(
         storage, bus, registry, logs, metrics, settings,

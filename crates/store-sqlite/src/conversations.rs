@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use confer_core::model::{Conversation, ConversationKind, NewConversation};
+use confer_core::model::{Conversation, ConversationKind, GroupListing, MemberState, NewConversation};
 use confer_core::store::{ConversationStore, StoreError, StoreResult};
 use confer_core::{GroupId, Uin};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -17,7 +17,7 @@ const KIND_PUBLIC: i64 = 3;
 const KIND_CONFERENCE: i64 = 10;
 
 const COLUMNS: &str = "group_id, alias, kind, conf_class, name, owner, creator, created_at, \
-                       updated_at, last_seq, destroyed";
+                       updated_at, last_seq, destroyed, avatar_url";
 
 fn kind_columns(kind: &ConversationKind) -> (i64, Option<String>) {
     match kind {
@@ -42,9 +42,11 @@ fn conversation_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
         alias: row.get(1)?,
         kind,
         name: row.get(4)?,
+        avatar_url: row.get(11)?,
         owner: Uin(row.get::<_, i64>(5)? as u64),
         creator: Uin(row.get::<_, i64>(6)? as u64),
         occupants: BTreeSet::new(),
+        blocked: BTreeSet::new(),
         created_at_us: row.get(7)?,
         updated_at_us: row.get(8)?,
         last_seq: row.get::<_, i64>(9)? as u64,
@@ -68,8 +70,17 @@ fn load(
     else {
         return Ok(None);
     };
-    conv.occupants = occupants(conn, conv.group_id)?;
+    fill(conn, &mut conv)?;
     Ok(Some(conv))
+}
+
+/// Load a conversation's occupants and blocked users.
+fn fill(conn: &Connection, conv: &mut Conversation) -> rusqlite::Result<()> {
+    conv.occupants = occupants(conn, conv.group_id)?;
+    let mut stmt = conn.prepare_cached("SELECT uin FROM blocks WHERE group_id = ?1")?;
+    let rows = stmt.query_map([conv.group_id.0 as i64], |r| Ok(Uin(r.get::<_, i64>(0)? as u64)))?;
+    conv.blocked = rows.collect::<rusqlite::Result<_>>()?;
+    Ok(())
 }
 
 fn occupants(conn: &Connection, id: GroupId) -> rusqlite::Result<BTreeSet<Uin>> {
@@ -82,6 +93,7 @@ fn occupants(conn: &Connection, id: GroupId) -> rusqlite::Result<BTreeSet<Uin>> 
 impl ConversationStore for SqliteStore {
     async fn create_conversation(&self, new: NewConversation) -> StoreResult<Conversation> {
         let owner = to_sql_id(new.owner.0)?;
+        let creator = to_sql_id(new.creator.0)?;
         let occupants: Vec<i64> = new
             .occupants
             .iter()
@@ -90,9 +102,10 @@ impl ConversationStore for SqliteStore {
         self.write(move |conn| {
             let (kind, class) = kind_columns(&new.kind);
             conn.execute(
-                "INSERT INTO conversations (alias, kind, conf_class, name, owner, creator, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?6)",
-                params![new.alias, kind, class, new.name, owner, new.created_at_us],
+                "INSERT INTO conversations (alias, kind, conf_class, name, avatar_url, owner, creator,
+                    created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                params![new.alias, kind, class, new.name, new.avatar_url, owner, creator, new.created_at_us],
             )
             .map_err(|e| conflict_or_backend(e, "alias"))?;
             let id = conn.last_insert_rowid();
@@ -143,7 +156,7 @@ impl ConversationStore for SqliteStore {
                     .collect::<rusqlite::Result<_>>()?,
             };
             for conv in &mut list {
-                conv.occupants = occupants(conn, conv.group_id)?;
+                fill(conn, conv)?;
             }
             Ok(list)
         })
@@ -185,6 +198,180 @@ impl ConversationStore for SqliteStore {
             )
             .map_err(backend)?;
             touch(conn, id, now_us)
+        })
+        .await
+    }
+
+    async fn update_group(&self, group: Conversation, now_us: i64) -> StoreResult<()> {
+        let id = to_sql_id(group.group_id.0)?;
+        let owner = to_sql_id(group.owner.0)?;
+        self.write(move |conn| {
+            let (kind, class) = kind_columns(&group.kind);
+            conn.execute(
+                "UPDATE conversations SET name = ?2, avatar_url = ?3, owner = ?4, kind = ?5,
+                    conf_class = ?6 WHERE group_id = ?1",
+                params![id, group.name, group.avatar_url, owner, kind, class],
+            )
+            .map_err(backend)?;
+            touch(conn, id, now_us)
+        })
+        .await
+    }
+
+    async fn set_blocked(&self, id: GroupId, uin: Uin, blocked: bool) -> StoreResult<()> {
+        let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
+        self.write(move |conn| {
+            let sql = if blocked {
+                "INSERT OR IGNORE INTO blocks (group_id, uin) VALUES (?1, ?2)"
+            } else {
+                "DELETE FROM blocks WHERE group_id = ?1 AND uin = ?2"
+            };
+            conn.execute(sql, params![id, uin]).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_group_with_occupants(
+        &self,
+        kind: &ConversationKind,
+        wanted: &BTreeSet<Uin>,
+    ) -> StoreResult<Option<Conversation>> {
+        let (kind, _) = kind_columns(kind);
+        let Some(first) = wanted.iter().next() else {
+            return Ok(None);
+        };
+        let first = to_sql_id(first.0)?;
+        let wanted = wanted.clone();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT c.group_id FROM conversations c JOIN occupants o ON o.group_id = c.group_id
+                 WHERE o.uin = ?1 AND c.kind = ?2 AND c.destroyed = 0"
+            ))?;
+            let ids: Vec<i64> = stmt.query_map(params![first, kind], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            for id in ids {
+                if occupants(conn, GroupId(id as u64))? == wanted {
+                    return load(conn, "group_id = ?1", &id);
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn groups_of(&self, uin: Uin) -> StoreResult<Vec<GroupListing>> {
+        let me = to_sql_id(uin.0)?;
+        self.read(move |conn| {
+            let columns: String = COLUMNS.split(", ").map(|c| format!("c.{}", c.trim())).collect::<Vec<_>>().join(", ");
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {columns}, o.muted, o.pinned_at, o.cleared_seq, o.seen_seq
+                 FROM occupants o JOIN conversations c ON c.group_id = o.group_id
+                 WHERE o.uin = ?1 AND c.kind != {KIND_CONFERENCE} AND c.destroyed = 0"
+            ))?;
+            let rows: Vec<(Conversation, MemberState)> = stmt
+                .query_map([me], |row| {
+                    Ok((
+                        conversation_row(row)?,
+                        MemberState {
+                            muted: row.get::<_, i64>(12)? != 0,
+                            pinned_at_us: row.get(13)?,
+                            cleared_seq: row.get::<_, i64>(14)? as u64,
+                            seen_seq: row.get::<_, i64>(15)? as u64,
+                        },
+                    ))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut listings = Vec::with_capacity(rows.len());
+            for (mut conversation, state) in rows {
+                fill(conn, &mut conversation)?;
+                let group = conversation.group_id.0 as i64;
+                let cleared = state.cleared_seq as i64;
+                let last_message = conn
+                    .query_row(
+                        &format!(
+                            "SELECT {} FROM messages WHERE group_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT 1",
+                            crate::messages::COLUMNS
+                        ),
+                        params![group, cleared],
+                        crate::messages::message_row,
+                    )
+                    .optional()?;
+                let unread: i64 = conn.query_row(
+                    "SELECT COUNT(*) FROM messages WHERE group_id = ?1 AND seq > ?2 AND sender != ?3
+                        AND deleted = 0",
+                    params![group, cleared.max(state.seen_seq as i64), me],
+                    |r| r.get(0),
+                )?;
+                listings.push(GroupListing {
+                    conversation,
+                    state,
+                    last_message,
+                    unread: unread as u64,
+                });
+            }
+            Ok(listings)
+        })
+        .await
+    }
+
+    async fn member_state(&self, id: GroupId, uin: Uin) -> StoreResult<Option<MemberState>> {
+        let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT muted, pinned_at, cleared_seq, seen_seq FROM occupants
+                 WHERE group_id = ?1 AND uin = ?2",
+                params![id, uin],
+                |row| {
+                    Ok(MemberState {
+                        muted: row.get::<_, i64>(0)? != 0,
+                        pinned_at_us: row.get(1)?,
+                        cleared_seq: row.get::<_, i64>(2)? as u64,
+                        seen_seq: row.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn set_member_state(&self, id: GroupId, uin: Uin, state: MemberState) -> StoreResult<()> {
+        let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE occupants SET muted = ?3, pinned_at = ?4, cleared_seq = ?5, seen_seq = ?6
+                     WHERE group_id = ?1 AND uin = ?2",
+                    params![
+                        id,
+                        uin,
+                        state.muted as i64,
+                        state.pinned_at_us,
+                        state.cleared_seq as i64,
+                        state.seen_seq as i64
+                    ],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn peers_of(&self, uin: Uin) -> StoreResult<BTreeSet<Uin>> {
+        let me = to_sql_id(uin.0)?;
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT DISTINCT other.uin FROM occupants mine
+                 JOIN conversations c ON c.group_id = mine.group_id
+                 JOIN occupants other ON other.group_id = mine.group_id
+                 WHERE mine.uin = ?1 AND other.uin != ?1 AND c.kind != {KIND_CONFERENCE}
+                   AND c.destroyed = 0"
+            ))?;
+            let rows = stmt.query_map([me], |r| Ok(Uin(r.get::<_, i64>(0)? as u64)))?;
+            rows.collect()
         })
         .await
     }

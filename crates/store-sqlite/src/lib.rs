@@ -7,10 +7,13 @@
 //! - [`writer`]: the one writer thread and its group commit: many concurrent writes share
 //!   one transaction and one fsync; each caller hears back only after that commit.
 //! - `migrations`: the schema, embedded and applied at open.
-//! - `accounts`, `tokens`, `conversations`, `messages`: the core's storage traits.
+//! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`: the core's
+//!   storage traits, one file per aggregate.
 
 mod accounts;
+mod calls;
 mod conversations;
+mod devices;
 mod messages;
 mod migrations;
 mod tokens;

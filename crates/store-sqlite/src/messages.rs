@@ -4,17 +4,17 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use confer_core::model::{Appended, Message, NewMessage};
+use confer_core::model::{Appended, Message, MessageQuery, NewMessage};
 use confer_core::store::{MessageStore, StoreError, StoreResult};
 use confer_core::{GroupId, Json, SessionId, Uin};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::{backend, to_sql_id, SqliteStore};
 
-const COLUMNS: &str = "message_id, group_id, seq, sender, sender_login, session_id, kind, text, \
+pub(crate) const COLUMNS: &str = "message_id, group_id, seq, sender, sender_login, session_id, kind, text, \
                        attachments, body, nonce, version, created_at, updated_at, deleted";
 
-fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+pub(crate) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         message_id: row.get::<_, i64>(0)? as u64,
         group_id: GroupId(row.get::<_, i64>(1)? as u64),
@@ -138,4 +138,82 @@ impl MessageStore for SqliteStore {
         })
         .await
     }
+
+    async fn message(&self, message_id: u64) -> StoreResult<Option<Message>> {
+        let id = to_sql_id(message_id)?;
+        self.read(move |conn| by_id(conn, id)).await
+    }
+
+    async fn edit_message(
+        &self,
+        message_id: u64,
+        text: Option<String>,
+        attachments: Option<String>,
+        now_us: i64,
+    ) -> StoreResult<Message> {
+        let id = to_sql_id(message_id)?;
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE messages SET text = ?2, attachments = COALESCE(?3, attachments),
+                        version = version + 1, updated_at = ?4
+                     WHERE message_id = ?1 AND deleted = 0",
+                    params![id, text, attachments, now_us],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            by_id(conn, id).map_err(backend)?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn delete_message(&self, message_id: u64, now_us: i64) -> StoreResult<Message> {
+        let id = to_sql_id(message_id)?;
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE messages SET text = NULL, attachments = NULL, body = NULL, deleted = 1,
+                        updated_at = ?2
+                     WHERE message_id = ?1 AND deleted = 0",
+                    params![id, now_us],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            by_id(conn, id).map_err(backend)?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn list_messages(&self, group: GroupId, query: MessageQuery) -> StoreResult<Vec<Message>> {
+        let group = to_sql_id(group.0)?;
+        let before = query.before.map(|b| i64::try_from(b).unwrap_or(i64::MAX)).unwrap_or(i64::MAX);
+        let after = query.after.map(|a| i64::try_from(a).unwrap_or(i64::MAX)).unwrap_or(0);
+        let above_seq = i64::try_from(query.above_seq).unwrap_or(i64::MAX);
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        let order = if query.oldest_first { "ASC" } else { "DESC" };
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages
+                 WHERE group_id = ?1 AND message_id < ?2 AND message_id > ?3 AND seq > ?4
+                 ORDER BY message_id {order} LIMIT ?5 OFFSET ?6"
+            ))?;
+            let rows = stmt.query_map(params![group, before, after, above_seq, limit, offset], message_row)?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+fn by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Message>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM messages WHERE message_id = ?1"),
+        [id],
+        message_row,
+    )
+    .optional()
 }

@@ -63,6 +63,39 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX messages_nonce ON messages(group_id, sender, nonce)
         WHERE nonce IS NOT NULL;",
+    // 2: chat groups (avatar, per-member state, blocks), presence, device tokens, calls.
+    "ALTER TABLE conversations ADD COLUMN avatar_url TEXT;
+    ALTER TABLE accounts ADD COLUMN last_seen INTEGER;
+    ALTER TABLE occupants ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE occupants ADD COLUMN pinned_at INTEGER;
+    ALTER TABLE occupants ADD COLUMN cleared_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE occupants ADD COLUMN seen_seq INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE blocks (
+        group_id INTEGER NOT NULL REFERENCES conversations(group_id),
+        uin INTEGER NOT NULL,
+        PRIMARY KEY (group_id, uin)
+    ) WITHOUT ROWID;
+    CREATE TABLE device_tokens (
+        token TEXT PRIMARY KEY,
+        uin INTEGER NOT NULL,
+        kind INTEGER NOT NULL
+    );
+    CREATE INDEX device_tokens_by_uin ON device_tokens(uin);
+    CREATE TABLE calls (
+        call_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_id INTEGER NOT NULL REFERENCES conversations(group_id),
+        media_type INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        caller INTEGER NOT NULL,
+        callees TEXT NOT NULL,
+        accepted TEXT NOT NULL,
+        declined TEXT NOT NULL,
+        extra TEXT,
+        started_at INTEGER NOT NULL,
+        accepted_at INTEGER,
+        stopped_at INTEGER
+    );
+    CREATE INDEX messages_by_group_id ON messages(group_id, message_id);",
 ];
 
 /// Apply every migration the database has not seen, each in its own transaction.

@@ -22,7 +22,9 @@ async fn conference(store: &SqliteStore, alias: &str) -> GroupId {
                 class: "sfu".into(),
             },
             name: None,
+            avatar_url: None,
             owner: Uin(1),
+            creator: Uin(1),
             occupants: BTreeSet::from([Uin(1)]),
             created_at_us: 1,
         })
@@ -160,7 +162,9 @@ async fn duplicate_logins_and_aliases_conflict() {
                 class: "mcu".into(),
             },
             name: None,
+            avatar_url: None,
             owner: Uin(2),
+            creator: Uin(2),
             occupants: BTreeSet::new(),
             created_at_us: 1,
         })

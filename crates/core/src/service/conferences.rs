@@ -83,7 +83,9 @@ impl Core {
             alias: Some(alias.clone()),
             kind: ConversationKind::Conference { class },
             name: None,
+            avatar_url: None,
             owner: caller.uin,
+            creator: caller.uin,
             occupants: BTreeSet::from([caller.uin]),
             created_at_us: now_us(),
         };

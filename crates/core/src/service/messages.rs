@@ -1,10 +1,11 @@
-//! Storing and listing messages of a conversation. A message is acknowledged (this
-//! returns) only after storage made it durable; then it is published to the bus.
+//! The msglog side of messages: storing an arbitrary JSON `msg` in a conversation and
+//! listing by `seq`. A message is acknowledged (this returns) only after storage made it
+//! durable; then it is announced through every door (see `chat_messages`).
 
 use std::sync::Arc;
 
-use crate::error::{CoreError, CoreResult};
-use crate::event::{Event, EventBody, Json};
+use crate::error::CoreResult;
+use crate::event::Json;
 use crate::ids::SessionId;
 use crate::model::{now_us, Message, NewMessage, Principal};
 
@@ -21,34 +22,21 @@ impl Core {
         msg: Json,
     ) -> CoreResult<Arc<Message>> {
         let conv = self.visible_conversation(caller, conf_id).await?;
-        if conv.destroyed {
-            return Err(CoreError::ConversationDestroyed);
-        }
-        let appended = self
-            .storage
-            .append_message(NewMessage {
-                group_id: conv.group_id,
-                sender: caller.uin,
-                sender_login: caller.login.clone(),
-                session_id: Some(session.clone()),
-                kind: 0,
-                text: None,
-                attachments: None,
-                body: Some(msg),
-                nonce: None,
-                version: 0,
-                created_at_us: now_us(),
-            })
-            .await?;
-        self.metrics.message_stored();
-        self.publish(Event::new(
-            "media",
-            Some("conf".into()),
-            Some("msglog_new_msg".into()),
-            Some(conv.public_id()),
-            EventBody::Message(appended.message.clone()),
-        ));
-        Ok(appended.message)
+        let new = NewMessage {
+            group_id: conv.group_id,
+            sender: caller.uin,
+            sender_login: caller.login.clone(),
+            session_id: Some(session.clone()),
+            kind: 0,
+            text: None,
+            attachments: None,
+            body: Some(msg),
+            nonce: None,
+            version: 0,
+            created_at_us: now_us(),
+        };
+        let (message, _) = self.store_message(&conv, caller, new).await?;
+        Ok(message)
     }
 
     /// Messages of a conversation the caller occupies, with `seq > after_seq`, oldest

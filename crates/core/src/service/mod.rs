@@ -11,22 +11,32 @@
 //! - `messages`: storing and listing conversation messages.
 
 mod accounts;
+mod calls;
+mod chat_messages;
 mod conferences;
 mod events;
+mod groups;
 mod messages;
+mod presence;
 mod sessions;
 
 pub use accounts::{admin_principal, failed_login_delay};
 pub use conferences::DESTROYED_BY_REQUEST;
+pub use chat_messages::ChatMessageInput;
+pub use groups::{GroupChanges, GroupSort};
+pub use presence::{CONFLICT_STOP_CODE, CHAT_DOOR};
 pub use sessions::SESSION_STOP_CODE;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::bus::{EventBus, SessionRegistry};
+use crate::bus::{Delivery, EventBus, SessionRegistry};
 use crate::error::CoreResult;
 use crate::event::Event;
+use crate::ids::Uin;
 use crate::logsink::LogSink;
+use crate::model::Call;
 use crate::metrics::Metrics;
 use crate::store::Storage;
 
@@ -41,6 +51,10 @@ pub struct CoreSettings {
     pub forward_timeout: Duration,
     /// The most messages one listing returns.
     pub max_list: usize,
+    /// How long a call rings before it times out.
+    pub call_timeout: Duration,
+    /// The largest chat message text (bytes).
+    pub max_message_bytes: usize,
 }
 
 impl Default for CoreSettings {
@@ -50,6 +64,8 @@ impl Default for CoreSettings {
             token_lifetime: Duration::from_secs(30 * 24 * 3600),
             forward_timeout: Duration::from_secs(30),
             max_list: 1000,
+            call_timeout: Duration::from_secs(45),
+            max_message_bytes: 64 * 1024,
         }
     }
 }
@@ -62,6 +78,10 @@ pub struct Core {
     logs: Option<Arc<dyn LogSink>>,
     metrics: Arc<Metrics>,
     settings: CoreSettings,
+    /// Calls still ringing or in progress, by id. A std `Mutex`: never held across
+    /// `.await`. (Single-node state, like the in-process registry; a cluster keeps it with
+    /// the registry.)
+    calls: Mutex<HashMap<u64, Call>>,
 }
 
 impl Core {
@@ -80,6 +100,7 @@ impl Core {
             logs,
             metrics,
             settings,
+            calls: Mutex::new(HashMap::new()),
         }
     }
 
@@ -101,5 +122,28 @@ impl Core {
         let n = self.bus.publish(event);
         self.metrics.events_delivered(n as u64);
         n
+    }
+
+    /// Push an event straight to the Chat API sessions of some users (group messages,
+    /// presence, calls). One shared `Arc<Event>`, so the door renders it once.
+    fn push_to_users(&self, uins: impl IntoIterator<Item = Uin>, event: Event) -> usize {
+        let event = Arc::new(event);
+        let mut delivered = 0;
+        for uin in uins {
+            for session in self.registry.sessions_of_uin(uin) {
+                if session.door != CHAT_DOOR {
+                    continue;
+                }
+                let delivery = Delivery::Event {
+                    event: event.clone(),
+                    merge: None,
+                };
+                if self.registry.deliver(&session.session_id, delivery).is_ok() {
+                    delivered += 1;
+                }
+            }
+        }
+        self.metrics.events_delivered(delivered as u64);
+        delivered
     }
 }

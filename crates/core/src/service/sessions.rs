@@ -39,23 +39,28 @@ impl Core {
             None => SessionId::random(),
         };
         let info = SessionInfo {
-            session_id: session_id.clone(),
+            session_id,
             uin: who.uin,
             user: who.login.clone(),
             remote,
             door,
+            token_id: None,
         };
+        self.register_session(info, mailbox)
+    }
+
+    /// Register a session and subscribe it to its own user and session events.
+    pub(super) fn register_session(&self, info: SessionInfo, mailbox: Mailbox) -> CoreResult<SessionInfo> {
         if !self.registry.register(info.clone(), mailbox) {
             return Err(CoreError::DuplicateSession);
         }
+        let session_id = &info.session_id;
         self.bus.subscribe(
-            &session_id,
+            session_id,
             Subscription::to_object("core", "session_event", session_id.as_str()),
         );
-        self.bus.subscribe(
-            &session_id,
-            Subscription::to_object("core", "user_event", &who.login),
-        );
+        self.bus
+            .subscribe(session_id, Subscription::to_object("core", "user_event", &info.user));
         Ok(info)
     }
 

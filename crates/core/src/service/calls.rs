@@ -1,0 +1,255 @@
+//! Calls and their WebRTC signalling.
+//!
+//! A call belongs to a group: the caller and the callees must be members. Callees hear
+//! `start_call`; an answer is told to everyone in the call (`answer_call`); a call nobody
+//! accepted within the configured timeout ends with status 2 (timeout), and a stopped
+//! call with status 3 (finished); either way everyone hears `stop_call` and a call message
+//! (type 1) with its duration lands in the group's history. SDP and ICE go only from one
+//! participant of an ongoing call to another.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::error::{CoreError, CoreResult};
+use crate::event::{Event, EventBody, Json};
+use crate::ids::{GroupId, Uin};
+use crate::model::{now_us, Call, CallStatus, NewMessage, Principal};
+
+use super::Core;
+
+/// Answers, numbered as the Chat API does.
+pub const ANSWER_ACCEPT: u8 = 1;
+
+/// The message type of a call record in history.
+const CALL_MESSAGE: u32 = 1;
+
+impl Core {
+    fn push_call(&self, call: &Call, kind: &str, answer: Option<(Uin, u8)>, to: impl IntoIterator<Item = Uin>) {
+        self.push_to_users(
+            to,
+            Event::new(
+                "chat",
+                None,
+                Some(kind.to_string()),
+                Some(call.call_id.to_string()),
+                EventBody::Call {
+                    call: Arc::new(call.clone()),
+                    answer,
+                },
+            ),
+        );
+    }
+
+    fn everyone(call: &Call) -> BTreeSet<Uin> {
+        let mut all = call.callees.clone();
+        all.insert(call.caller);
+        all
+    }
+
+    /// Start a call in a group. Callees default to every other member.
+    pub async fn create_call(
+        self: &Arc<Self>,
+        caller: &Principal,
+        group: GroupId,
+        media_type: u8,
+        callees: Option<BTreeSet<Uin>>,
+        extra: Option<Json>,
+    ) -> CoreResult<Call> {
+        if !(1..=2).contains(&media_type) {
+            return Err(CoreError::InvalidValue("media_type".into()));
+        }
+        let conv = self.member_group(caller, group).await?;
+        if conv.blocked.contains(&caller.uin) {
+            return Err(CoreError::Blocked);
+        }
+        let mut callees = callees.unwrap_or_else(|| conv.occupants.clone());
+        callees.remove(&caller.uin);
+        if callees.is_empty() {
+            return Err(CoreError::InvalidValue("callee_uins".into()));
+        }
+        if !callees.is_subset(&conv.occupants) {
+            return Err(CoreError::UserNotFound);
+        }
+        let call = self
+            .storage
+            .insert_call(Call {
+                call_id: 0,
+                group_id: group,
+                media_type,
+                status: CallStatus::Ongoing,
+                caller: caller.uin,
+                callees,
+                accepted: BTreeSet::new(),
+                declined: BTreeSet::new(),
+                extra,
+                started_at_us: now_us(),
+                accepted_at_us: None,
+                stopped_at_us: None,
+            })
+            .await?;
+        self.calls_lock().insert(call.call_id, call.clone());
+        self.push_call(&call, "start_call", None, call.callees.iter().copied());
+        let core = self.clone();
+        let call_id = call.call_id;
+        let timeout = self.settings.call_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            core.ring_timeout(call_id).await;
+        });
+        Ok(call)
+    }
+
+    fn calls_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Call>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An ongoing call of `group` that the caller takes part in.
+    fn live_call(&self, caller: &Principal, group: GroupId, call_id: u64) -> CoreResult<Call> {
+        match self.calls_lock().get(&call_id) {
+            Some(call) if call.group_id == group && call.involves(caller.uin) => Ok(call.clone()),
+            _ => Err(CoreError::CallNotFound),
+        }
+    }
+
+    pub async fn answer_call(&self, caller: &Principal, group: GroupId, call_id: u64, answer: u8) -> CoreResult<Call> {
+        if !(1..=4).contains(&answer) {
+            return Err(CoreError::InvalidValue("answer".into()));
+        }
+        let mut call = self.live_call(caller, group, call_id)?;
+        if !call.callees.contains(&caller.uin) {
+            return Err(CoreError::InvalidOperation("only a callee answers".into()));
+        }
+        if answer == ANSWER_ACCEPT {
+            call.accepted.insert(caller.uin);
+            call.declined.remove(&caller.uin);
+            call.accepted_at_us.get_or_insert_with(now_us);
+        } else {
+            call.declined.insert(caller.uin);
+            call.accepted.remove(&caller.uin);
+        }
+        self.storage.update_call(call.clone()).await?;
+        self.calls_lock().insert(call_id, call.clone());
+        self.push_call(&call, "answer_call", Some((caller.uin, answer)), Self::everyone(&call));
+        if call.declined == call.callees {
+            return self.end_call(call, CallStatus::Finished).await;
+        }
+        Ok(call)
+    }
+
+    /// Stop a call (any participant).
+    pub async fn stop_call(&self, caller: &Principal, group: GroupId, call_id: u64) -> CoreResult<Call> {
+        let call = self.live_call(caller, group, call_id)?;
+        self.end_call(call, CallStatus::Finished).await
+    }
+
+    async fn ring_timeout(&self, call_id: u64) {
+        let ringing = self
+            .calls_lock()
+            .get(&call_id)
+            .filter(|c| c.accepted.is_empty())
+            .cloned();
+        if let Some(call) = ringing {
+            if let Err(e) = self.end_call(call, CallStatus::Timeout).await {
+                tracing::warn!(error = %e, call_id, "call timeout");
+            }
+        }
+    }
+
+    async fn end_call(&self, mut call: Call, status: CallStatus) -> CoreResult<Call> {
+        // Whoever removes it from the live map ends it; a racing stop finds nothing.
+        if self.calls_lock().remove(&call.call_id).is_none() {
+            return Err(CoreError::CallNotFound);
+        }
+        let now = now_us();
+        call.status = status;
+        call.stopped_at_us = Some(now);
+        self.storage.update_call(call.clone()).await?;
+        self.push_call(&call, "stop_call", None, Self::everyone(&call));
+        let duration_s = call.accepted_at_us.map_or(0, |a| (now - a).max(0) / 1_000_000);
+        let record = format!(
+            "{{\"call_id\":\"{}\",\"media_type\":{},\"call_status\":{},\"duration\":{}}}",
+            call.call_id, call.media_type, status as u8, duration_s
+        );
+        if let Some(conv) = self.storage.conversation(call.group_id).await? {
+            let caller = crate::model::Principal {
+                uin: call.caller,
+                login: self
+                    .storage
+                    .account_by_uin(call.caller)
+                    .await?
+                    .map(|a| a.login)
+                    .unwrap_or_default(),
+                admin: false,
+            };
+            let new = NewMessage {
+                group_id: call.group_id,
+                sender: call.caller,
+                sender_login: caller.login.clone(),
+                session_id: None,
+                kind: CALL_MESSAGE,
+                text: Some(record),
+                attachments: None,
+                body: None,
+                nonce: Some(format!("call-{}", call.call_id)),
+                version: 0,
+                created_at_us: now,
+            };
+            if let Err(e) = self.store_message(&conv, &caller, new).await {
+                tracing::warn!(error = %e, call_id = call.call_id, "call record not stored");
+            }
+        }
+        Ok(call)
+    }
+
+    /// A call's state, for any member of its group.
+    pub async fn call_status(&self, caller: &Principal, group: GroupId, call_id: u64) -> CoreResult<Call> {
+        self.member_group(caller, group).await?;
+        self.storage
+            .call(call_id)
+            .await?
+            .filter(|c| c.group_id == group)
+            .ok_or(CoreError::CallNotFound)
+    }
+
+    /// Relay SDP or ICE (`kind`) from the caller to one other participant of a live call.
+    pub fn relay_call_signal(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        call_id: u64,
+        receiver: Uin,
+        kind: &str,
+        payload: Json,
+    ) -> CoreResult<()> {
+        let call = self.live_call(caller, group, call_id)?;
+        if receiver == caller.uin || !call.involves(receiver) {
+            return Err(CoreError::UserNotFound);
+        }
+        self.push_to_users(
+            [receiver],
+            Event::new("chat", None, Some(kind.to_string()), Some(call_id.to_string()), EventBody::Signal(payload)),
+        );
+        Ok(())
+    }
+
+    /// Relay a client `event` (typing, call events) to one member, or to every other
+    /// member of the group when `receiver` is `None`.
+    pub async fn relay_group_event(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        receiver: Option<Uin>,
+        payload: Json,
+    ) -> CoreResult<usize> {
+        let conv = self.member_group(caller, group).await?;
+        let targets: Vec<Uin> = match receiver {
+            Some(r) if conv.occupants.contains(&r) && r != caller.uin => vec![r],
+            Some(_) => return Err(CoreError::UserNotFound),
+            None => conv.occupants.iter().copied().filter(|u| *u != caller.uin).collect(),
+        };
+        Ok(self.push_to_users(
+            targets,
+            Event::new("chat", None, Some("event".into()), Some(group.to_string()), EventBody::Signal(payload)),
+        ))
+    }
+}

@@ -1,0 +1,193 @@
+//! Chat messages: posting (idempotent on `nonce`), editing, deleting (a tombstone others
+//! are told about) and listing with exclusive id bounds.
+//!
+//! Every stored message, whichever door it came through, is announced the same way
+//! ([`Core::announce_message`]): as `message` to the members' Chat API sessions and as
+//! `media/conf/msglog_new_msg` on the bus for External API subscribers.
+
+use std::sync::Arc;
+
+use crate::error::{CoreError, CoreResult};
+use crate::event::{Event, EventBody, Json};
+use crate::ids::{GroupId, SessionId};
+use crate::model::{now_us, Conversation, Message, MessageQuery, NewMessage, Principal};
+
+use super::Core;
+
+/// The message types the Chat API defines (11 is unassigned).
+const MESSAGE_TYPES: [u32; 13] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13];
+
+/// What a client sends to post a chat message.
+#[derive(Clone, Debug, Default)]
+pub struct ChatMessageInput {
+    pub kind: u32,
+    pub text: Option<String>,
+    pub attachments: Option<String>,
+    pub nonce: Option<String>,
+    pub version: u32,
+    /// Display fields sent along (group_name, sender_name …), kept with the message.
+    pub extra: Option<Json>,
+}
+
+impl Core {
+    /// Store a message in `conv` from `caller`, then announce it. Returns the message and
+    /// whether it was a retry of one already stored (same nonce), which is not announced.
+    pub(super) async fn store_message(
+        &self,
+        conv: &Conversation,
+        caller: &Principal,
+        new: NewMessage,
+    ) -> CoreResult<(Arc<Message>, bool)> {
+        if conv.destroyed {
+            return Err(CoreError::ConversationDestroyed);
+        }
+        if conv.blocked.contains(&caller.uin) {
+            return Err(CoreError::Blocked);
+        }
+        let appended = self.storage.append_message(new).await?;
+        if appended.duplicate {
+            return Ok((appended.message, true));
+        }
+        self.metrics.message_stored();
+        self.announce_message(conv, "message", &appended.message);
+        Ok((appended.message, false))
+    }
+
+    /// Tell the members (Chat API) and subscribers (External API) about a message.
+    pub(super) fn announce_message(&self, conv: &Conversation, kind: &str, message: &Arc<Message>) {
+        self.push_to_users(
+            conv.occupants.iter().copied(),
+            Event::new(
+                "chat",
+                None,
+                Some(kind.to_string()),
+                Some(conv.group_id.to_string()),
+                EventBody::Message(message.clone()),
+            ),
+        );
+        if kind == "message" {
+            self.publish(Event::new(
+                "media",
+                Some("conf".into()),
+                Some("msglog_new_msg".into()),
+                Some(conv.public_id()),
+                EventBody::Message(message.clone()),
+            ));
+        }
+    }
+
+    /// Post a chat message to a group the caller is in.
+    pub async fn post_chat_message(
+        &self,
+        caller: &Principal,
+        session: &SessionId,
+        group: GroupId,
+        input: ChatMessageInput,
+    ) -> CoreResult<(Arc<Message>, bool)> {
+        if !MESSAGE_TYPES.contains(&input.kind) {
+            return Err(CoreError::InvalidValue("type".into()));
+        }
+        let size = input.text.as_ref().map_or(0, String::len)
+            + input.attachments.as_ref().map_or(0, String::len)
+            + input.extra.as_ref().map_or(0, |e| e.as_str().len());
+        if size > self.settings.max_message_bytes {
+            return Err(CoreError::TooLarge("message"));
+        }
+        if input.nonce.as_ref().is_some_and(|n| n.len() > 256) {
+            return Err(CoreError::InvalidValue("nonce".into()));
+        }
+        let conv = self.member_group(caller, group).await?;
+        let new = NewMessage {
+            group_id: group,
+            sender: caller.uin,
+            sender_login: caller.login.clone(),
+            session_id: Some(session.clone()),
+            kind: input.kind,
+            text: input.text,
+            attachments: input.attachments,
+            body: input.extra,
+            nonce: input.nonce,
+            version: input.version,
+            created_at_us: now_us(),
+        };
+        let (message, duplicate) = self.store_message(&conv, caller, new).await?;
+        // Posting means having read everything before it.
+        if let Ok(Some(mut state)) = self.storage.member_state(group, caller.uin).await {
+            if state.seen_seq < message.seq {
+                state.seen_seq = message.seq;
+                let _ = self.storage.set_member_state(group, caller.uin, state).await;
+            }
+        }
+        Ok((message, duplicate))
+    }
+
+    async fn own_message(&self, caller: &Principal, group: GroupId, message_id: u64) -> CoreResult<(Conversation, Message)> {
+        let conv = self.member_group(caller, group).await?;
+        let message = self
+            .storage
+            .message(message_id)
+            .await?
+            .filter(|m| m.group_id == group && !m.deleted)
+            .ok_or(CoreError::MessageNotFound)?;
+        Ok((conv, message))
+    }
+
+    /// Edit a message; only its sender may.
+    pub async fn edit_chat_message(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        message_id: u64,
+        text: Option<String>,
+        attachments: Option<String>,
+    ) -> CoreResult<Arc<Message>> {
+        let size = text.as_ref().map_or(0, String::len) + attachments.as_ref().map_or(0, String::len);
+        if size > self.settings.max_message_bytes {
+            return Err(CoreError::TooLarge("message"));
+        }
+        let (conv, message) = self.own_message(caller, group, message_id).await?;
+        if message.sender != caller.uin {
+            return Err(CoreError::Unauthorized);
+        }
+        let edited = Arc::new(self.storage.edit_message(message_id, text, attachments, now_us()).await?);
+        self.announce_message(&conv, "update_message", &edited);
+        Ok(edited)
+    }
+
+    /// Delete a message: its sender or the group's owner may. It stays as a tombstone.
+    pub async fn delete_chat_message(&self, caller: &Principal, group: GroupId, message_id: u64) -> CoreResult<Arc<Message>> {
+        let (conv, message) = self.own_message(caller, group, message_id).await?;
+        if message.sender != caller.uin && conv.owner != caller.uin {
+            return Err(CoreError::Unauthorized);
+        }
+        let deleted = Arc::new(self.storage.delete_message(message_id, now_us()).await?);
+        self.announce_message(&conv, "delete_message", &deleted);
+        Ok(deleted)
+    }
+
+    /// List a group's messages for the caller. `after` (exclusive) lists oldest first, to
+    /// catch up; otherwise newest first, older than `before` (exclusive). What the caller
+    /// cleared with `delete_conversation` is left out.
+    pub async fn list_chat_messages(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        before: Option<u64>,
+        after: Option<u64>,
+        page: usize,
+        page_size: usize,
+    ) -> CoreResult<Vec<Message>> {
+        self.member_group(caller, group).await?;
+        let state = self.storage.member_state(group, caller.uin).await?.unwrap_or_default();
+        let limit = page_size.clamp(1, self.settings.max_list);
+        let query = MessageQuery {
+            before,
+            after,
+            above_seq: state.cleared_seq,
+            offset: page.saturating_mul(limit),
+            limit,
+            oldest_first: after.is_some() && before.is_none(),
+        };
+        Ok(self.storage.list_messages(group, query).await?)
+    }
+}

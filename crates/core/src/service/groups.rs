@@ -1,0 +1,369 @@
+//! Chat groups: creating, changing, leaving, listing, blocking, and each member's own
+//! mute / pin / clear / seen marks.
+//!
+//! Rules: only members see or touch a group (anyone else is told it does not exist);
+//! only the owner changes it or blocks, except that in a private (1:1) group either
+//! member may block the other. A private group has exactly two members and exists once
+//! per pair: creating it again returns the existing one.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::error::{CoreError, CoreResult};
+use crate::event::{Event, EventBody};
+use crate::ids::{GroupId, Uin};
+use crate::model::{now_us, Conversation, ConversationKind, GroupListing, MemberState, NewConversation, Principal};
+
+use super::Core;
+
+/// The longest group name or avatar URL accepted.
+const MAX_FIELD_LEN: usize = 1024;
+/// The most members a group may have.
+const MAX_MEMBERS: usize = 10_000;
+
+/// How `list_group` orders groups (after pinned ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupSort {
+    /// Newest last message first (groups without messages by creation time).
+    LastMessage,
+    /// Newest group first.
+    Created,
+}
+
+/// What `update_group` may change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct GroupChanges {
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub owner: Option<Uin>,
+    pub kind: Option<ConversationKind>,
+    pub add: BTreeSet<Uin>,
+    pub remove: BTreeSet<Uin>,
+}
+
+fn check_len(value: &Option<String>, what: &'static str) -> CoreResult<()> {
+    match value {
+        Some(v) if v.len() > MAX_FIELD_LEN => Err(CoreError::TooLarge(what)),
+        _ => Ok(()),
+    }
+}
+
+impl Core {
+    /// A chat group the caller is a member of; anything else is "not found".
+    pub(super) async fn member_group(&self, caller: &Principal, group: GroupId) -> CoreResult<Conversation> {
+        match self.storage.conversation(group).await? {
+            Some(c) if c.is_chat_group() && !c.destroyed && c.occupants.contains(&caller.uin) => Ok(c),
+            _ => Err(CoreError::ConversationNotFound),
+        }
+    }
+
+    async fn require_accounts(&self, uins: &BTreeSet<Uin>) -> CoreResult<()> {
+        for uin in uins {
+            if self.storage.account_by_uin(*uin).await?.is_none() {
+                return Err(CoreError::UserNotFound);
+            }
+        }
+        Ok(())
+    }
+
+    fn push_group(&self, to: impl IntoIterator<Item = Uin>, kind: &str, group: &Conversation) {
+        self.push_to_users(
+            to,
+            Event::new(
+                "chat",
+                None,
+                Some(kind.to_string()),
+                Some(group.group_id.to_string()),
+                EventBody::Group(Arc::new(group.clone())),
+            ),
+        );
+    }
+
+    /// Create a chat group; the caller is always a member. For a private group that
+    /// exists already, the existing one is returned with `false`.
+    pub async fn create_group(
+        &self,
+        caller: &Principal,
+        kind: ConversationKind,
+        name: Option<String>,
+        avatar_url: Option<String>,
+        owner: Option<Uin>,
+        mut occupants: BTreeSet<Uin>,
+    ) -> CoreResult<(Conversation, bool)> {
+        check_len(&name, "name")?;
+        check_len(&avatar_url, "avatar_url")?;
+        if matches!(kind, ConversationKind::Conference { .. }) {
+            return Err(CoreError::InvalidValue("type".into()));
+        }
+        occupants.insert(caller.uin);
+        if occupants.len() > MAX_MEMBERS {
+            return Err(CoreError::TooLarge("occupants_uins"));
+        }
+        if kind == ConversationKind::Private && occupants.len() != 2 {
+            return Err(CoreError::InvalidValue("a private group has exactly two members".into()));
+        }
+        let owner = owner.unwrap_or(caller.uin);
+        if !occupants.contains(&owner) {
+            return Err(CoreError::InvalidValue("owner_uin must be a member".into()));
+        }
+        self.require_accounts(&occupants).await?;
+        if kind == ConversationKind::Private {
+            if let Some(existing) = self.storage.find_group_with_occupants(&kind, &occupants).await? {
+                return Ok((existing, false));
+            }
+        }
+        let group = self
+            .storage
+            .create_conversation(NewConversation {
+                alias: None,
+                kind,
+                name,
+                avatar_url,
+                owner,
+                creator: caller.uin,
+                occupants,
+                created_at_us: now_us(),
+            })
+            .await?;
+        self.push_group(group.occupants.iter().copied(), "group", &group);
+        Ok((group, true))
+    }
+
+    /// The private or public group whose members are exactly the caller and `others`.
+    pub async fn check_group(
+        &self,
+        caller: &Principal,
+        kind: ConversationKind,
+        mut occupants: BTreeSet<Uin>,
+    ) -> CoreResult<Conversation> {
+        if !matches!(kind, ConversationKind::Private | ConversationKind::Public) {
+            return Err(CoreError::InvalidValue("type must be 1 or 3".into()));
+        }
+        occupants.insert(caller.uin);
+        self.storage
+            .find_group_with_occupants(&kind, &occupants)
+            .await?
+            .ok_or(CoreError::ConversationNotFound)
+    }
+
+    pub async fn update_group(&self, caller: &Principal, group: GroupId, changes: GroupChanges) -> CoreResult<Conversation> {
+        let mut conv = self.member_group(caller, group).await?;
+        if conv.owner != caller.uin {
+            return Err(CoreError::Unauthorized);
+        }
+        check_len(&changes.name, "name")?;
+        check_len(&changes.avatar_url, "avatar_url")?;
+        if conv.kind == ConversationKind::Private && (!changes.add.is_empty() || !changes.remove.is_empty()) {
+            return Err(CoreError::InvalidOperation("a private group keeps its two members".into()));
+        }
+        if let Some(kind) = changes.kind {
+            let allowed = matches!(
+                (&conv.kind, &kind),
+                (ConversationKind::Group | ConversationKind::Public, ConversationKind::Group | ConversationKind::Public)
+            ) || conv.kind == kind;
+            if !allowed {
+                return Err(CoreError::InvalidValue("type".into()));
+            }
+            conv.kind = kind;
+        }
+        self.require_accounts(&changes.add).await?;
+        let now = now_us();
+        let before = conv.occupants.clone();
+        for uin in &changes.add {
+            if conv.occupants.insert(*uin) {
+                self.storage.add_occupant(group, *uin, now).await?;
+            }
+        }
+        let new_owner = changes.owner.unwrap_or(conv.owner);
+        if changes.remove.contains(&new_owner) {
+            return Err(CoreError::InvalidOperation("the owner cannot be removed".into()));
+        }
+        if !conv.occupants.contains(&new_owner) {
+            return Err(CoreError::InvalidValue("owner_uin must be a member".into()));
+        }
+        let mut removed = BTreeSet::new();
+        for uin in &changes.remove {
+            if conv.occupants.remove(uin) {
+                self.storage.remove_occupant(group, *uin, now).await?;
+                removed.insert(*uin);
+            }
+        }
+        if conv.occupants.len() > MAX_MEMBERS {
+            return Err(CoreError::TooLarge("occupants_uins"));
+        }
+        conv.owner = new_owner;
+        if let Some(name) = changes.name {
+            conv.name = Some(name);
+        }
+        if let Some(avatar) = changes.avatar_url {
+            conv.avatar_url = Some(avatar);
+        }
+        self.storage.update_group(conv.clone(), now).await?;
+        conv.updated_at_us = now;
+        let (stayed, added): (Vec<Uin>, Vec<Uin>) =
+            conv.occupants.iter().partition(|u| before.contains(u));
+        self.push_group(stayed, "update_group", &conv);
+        self.push_group(added, "group", &conv);
+        self.push_group(removed, "delete_group", &conv);
+        Ok(conv)
+    }
+
+    /// Leave a group. An owner who leaves hands the group to the member with the lowest
+    /// number; the last member to leave ends the group.
+    pub async fn leave_group(&self, caller: &Principal, group: GroupId) -> CoreResult<()> {
+        let mut conv = self.member_group(caller, group).await?;
+        let now = now_us();
+        self.storage.remove_occupant(group, caller.uin, now).await?;
+        conv.occupants.remove(&caller.uin);
+        self.push_group([caller.uin], "delete_group", &conv);
+        let Some(heir) = conv.occupants.iter().next().copied() else {
+            self.storage.mark_destroyed(group, now).await?;
+            return Ok(());
+        };
+        if conv.owner == caller.uin {
+            conv.owner = heir;
+            self.storage.update_group(conv.clone(), now).await?;
+        }
+        self.push_group(conv.occupants.iter().copied(), "update_group", &conv);
+        Ok(())
+    }
+
+    /// The caller's groups, pinned first, then in `sort` order, one page.
+    pub async fn list_groups(
+        &self,
+        caller: &Principal,
+        page: usize,
+        page_size: usize,
+        sort: GroupSort,
+    ) -> CoreResult<Vec<GroupListing>> {
+        let mut groups = self.storage.groups_of(caller.uin).await?;
+        let activity = |g: &GroupListing| match sort {
+            GroupSort::LastMessage => g
+                .last_message
+                .as_ref()
+                .map_or(g.conversation.created_at_us, |m| m.created_at_us),
+            GroupSort::Created => g.conversation.created_at_us,
+        };
+        groups.sort_by(|a, b| {
+            b.state
+                .pinned_at_us
+                .is_some()
+                .cmp(&a.state.pinned_at_us.is_some())
+                .then(b.state.pinned_at_us.cmp(&a.state.pinned_at_us))
+                .then(activity(b).cmp(&activity(a)))
+                .then(b.conversation.group_id.cmp(&a.conversation.group_id))
+        });
+        let size = page_size.clamp(1, self.settings.max_list);
+        Ok(groups.into_iter().skip(page.saturating_mul(size)).take(size).collect())
+    }
+
+    /// Block or unblock a member from posting in a group.
+    pub async fn set_blocked(&self, caller: &Principal, group: GroupId, target: Uin, blocked: bool) -> CoreResult<Conversation> {
+        let mut conv = self.member_group(caller, group).await?;
+        let may = conv.owner == caller.uin || conv.kind == ConversationKind::Private;
+        if !may {
+            return Err(CoreError::Unauthorized);
+        }
+        if target == caller.uin {
+            return Err(CoreError::InvalidValue("cannot block yourself".into()));
+        }
+        if !conv.occupants.contains(&target) && blocked {
+            return Err(CoreError::UserNotFound);
+        }
+        self.storage.set_blocked(group, target, blocked).await?;
+        if blocked {
+            conv.blocked.insert(target);
+        } else {
+            conv.blocked.remove(&target);
+        }
+        self.push_group(conv.occupants.iter().copied(), "update_group", &conv);
+        Ok(conv)
+    }
+
+    /// Change the caller's own marks on a group through `change`; returns the new marks.
+    async fn change_state(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        change: impl FnOnce(&mut MemberState, &Conversation),
+    ) -> CoreResult<(Conversation, MemberState)> {
+        let conv = self.member_group(caller, group).await?;
+        let mut state = self
+            .storage
+            .member_state(group, caller.uin)
+            .await?
+            .ok_or(CoreError::ConversationNotFound)?;
+        change(&mut state, &conv);
+        self.storage.set_member_state(group, caller.uin, state.clone()).await?;
+        Ok((conv, state))
+    }
+
+    pub async fn set_muted(&self, caller: &Principal, group: GroupId, muted: bool) -> CoreResult<()> {
+        self.change_state(caller, group, |s, _| s.muted = muted).await?;
+        Ok(())
+    }
+
+    /// Pin or unpin; the caller's other devices hear `pin_group` / `unpin_group`.
+    pub async fn set_pinned(&self, caller: &Principal, group: GroupId, pinned: bool) -> CoreResult<()> {
+        let now = now_us();
+        let (conv, _) = self
+            .change_state(caller, group, |s, _| s.pinned_at_us = pinned.then_some(now))
+            .await?;
+        self.push_group([caller.uin], if pinned { "pin_group" } else { "unpin_group" }, &conv);
+        Ok(())
+    }
+
+    /// Clear the conversation's history for the caller only.
+    pub async fn clear_history(&self, caller: &Principal, group: GroupId) -> CoreResult<()> {
+        self.change_state(caller, group, |s, conv| {
+            s.cleared_seq = conv.last_seq;
+            s.seen_seq = s.seen_seq.max(conv.last_seq);
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Mark every message up to `message_id` as seen by the caller (for `unread_cnt`).
+    pub async fn mark_seen(&self, caller: &Principal, group: GroupId, message_id: u64) -> CoreResult<u64> {
+        let message = self
+            .storage
+            .message(message_id)
+            .await?
+            .filter(|m| m.group_id == group)
+            .ok_or(CoreError::MessageNotFound)?;
+        let (_, state) = self
+            .change_state(caller, group, |s, _| s.seen_seq = s.seen_seq.max(message.seq))
+            .await?;
+        Ok(state.seen_seq)
+    }
+
+    /// The caller's device tokens are stored for push delivery (a later door sends them).
+    pub async fn register_device_token(&self, caller: &Principal, kind: u8, token: String) -> CoreResult<()> {
+        if !(1..=4).contains(&kind) {
+            return Err(CoreError::InvalidValue("type".into()));
+        }
+        if token.is_empty() || token.len() > 4096 {
+            return Err(CoreError::InvalidValue("token".into()));
+        }
+        self.storage
+            .register_token(crate::model::DeviceToken {
+                uin: caller.uin,
+                kind,
+                token,
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn unregister_device_token(&self, caller: &Principal, token: &str) -> CoreResult<()> {
+        if self.storage.unregister_token(caller.uin, token).await? {
+            Ok(())
+        } else {
+            Err(CoreError::InvalidValue("no such token".into()))
+        }
+    }
+
+    pub async fn device_tokens(&self, caller: &Principal) -> CoreResult<Vec<crate::model::DeviceToken>> {
+        Ok(self.storage.device_tokens(caller.uin).await?)
+    }
+}
