@@ -238,4 +238,15 @@ mod tests {
         assert!(!fast_cut.is_cancelled());
         assert!(rx_fast.try_recv().is_ok() && rx_fast.try_recv().is_ok());
     }
+
+    #[test]
+    fn sessions_are_found_by_user_and_number_until_unregistered() {
+        let registry = LocalRegistry::new();
+        let (a, _rx, _) = session(&registry, "a", 1);
+        assert_eq!(registry.sessions_of_uin(Uin(1)).len(), 1);
+        assert_eq!(registry.sessions_of_user("u").len(), 1);
+        registry.unregister(&a);
+        assert!(registry.sessions_of_uin(Uin(1)).is_empty());
+        assert!(registry.sessions_of_user("u").is_empty());
+    }
 }

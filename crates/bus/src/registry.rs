@@ -51,6 +51,11 @@ impl SessionRegistry for LocalRegistry {
             .or_default()
             .insert(info.session_id.clone());
         inner
+            .by_uin
+            .entry(info.uin)
+            .or_default()
+            .insert(info.session_id.clone());
+        inner
             .sessions
             .insert(info.session_id.clone(), (info, mailbox));
         true

@@ -109,7 +109,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     });
-    let app = confer_door_http::router(core.clone()).merge(confer_door_extapi::router(ext));
+    let chat = Arc::new(confer_door_chat::ChatApi {
+        core: core.clone(),
+        settings: confer_door_chat::Settings {
+            outbound_queue: config.outbound_queue,
+            rate_per_sec: config.chat_rate_per_sec,
+            rate_burst: config.chat_rate_burst,
+            max_payload: config.max_frame_bytes as u64,
+        },
+        shutdown: shutdown.clone(),
+    });
+    let (chat_layer, _io) = confer_door_chat::layer(chat);
+    let app = confer_door_http::router(core.clone())
+        .merge(confer_door_extapi::router(ext))
+        .layer(chat_layer);
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let token = shutdown.clone();
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "confer listening");

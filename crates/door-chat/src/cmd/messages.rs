@@ -1,0 +1,90 @@
+//! Message events: `create_message` (idempotent on `nonce`: a retry answers 13 with the
+//! original), `update_message` (sender only), `delete_message` (sender or owner),
+//! `list_message` and `seen_message`.
+//!
+//! `list_message`: `last_seen_message_id` alone lists oldest first after it (catching
+//! up); otherwise newest first before `last_message_id`. Both bounds are exclusive.
+//! `seen_message {group_id, message_id}` (confer's) marks everything up to that message
+//! as seen; `unread_cnt` counts later messages from others. Posting marks as seen too.
+
+use confer_core::service::ChatMessageInput;
+use serde_json::Value;
+
+use super::{Ctx, Outcome, Reply};
+use crate::args::Args;
+use crate::codes::DUPLICATE_MESSAGE;
+use crate::render;
+
+/// The default `psize` of `list_message`.
+const DEFAULT_PAGE: usize = 50;
+
+/// Display fields a message carries along, with their documented misspellings.
+const EXTRAS: &[(&str, &str)] = &[
+    ("group_name", "group_name"),
+    ("group_avatar", "group_avatar"),
+    ("sender_name", "sender_name"),
+    ("sender_avatar", "send_avatar"),
+];
+
+pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
+    let group = args.group()?;
+    let input = ChatMessageInput {
+        kind: args.opt_u64(&["type"])?.unwrap_or(0) as u32,
+        text: args.opt_text(&["message"])?,
+        attachments: args.opt_text(&["attachments", "attactments"])?,
+        nonce: args.opt_str(&["nonce"])?,
+        version: args.opt_u64(&["version"])?.unwrap_or(0) as u32,
+        extra: args.extras(EXTRAS),
+    };
+    let (message, duplicate) = ctx
+        .core
+        .post_chat_message(ctx.who, &ctx.session.session_id, group, input)
+        .await?;
+    let mut reply = Reply::ok().with("message", render::message(&message));
+    if duplicate {
+        reply.code = DUPLICATE_MESSAGE;
+    }
+    Ok(reply)
+}
+
+pub async fn update(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
+    let group = args.group()?;
+    let message_id = args.u64(&["message_id"])?;
+    let text = args.opt_text(&["message"])?;
+    let attachments = args.opt_text(&["attachments", "attactments"])?;
+    let message = ctx
+        .core
+        .edit_chat_message(ctx.who, group, message_id, text, attachments)
+        .await?;
+    Ok(Reply::ok().with("message", render::message(&message)))
+}
+
+pub async fn delete(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
+    let group = args.group()?;
+    let message_id = args.u64(&["message_id"])?;
+    ctx.core.delete_chat_message(ctx.who, group, message_id).await?;
+    Ok(Reply::ok())
+}
+
+pub async fn list(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
+    let group = args.group()?;
+    let before = args.opt_u64(&["last_message_id"])?.filter(|b| *b > 0);
+    let after = args.opt_u64(&["last_seen_message_id"])?;
+    let page = args.opt_u64(&["pindex"])?.unwrap_or(0) as usize;
+    let size = args.opt_u64(&["psize"])?.map_or(DEFAULT_PAGE, |s| s as usize);
+    let messages = ctx
+        .core
+        .list_chat_messages(ctx.who, group, before, after, page, size)
+        .await?;
+    Ok(Reply::ok().with(
+        "messages",
+        Value::Array(messages.iter().map(render::message).collect()),
+    ))
+}
+
+pub async fn seen(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
+    let group = args.group()?;
+    let message_id = args.u64(&["message_id"])?;
+    ctx.core.mark_seen(ctx.who, group, message_id).await?;
+    Ok(Reply::ok())
+}

@@ -1,0 +1,189 @@
+//! The client events, by area. Each handler parses its own arguments, calls the core and
+//! returns the ack's fields; [`register`] wires every name, [`answer`] turns the outcome
+//! into `{result, …}`.
+//!
+//! - `tokens`: register/unregister_profile_token.
+//! - `groups`: create/update/leave/check/list_group, delete_conversation.
+//! - `prefs`: block/unblock_user, mute/unmute_group, pin/unpin_group.
+//! - `messages`: create/update/delete/list_message, seen_message.
+//! - `calls`: create/answer/stop_call, call_status, ice_sdp, ice_candidate, event.
+
+mod calls;
+mod groups;
+mod messages;
+mod prefs;
+mod tokens;
+
+use std::sync::Arc;
+
+use confer_core::bus::SessionInfo;
+use confer_core::{Core, Principal, Uin};
+use serde_json::{Map, Value};
+use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
+
+use crate::args::Args;
+use crate::codes::{Failure, FORBIDDEN, INVALID_PARAMETERS, OK, RATE_LIMITED, UNKNOWN_EVENT};
+use crate::session::ChatSession;
+use crate::ChatApi;
+
+/// The door name in metrics.
+pub const DOOR: &str = "chat_api";
+
+/// What a handler runs with.
+pub struct Ctx<'a> {
+    pub core: &'a Arc<Core>,
+    pub who: &'a Principal,
+    pub session: &'a SessionInfo,
+}
+
+/// The ack's fields besides `result`, and the result code (0 unless said otherwise).
+pub struct Reply {
+    pub code: u64,
+    pub fields: Map<String, Value>,
+}
+
+impl Reply {
+    pub fn ok() -> Reply {
+        Reply {
+            code: OK,
+            fields: Map::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: Value) -> Reply {
+        self.fields.insert(key.to_string(), value);
+        self
+    }
+}
+
+pub type Outcome = Result<Reply, Failure>;
+
+/// A `uin` the client sent about itself must be its own.
+pub fn check_self(args: &mut Args, ctx: &Ctx<'_>, names: &[&str]) -> Result<(), Failure> {
+    match args.opt_u64(names)? {
+        Some(uin) if Uin(uin) != ctx.who.uin => Err(Failure::new(FORBIDDEN, format!("{} is not you", names[0]))),
+        _ => Ok(()),
+    }
+}
+
+/// Every client event the door answers.
+const EVENTS: &[&str] = &[
+    "register_profile_token",
+    "unregister_profile_token",
+    "create_group",
+    "update_group",
+    "leave_group",
+    "delete_conversation",
+    "list_group",
+    "block_user",
+    "unblock_user",
+    "check_group",
+    "mute_group",
+    "unmute_group",
+    "pin_group",
+    "unpin_group",
+    "create_message",
+    "update_message",
+    "delete_message",
+    "list_message",
+    "seen_message",
+    "create_call",
+    "answer_call",
+    "stop_call",
+    "call_status",
+    "ice_sdp",
+    "ice_candidate",
+    "event",
+];
+
+async fn dispatch(name: &str, ctx: &Ctx<'_>, args: Args) -> Outcome {
+    match name {
+        "register_profile_token" => tokens::register(ctx, args).await,
+        "unregister_profile_token" => tokens::unregister(ctx, args).await,
+        "create_group" => groups::create(ctx, args).await,
+        "update_group" => groups::update(ctx, args).await,
+        "leave_group" => groups::leave(ctx, args).await,
+        "delete_conversation" => groups::delete_conversation(ctx, args).await,
+        "list_group" => groups::list(ctx, args).await,
+        "check_group" => groups::check(ctx, args).await,
+        "block_user" => prefs::block(ctx, args, true).await,
+        "unblock_user" => prefs::block(ctx, args, false).await,
+        "mute_group" => prefs::mute(ctx, args, true).await,
+        "unmute_group" => prefs::mute(ctx, args, false).await,
+        "pin_group" => prefs::pin(ctx, args, true).await,
+        "unpin_group" => prefs::pin(ctx, args, false).await,
+        "create_message" => messages::create(ctx, args).await,
+        "update_message" => messages::update(ctx, args).await,
+        "delete_message" => messages::delete(ctx, args).await,
+        "list_message" => messages::list(ctx, args).await,
+        "seen_message" => messages::seen(ctx, args).await,
+        "create_call" => calls::create(ctx, args).await,
+        "answer_call" => calls::answer(ctx, args).await,
+        "stop_call" => calls::stop(ctx, args).await,
+        "call_status" => calls::status(ctx, args).await,
+        "ice_sdp" => calls::signal(ctx, args, "ice_sdp").await,
+        "ice_candidate" => calls::signal(ctx, args, "ice_candidate").await,
+        "event" => calls::event(ctx, args).await,
+        _ => Err(Failure::new(UNKNOWN_EVENT, format!("unknown event: {name}"))),
+    }
+}
+
+/// Answer through the ack (if the client asked for one).
+fn answer(ack: AckSender, outcome: Outcome) {
+    let mut body = Map::new();
+    match outcome {
+        Ok(reply) => {
+            body.insert("result".into(), Value::from(reply.code));
+            body.extend(reply.fields);
+        }
+        Err(f) => {
+            body.insert("result".into(), Value::from(f.code));
+            body.insert("message".into(), Value::from(f.message));
+        }
+    }
+    let _ = ack.send(&Value::Object(body));
+}
+
+async fn handle(name: &str, s: SocketRef, ack: AckSender, door: Arc<ChatApi>, data: Option<Value>) {
+    let Some(session) = s.extensions.get::<Arc<ChatSession>>() else {
+        return;
+    };
+    let outcome = if !session.allow(door.settings.rate_per_sec, door.settings.rate_burst) {
+        Err(Failure::new(RATE_LIMITED, "too many requests"))
+    } else {
+        match data.map(Args::parse) {
+            None => Err(Failure::new(INVALID_PARAMETERS, "arguments missing")),
+            Some(Err(f)) => Err(f),
+            Some(Ok(args)) => {
+                let ctx = Ctx {
+                    core: &door.core,
+                    who: &session.who,
+                    session: &session.info,
+                };
+                dispatch(name, &ctx, args).await
+            }
+        }
+    };
+    let label = if EVENTS.contains(&name) { name } else { "unknown" };
+    door.core
+        .metrics()
+        .command(DOOR, label, matches!(&outcome, Ok(r) if r.code == OK));
+    answer(ack, outcome);
+}
+
+/// Wire every client event (and a fallback for unknown names) on a logged-in socket.
+pub fn register(s: &SocketRef) {
+    for name in EVENTS {
+        s.on(
+            *name,
+            async move |s: SocketRef, ack: AckSender, State(door): State<Arc<ChatApi>>, TryData(data): TryData<Value>| {
+                handle(name, s, ack, door, data.ok()).await;
+            },
+        );
+    }
+    s.on_fallback(
+        async |s: SocketRef, Event(name): Event, ack: AckSender, State(door): State<Arc<ChatApi>>, TryData(data): TryData<Value>| {
+            handle(&name, s, ack, door, data.ok()).await;
+        },
+    );
+}
