@@ -94,8 +94,10 @@ test('presence: peers hear online and offline, strangers do not', async () => {
 test('a client that disconnects and resumes with last_seen_message_id gets every message once', async () => {
   const f = await server.user('frank');
   const g = (await emit(a.socket, 'create_group', { type: 2, occupants_uins: [f.uin] })).group;
+  const pushed = once(f.socket, 'message', (m) => m.message.group_id === g.group_id);
   const first = (await emit(a.socket, 'create_message', { group_id: g.group_id, message: 'before' })).message;
-  const seen = (await once(f.socket, 'message', (m) => m.message.message_id === first.message_id)).message;
+  const seen = (await pushed).message;
+  assert.equal(seen.message_id, first.message_id);
   f.socket.disconnect();
   const sent = [];
   for (let i = 0; i < 25; i++) {
@@ -120,9 +122,9 @@ test('login results: bad tokens get 2; a second socket with the same token wins,
   assert.equal((await once(none, 'login')).result, 2);
 
   const g = await server.user('gina');
-  const byAuth = await server.connect(g.token, { noQuery: true, auth: { session: g.token } });
   const conflict = once(g.socket, 'login');
   const closed = once(g.socket, 'disconnect');
+  const byAuth = await server.connect(g.token, { noQuery: true, auth: { session: g.token } });
   assert.equal((await conflict).result, 7);
   await closed;
   const r = await emit(byAuth, 'list_group', {});

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use crate::ids::{GroupId, Uin};
 use crate::model::{
-    Account, Appended, Call, Conversation, ConversationKind, DeviceToken, GroupListing, MemberState, Message,
-    MessageQuery, NewAccount, NewConversation, NewMessage, TokenRecord,
+    Account, Appended, Call, Conversation, ConversationKind, DeviceToken, GroupListing,
+    MemberState, Message, MessageQuery, NewAccount, NewConversation, NewMessage, TokenRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +117,8 @@ pub trait MessageStore: Send + Sync {
     ) -> StoreResult<Message>;
     /// Turn a message into a tombstone: content gone, `deleted` set.
     async fn delete_message(&self, message_id: u64, now_us: i64) -> StoreResult<Message>;
-    async fn list_messages(&self, group: GroupId, query: MessageQuery) -> StoreResult<Vec<Message>>;
+    async fn list_messages(&self, group: GroupId, query: MessageQuery)
+        -> StoreResult<Vec<Message>>;
 }
 
 /// Everything the core needs from storage, implemented by each backend.

@@ -82,15 +82,23 @@ impl Args {
     pub fn opt_u64(&mut self, names: &[&str]) -> Result<Option<u64>, Failure> {
         match self.take(names) {
             None => Ok(None),
-            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| Failure::invalid(names[0])),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| Failure::invalid(names[0])),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| Failure::invalid(names[0])),
+            Some(Value::String(s)) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| Failure::invalid(names[0])),
             Some(_) => Err(Failure::invalid(names[0])),
         }
     }
 
     pub fn u64(&mut self, names: &[&str]) -> Result<u64, Failure> {
-        self.opt_u64(names)?.ok_or_else(|| Failure::invalid(names[0]))
+        self.opt_u64(names)?
+            .ok_or_else(|| Failure::invalid(names[0]))
     }
 
     pub fn group(&mut self) -> Result<GroupId, Failure> {
@@ -111,7 +119,8 @@ impl Args {
     }
 
     pub fn str(&mut self, names: &[&str]) -> Result<String, Failure> {
-        self.opt_str(names)?.ok_or_else(|| Failure::invalid(names[0]))
+        self.opt_str(names)?
+            .ok_or_else(|| Failure::invalid(names[0]))
     }
 
     /// A list of user numbers (numbers or strings).
@@ -176,7 +185,10 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.str(&["name"]).unwrap(), "Netalo");
-        let uins = c.opt_uins(&["occupants_uins", "occupants_uin"]).unwrap().unwrap();
+        let uins = c
+            .opt_uins(&["occupants_uins", "occupants_uin"])
+            .unwrap()
+            .unwrap();
         assert_eq!(uins, BTreeSet::from([Uin(123), Uin(456)]));
         assert_eq!(c.str(&["note"]).unwrap(), "it\"s");
     }
@@ -186,7 +198,10 @@ mod tests {
         assert!(Args::parse(json!("{not json")).is_err());
         assert!(Args::parse(json!([1, 2])).is_err());
         let mut a = Args::parse(json!({"group_id": "abc", "uins": [1, {}]})).unwrap();
-        assert_eq!(a.group().unwrap_err().code, crate::codes::INVALID_PARAMETERS);
+        assert_eq!(
+            a.group().unwrap_err().code,
+            crate::codes::INVALID_PARAMETERS
+        );
         assert!(a.opt_uins(&["uins"]).is_err());
         assert!(a.group().is_err(), "missing");
     }

@@ -45,7 +45,10 @@ impl Failure {
     }
 
     pub fn invalid(what: &str) -> Self {
-        Failure::new(INVALID_PARAMETERS, format!("invalid or missing parameter: {what}"))
+        Failure::new(
+            INVALID_PARAMETERS,
+            format!("invalid or missing parameter: {what}"),
+        )
     }
 }
 

@@ -19,7 +19,9 @@ fn secs(us: i64) -> i64 {
 
 /// Merge the display fields stored with a message or call into its object.
 fn merge_extra(obj: &mut Map<String, Value>, extra: Option<&Json>) {
-    if let Some(Ok(Value::Object(fields))) = extra.map(|e| serde_json::from_str::<Value>(e.as_str())) {
+    if let Some(Ok(Value::Object(fields))) =
+        extra.map(|e| serde_json::from_str::<Value>(e.as_str()))
+    {
         for (k, v) in fields {
             obj.entry(k).or_insert(v);
         }
@@ -75,17 +77,30 @@ pub fn message(m: &Message) -> Value {
     obj.insert("message_id".into(), id(m.message_id));
     obj.insert("group_id".into(), id(m.group_id.0));
     obj.insert("type".into(), Value::from(m.kind));
-    obj.insert("message".into(), m.text.clone().map_or(Value::Null, Value::String));
-    obj.insert("attachments".into(), m.attachments.clone().map_or(Value::Null, Value::String));
+    obj.insert(
+        "message".into(),
+        m.text.clone().map_or(Value::Null, Value::String),
+    );
+    obj.insert(
+        "attachments".into(),
+        m.attachments.clone().map_or(Value::Null, Value::String),
+    );
     obj.insert("sender_uin".into(), id(m.sender.0));
     obj.insert("status".into(), Value::from(if m.deleted { 4 } else { 1 }));
-    obj.insert("nonce".into(), m.nonce.clone().map_or(Value::Null, Value::String));
+    obj.insert(
+        "nonce".into(),
+        m.nonce.clone().map_or(Value::Null, Value::String),
+    );
     obj.insert("version".into(), Value::from(m.version));
     obj.insert("created_at".into(), Value::from(m.created_at_us));
     obj.insert("updated_at".into(), Value::from(m.updated_at_us));
     // A message from the External API carries its `msg` object; show it as `body`.
     if m.text.is_none() && m.kind == 0 {
-        if let Some(Ok(body)) = m.body.as_ref().map(|b| serde_json::from_str::<Value>(b.as_str())) {
+        if let Some(Ok(body)) = m
+            .body
+            .as_ref()
+            .map(|b| serde_json::from_str::<Value>(b.as_str()))
+        {
             obj.insert("body".into(), body);
         }
     } else {
@@ -103,8 +118,14 @@ pub fn call(c: &Call) -> Value {
     obj.insert("caller_uin".into(), id(c.caller.0));
     obj.insert("callee_uins".into(), uins(&c.callees));
     obj.insert("started_at".into(), Value::from(c.started_at_us));
-    obj.insert("accepted_at".into(), c.accepted_at_us.map_or(Value::Null, Value::from));
-    obj.insert("stopped_at".into(), c.stopped_at_us.map_or(Value::Null, Value::from));
+    obj.insert(
+        "accepted_at".into(),
+        c.accepted_at_us.map_or(Value::Null, Value::from),
+    );
+    obj.insert(
+        "stopped_at".into(),
+        c.stopped_at_us.map_or(Value::Null, Value::from),
+    );
     merge_extra(&mut obj, c.extra.as_ref());
     Value::Object(obj)
 }

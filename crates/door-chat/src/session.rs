@@ -60,7 +60,8 @@ struct PumpInput {
 fn token_of(s: &SocketRef, auth: Option<Value>) -> Option<String> {
     let parts = s.req_parts();
     let from_query = parts.uri.query().and_then(|q| {
-        q.split('&').find_map(|kv| kv.strip_prefix("session=").map(str::to_string))
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("session=").map(str::to_string))
     });
     let from_header = parts
         .headers
@@ -68,7 +69,10 @@ fn token_of(s: &SocketRef, auth: Option<Value>) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let from_auth = auth.and_then(|a| a.get("session").and_then(Value::as_str).map(str::to_string));
-    from_auth.or(from_query).or(from_header).filter(|t| !t.is_empty())
+    from_auth
+        .or(from_query)
+        .or(from_header)
+        .filter(|t| !t.is_empty())
 }
 
 /// Connect middleware: authenticate and open the core session. It never refuses the
@@ -89,12 +93,19 @@ pub async fn authenticate(
                     .extensions
                     .get::<ConnectInfo<std::net::SocketAddr>>()
                     .map_or_else(|| "unknown".to_string(), |c| c.0.to_string());
-                match door.core.open_chat_session(&who, &token, remote, mailbox).await {
+                match door
+                    .core
+                    .open_chat_session(&who, &token, remote, mailbox)
+                    .await
+                {
                     Ok(info) => Auth::Ok(
                         Arc::new(ChatSession {
                             who,
                             info,
-                            bucket: Mutex::new((f64::from(door.settings.rate_burst), Instant::now())),
+                            bucket: Mutex::new((
+                                f64::from(door.settings.rate_burst),
+                                Instant::now(),
+                            )),
                         }),
                         Arc::new(PumpInput {
                             rx: Mutex::new(Some(rx)),
@@ -133,11 +144,19 @@ pub async fn on_connect(s: SocketRef, State(door): State<Arc<ChatApi>>) {
     if let Some(rx) = rx {
         tokio::spawn(pump(s.clone(), door.clone(), rx, input.overflow.clone()));
     }
-    let _ = s.emit("login", &json!({"result": OK, "uin": session.who.uin.0.to_string()}));
+    let _ = s.emit(
+        "login",
+        &json!({"result": OK, "uin": session.who.uin.0.to_string()}),
+    );
 }
 
 /// Emit what the core delivers to this socket until it ends.
-async fn pump(s: SocketRef, door: Arc<ChatApi>, mut rx: mpsc::Receiver<Delivery>, overflow: CancellationToken) {
+async fn pump(
+    s: SocketRef,
+    door: Arc<ChatApi>,
+    mut rx: mpsc::Receiver<Delivery>,
+    overflow: CancellationToken,
+) {
     loop {
         let delivery = tokio::select! {
             _ = door.shutdown.cancelled() => break,
@@ -150,21 +169,23 @@ async fn pump(s: SocketRef, door: Arc<ChatApi>, mut rx: mpsc::Receiver<Delivery>
                 None => return,
             },
         };
-        tracing::debug!(?delivery, "chat delivery");
         match delivery {
             Delivery::Event { event, .. } => {
-                let Some(name) = event.kind.clone() else { continue };
+                let Some(name) = event.kind.clone() else {
+                    continue;
+                };
                 // Rendered once per event for every recipient on this door.
                 let payload = event.rendered(DoorSlot::ChatApi, |e| {
                     render::push(e).map_or_else(|| "null".to_string(), |(_, v)| v.to_string())
                 });
-                let Ok(value) = serde_json::from_str::<Value>(&payload) else { continue };
+                let Ok(value) = serde_json::from_str::<Value>(&payload) else {
+                    continue;
+                };
                 if value.is_null() {
                     continue;
                 }
-                let sent = s.emit(name.as_str(), &value);
-                tracing::debug!(?sent, %name, "chat emit");
-                if sent.is_err() {
+                if let Err(e) = s.emit(name.as_str(), &value) {
+                    tracing::debug!(error = %e, %name, "chat emit failed; disconnecting");
                     if s.connected() {
                         door.core.metrics().slow_consumer_cut();
                     }
@@ -178,7 +199,11 @@ async fn pump(s: SocketRef, door: Arc<ChatApi>, mut rx: mpsc::Receiver<Delivery>
                 }));
             }
             Delivery::Stop { code, .. } => {
-                let result = if code == confer_core::service::CONFLICT_STOP_CODE { CONFLICT } else { SESSION_EXPIRED };
+                let result = if code == confer_core::service::CONFLICT_STOP_CODE {
+                    CONFLICT
+                } else {
+                    SESSION_EXPIRED
+                };
                 let _ = s.emit("login", &json!({"result": result}));
                 break;
             }

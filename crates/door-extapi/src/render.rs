@@ -55,7 +55,9 @@ fn body(event: &Event) -> Option<Value> {
             Some(serde_json::json!({"code": code, "reason": reason}))
         }
         EventBody::Signal(j) => Some(json_value(j)),
-        EventBody::Group(g) => Some(serde_json::json!({"group_id": g.group_id.0.to_string(), "name": g.name})),
+        EventBody::Group(g) => {
+            Some(serde_json::json!({"group_id": g.group_id.0.to_string(), "name": g.name}))
+        }
         EventBody::UserStatus { uin, online, .. } => {
             Some(serde_json::json!({"uin": uin.0.to_string(), "online": online}))
         }

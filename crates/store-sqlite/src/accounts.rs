@@ -104,8 +104,11 @@ impl AccountStore for SqliteStore {
     async fn set_last_seen(&self, uin: Uin, at_us: i64) -> StoreResult<()> {
         let uin = to_sql_id(uin.0)?;
         self.write(move |conn| {
-            conn.execute("UPDATE accounts SET last_seen = ?1 WHERE uin = ?2", params![at_us, uin])
-                .map_err(backend)?;
+            conn.execute(
+                "UPDATE accounts SET last_seen = ?1 WHERE uin = ?2",
+                params![at_us, uin],
+            )
+            .map_err(backend)?;
             Ok(())
         })
         .await
@@ -114,9 +117,13 @@ impl AccountStore for SqliteStore {
     async fn last_seen(&self, uin: Uin) -> StoreResult<Option<i64>> {
         let uin = to_sql_id(uin.0)?;
         self.read(move |conn| {
-            conn.query_row("SELECT last_seen FROM accounts WHERE uin = ?1", [uin], |r| r.get(0))
-                .optional()
-                .map(Option::flatten)
+            conn.query_row(
+                "SELECT last_seen FROM accounts WHERE uin = ?1",
+                [uin],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
         })
         .await
     }

@@ -10,15 +10,22 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use crate::{backend, to_sql_id, SqliteStore};
 
-const COLUMNS: &str = "call_id, group_id, media_type, status, caller, callees, accepted, declined, \
+const COLUMNS: &str =
+    "call_id, group_id, media_type, status, caller, callees, accepted, declined, \
                        extra, started_at, accepted_at, stopped_at";
 
 fn join(set: &BTreeSet<Uin>) -> String {
-    set.iter().map(|u| u.0.to_string()).collect::<Vec<_>>().join(",")
+    set.iter()
+        .map(|u| u.0.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn split(text: &str) -> BTreeSet<Uin> {
-    text.split(',').filter_map(|s| s.parse().ok()).map(Uin).collect()
+    text.split(',')
+        .filter_map(|s| s.parse().ok())
+        .map(Uin)
+        .collect()
 }
 
 fn call_row(row: &Row<'_>) -> rusqlite::Result<Call> {
@@ -104,8 +111,12 @@ impl CallStore for SqliteStore {
     async fn call(&self, call_id: u64) -> StoreResult<Option<Call>> {
         let id = to_sql_id(call_id)?;
         self.read(move |conn| {
-            conn.query_row(&format!("SELECT {COLUMNS} FROM calls WHERE call_id = ?1"), [id], call_row)
-                .optional()
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM calls WHERE call_id = ?1"),
+                [id],
+                call_row,
+            )
+            .optional()
         })
         .await
     }

@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use confer_core::model::{Conversation, ConversationKind, GroupListing, MemberState, NewConversation};
+use confer_core::model::{
+    Conversation, ConversationKind, GroupListing, MemberState, NewConversation,
+};
 use confer_core::store::{ConversationStore, StoreError, StoreResult};
 use confer_core::{GroupId, Uin};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -78,7 +80,9 @@ fn load(
 fn fill(conn: &Connection, conv: &mut Conversation) -> rusqlite::Result<()> {
     conv.occupants = occupants(conn, conv.group_id)?;
     let mut stmt = conn.prepare_cached("SELECT uin FROM blocks WHERE group_id = ?1")?;
-    let rows = stmt.query_map([conv.group_id.0 as i64], |r| Ok(Uin(r.get::<_, i64>(0)? as u64)))?;
+    let rows = stmt.query_map([conv.group_id.0 as i64], |r| {
+        Ok(Uin(r.get::<_, i64>(0)? as u64))
+    })?;
     conv.blocked = rows.collect::<rusqlite::Result<_>>()?;
     Ok(())
 }
@@ -244,11 +248,13 @@ impl ConversationStore for SqliteStore {
         let first = to_sql_id(first.0)?;
         let wanted = wanted.clone();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
+            let mut stmt = conn.prepare_cached(
                 "SELECT c.group_id FROM conversations c JOIN occupants o ON o.group_id = c.group_id
-                 WHERE o.uin = ?1 AND c.kind = ?2 AND c.destroyed = 0"
-            ))?;
-            let ids: Vec<i64> = stmt.query_map(params![first, kind], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                 WHERE o.uin = ?1 AND c.kind = ?2 AND c.destroyed = 0",
+            )?;
+            let ids: Vec<i64> = stmt
+                .query_map(params![first, kind], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
             for id in ids {
                 if occupants(conn, GroupId(id as u64))? == wanted {
                     return load(conn, "group_id = ?1", &id);

@@ -30,7 +30,10 @@ impl DeviceTokenStore for SqliteStore {
         let token = token.to_string();
         self.write(move |conn| {
             let n = conn
-                .execute("DELETE FROM device_tokens WHERE token = ?1 AND uin = ?2", params![token, uin])
+                .execute(
+                    "DELETE FROM device_tokens WHERE token = ?1 AND uin = ?2",
+                    params![token, uin],
+                )
                 .map_err(backend)?;
             Ok(n > 0)
         })
@@ -40,7 +43,9 @@ impl DeviceTokenStore for SqliteStore {
     async fn device_tokens(&self, uin: Uin) -> StoreResult<Vec<DeviceToken>> {
         let me = to_sql_id(uin.0)?;
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached("SELECT token, kind FROM device_tokens WHERE uin = ?1 ORDER BY token")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT token, kind FROM device_tokens WHERE uin = ?1 ORDER BY token",
+            )?;
             let rows = stmt.query_map([me], |r| {
                 Ok(DeviceToken {
                     uin,

@@ -11,7 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::{backend, to_sql_id, SqliteStore};
 
-pub(crate) const COLUMNS: &str = "message_id, group_id, seq, sender, sender_login, session_id, kind, text, \
+pub(crate) const COLUMNS: &str =
+    "message_id, group_id, seq, sender, sender_login, session_id, kind, text, \
                        attachments, body, nonce, version, created_at, updated_at, deleted";
 
 pub(crate) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
@@ -164,7 +165,9 @@ impl MessageStore for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
-            by_id(conn, id).map_err(backend)?.ok_or(StoreError::NotFound)
+            by_id(conn, id)
+                .map_err(backend)?
+                .ok_or(StoreError::NotFound)
         })
         .await
     }
@@ -183,15 +186,27 @@ impl MessageStore for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
-            by_id(conn, id).map_err(backend)?.ok_or(StoreError::NotFound)
+            by_id(conn, id)
+                .map_err(backend)?
+                .ok_or(StoreError::NotFound)
         })
         .await
     }
 
-    async fn list_messages(&self, group: GroupId, query: MessageQuery) -> StoreResult<Vec<Message>> {
+    async fn list_messages(
+        &self,
+        group: GroupId,
+        query: MessageQuery,
+    ) -> StoreResult<Vec<Message>> {
         let group = to_sql_id(group.0)?;
-        let before = query.before.map(|b| i64::try_from(b).unwrap_or(i64::MAX)).unwrap_or(i64::MAX);
-        let after = query.after.map(|a| i64::try_from(a).unwrap_or(i64::MAX)).unwrap_or(0);
+        let before = query
+            .before
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
+            .unwrap_or(i64::MAX);
+        let after = query
+            .after
+            .map(|a| i64::try_from(a).unwrap_or(i64::MAX))
+            .unwrap_or(0);
         let above_seq = i64::try_from(query.above_seq).unwrap_or(i64::MAX);
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
@@ -202,7 +217,10 @@ impl MessageStore for SqliteStore {
                  WHERE group_id = ?1 AND message_id < ?2 AND message_id > ?3 AND seq > ?4
                  ORDER BY message_id {order} LIMIT ?5 OFFSET ?6"
             ))?;
-            let rows = stmt.query_map(params![group, before, after, above_seq, limit, offset], message_row)?;
+            let rows = stmt.query_map(
+                params![group, before, after, above_seq, limit, offset],
+                message_row,
+            )?;
             rows.collect()
         })
         .await

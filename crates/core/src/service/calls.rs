@@ -24,7 +24,13 @@ pub const ANSWER_ACCEPT: u8 = 1;
 const CALL_MESSAGE: u32 = 1;
 
 impl Core {
-    fn push_call(&self, call: &Call, kind: &str, answer: Option<(Uin, u8)>, to: impl IntoIterator<Item = Uin>) {
+    fn push_call(
+        &self,
+        call: &Call,
+        kind: &str,
+        answer: Option<(Uin, u8)>,
+        to: impl IntoIterator<Item = Uin>,
+    ) {
         self.push_to_users(
             to,
             Event::new(
@@ -111,7 +117,13 @@ impl Core {
         }
     }
 
-    pub async fn answer_call(&self, caller: &Principal, group: GroupId, call_id: u64, answer: u8) -> CoreResult<Call> {
+    pub async fn answer_call(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        call_id: u64,
+        answer: u8,
+    ) -> CoreResult<Call> {
         if !(1..=4).contains(&answer) {
             return Err(CoreError::InvalidValue("answer".into()));
         }
@@ -129,7 +141,12 @@ impl Core {
         }
         self.storage.update_call(call.clone()).await?;
         self.calls_lock().insert(call_id, call.clone());
-        self.push_call(&call, "answer_call", Some((caller.uin, answer)), Self::everyone(&call));
+        self.push_call(
+            &call,
+            "answer_call",
+            Some((caller.uin, answer)),
+            Self::everyone(&call),
+        );
         if call.declined == call.callees {
             return self.end_call(call, CallStatus::Finished).await;
         }
@@ -137,7 +154,12 @@ impl Core {
     }
 
     /// Stop a call (any participant).
-    pub async fn stop_call(&self, caller: &Principal, group: GroupId, call_id: u64) -> CoreResult<Call> {
+    pub async fn stop_call(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        call_id: u64,
+    ) -> CoreResult<Call> {
         let call = self.live_call(caller, group, call_id)?;
         self.end_call(call, CallStatus::Finished).await
     }
@@ -165,7 +187,9 @@ impl Core {
         call.stopped_at_us = Some(now);
         self.storage.update_call(call.clone()).await?;
         self.push_call(&call, "stop_call", None, Self::everyone(&call));
-        let duration_s = call.accepted_at_us.map_or(0, |a| (now - a).max(0) / 1_000_000);
+        let duration_s = call
+            .accepted_at_us
+            .map_or(0, |a| (now - a).max(0) / 1_000_000);
         let record = format!(
             "{{\"call_id\":\"{}\",\"media_type\":{},\"call_status\":{},\"duration\":{}}}",
             call.call_id, call.media_type, status as u8, duration_s
@@ -202,7 +226,12 @@ impl Core {
     }
 
     /// A call's state, for any member of its group.
-    pub async fn call_status(&self, caller: &Principal, group: GroupId, call_id: u64) -> CoreResult<Call> {
+    pub async fn call_status(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        call_id: u64,
+    ) -> CoreResult<Call> {
         self.member_group(caller, group).await?;
         self.storage
             .call(call_id)
@@ -227,7 +256,13 @@ impl Core {
         }
         self.push_to_users(
             [receiver],
-            Event::new("chat", None, Some(kind.to_string()), Some(call_id.to_string()), EventBody::Signal(payload)),
+            Event::new(
+                "chat",
+                None,
+                Some(kind.to_string()),
+                Some(call_id.to_string()),
+                EventBody::Signal(payload),
+            ),
         );
         Ok(())
     }
@@ -245,11 +280,22 @@ impl Core {
         let targets: Vec<Uin> = match receiver {
             Some(r) if conv.occupants.contains(&r) && r != caller.uin => vec![r],
             Some(_) => return Err(CoreError::UserNotFound),
-            None => conv.occupants.iter().copied().filter(|u| *u != caller.uin).collect(),
+            None => conv
+                .occupants
+                .iter()
+                .copied()
+                .filter(|u| *u != caller.uin)
+                .collect(),
         };
         Ok(self.push_to_users(
             targets,
-            Event::new("chat", None, Some("event".into()), Some(group.to_string()), EventBody::Signal(payload)),
+            Event::new(
+                "chat",
+                None,
+                Some("event".into()),
+                Some(group.to_string()),
+                EventBody::Signal(payload),
+            ),
         ))
     }
 }

@@ -115,13 +115,21 @@ impl Core {
         if let Ok(Some(mut state)) = self.storage.member_state(group, caller.uin).await {
             if state.seen_seq < message.seq {
                 state.seen_seq = message.seq;
-                let _ = self.storage.set_member_state(group, caller.uin, state).await;
+                let _ = self
+                    .storage
+                    .set_member_state(group, caller.uin, state)
+                    .await;
             }
         }
         Ok((message, duplicate))
     }
 
-    async fn own_message(&self, caller: &Principal, group: GroupId, message_id: u64) -> CoreResult<(Conversation, Message)> {
+    async fn own_message(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        message_id: u64,
+    ) -> CoreResult<(Conversation, Message)> {
         let conv = self.member_group(caller, group).await?;
         let message = self
             .storage
@@ -141,7 +149,8 @@ impl Core {
         text: Option<String>,
         attachments: Option<String>,
     ) -> CoreResult<Arc<Message>> {
-        let size = text.as_ref().map_or(0, String::len) + attachments.as_ref().map_or(0, String::len);
+        let size =
+            text.as_ref().map_or(0, String::len) + attachments.as_ref().map_or(0, String::len);
         if size > self.settings.max_message_bytes {
             return Err(CoreError::TooLarge("message"));
         }
@@ -149,13 +158,22 @@ impl Core {
         if message.sender != caller.uin {
             return Err(CoreError::Unauthorized);
         }
-        let edited = Arc::new(self.storage.edit_message(message_id, text, attachments, now_us()).await?);
+        let edited = Arc::new(
+            self.storage
+                .edit_message(message_id, text, attachments, now_us())
+                .await?,
+        );
         self.announce_message(&conv, "update_message", &edited);
         Ok(edited)
     }
 
     /// Delete a message: its sender or the group's owner may. It stays as a tombstone.
-    pub async fn delete_chat_message(&self, caller: &Principal, group: GroupId, message_id: u64) -> CoreResult<Arc<Message>> {
+    pub async fn delete_chat_message(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        message_id: u64,
+    ) -> CoreResult<Arc<Message>> {
         let (conv, message) = self.own_message(caller, group, message_id).await?;
         if message.sender != caller.uin && conv.owner != caller.uin {
             return Err(CoreError::Unauthorized);
@@ -178,7 +196,11 @@ impl Core {
         page_size: usize,
     ) -> CoreResult<Vec<Message>> {
         self.member_group(caller, group).await?;
-        let state = self.storage.member_state(group, caller.uin).await?.unwrap_or_default();
+        let state = self
+            .storage
+            .member_state(group, caller.uin)
+            .await?
+            .unwrap_or_default();
         let limit = page_size.clamp(1, self.settings.max_list);
         let query = MessageQuery {
             before,

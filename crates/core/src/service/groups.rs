@@ -12,7 +12,9 @@ use std::sync::Arc;
 use crate::error::{CoreError, CoreResult};
 use crate::event::{Event, EventBody};
 use crate::ids::{GroupId, Uin};
-use crate::model::{now_us, Conversation, ConversationKind, GroupListing, MemberState, NewConversation, Principal};
+use crate::model::{
+    now_us, Conversation, ConversationKind, GroupListing, MemberState, NewConversation, Principal,
+};
 
 use super::Core;
 
@@ -50,9 +52,15 @@ fn check_len(value: &Option<String>, what: &'static str) -> CoreResult<()> {
 
 impl Core {
     /// A chat group the caller is a member of; anything else is "not found".
-    pub(super) async fn member_group(&self, caller: &Principal, group: GroupId) -> CoreResult<Conversation> {
+    pub(super) async fn member_group(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+    ) -> CoreResult<Conversation> {
         match self.storage.conversation(group).await? {
-            Some(c) if c.is_chat_group() && !c.destroyed && c.occupants.contains(&caller.uin) => Ok(c),
+            Some(c) if c.is_chat_group() && !c.destroyed && c.occupants.contains(&caller.uin) => {
+                Ok(c)
+            }
             _ => Err(CoreError::ConversationNotFound),
         }
     }
@@ -100,7 +108,9 @@ impl Core {
             return Err(CoreError::TooLarge("occupants_uins"));
         }
         if kind == ConversationKind::Private && occupants.len() != 2 {
-            return Err(CoreError::InvalidValue("a private group has exactly two members".into()));
+            return Err(CoreError::InvalidValue(
+                "a private group has exactly two members".into(),
+            ));
         }
         let owner = owner.unwrap_or(caller.uin);
         if !occupants.contains(&owner) {
@@ -108,7 +118,11 @@ impl Core {
         }
         self.require_accounts(&occupants).await?;
         if kind == ConversationKind::Private {
-            if let Some(existing) = self.storage.find_group_with_occupants(&kind, &occupants).await? {
+            if let Some(existing) = self
+                .storage
+                .find_group_with_occupants(&kind, &occupants)
+                .await?
+            {
                 return Ok((existing, false));
             }
         }
@@ -146,20 +160,32 @@ impl Core {
             .ok_or(CoreError::ConversationNotFound)
     }
 
-    pub async fn update_group(&self, caller: &Principal, group: GroupId, changes: GroupChanges) -> CoreResult<Conversation> {
+    pub async fn update_group(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        changes: GroupChanges,
+    ) -> CoreResult<Conversation> {
         let mut conv = self.member_group(caller, group).await?;
         if conv.owner != caller.uin {
             return Err(CoreError::Unauthorized);
         }
         check_len(&changes.name, "name")?;
         check_len(&changes.avatar_url, "avatar_url")?;
-        if conv.kind == ConversationKind::Private && (!changes.add.is_empty() || !changes.remove.is_empty()) {
-            return Err(CoreError::InvalidOperation("a private group keeps its two members".into()));
+        if conv.kind == ConversationKind::Private
+            && (!changes.add.is_empty() || !changes.remove.is_empty())
+        {
+            return Err(CoreError::InvalidOperation(
+                "a private group keeps its two members".into(),
+            ));
         }
         if let Some(kind) = changes.kind {
             let allowed = matches!(
                 (&conv.kind, &kind),
-                (ConversationKind::Group | ConversationKind::Public, ConversationKind::Group | ConversationKind::Public)
+                (
+                    ConversationKind::Group | ConversationKind::Public,
+                    ConversationKind::Group | ConversationKind::Public
+                )
             ) || conv.kind == kind;
             if !allowed {
                 return Err(CoreError::InvalidValue("type".into()));
@@ -176,7 +202,9 @@ impl Core {
         }
         let new_owner = changes.owner.unwrap_or(conv.owner);
         if changes.remove.contains(&new_owner) {
-            return Err(CoreError::InvalidOperation("the owner cannot be removed".into()));
+            return Err(CoreError::InvalidOperation(
+                "the owner cannot be removed".into(),
+            ));
         }
         if !conv.occupants.contains(&new_owner) {
             return Err(CoreError::InvalidValue("owner_uin must be a member".into()));
@@ -254,11 +282,21 @@ impl Core {
                 .then(b.conversation.group_id.cmp(&a.conversation.group_id))
         });
         let size = page_size.clamp(1, self.settings.max_list);
-        Ok(groups.into_iter().skip(page.saturating_mul(size)).take(size).collect())
+        Ok(groups
+            .into_iter()
+            .skip(page.saturating_mul(size))
+            .take(size)
+            .collect())
     }
 
     /// Block or unblock a member from posting in a group.
-    pub async fn set_blocked(&self, caller: &Principal, group: GroupId, target: Uin, blocked: bool) -> CoreResult<Conversation> {
+    pub async fn set_blocked(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        target: Uin,
+        blocked: bool,
+    ) -> CoreResult<Conversation> {
         let mut conv = self.member_group(caller, group).await?;
         let may = conv.owner == caller.uin || conv.kind == ConversationKind::Private;
         if !may {
@@ -294,22 +332,39 @@ impl Core {
             .await?
             .ok_or(CoreError::ConversationNotFound)?;
         change(&mut state, &conv);
-        self.storage.set_member_state(group, caller.uin, state.clone()).await?;
+        self.storage
+            .set_member_state(group, caller.uin, state.clone())
+            .await?;
         Ok((conv, state))
     }
 
-    pub async fn set_muted(&self, caller: &Principal, group: GroupId, muted: bool) -> CoreResult<()> {
-        self.change_state(caller, group, |s, _| s.muted = muted).await?;
+    pub async fn set_muted(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        muted: bool,
+    ) -> CoreResult<()> {
+        self.change_state(caller, group, |s, _| s.muted = muted)
+            .await?;
         Ok(())
     }
 
     /// Pin or unpin; the caller's other devices hear `pin_group` / `unpin_group`.
-    pub async fn set_pinned(&self, caller: &Principal, group: GroupId, pinned: bool) -> CoreResult<()> {
+    pub async fn set_pinned(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        pinned: bool,
+    ) -> CoreResult<()> {
         let now = now_us();
         let (conv, _) = self
             .change_state(caller, group, |s, _| s.pinned_at_us = pinned.then_some(now))
             .await?;
-        self.push_group([caller.uin], if pinned { "pin_group" } else { "unpin_group" }, &conv);
+        self.push_group(
+            [caller.uin],
+            if pinned { "pin_group" } else { "unpin_group" },
+            &conv,
+        );
         Ok(())
     }
 
@@ -324,7 +379,12 @@ impl Core {
     }
 
     /// Mark every message up to `message_id` as seen by the caller (for `unread_cnt`).
-    pub async fn mark_seen(&self, caller: &Principal, group: GroupId, message_id: u64) -> CoreResult<u64> {
+    pub async fn mark_seen(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        message_id: u64,
+    ) -> CoreResult<u64> {
         let message = self
             .storage
             .message(message_id)
@@ -332,13 +392,20 @@ impl Core {
             .filter(|m| m.group_id == group)
             .ok_or(CoreError::MessageNotFound)?;
         let (_, state) = self
-            .change_state(caller, group, |s, _| s.seen_seq = s.seen_seq.max(message.seq))
+            .change_state(caller, group, |s, _| {
+                s.seen_seq = s.seen_seq.max(message.seq)
+            })
             .await?;
         Ok(state.seen_seq)
     }
 
     /// The caller's device tokens are stored for push delivery (a later door sends them).
-    pub async fn register_device_token(&self, caller: &Principal, kind: u8, token: String) -> CoreResult<()> {
+    pub async fn register_device_token(
+        &self,
+        caller: &Principal,
+        kind: u8,
+        token: String,
+    ) -> CoreResult<()> {
         if !(1..=4).contains(&kind) {
             return Err(CoreError::InvalidValue("type".into()));
         }
@@ -363,7 +430,10 @@ impl Core {
         }
     }
 
-    pub async fn device_tokens(&self, caller: &Principal) -> CoreResult<Vec<crate::model::DeviceToken>> {
+    pub async fn device_tokens(
+        &self,
+        caller: &Principal,
+    ) -> CoreResult<Vec<crate::model::DeviceToken>> {
         Ok(self.storage.device_tokens(caller.uin).await?)
     }
 }

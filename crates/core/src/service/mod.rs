@@ -21,10 +21,10 @@ mod presence;
 mod sessions;
 
 pub use accounts::{admin_principal, failed_login_delay};
-pub use conferences::DESTROYED_BY_REQUEST;
 pub use chat_messages::ChatMessageInput;
+pub use conferences::DESTROYED_BY_REQUEST;
 pub use groups::{GroupChanges, GroupSort};
-pub use presence::{CONFLICT_STOP_CODE, CHAT_DOOR};
+pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
 pub use sessions::SESSION_STOP_CODE;
 
 use std::collections::HashMap;
@@ -36,8 +36,8 @@ use crate::error::CoreResult;
 use crate::event::Event;
 use crate::ids::Uin;
 use crate::logsink::LogSink;
-use crate::model::Call;
 use crate::metrics::Metrics;
+use crate::model::Call;
 use crate::store::Storage;
 
 /// The knobs the core itself needs (the binary's config holds the rest).

@@ -33,7 +33,10 @@ impl Core {
     ) -> CoreResult<SessionInfo> {
         let token_id = hex::encode(&Sha256::digest(token.as_bytes())[..16]);
         let mine = self.registry.sessions_of_uin(who.uin);
-        for old in mine.iter().filter(|s| s.door == CHAT_DOOR && s.token_id.as_deref() == Some(&token_id)) {
+        for old in mine
+            .iter()
+            .filter(|s| s.door == CHAT_DOOR && s.token_id.as_deref() == Some(&token_id))
+        {
             let stop = Delivery::Stop {
                 code: CONFLICT_STOP_CODE,
                 reason: "logged in elsewhere with the same session".into(),

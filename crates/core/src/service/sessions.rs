@@ -50,7 +50,11 @@ impl Core {
     }
 
     /// Register a session and subscribe it to its own user and session events.
-    pub(super) fn register_session(&self, info: SessionInfo, mailbox: Mailbox) -> CoreResult<SessionInfo> {
+    pub(super) fn register_session(
+        &self,
+        info: SessionInfo,
+        mailbox: Mailbox,
+    ) -> CoreResult<SessionInfo> {
         if !self.registry.register(info.clone(), mailbox) {
             return Err(CoreError::DuplicateSession);
         }
@@ -59,8 +63,10 @@ impl Core {
             session_id,
             Subscription::to_object("core", "session_event", session_id.as_str()),
         );
-        self.bus
-            .subscribe(session_id, Subscription::to_object("core", "user_event", &info.user));
+        self.bus.subscribe(
+            session_id,
+            Subscription::to_object("core", "user_event", &info.user),
+        );
         Ok(info)
     }
 

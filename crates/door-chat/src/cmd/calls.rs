@@ -23,7 +23,8 @@ const EXTRAS: &[(&str, &str)] = &[
 pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     check_self(&mut args, ctx, &["caller_uin"])?;
     let group = args.group()?;
-    let media_type = u8::try_from(args.u64(&["media_type"])?).map_err(|_| Failure::invalid("media_type"))?;
+    let media_type =
+        u8::try_from(args.u64(&["media_type"])?).map_err(|_| Failure::invalid("media_type"))?;
     let callees = args.opt_uins(&["callee_uins", "callee_uin"])?;
     let extra = args.extras(EXTRAS);
     let call = ctx
@@ -38,7 +39,10 @@ pub async fn answer(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let group = args.group()?;
     let call_id = args.u64(&["call_id"])?;
     let answer = u8::try_from(args.u64(&["answer"])?).map_err(|_| Failure::invalid("answer"))?;
-    let call = ctx.core.answer_call(ctx.who, group, call_id, answer).await?;
+    let call = ctx
+        .core
+        .answer_call(ctx.who, group, call_id, answer)
+        .await?;
     Ok(Reply::ok().with("call", render::call(&call)))
 }
 
@@ -81,7 +85,11 @@ pub async fn signal(ctx: &Ctx<'_>, mut args: Args, kind: &str) -> Outcome {
     let payload = relayed(
         ctx,
         args,
-        &[("group_id", Some(group.0)), ("call_id", Some(call_id)), ("receiver_uin", Some(receiver))],
+        &[
+            ("group_id", Some(group.0)),
+            ("call_id", Some(call_id)),
+            ("receiver_uin", Some(receiver)),
+        ],
     );
     ctx.core
         .relay_call_signal(ctx.who, group, call_id, Uin(receiver), kind, payload)?;
@@ -100,7 +108,11 @@ pub async fn event(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let mut payload = relayed(
         ctx,
         args,
-        &[("group_id", Some(group.0)), ("call_id", call_id), ("receiver_uin", receiver)],
+        &[
+            ("group_id", Some(group.0)),
+            ("call_id", call_id),
+            ("receiver_uin", receiver),
+        ],
     );
     // `type` was taken out to validate it; put it back.
     if let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(payload.as_str()) {

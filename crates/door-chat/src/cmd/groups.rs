@@ -66,7 +66,9 @@ pub async fn delete_conversation(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
 pub async fn list(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     check_self(&mut args, ctx, &["uin"])?;
     let page = args.opt_u64(&["pindex"])?.unwrap_or(0) as usize;
-    let size = args.opt_u64(&["psize"])?.map_or(DEFAULT_PAGE, |s| s as usize);
+    let size = args
+        .opt_u64(&["psize"])?
+        .map_or(DEFAULT_PAGE, |s| s as usize);
     let sort = match args.opt_u64(&["sort_by"])?.unwrap_or(1) {
         1 => GroupSort::LastMessage,
         2 => GroupSort::Created,

@@ -62,7 +62,9 @@ pub async fn update(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
 pub async fn delete(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let group = args.group()?;
     let message_id = args.u64(&["message_id"])?;
-    ctx.core.delete_chat_message(ctx.who, group, message_id).await?;
+    ctx.core
+        .delete_chat_message(ctx.who, group, message_id)
+        .await?;
     Ok(Reply::ok())
 }
 
@@ -71,7 +73,9 @@ pub async fn list(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let before = args.opt_u64(&["last_message_id"])?.filter(|b| *b > 0);
     let after = args.opt_u64(&["last_seen_message_id"])?;
     let page = args.opt_u64(&["pindex"])?.unwrap_or(0) as usize;
-    let size = args.opt_u64(&["psize"])?.map_or(DEFAULT_PAGE, |s| s as usize);
+    let size = args
+        .opt_u64(&["psize"])?
+        .map_or(DEFAULT_PAGE, |s| s as usize);
     let messages = ctx
         .core
         .list_chat_messages(ctx.who, group, before, after, page, size)

@@ -61,7 +61,9 @@ pub type Outcome = Result<Reply, Failure>;
 /// A `uin` the client sent about itself must be its own.
 pub fn check_self(args: &mut Args, ctx: &Ctx<'_>, names: &[&str]) -> Result<(), Failure> {
     match args.opt_u64(names)? {
-        Some(uin) if Uin(uin) != ctx.who.uin => Err(Failure::new(FORBIDDEN, format!("{} is not you", names[0]))),
+        Some(uin) if Uin(uin) != ctx.who.uin => {
+            Err(Failure::new(FORBIDDEN, format!("{} is not you", names[0])))
+        }
         _ => Ok(()),
     }
 }
@@ -124,7 +126,10 @@ async fn dispatch(name: &str, ctx: &Ctx<'_>, args: Args) -> Outcome {
         "ice_sdp" => calls::signal(ctx, args, "ice_sdp").await,
         "ice_candidate" => calls::signal(ctx, args, "ice_candidate").await,
         "event" => calls::event(ctx, args).await,
-        _ => Err(Failure::new(UNKNOWN_EVENT, format!("unknown event: {name}"))),
+        _ => Err(Failure::new(
+            UNKNOWN_EVENT,
+            format!("unknown event: {name}"),
+        )),
     }
 }
 
@@ -164,7 +169,11 @@ async fn handle(name: &str, s: SocketRef, ack: AckSender, door: Arc<ChatApi>, da
             }
         }
     };
-    let label = if EVENTS.contains(&name) { name } else { "unknown" };
+    let label = if EVENTS.contains(&name) {
+        name
+    } else {
+        "unknown"
+    };
     door.core
         .metrics()
         .command(DOOR, label, matches!(&outcome, Ok(r) if r.code == OK));
@@ -176,13 +185,20 @@ pub fn register(s: &SocketRef) {
     for name in EVENTS {
         s.on(
             *name,
-            async move |s: SocketRef, ack: AckSender, State(door): State<Arc<ChatApi>>, TryData(data): TryData<Value>| {
+            async move |s: SocketRef,
+                        ack: AckSender,
+                        State(door): State<Arc<ChatApi>>,
+                        TryData(data): TryData<Value>| {
                 handle(name, s, ack, door, data.ok()).await;
             },
         );
     }
     s.on_fallback(
-        async |s: SocketRef, Event(name): Event, ack: AckSender, State(door): State<Arc<ChatApi>>, TryData(data): TryData<Value>| {
+        async |s: SocketRef,
+               Event(name): Event,
+               ack: AckSender,
+               State(door): State<Arc<ChatApi>>,
+               TryData(data): TryData<Value>| {
             handle(&name, s, ack, door, data.ok()).await;
         },
     );

@@ -9,9 +9,15 @@ use crate::args::Args;
 pub async fn block(ctx: &Ctx<'_>, mut args: Args, blocked: bool) -> Outcome {
     let group = args.group()?;
     // The document's unblock example sends `blocked_uin`; its table says `unblocked_uin`.
-    let names: &[&str] = if blocked { &["blocked_uin"] } else { &["unblocked_uin", "blocked_uin"] };
+    let names: &[&str] = if blocked {
+        &["blocked_uin"]
+    } else {
+        &["unblocked_uin", "blocked_uin"]
+    };
     let target = Uin(args.u64(names)?);
-    ctx.core.set_blocked(ctx.who, group, target, blocked).await?;
+    ctx.core
+        .set_blocked(ctx.who, group, target, blocked)
+        .await?;
     Ok(Reply::ok())
 }
 

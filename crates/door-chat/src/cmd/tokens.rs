@@ -12,7 +12,9 @@ pub async fn register(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let kind = args.u64(&["type"])?;
     let kind = u8::try_from(kind).map_err(|_| Failure::invalid("type"))?;
     let token = args.str(&["token"])?;
-    ctx.core.register_device_token(ctx.who, kind, token.clone()).await?;
+    ctx.core
+        .register_device_token(ctx.who, kind, token.clone())
+        .await?;
     Ok(Reply::ok()
         .with("uin", Value::from(ctx.who.uin.0.to_string()))
         .with("type", Value::from(kind))
