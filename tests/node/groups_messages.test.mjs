@@ -169,3 +169,24 @@ test('typing events reach the other members and nobody else', async () => {
   assert.ok(await notA, 'the sender does not hear its own typing');
   assert.equal((await emit(a.socket, 'event', { type: 8, group_id: g.group_id, sender_uin: b.uin })).result, 4, 'no speaking for others');
 });
+
+test('push tokens: register, unregister, and only your own uin', async () => {
+  const r = await emit(a.socket, 'register_profile_token', `{'uin': ${a.uin}, 'type': 1, 'token': 'fcm-abc'}`);
+  assert.deepEqual(r, { result: 0, uin: a.uin, type: 1, token: 'fcm-abc' });
+  assert.equal((await emit(a.socket, 'register_profile_token', { uin: b.uin, type: 1, token: 'x' })).result, 4);
+  assert.equal((await emit(a.socket, 'register_profile_token', { type: 9, token: 'x' })).result, 1);
+  assert.equal((await emit(a.socket, 'unregister_profile_token', { uin: a.uin, type: 1, token: 'fcm-abc' })).result, 0);
+  assert.equal((await emit(a.socket, 'unregister_profile_token', { token: 'fcm-abc' })).result, 1, 'already gone');
+});
+
+test('messages flow in private and public groups too', async () => {
+  for (const type of [1, 3]) {
+    const g = (await emit(c.socket, 'create_group', { type, name: `t${type}`, occupants_uins: [d.uin] })).group;
+    const atD = once(d.socket, 'message', (m) => m.message.group_id === g.group_id);
+    assert.equal((await emit(c.socket, 'create_message', { group_id: g.group_id, message: `hi ${type}` })).result, 0);
+    assert.equal((await atD).message.message, `hi ${type}`);
+    const reply = once(c.socket, 'message', (m) => m.message.group_id === g.group_id && m.message.sender_uin === d.uin);
+    assert.equal((await emit(d.socket, 'create_message', { group_id: g.group_id, message: 'back' })).result, 0);
+    assert.equal((await reply).message.message, 'back');
+  }
+});
