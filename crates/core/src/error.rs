@@ -43,6 +43,12 @@ pub enum CoreError {
     /// No call with that id in that conversation.
     #[error("call not found")]
     CallNotFound,
+    /// No attachment with that id that the caller may see.
+    #[error("attachment not found")]
+    AttachmentNotFound,
+    /// The attachment's file was removed by clean-up.
+    #[error("attachment gone")]
+    AttachmentGone,
     /// The caller was blocked in this conversation.
     #[error("blocked")]
     Blocked,

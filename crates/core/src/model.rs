@@ -245,3 +245,36 @@ pub struct DeviceToken {
     pub kind: u8,
     pub token: String,
 }
+
+/// Where an uploaded file is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachmentState {
+    /// Uploaded, only its owner can see it.
+    Draft = 0,
+    /// Moved into the attachment store (`add_file`), ready to be sent.
+    Stored = 1,
+    /// Its file was removed by clean-up; the messages stay and say so.
+    Missing = 2,
+}
+
+/// An uploaded file: metadata only; the bytes live in a blob store under `sha256`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub item_id: u64,
+    pub owner: Uin,
+    /// Hex SHA-256 of the content: the blob's name, and the HTTP ETag.
+    pub sha256: String,
+    pub size: u64,
+    pub mimetype: String,
+    pub filename: String,
+    pub state: AttachmentState,
+    pub created_at_us: i64,
+}
+
+/// What clean-up finds: an attachment whose every message is older than the cut-off.
+#[derive(Clone, Debug)]
+pub struct StaleAttachment {
+    pub attachment: Attachment,
+    /// Whether another live attachment shares the blob (then the bytes stay).
+    pub blob_shared: bool,
+}

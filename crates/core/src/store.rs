@@ -10,8 +10,9 @@ use async_trait::async_trait;
 
 use crate::ids::{GroupId, Uin};
 use crate::model::{
-    Account, Appended, Call, Conversation, ConversationKind, DeviceToken, GroupListing,
-    MemberState, Message, MessageQuery, NewAccount, NewConversation, NewMessage, TokenRecord,
+    Account, Appended, Attachment, AttachmentState, Call, Conversation, ConversationKind,
+    DeviceToken, GroupListing, MemberState, Message, MessageQuery, NewAccount, NewConversation,
+    NewMessage, StaleAttachment, TokenRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -121,10 +122,44 @@ pub trait MessageStore: Send + Sync {
         -> StoreResult<Vec<Message>>;
 }
 
+#[async_trait]
+pub trait AttachmentStore: Send + Sync {
+    async fn insert_attachment(&self, attachment: Attachment) -> StoreResult<Attachment>;
+    async fn attachment(&self, item_id: u64) -> StoreResult<Option<Attachment>>;
+    async fn set_attachment_state(&self, item_id: u64, state: AttachmentState) -> StoreResult<()>;
+    /// Record that a message carries these attachments (which grants its group read access).
+    async fn link_attachments(
+        &self,
+        message_id: u64,
+        group: GroupId,
+        item_ids: &[u64],
+    ) -> StoreResult<()>;
+    /// Whether `uin` occupies a conversation where a message carries the attachment.
+    async fn attachment_visible_to(&self, item_id: u64, uin: Uin) -> StoreResult<bool>;
+    /// Stored attachments all of whose messages were created before `cutoff_us`.
+    async fn stale_attachments(&self, cutoff_us: i64) -> StoreResult<Vec<StaleAttachment>>;
+    /// Point an attachment at new content (compression), keeping its id.
+    async fn replace_content(
+        &self,
+        item_id: u64,
+        sha256: String,
+        size: u64,
+        mimetype: String,
+    ) -> StoreResult<()>;
+    /// Whether any attachment other than `except` still needs this blob.
+    async fn blob_in_use(&self, sha256: &str, except: u64) -> StoreResult<bool>;
+}
+
 /// Everything the core needs from storage, implemented by each backend.
 #[async_trait]
 pub trait Storage:
-    AccountStore + TokenStore + ConversationStore + MessageStore + DeviceTokenStore + CallStore
+    AccountStore
+    + TokenStore
+    + ConversationStore
+    + MessageStore
+    + DeviceTokenStore
+    + CallStore
+    + AttachmentStore
 {
     /// Finish pending writes and close; called once at shutdown.
     async fn flush(&self) -> StoreResult<()>;

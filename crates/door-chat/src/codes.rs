@@ -61,6 +61,7 @@ impl From<CoreError> for Failure {
             | CoreError::ConversationNotFound
             | CoreError::MessageNotFound
             | CoreError::CallNotFound
+            | CoreError::AttachmentNotFound
             | CoreError::SessionNotFound => NOT_FOUND,
             CoreError::Unauthorized => FORBIDDEN,
             CoreError::Blocked => BLOCKED,
@@ -69,6 +70,7 @@ impl From<CoreError> for Failure {
             | CoreError::InvalidOperation(_)
             | CoreError::UserExists
             | CoreError::ConversationExists
+            | CoreError::AttachmentGone
             | CoreError::DuplicateSession
             | CoreError::SessionUnavailable
             | CoreError::NotConfigured(_) => INVALID_STATE,

@@ -63,7 +63,9 @@ impl From<CoreError> for CmdError {
             CoreError::InvalidValue(_)
             | CoreError::TooLarge(_)
             | CoreError::MessageNotFound
-            | CoreError::CallNotFound => INVALID_VALUE,
+            | CoreError::CallNotFound
+            | CoreError::AttachmentNotFound
+            | CoreError::AttachmentGone => INVALID_VALUE,
             CoreError::Blocked => UNAUTHORIZED,
             CoreError::Timeout => TIMEOUT,
             CoreError::Remote { code, error } => return CmdError::new(*code, error.clone()),

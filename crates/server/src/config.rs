@@ -68,6 +68,8 @@ config! {
     chat_rate_per_sec: u32 = 50;
     /// Chat API requests a socket may make in one burst.
     chat_rate_burst: u32 = 200;
+    /// Largest attachment upload (bytes).
+    max_upload_bytes: u64 = 100 * 1024 * 1024;
     /// How long shutdown waits for connections to close (milliseconds).
     shutdown_grace_ms: u64 = 5_000;
     /// Log format: "text" or "json".

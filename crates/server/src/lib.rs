@@ -6,10 +6,12 @@
 //!
 //! - [`config`]: the one `Config` struct (file + env + flags) and its generated example.
 //! - [`gelf`]: the GELF 1.1 sender behind the core's `LogSink`.
+//! - [`attachments`]: the `confer attachments clean-up` and `compress` tools.
 //! - `main.rs`: the CLI (`serve`, `user`, `config example`) and logging set-up.
 //!
 //! This is the only crate that knows every other one; `anyhow` lives only here.
 
+pub mod attachments;
 pub mod config;
 pub mod gelf;
 
@@ -55,6 +57,13 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
     Ok(Arc::new(Core::new(
         storage, bus, registry, logs, metrics, settings,
     )))
+}
+
+/// The blob store of attachments, under `<data_dir>/files`.
+pub fn open_blobs(config: &Config) -> anyhow::Result<confer_door_files::LocalBlobs> {
+    let root = config.data_dir.join("files");
+    confer_door_files::LocalBlobs::open(&root)
+        .with_context(|| format!("opening {}", root.display()))
 }
 
 /// A running server.
@@ -120,8 +129,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown: shutdown.clone(),
     });
     let (chat_layer, _io) = confer_door_chat::layer(chat);
+    let files = Arc::new(confer_door_files::FilesApi {
+        core: core.clone(),
+        blobs: Arc::new(open_blobs(&config)?),
+        max_upload: config.max_upload_bytes,
+    });
     let app = confer_door_http::router(core.clone())
         .merge(confer_door_extapi::router(ext))
+        .merge(confer_door_files::router(files))
         .layer(chat_layer);
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let token = shutdown.clone();

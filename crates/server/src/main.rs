@@ -46,6 +46,13 @@ enum Cmd {
         #[command(subcommand)]
         action: UserCmd,
     },
+    /// Attachment maintenance.
+    Attachments {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: AttachmentsCmd,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -74,6 +81,20 @@ enum UserCmd {
         login: String,
         #[arg(long)]
         password: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AttachmentsCmd {
+    /// Remove the files of attachments whose messages are all older than N days; the
+    /// messages stay and the file URL answers 410 with a placeholder.
+    #[command(name = "clean-up")]
+    CleanUp {
+        #[arg(long, default_value_t = 90)]
+        older_than_days: u64,
+        /// Report what would be removed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -154,6 +175,34 @@ async fn main() -> anyhow::Result<()> {
                 token.cancel();
             });
             running.wait().await
+        }
+        Cmd::Attachments { common, action } => {
+            let config = load(&common, None)?;
+            init_logging(&config);
+            let core = confer_server::build_core(&config)?;
+            let blobs = confer_server::open_blobs(&config)?;
+            match action {
+                AttachmentsCmd::CleanUp {
+                    older_than_days,
+                    dry_run,
+                } => {
+                    let summary = confer_server::attachments::clean_up(
+                        &core,
+                        &blobs,
+                        older_than_days,
+                        dry_run,
+                        false,
+                    )
+                    .await?;
+                    let verb = if dry_run { "would free" } else { "freed" };
+                    println!(
+                        "{} file(s) older than {older_than_days} day(s); {verb} {} bytes",
+                        summary.files, summary.bytes_freed
+                    );
+                }
+            }
+            core.flush().await?;
+            Ok(())
         }
         Cmd::User { common, action } => {
             let config = load(&common, None)?;

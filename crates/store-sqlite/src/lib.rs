@@ -7,10 +7,12 @@
 //! - [`writer`]: the one writer thread and its group commit: many concurrent writes share
 //!   one transaction and one fsync; each caller hears back only after that commit.
 //! - `migrations`: the schema, embedded and applied at open.
-//! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`: the core's
+//! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`,
+//!   `attachments`: the core's
 //!   storage traits, one file per aggregate.
 
 mod accounts;
+mod attachments;
 mod calls;
 mod conversations;
 mod devices;

@@ -96,6 +96,25 @@ const MIGRATIONS: &[&str] = &[
         stopped_at INTEGER
     );
     CREATE INDEX messages_by_group_id ON messages(group_id, message_id);",
+    // 3: attachments and which messages carry them.
+    "CREATE TABLE attachments (
+        item_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mimetype TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        state INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX attachments_by_sha ON attachments(sha256);
+    CREATE TABLE message_attachments (
+        item_id INTEGER NOT NULL REFERENCES attachments(item_id),
+        message_id INTEGER NOT NULL REFERENCES messages(message_id),
+        group_id INTEGER NOT NULL,
+        PRIMARY KEY (item_id, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX message_attachments_by_group ON message_attachments(group_id);",
 ];
 
 /// Apply every migration the database has not seen, each in its own transaction.

@@ -218,7 +218,7 @@ impl Core {
                 version: 0,
                 created_at_us: now,
             };
-            if let Err(e) = self.store_message(&conv, &caller, new).await {
+            if let Err(e) = self.store_message(&conv, &caller, new, &[]).await {
                 tracing::warn!(error = %e, call_id = call.call_id, "call record not stored");
             }
         }

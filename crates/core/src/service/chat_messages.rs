@@ -27,6 +27,8 @@ pub struct ChatMessageInput {
     pub version: u32,
     /// Display fields sent along (group_name, sender_name …), kept with the message.
     pub extra: Option<Json>,
+    /// Attachment item ids the message carries (the sender's own uploads).
+    pub attachment_ids: Vec<u64>,
 }
 
 impl Core {
@@ -37,6 +39,7 @@ impl Core {
         conv: &Conversation,
         caller: &Principal,
         new: NewMessage,
+        attachment_ids: &[u64],
     ) -> CoreResult<(Arc<Message>, bool)> {
         if conv.destroyed {
             return Err(CoreError::ConversationDestroyed);
@@ -44,10 +47,14 @@ impl Core {
         if conv.blocked.contains(&caller.uin) {
             return Err(CoreError::Blocked);
         }
+        self.check_own_attachments(caller.uin, attachment_ids)
+            .await?;
         let appended = self.storage.append_message(new).await?;
         if appended.duplicate {
             return Ok((appended.message, true));
         }
+        self.link_attachments(appended.message.message_id, conv.group_id, attachment_ids)
+            .await?;
         self.metrics.message_stored();
         self.announce_message(conv, "message", &appended.message);
         Ok((appended.message, false))
@@ -110,7 +117,9 @@ impl Core {
             version: input.version,
             created_at_us: now_us(),
         };
-        let (message, duplicate) = self.store_message(&conv, caller, new).await?;
+        let (message, duplicate) = self
+            .store_message(&conv, caller, new, &input.attachment_ids)
+            .await?;
         // Posting means having read everything before it.
         if let Ok(Some(mut state)) = self.storage.member_state(group, caller.uin).await {
             if state.seen_seq < message.seq {

@@ -20,6 +20,7 @@ impl Core {
         session: &SessionId,
         conf_id: &str,
         msg: Json,
+        attachment_ids: &[u64],
     ) -> CoreResult<Arc<Message>> {
         let conv = self.visible_conversation(caller, conf_id).await?;
         let new = NewMessage {
@@ -35,7 +36,9 @@ impl Core {
             version: 0,
             created_at_us: now_us(),
         };
-        let (message, _) = self.store_message(&conv, caller, new).await?;
+        let (message, _) = self
+            .store_message(&conv, caller, new, attachment_ids)
+            .await?;
         Ok(message)
     }
 

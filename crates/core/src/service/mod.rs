@@ -9,8 +9,10 @@
 //! - `events`: subscriptions and fired events.
 //! - `conferences`: conferences and their live rooms.
 //! - `messages`: storing and listing conversation messages.
+//! - `attachments`: uploaded files' metadata, ownership and who may read them.
 
 mod accounts;
+mod attachments;
 mod calls;
 mod chat_messages;
 mod conferences;

@@ -28,10 +28,19 @@ const EXTRAS: &[(&str, &str)] = &[
 
 pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let group = args.group()?;
+    let attachments = args.opt_text(&["attachments", "attactments"])?;
+    // Attachments that name uploaded files by item id grant the group access to them;
+    // other custom content is kept as it is.
+    let attachment_ids = attachments
+        .as_deref()
+        .and_then(|a| serde_json::from_str::<Value>(a).ok())
+        .and_then(|v| confer_door_files::references::item_ids(&v))
+        .unwrap_or_default();
     let input = ChatMessageInput {
         kind: args.opt_u64(&["type"])?.unwrap_or(0) as u32,
         text: args.opt_text(&["message"])?,
-        attachments: args.opt_text(&["attachments", "attactments"])?,
+        attachments,
+        attachment_ids,
         nonce: args.opt_str(&["nonce"])?,
         version: args.opt_u64(&["version"])?.unwrap_or(0) as u32,
         extra: args.extras(EXTRAS),

@@ -10,13 +10,23 @@ use crate::error::CmdError;
 pub struct MsglogSend {
     conf_id: String,
     msg: confer_core::Json,
+    /// Attachment item ids named in `msg.attachments` (numbers, strings or `{item_id}`).
+    attachment_ids: Vec<u64>,
 }
 
 impl MsglogSend {
     pub fn parse(args: &mut Args) -> Result<Self, CmdError> {
+        let conf_id = args.req_str("conf_id")?;
+        let msg = args.req_object("msg")?;
+        let attachment_ids = match msg.get("attachments") {
+            None => Vec::new(),
+            Some(list) => confer_door_files::references::item_ids(list)
+                .ok_or_else(|| CmdError::invalid("msg.attachments"))?,
+        };
         Ok(MsglogSend {
-            conf_id: args.req_str("conf_id")?,
-            msg: object_json(args.req_object("msg")?),
+            conf_id,
+            msg: object_json(msg),
+            attachment_ids,
         })
     }
 
@@ -24,7 +34,13 @@ impl MsglogSend {
         let me = ctx.logged_in()?;
         let message = ctx
             .core
-            .post_conference_message(&me.who, &me.session.session_id, &self.conf_id, self.msg)
+            .post_conference_message(
+                &me.who,
+                &me.session.session_id,
+                &self.conf_id,
+                self.msg,
+                &self.attachment_ids,
+            )
             .await?;
         Ok(Reply::Data(Some(json!({ "msg_id": message.seq }))))
     }

@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod conferences;
 mod events;
+mod files;
 mod gelf;
 mod http;
 mod login;

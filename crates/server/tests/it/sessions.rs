@@ -262,14 +262,28 @@ async fn a_client_that_never_answers_pings_is_disconnected() {
 async fn shutdown_closes_connections_with_1001_and_keeps_what_was_acknowledged() {
     let server = TestServer::start().await;
     let (c, _) = server.login("admin", ADMIN_PASSWORD).await;
-    ok_data(&c.call("media", "conf", "create", json!({"conf_id": "s"})).await);
-    ok_data(&c.call("media", "conf", "msglog_send", json!({"conf_id": "s", "msg": {"n": 1}})).await);
+    ok_data(
+        &c.call("media", "conf", "create", json!({"conf_id": "s"}))
+            .await,
+    );
+    ok_data(
+        &c.call(
+            "media",
+            "conf",
+            "msglog_send",
+            json!({"conf_id": "s", "msg": {"n": 1}}),
+        )
+        .await,
+    );
     let server = server.restart().await;
     let (close_code, reason) = c.closed().await.expect("a close frame");
     assert_eq!(close_code, 1001);
     assert!(reason.contains("shutting down"), "{reason}");
     let (c2, _) = server.login("admin", ADMIN_PASSWORD).await;
-    let log = ok_data(&c2.call("media", "conf", "msglog_get", json!({"conf_id": "s"})).await);
+    let log = ok_data(
+        &c2.call("media", "conf", "msglog_get", json!({"conf_id": "s"}))
+            .await,
+    );
     assert_eq!(log[0]["n"], 1);
     server.stop().await;
 }

@@ -1,0 +1,62 @@
+//! # confer-door-files: attachments over HTTP
+//!
+//! - `POST /api/v1/files` (multipart, streamed to disk, size-limited, MIME detected from
+//!   content, stored once per SHA-256) → `{item_id, filename, mimetype, size, url}`: a draft.
+//! - `POST /api/v1/attachments` and `/local/chat_attachments/api.php` `{token, method:
+//!   "add_file", item_id}` (JSON or form): the Moodle plugin's API, answered as it did.
+//! - `GET /files/{item_id}/{filename}` and
+//!   `/pluginfile.php/1/local_chat_attachments/chat_attachment/{item_id}/{path…}/{filename}`:
+//!   the file server (owner and conversation members only; Range, ETag, 304, 410).
+//!
+//! ## Layout
+//! - [`blobs`]: the blob store trait and its local-disk backend.
+//! - `upload`, `add_file`, `serve`: one file per endpoint.
+//! - [`references`]: how messages name uploaded files (shared by the message doors).
+//! - `auth`: the token from a bearer header, a `token` parameter or the session cookie.
+
+mod add_file;
+mod auth;
+pub mod blobs;
+pub mod references;
+mod serve;
+mod upload;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use confer_core::Core;
+
+pub use blobs::{BlobStore, LocalBlobs};
+
+/// The cookie a browser may carry the session token in.
+pub const SESSION_COOKIE: &str = "confer_session";
+
+/// What the endpoints share.
+pub struct FilesApi {
+    pub core: Arc<Core>,
+    pub blobs: Arc<dyn BlobStore>,
+    /// The largest upload accepted (bytes).
+    pub max_upload: u64,
+}
+
+pub fn router(api: Arc<FilesApi>) -> Router {
+    // Room for the multipart framing around a file of the largest size.
+    let body_limit = usize::try_from(api.max_upload)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
+    Router::new()
+        .route(
+            "/api/v1/files",
+            post(upload::upload).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route("/api/v1/attachments", post(add_file::add_file))
+        .route("/local/chat_attachments/api.php", post(add_file::add_file))
+        .route("/files/{item_id}/{filename}", get(serve::by_id))
+        .route(
+            "/pluginfile.php/1/local_chat_attachments/chat_attachment/{item_id}/{*rest}",
+            get(serve::moodle),
+        )
+        .with_state(api)
+}

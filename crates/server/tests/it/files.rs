@@ -1,0 +1,409 @@
+//! Attachments: upload, add_file in the Moodle form, sending in a message, the file server
+//! (access, Range, ETag), bad input, and clean-up.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::common::{code, http_bytes, ok_data, TestServer};
+
+const BOUNDARY: &str = "confer-test-boundary";
+
+fn multipart(field: &str, filename: Option<&str>, content: &[u8]) -> Vec<u8> {
+    let mut body = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"");
+    if let Some(f) = filename {
+        body.push_str(&format!("; filename=\"{f}\""));
+    }
+    body.push_str("\r\nContent-Type: application/octet-stream\r\n\r\n");
+    let mut bytes = body.into_bytes();
+    bytes.extend_from_slice(content);
+    bytes.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    bytes
+}
+
+async fn token(server: &TestServer, user: &str) -> String {
+    let (status, body) = server
+        .http(
+            "POST",
+            "/api/v1/login",
+            &[],
+            &json!({"user": user, "password": "pw"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn upload(server: &TestServer, token: &str, name: &str, content: &[u8]) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    let ctype = format!("multipart/form-data; boundary={BOUNDARY}");
+    let (status, _, body) = http_bytes(
+        server.addr,
+        "POST",
+        "/api/v1/files",
+        &[("Authorization", &auth), ("Content-Type", &ctype)],
+        &multipart("file", Some(name), content),
+    )
+    .await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    http_bytes(server.addr, "GET", path, headers, b"").await
+}
+
+fn png_like(len: usize) -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    v.extend((0..len).map(|i| (i * 7 % 251) as u8));
+    v
+}
+
+fn blob_count(server: &TestServer) -> usize {
+    walk(&server.data_dir().join("files"))
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        if p.ends_with("staging") {
+                            0
+                        } else {
+                            walk(&p)
+                        }
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn staging_is_empty(server: &TestServer) -> bool {
+    std::fs::read_dir(server.data_dir().join("files").join("staging"))
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+}
+
+#[tokio::test]
+async fn upload_add_file_send_and_download_with_ranges_and_etags() {
+    let server = TestServer::start().await;
+    for u in ["alice", "bob", "eve"] {
+        server.add_user(u, "pw").await;
+    }
+    let (alice_t, bob_t, eve_t) = (
+        token(&server, "alice").await,
+        token(&server, "bob").await,
+        token(&server, "eve").await,
+    );
+    let content = png_like(100_000);
+    let (status, up) = upload(&server, &alice_t, "cat.png", &content).await;
+    assert_eq!(status, 200, "{up}");
+    assert_eq!(up["mimetype"], "image/png", "detected from content");
+    assert_eq!(up["size"], content.len() as u64);
+    assert_eq!(up["filename"], "cat.png");
+    let item = up["item_id"].as_str().unwrap().to_string();
+    let url = up["url"].as_str().unwrap().to_string();
+
+    // add_file in the Moodle form: someone else's draft is not found, a bad token is 401.
+    let api = "/local/chat_attachments/api.php";
+    let json_ct = [("Content-Type", "application/json")];
+    let (s, body) = server
+        .http(
+            "POST",
+            api,
+            &json_ct,
+            &json!({"token": bob_t, "method": "add_file", "item_id": item}).to_string(),
+        )
+        .await;
+    assert_eq!(s, 404, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["errorcode"],
+        "filenotfound"
+    );
+    let (s, body) = server
+        .http(
+            "POST",
+            api,
+            &json_ct,
+            &json!({"token": "bad", "method": "add_file", "item_id": item}).to_string(),
+        )
+        .await;
+    assert_eq!(s, 401);
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["exception"].is_string());
+    let (s, _) = server
+        .http(
+            "POST",
+            api,
+            &json_ct,
+            &json!({"token": alice_t, "method": "nope", "item_id": item}).to_string(),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let form = format!("token={alice_t}&method=add_file&item_id={item}");
+    let (s, body) = server
+        .http(
+            "POST",
+            api,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &form,
+        )
+        .await;
+    assert_eq!((s, body.as_str()), (200, r#"{"success":true}"#));
+
+    // Before a message carries it, only the owner reads it.
+    let bob_auth = format!("Bearer {bob_t}");
+    assert_eq!(
+        get(&server, &url, &[("Authorization", &bob_auth)]).await.0,
+        404
+    );
+    let (s, head, bytes) = get(&server, &format!("{url}?token={alice_t}"), &[]).await;
+    assert_eq!(s, 200);
+    assert!(head.contains("cache-control: private"), "{head}");
+
+    // Send it in a conference message through the External API.
+    let (alice, _) = server.login("alice", "pw").await;
+    let (bob, _) = server.login("bob", "pw").await;
+    ok_data(
+        &alice
+            .call("media", "conf", "create", json!({"conf_id": "pics"}))
+            .await,
+    );
+    ok_data(
+        &bob.call("media", "conf", "join", json!({"conf_id": "pics"}))
+            .await,
+    );
+    let bob_upload = upload(&server, &bob_t, "mine.txt", b"bob's").await.1["item_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let forged = alice
+        .call(
+            "media",
+            "conf",
+            "msglog_send",
+            json!({"conf_id": "pics", "msg": {"attachments": [bob_upload]}}),
+        )
+        .await;
+    assert_eq!(code(&forged), 100046, "only your own uploads");
+    ok_data(&alice.call("media", "conf", "msglog_send", json!({"conf_id": "pics", "msg": {"text": "look", "attachments": [{"item_id": item}]}})).await);
+
+    let (s, head, got) = get(&server, &url, &[("Authorization", &bob_auth)]).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        hex::encode(Sha256::digest(&got)),
+        hex::encode(Sha256::digest(&content))
+    );
+    assert_eq!(got, bytes);
+    assert!(head.contains("content-type: image/png"));
+    assert!(head.contains("content-disposition: inline; filename=\"cat.png\""));
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        etag,
+        format!("\"{}\"", hex::encode(Sha256::digest(&content)))
+    );
+
+    let moodle_url =
+        format!("/pluginfile.php/1/local_chat_attachments/chat_attachment/{item}/x/cat.png");
+    for (range, start, end) in [
+        ("bytes=0-99", 0usize, 99usize),
+        ("bytes=5000-5999", 5000, 5999),
+        ("bytes=-300", content.len() - 300, content.len() - 1),
+    ] {
+        let (s, head, part) = get(
+            &server,
+            &moodle_url,
+            &[("Authorization", &bob_auth), ("Range", range)],
+        )
+        .await;
+        assert_eq!(s, 206, "{range}");
+        assert_eq!(part, &content[start..=end], "{range}");
+        assert!(
+            head.contains(&format!(
+                "content-range: bytes {start}-{end}/{}",
+                content.len()
+            )),
+            "{head}"
+        );
+    }
+    let (s, _, _) = get(
+        &server,
+        &url,
+        &[("Authorization", &bob_auth), ("Range", "bytes=999999-")],
+    )
+    .await;
+    assert_eq!(s, 416);
+    let (s, _, body) = get(
+        &server,
+        &url,
+        &[("Authorization", &bob_auth), ("If-None-Match", &etag)],
+    )
+    .await;
+    assert_eq!((s, body.len()), (304, 0));
+
+    // Strangers, anonymous requests, forged ids and paths learn nothing.
+    assert_eq!(
+        get(
+            &server,
+            &url,
+            &[("Authorization", &format!("Bearer {eve_t}"))]
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(get(&server, &url, &[]).await.0, 401);
+    assert_eq!(
+        get(
+            &server,
+            &format!("/files/999999/cat.png?token={bob_t}"),
+            &[]
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        get(
+            &server,
+            &format!("/files/{item}/other.png?token={bob_t}"),
+            &[]
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(get(&server, &format!("/pluginfile.php/1/local_chat_attachments/chat_attachment/{item}/../cat.png?token={bob_t}"), &[]).await.0, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_uploads_and_one_copy_of_the_same_content() {
+    let server = TestServer::start_with(|c| c.max_upload_bytes = 10_000).await;
+    server.add_user("alice", "pw").await;
+    let t = token(&server, "alice").await;
+    let (s, body) = upload(&server, &t, "big.bin", &vec![1u8; 50_000]).await;
+    assert_eq!(s, 413, "{body}");
+    assert!(body["error"].is_string());
+    assert!(staging_is_empty(&server), "the partial file is removed");
+
+    let ctype = format!("multipart/form-data; boundary={BOUNDARY}");
+    let auth = format!("Bearer {t}");
+    let (s, _, _) = http_bytes(
+        server.addr,
+        "POST",
+        "/api/v1/files",
+        &[("Authorization", &auth), ("Content-Type", &ctype)],
+        &multipart("note", None, b"just text"),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(upload(&server, "not-a-token", "a.txt", b"x").await.0, 401);
+
+    let same = b"the same bytes, uploaded many times at once".to_vec();
+    let uploads = (0..6).map(|i| {
+        let (server, t, same) = (&server, &t, &same);
+        async move { upload(server, t, &format!("copy{i}.txt"), same).await }
+    });
+    let results = futures_util::future::join_all(uploads).await;
+    let ids: std::collections::BTreeSet<String> = results
+        .iter()
+        .map(|(s, v)| {
+            assert_eq!(*s, 200);
+            v["item_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 6, "each upload is its own item");
+    assert_eq!(blob_count(&server), 1, "one stored copy");
+    assert!(staging_is_empty(&server));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn clean_up_frees_old_files_and_keeps_the_messages() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "pw").await;
+    let t = token(&server, "alice").await;
+    let old = upload(&server, &t, "old.bin", &vec![7u8; 4000]).await.1;
+    let new = upload(&server, &t, "new.bin", &vec![8u8; 3000]).await.1;
+    let (alice, _) = server.login("alice", "pw").await;
+    ok_data(
+        &alice
+            .call("media", "conf", "create", json!({"conf_id": "c"}))
+            .await,
+    );
+    for item in [&old, &new] {
+        ok_data(
+            &alice
+                .call(
+                    "media",
+                    "conf",
+                    "msglog_send",
+                    json!({"conf_id": "c", "msg": {"attachments": [item["item_id"]]}}),
+                )
+                .await,
+        );
+    }
+    // Age the first message by 100 days, as if it had been sent then.
+    let db = rusqlite::Connection::open(server.data_dir().join("confer.db")).unwrap();
+    db.execute(
+        "UPDATE messages SET created_at = created_at - 100 * 86400000000 WHERE seq = 1",
+        [],
+    )
+    .unwrap();
+    drop(db);
+
+    let core = confer_server::build_core(&server.config).unwrap();
+    let blobs = confer_server::open_blobs(&server.config).unwrap();
+    let dry = confer_server::attachments::clean_up(&core, &blobs, 90, true, true)
+        .await
+        .unwrap();
+    assert_eq!((dry.files, dry.bytes_freed), (1, 4000));
+    assert_eq!(blob_count(&server), 2, "a dry run changes nothing");
+    let old_url = format!("{}?token={t}", old["url"].as_str().unwrap());
+    assert_eq!(get(&server, &old_url, &[]).await.0, 200);
+
+    let done = confer_server::attachments::clean_up(&core, &blobs, 90, false, true)
+        .await
+        .unwrap();
+    assert_eq!((done.files, done.bytes_freed), (1, 4000));
+    core.flush().await.unwrap();
+    assert_eq!(blob_count(&server), 1);
+    let (s, head, body) = get(&server, &old_url, &[]).await;
+    assert_eq!(s, 410);
+    assert!(head.contains("image/svg+xml"));
+    assert!(String::from_utf8_lossy(&body).contains("file removed"));
+    assert_eq!(
+        get(
+            &server,
+            &format!("{}?token={t}", new["url"].as_str().unwrap()),
+            &[]
+        )
+        .await
+        .0,
+        200
+    );
+    let log = ok_data(
+        &alice
+            .call("media", "conf", "msglog_get", json!({"conf_id": "c"}))
+            .await,
+    );
+    assert_eq!(log.as_array().unwrap().len(), 2, "the messages stay");
+    let again = confer_server::attachments::clean_up(&core, &blobs, 90, false, true)
+        .await
+        .unwrap();
+    assert_eq!(again.files, 0);
+    server.stop().await;
+}
