@@ -146,6 +146,8 @@ pub trait AttachmentStore: Send + Sync {
         size: u64,
         mimetype: String,
     ) -> StoreResult<()>;
+    /// Attachments with a file of at least `min_size` bytes, oldest first.
+    async fn attachments_at_least(&self, min_size: u64) -> StoreResult<Vec<Attachment>>;
     /// Whether any attachment other than `except` still needs this blob.
     async fn blob_in_use(&self, sha256: &str, except: u64) -> StoreResult<bool>;
 }

@@ -63,3 +63,229 @@ pub async fn clean_up(
     progress.finish_and_clear();
     Ok(summary)
 }
+
+/// How `compress` re-encodes, from the configuration.
+#[derive(Clone, Debug)]
+pub struct CompressSettings {
+    pub video_bitrate: String,
+    pub video_height: u32,
+    pub audio_codec: String,
+    pub audio_bitrate: String,
+    pub image_max: u32,
+    pub image_format: String,
+}
+
+impl CompressSettings {
+    pub fn from_config(c: &crate::Config) -> Self {
+        CompressSettings {
+            video_bitrate: c.compress_video_bitrate.clone(),
+            video_height: c.compress_video_height,
+            audio_codec: c.compress_audio_codec.clone(),
+            audio_bitrate: c.compress_audio_bitrate.clone(),
+            image_max: c.compress_image_max,
+            image_format: c.compress_image_format.clone(),
+        }
+    }
+}
+
+/// What happened to one attachment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Compressed {
+    /// Replaced: sizes before and after.
+    Smaller { before: u64, after: u64 },
+    /// The re-encoded file was not smaller; the original stays.
+    NotSmaller { before: u64, after: u64 },
+    /// Not audio, video or an image.
+    Skipped,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompressError {
+    #[error("ffmpeg was not found on PATH: install it (e.g. apt-get install ffmpeg)")]
+    FfmpegMissing,
+    #[error("ffmpeg failed: {0}")]
+    FfmpegFailed(String),
+    #[error("{0}")]
+    Other(#[from] anyhow::Error),
+}
+
+/// The FFmpeg output arguments and resulting MIME type for a MIME type.
+fn plan(mime: &str, s: &CompressSettings) -> Option<(Vec<String>, &'static str)> {
+    let args = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    if mime.starts_with("video/") {
+        let scale = format!("scale=-2:'min({},ih)'", s.video_height);
+        let mut a = args(&[
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-b:v",
+        ]);
+        a.push(s.video_bitrate.clone());
+        a.extend(args(&["-vf"]));
+        a.push(scale);
+        a.extend(args(&[
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+        ]));
+        Some((a, "video/mp4"))
+    } else if mime.starts_with("audio/") {
+        let (codec, format, out_mime) = if s.audio_codec == "aac" {
+            ("aac", "ipod", "audio/mp4")
+        } else {
+            ("libopus", "ogg", "audio/ogg")
+        };
+        let mut a = args(&["-vn", "-c:a", codec, "-b:a"]);
+        a.push(s.audio_bitrate.clone());
+        a.extend(args(&["-f", format]));
+        Some((a, out_mime))
+    } else if mime.starts_with("image/") && mime != "image/gif" && mime != "image/svg+xml" {
+        let scale = format!(
+            "scale='min({m},iw)':'min({m},ih)':force_original_aspect_ratio=decrease",
+            m = s.image_max
+        );
+        let mut a = args(&["-frames:v", "1", "-vf"]);
+        a.push(scale);
+        if s.image_format == "jpeg" {
+            a.extend(args(&["-c:v", "mjpeg", "-q:v", "5", "-f", "image2"]));
+            Some((a, "image/jpeg"))
+        } else {
+            a.extend(args(&["-c:v", "libwebp", "-quality", "80", "-f", "webp"]));
+            Some((a, "image/webp"))
+        }
+    } else {
+        None
+    }
+}
+
+/// The media's duration in microseconds, for the progress bar (0 when unknown).
+async fn duration_us(input: &std::path::Path) -> u64 {
+    let out = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(input)
+        .output()
+        .await;
+    out.ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .map_or(0, |secs| (secs * 1e6) as u64)
+}
+
+/// Re-encode one attachment with FFmpeg; keep the result only when it is smaller. The new
+/// content is published under its own hash before the attachment points at it, so readers
+/// see the old file or the new one, never a partial one; the ETag changes with the hash.
+pub async fn compress(
+    core: &Arc<Core>,
+    blobs: &dyn BlobStore,
+    item_id: u64,
+    settings: &CompressSettings,
+    quiet: bool,
+) -> Result<Compressed, CompressError> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+
+    let a = core
+        .attachment_for_admin(item_id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let Some((output_args, mime)) = plan(&a.mimetype, settings) else {
+        return Ok(Compressed::Skipped);
+    };
+    let input = blobs
+        .local_path(&a.sha256)
+        .ok_or_else(|| anyhow::anyhow!("attachment {item_id} has no local file"))?;
+    let staged = blobs.staging_path();
+    let total = duration_us(&input).await;
+    let progress = bar(total.max(1), quiet);
+    progress.set_message(a.filename.clone());
+    let mut child = match tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-progress",
+            "pipe:1",
+            "-nostats",
+            "-i",
+        ])
+        .arg(&input)
+        .args(&output_args)
+        .arg(&staged)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CompressError::FfmpegMissing)
+        }
+        Err(e) => return Err(CompressError::FfmpegFailed(e.to_string())),
+    };
+    let mut stderr = child.stderr.take();
+    if let Some(stdout) = child.stdout.take() {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(us) = line
+                .strip_prefix("out_time_us=")
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                progress.set_position(us.min(total));
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| CompressError::FfmpegFailed(e.to_string()))?;
+    progress.finish_and_clear();
+    if !status.success() {
+        let mut text = String::new();
+        if let Some(err) = stderr.as_mut() {
+            let _ = err.read_to_string(&mut text).await;
+        }
+        let _ = tokio::fs::remove_file(&staged).await;
+        return Err(CompressError::FfmpegFailed(text.trim().to_string()));
+    }
+    let bytes = tokio::fs::read(&staged)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let after = bytes.len() as u64;
+    if after == 0 || after >= a.size {
+        let _ = tokio::fs::remove_file(&staged).await;
+        return Ok(Compressed::NotSmaller {
+            before: a.size,
+            after,
+        });
+    }
+    let sha = hex::encode(Sha256::digest(&bytes));
+    blobs
+        .publish(&staged, &sha)
+        .await
+        .map_err(anyhow::Error::from)?;
+    core.replace_attachment_content(item_id, sha, after, mime.to_string())
+        .await
+        .map_err(anyhow::Error::from)?;
+    if !core
+        .blob_in_use(&a.sha256, item_id)
+        .await
+        .map_err(anyhow::Error::from)?
+    {
+        blobs.remove(&a.sha256).await.map_err(anyhow::Error::from)?;
+    }
+    Ok(Compressed::Smaller {
+        before: a.size,
+        after,
+    })
+}

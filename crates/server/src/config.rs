@@ -70,6 +70,18 @@ config! {
     chat_rate_burst: u32 = 200;
     /// Largest attachment upload (bytes).
     max_upload_bytes: u64 = 100 * 1024 * 1024;
+    /// `attachments compress`: video bitrate given to FFmpeg (e.g. "1M").
+    compress_video_bitrate: String = "1M".into();
+    /// `attachments compress`: the largest video height kept (pixels).
+    compress_video_height: u32 = 720;
+    /// `attachments compress`: audio codec, "opus" or "aac".
+    compress_audio_codec: String = "opus".into();
+    /// `attachments compress`: audio bitrate (e.g. "64k").
+    compress_audio_bitrate: String = "64k".into();
+    /// `attachments compress`: the largest image side kept (pixels).
+    compress_image_max: u32 = 1280;
+    /// `attachments compress`: image format, "webp" or "jpeg".
+    compress_image_format: String = "webp".into();
     /// How long shutdown waits for connections to close (milliseconds).
     shutdown_grace_ms: u64 = 5_000;
     /// Log format: "text" or "json".

@@ -96,6 +96,37 @@ enum AttachmentsCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Re-encode attachments with FFmpeg, keeping a result only when it is smaller.
+    Compress {
+        /// The attachment to compress.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        item_id: Option<u64>,
+        /// Every attachment of at least --min-size bytes.
+        #[arg(long)]
+        all: bool,
+        /// With --all: the smallest file considered, in bytes (k, M and G suffixes work).
+        #[arg(long, default_value = "1M", value_parser = parse_size)]
+        min_size: u64,
+    },
+}
+
+/// "1500", "10k", "5M", "1G" (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("not a size: {text}"))?;
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return Err(format!("unknown unit in {text}")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("too large: {text}"))
 }
 
 #[derive(Subcommand)]
@@ -199,6 +230,55 @@ async fn main() -> anyhow::Result<()> {
                         "{} file(s) older than {older_than_days} day(s); {verb} {} bytes",
                         summary.files, summary.bytes_freed
                     );
+                }
+                AttachmentsCmd::Compress {
+                    item_id,
+                    all,
+                    min_size,
+                } => {
+                    let settings =
+                        confer_server::attachments::CompressSettings::from_config(&config);
+                    let ids: Vec<u64> = if all {
+                        core.attachments_at_least(min_size)
+                            .await?
+                            .into_iter()
+                            .map(|a| a.item_id)
+                            .collect()
+                    } else {
+                        item_id.into_iter().collect()
+                    };
+                    let (mut before, mut after) = (0u64, 0u64);
+                    for id in ids {
+                        use confer_server::attachments::Compressed;
+                        match confer_server::attachments::compress(
+                            &core, &blobs, id, &settings, false,
+                        )
+                        .await
+                        {
+                            Ok(Compressed::Smaller {
+                                before: b,
+                                after: a,
+                            }) => {
+                                println!("{id}: {b} -> {a} bytes");
+                                before += b;
+                                after += a;
+                            }
+                            Ok(Compressed::NotSmaller {
+                                before: b,
+                                after: a,
+                            }) => {
+                                println!("{id}: kept the original ({b} bytes; re-encoded {a})");
+                            }
+                            Ok(Compressed::Skipped) => {
+                                println!("{id}: not audio, video or an image; skipped")
+                            }
+                            Err(e) => {
+                                core.flush().await?;
+                                return Err(anyhow::anyhow!("attachment {id}: {e}"));
+                            }
+                        }
+                    }
+                    println!("saved {} bytes", before.saturating_sub(after));
                 }
             }
             core.flush().await?;

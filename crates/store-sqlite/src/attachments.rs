@@ -178,6 +178,18 @@ impl AttachmentStore for SqliteStore {
         .await
     }
 
+    async fn attachments_at_least(&self, min_size: u64) -> StoreResult<Vec<Attachment>> {
+        let min = i64::try_from(min_size).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM attachments WHERE size >= ?1 AND state != 2 ORDER BY item_id"
+            ))?;
+            let rows = stmt.query_map([min], attachment_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn blob_in_use(&self, sha256: &str, except: u64) -> StoreResult<bool> {
         let sha = sha256.to_string();
         let except = to_sql_id(except)?;

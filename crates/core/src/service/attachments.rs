@@ -161,6 +161,11 @@ impl Core {
         Ok(self.storage.blob_in_use(sha256, except).await?)
     }
 
+    /// Attachments whose file is at least `min_size` bytes (for `compress --all`).
+    pub async fn attachments_at_least(&self, min_size: u64) -> CoreResult<Vec<Attachment>> {
+        Ok(self.storage.attachments_at_least(min_size).await?)
+    }
+
     /// Look up an attachment without an access check (administrative tools).
     pub async fn attachment_for_admin(&self, item_id: u64) -> CoreResult<Attachment> {
         self.storage

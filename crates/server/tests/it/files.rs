@@ -407,3 +407,170 @@ async fn clean_up_frees_old_files_and_keeps_the_messages() {
     assert_eq!(again.files, 0);
     server.stop().await;
 }
+
+fn ffmpeg(args: &[&str]) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("ffmpeg is needed for this test: scripts/test installs it");
+    assert!(status.success(), "ffmpeg {args:?}");
+}
+
+/// What ffprobe says the file holds: (codec of the first stream, width or 0).
+fn probe(bytes: &[u8]) -> (String, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probe");
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width",
+            "-of",
+            "json",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe could not decode the result");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["streams"][0];
+    (
+        s["codec_name"].as_str().unwrap_or("").to_string(),
+        s["width"].as_u64().unwrap_or(0),
+    )
+}
+
+#[tokio::test]
+async fn compress_video_audio_and_image_with_ffmpeg() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "pw").await;
+    let t = token(&server, "alice").await;
+    let work = tempfile::tempdir().unwrap();
+    let p = |name: &str| work.path().join(name).display().to_string();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=duration=2:size=1280x720:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=2",
+        "-c:v",
+        "libx264",
+        "-b:v",
+        "8M",
+        "-c:a",
+        "aac",
+        "-shortest",
+        &p("clip.mp4"),
+    ]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=5",
+        "-c:a",
+        "pcm_s16le",
+        &p("tone.wav"),
+    ]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=1920x1080",
+        "-frames:v",
+        "1",
+        &p("frame.png"),
+    ]);
+
+    let core = confer_server::build_core(&server.config).unwrap();
+    let blobs = confer_server::open_blobs(&server.config).unwrap();
+    let settings = confer_server::attachments::CompressSettings::from_config(&server.config);
+    for (file, expect_codec, expect_mime) in [
+        ("clip.mp4", "h264", "video/mp4"),
+        ("tone.wav", "opus", "audio/ogg"),
+        ("frame.png", "webp", "image/webp"),
+    ] {
+        let original = std::fs::read(work.path().join(file)).unwrap();
+        let up = upload(&server, &t, file, &original).await.1;
+        let item: u64 = up["item_id"].as_str().unwrap().parse().unwrap();
+        let url = format!("{}?token={t}", up["url"].as_str().unwrap());
+        let (_, head_before, _) = get(&server, &url, &[]).await;
+
+        let outcome = confer_server::attachments::compress(&core, &blobs, item, &settings, true)
+            .await
+            .unwrap();
+        let confer_server::attachments::Compressed::Smaller { before, after } = outcome else {
+            panic!("{file}: {outcome:?}");
+        };
+        assert!(after < before, "{file}");
+
+        let (s, head_after, served) = get(&server, &url, &[]).await;
+        assert_eq!(s, 200);
+        assert_eq!(served.len() as u64, after);
+        assert!(
+            head_after.contains(&format!("content-type: {expect_mime}")),
+            "{head_after}"
+        );
+        let etag = |h: &str| {
+            h.lines()
+                .find_map(|l| l.strip_prefix("etag: "))
+                .unwrap()
+                .to_string()
+        };
+        assert_ne!(etag(&head_before), etag(&head_after), "{file}: a new ETag");
+        let (codec, width) = probe(&served);
+        assert_eq!(codec, expect_codec, "{file}");
+        if file == "frame.png" {
+            assert_eq!(width, 1280, "resized to the configured maximum");
+        }
+    }
+    assert!(staging_is_empty(&server));
+    assert_eq!(
+        blob_count(&server),
+        3,
+        "the originals are gone once replaced"
+    );
+
+    // Without ffmpeg on PATH the tool says so, and the original stays.
+    let text = upload(
+        &server,
+        &t,
+        "x.wav",
+        &std::fs::read(work.path().join("tone.wav")).unwrap(),
+    )
+    .await
+    .1;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confer"))
+        .args([
+            "attachments",
+            "compress",
+            text["item_id"].as_str().unwrap(),
+            "--data-dir",
+        ])
+        .arg(server.data_dir())
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ffmpeg was not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        get(
+            &server,
+            &format!("{}?token={t}", text["url"].as_str().unwrap()),
+            &[]
+        )
+        .await
+        .0,
+        200
+    );
+    server.stop().await;
+}
