@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use confer_core::model::{Attachment, AttachmentState, StaleAttachment};
-use confer_core::store::{AttachmentStore, StoreError, StoreResult};
+use confer_core::store::{AttachmentStore, StoreResult};
 use confer_core::{GroupId, Uin};
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::{backend, to_sql_id, SqliteStore};
+use crate::{backend, one_row, to_sql_id, SqliteStore};
 
 const COLUMNS: &str = "item_id, owner, sha256, size, mimetype, filename, state, created_at";
 
@@ -69,15 +69,10 @@ impl AttachmentStore for SqliteStore {
     async fn set_attachment_state(&self, item_id: u64, state: AttachmentState) -> StoreResult<()> {
         let id = to_sql_id(item_id)?;
         self.write(move |conn| {
-            let n = conn
-                .execute(
-                    "UPDATE attachments SET state = ?2 WHERE item_id = ?1",
-                    params![id, state as i64],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            one_row(conn.execute(
+                "UPDATE attachments SET state = ?2 WHERE item_id = ?1",
+                params![id, state as i64],
+            ))?;
             Ok(())
         })
         .await
@@ -164,15 +159,10 @@ impl AttachmentStore for SqliteStore {
         let id = to_sql_id(item_id)?;
         let size = to_sql_id(size)?;
         self.write(move |conn| {
-            let n = conn
-                .execute(
-                    "UPDATE attachments SET sha256 = ?2, size = ?3, mimetype = ?4 WHERE item_id = ?1",
-                    params![id, sha256, size, mimetype],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            one_row(conn.execute(
+                "UPDATE attachments SET sha256 = ?2, size = ?3, mimetype = ?4 WHERE item_id = ?1",
+                params![id, sha256, size, mimetype],
+            ))?;
             Ok(())
         })
         .await

@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use confer_core::model::{Call, CallStatus};
-use confer_core::store::{CallStore, StoreError, StoreResult};
+use confer_core::store::{CallStore, StoreResult};
 use confer_core::{GroupId, Json, Uin};
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::{backend, to_sql_id, SqliteStore};
+use crate::{backend, one_row, to_sql_id, SqliteStore};
 
 const COLUMNS: &str =
     "call_id, group_id, media_type, status, caller, callees, accepted, declined, \
@@ -86,23 +86,18 @@ impl CallStore for SqliteStore {
     async fn update_call(&self, call: Call) -> StoreResult<()> {
         let id = to_sql_id(call.call_id)?;
         self.write(move |conn| {
-            let n = conn
-                .execute(
-                    "UPDATE calls SET status = ?2, accepted = ?3, declined = ?4, accepted_at = ?5,
+            one_row(conn.execute(
+                "UPDATE calls SET status = ?2, accepted = ?3, declined = ?4, accepted_at = ?5,
                         stopped_at = ?6 WHERE call_id = ?1",
-                    params![
-                        id,
-                        call.status as i64,
-                        join(&call.accepted),
-                        join(&call.declined),
-                        call.accepted_at_us,
-                        call.stopped_at_us
-                    ],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+                params![
+                    id,
+                    call.status as i64,
+                    join(&call.accepted),
+                    join(&call.declined),
+                    call.accepted_at_us,
+                    call.stopped_at_us
+                ],
+            ))?;
             Ok(())
         })
         .await

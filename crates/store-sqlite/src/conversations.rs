@@ -10,7 +10,7 @@ use confer_core::store::{ConversationStore, StoreError, StoreResult};
 use confer_core::{GroupId, Uin};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::{backend, conflict_or_backend, to_sql_id, SqliteStore};
+use crate::{backend, conflict_or_backend, one_row, to_sql_id, SqliteStore};
 
 /// The `kind` column: chat group types keep the Chat API's numbers.
 const KIND_PRIVATE: i64 = 1;
@@ -344,23 +344,18 @@ impl ConversationStore for SqliteStore {
     async fn set_member_state(&self, id: GroupId, uin: Uin, state: MemberState) -> StoreResult<()> {
         let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
         self.write(move |conn| {
-            let n = conn
-                .execute(
-                    "UPDATE occupants SET muted = ?3, pinned_at = ?4, cleared_seq = ?5, seen_seq = ?6
+            one_row(conn.execute(
+                "UPDATE occupants SET muted = ?3, pinned_at = ?4, cleared_seq = ?5, seen_seq = ?6
                      WHERE group_id = ?1 AND uin = ?2",
-                    params![
-                        id,
-                        uin,
-                        state.muted as i64,
-                        state.pinned_at_us,
-                        state.cleared_seq as i64,
-                        state.seen_seq as i64
-                    ],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+                params![
+                    id,
+                    uin,
+                    state.muted as i64,
+                    state.pinned_at_us,
+                    state.cleared_seq as i64,
+                    state.seen_seq as i64
+                ],
+            ))?;
             Ok(())
         })
         .await
@@ -384,14 +379,9 @@ impl ConversationStore for SqliteStore {
 }
 
 fn touch(conn: &Connection, id: i64, now_us: i64) -> StoreResult<()> {
-    let n = conn
-        .execute(
-            "UPDATE conversations SET updated_at = ?2 WHERE group_id = ?1",
-            params![id, now_us],
-        )
-        .map_err(backend)?;
-    if n == 0 {
-        return Err(StoreError::NotFound);
-    }
+    one_row(conn.execute(
+        "UPDATE conversations SET updated_at = ?2 WHERE group_id = ?1",
+        params![id, now_us],
+    ))?;
     Ok(())
 }

@@ -124,6 +124,14 @@ pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// An update that must change exactly the row it names: no row is `NotFound`.
+pub(crate) fn one_row(changed: rusqlite::Result<usize>) -> StoreResult<()> {
+    match changed.map_err(backend)? {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
+}
+
 /// Map a unique-constraint failure to `Conflict`, anything else to `Backend`.
 pub(crate) fn conflict_or_backend(e: rusqlite::Error, what: &str) -> StoreError {
     match e {

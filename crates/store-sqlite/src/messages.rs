@@ -9,7 +9,7 @@ use confer_core::store::{MessageStore, StoreError, StoreResult};
 use confer_core::{GroupId, Json, SessionId, Uin};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::{backend, to_sql_id, SqliteStore};
+use crate::{backend, one_row, to_sql_id, SqliteStore};
 
 pub(crate) const COLUMNS: &str =
     "message_id, group_id, seq, sender, sender_login, session_id, kind, text, \
@@ -154,17 +154,12 @@ impl MessageStore for SqliteStore {
     ) -> StoreResult<Message> {
         let id = to_sql_id(message_id)?;
         self.write(move |conn| {
-            let n = conn
-                .execute(
-                    "UPDATE messages SET text = ?2, attachments = COALESCE(?3, attachments),
+            one_row(conn.execute(
+                "UPDATE messages SET text = ?2, attachments = COALESCE(?3, attachments),
                         version = version + 1, updated_at = ?4
                      WHERE message_id = ?1 AND deleted = 0",
-                    params![id, text, attachments, now_us],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+                params![id, text, attachments, now_us],
+            ))?;
             by_id(conn, id)
                 .map_err(backend)?
                 .ok_or(StoreError::NotFound)
@@ -175,17 +170,12 @@ impl MessageStore for SqliteStore {
     async fn delete_message(&self, message_id: u64, now_us: i64) -> StoreResult<Message> {
         let id = to_sql_id(message_id)?;
         self.write(move |conn| {
-            let n = conn
-                .execute(
-                    "UPDATE messages SET text = NULL, attachments = NULL, body = NULL, deleted = 1,
+            one_row(conn.execute(
+                "UPDATE messages SET text = NULL, attachments = NULL, body = NULL, deleted = 1,
                         updated_at = ?2
                      WHERE message_id = ?1 AND deleted = 0",
-                    params![id, now_us],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+                params![id, now_us],
+            ))?;
             by_id(conn, id)
                 .map_err(backend)?
                 .ok_or(StoreError::NotFound)

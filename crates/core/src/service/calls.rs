@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
-use crate::event::{Event, EventBody, Json};
+use crate::event::{EventBody, Json};
 use crate::ids::{GroupId, Uin};
 use crate::model::{now_us, Call, CallStatus, NewMessage, Principal};
 
@@ -31,19 +31,11 @@ impl Core {
         answer: Option<(Uin, u8)>,
         to: impl IntoIterator<Item = Uin>,
     ) {
-        self.push_to_users(
-            to,
-            Event::new(
-                "chat",
-                None,
-                Some(kind.to_string()),
-                Some(call.call_id.to_string()),
-                EventBody::Call {
-                    call: Arc::new(call.clone()),
-                    answer,
-                },
-            ),
-        );
+        let body = EventBody::Call {
+            call: Arc::new(call.clone()),
+            answer,
+        };
+        self.push_chat(to, kind, call.call_id.to_string(), body);
     }
 
     fn everyone(call: &Call) -> BTreeSet<Uin> {
@@ -254,15 +246,11 @@ impl Core {
         if receiver == caller.uin || !call.involves(receiver) {
             return Err(CoreError::UserNotFound);
         }
-        self.push_to_users(
+        self.push_chat(
             [receiver],
-            Event::new(
-                "chat",
-                None,
-                Some(kind.to_string()),
-                Some(call_id.to_string()),
-                EventBody::Signal(payload),
-            ),
+            kind,
+            call_id.to_string(),
+            EventBody::Signal(payload),
         );
         Ok(())
     }
@@ -287,15 +275,11 @@ impl Core {
                 .filter(|u| *u != caller.uin)
                 .collect(),
         };
-        Ok(self.push_to_users(
+        Ok(self.push_chat(
             targets,
-            Event::new(
-                "chat",
-                None,
-                Some("event".into()),
-                Some(group.to_string()),
-                EventBody::Signal(payload),
-            ),
+            "event",
+            group.to_string(),
+            EventBody::Signal(payload),
         ))
     }
 }

@@ -62,15 +62,11 @@ impl Core {
 
     /// Tell the members (Chat API) and subscribers (External API) about a message.
     pub(super) fn announce_message(&self, conv: &Conversation, kind: &str, message: &Arc<Message>) {
-        self.push_to_users(
+        self.push_chat(
             conv.occupants.iter().copied(),
-            Event::new(
-                "chat",
-                None,
-                Some(kind.to_string()),
-                Some(conv.group_id.to_string()),
-                EventBody::Message(message.clone()),
-            ),
+            kind,
+            conv.group_id.to_string(),
+            EventBody::Message(message.clone()),
         );
         if kind == "message" {
             self.publish(Event::new(

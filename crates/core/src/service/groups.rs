@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
-use crate::event::{Event, EventBody};
+use crate::event::EventBody;
 use crate::ids::{GroupId, Uin};
 use crate::model::{
     now_us, Conversation, ConversationKind, GroupListing, MemberState, NewConversation, Principal,
@@ -75,16 +75,8 @@ impl Core {
     }
 
     fn push_group(&self, to: impl IntoIterator<Item = Uin>, kind: &str, group: &Conversation) {
-        self.push_to_users(
-            to,
-            Event::new(
-                "chat",
-                None,
-                Some(kind.to_string()),
-                Some(group.group_id.to_string()),
-                EventBody::Group(Arc::new(group.clone())),
-            ),
-        );
+        let body = EventBody::Group(Arc::new(group.clone()));
+        self.push_chat(to, kind, group.group_id.to_string(), body);
     }
 
     /// Create a chat group; the caller is always a member. For a private group that

@@ -126,6 +126,20 @@ impl Core {
         n
     }
 
+    /// Push a chat event (`kind` is the Socket.IO event name) about object `obj_id`.
+    fn push_chat(
+        &self,
+        to: impl IntoIterator<Item = Uin>,
+        kind: &str,
+        obj_id: String,
+        body: crate::event::EventBody,
+    ) -> usize {
+        self.push_to_users(
+            to,
+            Event::new("chat", None, Some(kind.to_string()), Some(obj_id), body),
+        )
+    }
+
     /// Push an event straight to the Chat API sessions of some users (group messages,
     /// presence, calls). One shared `Arc<Event>`, so the door renders it once.
     fn push_to_users(&self, uins: impl IntoIterator<Item = Uin>, event: Event) -> usize {

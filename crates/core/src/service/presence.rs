@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bus::{Delivery, Mailbox, SessionInfo};
 use crate::error::CoreResult;
-use crate::event::{Event, EventBody};
+use crate::event::EventBody;
 use crate::ids::SessionId;
 use crate::model::{now_us, Principal};
 
@@ -89,19 +89,11 @@ impl Core {
                 return;
             }
         };
-        self.push_to_users(
-            peers,
-            Event::new(
-                "chat",
-                None,
-                Some("user_status".into()),
-                Some(uin.to_string()),
-                EventBody::UserStatus {
-                    uin,
-                    online,
-                    last_seen_at_us,
-                },
-            ),
-        );
+        let body = EventBody::UserStatus {
+            uin,
+            online,
+            last_seen_at_us,
+        };
+        self.push_chat(peers, "user_status", uin.to_string(), body);
     }
 }

@@ -8,17 +8,10 @@
 use confer_core::{Json, Uin};
 use serde_json::Value;
 
-use super::{check_self, Ctx, Outcome, Reply};
+use super::{check_self, Ctx, Outcome, Reply, DISPLAY_FIELDS};
 use crate::args::Args;
 use crate::codes::Failure;
 use crate::render;
-
-const EXTRAS: &[(&str, &str)] = &[
-    ("group_name", "group_name"),
-    ("group_avatar", "group_avatar"),
-    ("sender_name", "sender_name"),
-    ("sender_avatar", "send_avatar"),
-];
 
 pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     check_self(&mut args, ctx, &["caller_uin"])?;
@@ -26,7 +19,7 @@ pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let media_type =
         u8::try_from(args.u64(&["media_type"])?).map_err(|_| Failure::invalid("media_type"))?;
     let callees = args.opt_uins(&["callee_uins", "callee_uin"])?;
-    let extra = args.extras(EXTRAS);
+    let extra = args.extras(DISPLAY_FIELDS);
     let call = ctx
         .core
         .create_call(ctx.who, group, media_type, callees, extra)

@@ -10,21 +10,13 @@
 use confer_core::service::ChatMessageInput;
 use serde_json::Value;
 
-use super::{Ctx, Outcome, Reply};
+use super::{Ctx, Outcome, Reply, DISPLAY_FIELDS};
 use crate::args::Args;
 use crate::codes::DUPLICATE_MESSAGE;
 use crate::render;
 
 /// The default `psize` of `list_message`.
 const DEFAULT_PAGE: usize = 50;
-
-/// Display fields a message carries along, with their documented misspellings.
-const EXTRAS: &[(&str, &str)] = &[
-    ("group_name", "group_name"),
-    ("group_avatar", "group_avatar"),
-    ("sender_name", "sender_name"),
-    ("sender_avatar", "send_avatar"),
-];
 
 pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let group = args.group()?;
@@ -43,7 +35,7 @@ pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         attachment_ids,
         nonce: args.opt_str(&["nonce"])?,
         version: args.opt_u64(&["version"])?.unwrap_or(0) as u32,
-        extra: args.extras(EXTRAS),
+        extra: args.extras(DISPLAY_FIELDS),
     };
     let (message, duplicate) = ctx
         .core

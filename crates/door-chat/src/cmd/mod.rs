@@ -68,6 +68,14 @@ pub fn check_self(args: &mut Args, ctx: &Ctx<'_>, names: &[&str]) -> Result<(), 
     }
 }
 
+/// Display fields messages and calls carry along, with their documented misspellings.
+pub const DISPLAY_FIELDS: &[(&str, &str)] = &[
+    ("group_name", "group_name"),
+    ("group_avatar", "group_avatar"),
+    ("sender_name", "sender_name"),
+    ("sender_avatar", "send_avatar"),
+];
+
 /// Every client event the door answers.
 const EVENTS: &[&str] = &[
     "register_profile_token",
