@@ -180,6 +180,26 @@ async fn duration_us(input: &std::path::Path) -> u64 {
         .map_or(0, |secs| (secs * 1e6) as u64)
 }
 
+/// A file's SHA-256 (hex) and size, read in pieces: a re-encoded video is never held
+/// whole in memory.
+async fn hash_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
 /// Re-encode one attachment with FFmpeg; keep the result only when it is smaller. The new
 /// content is published under its own hash before the attachment points at it, so readers
 /// see the old file or the new one, never a partial one; the ETag changes with the hash.
@@ -190,7 +210,6 @@ pub async fn compress(
     settings: &CompressSettings,
     quiet: bool,
 ) -> Result<Compressed, CompressError> {
-    use sha2::{Digest, Sha256};
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
     let a = core
@@ -258,10 +277,7 @@ pub async fn compress(
         let _ = tokio::fs::remove_file(&staged).await;
         return Err(CompressError::FfmpegFailed(text.trim().to_string()));
     }
-    let bytes = tokio::fs::read(&staged)
-        .await
-        .map_err(anyhow::Error::from)?;
-    let after = bytes.len() as u64;
+    let (sha, after) = hash_file(&staged).await.map_err(anyhow::Error::from)?;
     if after == 0 || after >= a.size {
         let _ = tokio::fs::remove_file(&staged).await;
         return Ok(Compressed::NotSmaller {
@@ -269,7 +285,6 @@ pub async fn compress(
             after,
         });
     }
-    let sha = hex::encode(Sha256::digest(&bytes));
     blobs
         .publish(&staged, &sha)
         .await
