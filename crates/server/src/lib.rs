@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use confer_bus::{LocalBus, LocalRegistry};
 use confer_core::logsink::LogSink;
 use confer_core::metrics::Metrics;
@@ -142,6 +143,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let token = shutdown.clone();
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "confer listening");
     let task = tokio::spawn(async move {
+        // Small frames (acks, events) go out at once: without TCP_NODELAY, Nagle's
+        // algorithm meeting the peer's delayed ACK stalls request/answer traffic ~40 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -22,23 +22,40 @@ impl Core {
         uin: Option<u64>,
         name: Option<String>,
     ) -> CoreResult<Account> {
-        if login.is_empty() || login.len() > MAX_LOGIN_LEN || login.chars().any(char::is_control) {
-            return Err(CoreError::InvalidValue("login".into()));
-        }
-        if login == ADMIN_LOGIN {
-            return Err(CoreError::InvalidValue(
-                "the login 'admin' is reserved".into(),
-            ));
-        }
-        if uin == Some(0) {
-            return Err(CoreError::InvalidValue(
-                "uin 0 is reserved for admin".into(),
-            ));
-        }
         if password.is_empty() {
             return Err(CoreError::InvalidValue("password must not be empty".into()));
         }
+        check_new_login(login, uin)?;
         let password_hash = hash_off_executor(password).await?;
+        self.insert_account(login, password_hash, uin, name).await
+    }
+
+    /// Create an account from an existing Argon2 PHC hash (importing users from another
+    /// system, or creating many test users without hashing each password).
+    pub async fn import_account(
+        &self,
+        login: &str,
+        password_hash: &str,
+        uin: Option<u64>,
+        name: Option<String>,
+    ) -> CoreResult<Account> {
+        check_new_login(login, uin)?;
+        if !password_hash.starts_with("$argon2") {
+            return Err(CoreError::InvalidValue(
+                "an Argon2 PHC hash is required".into(),
+            ));
+        }
+        self.insert_account(login, password_hash.to_string(), uin, name)
+            .await
+    }
+
+    async fn insert_account(
+        &self,
+        login: &str,
+        password_hash: String,
+        uin: Option<u64>,
+        name: Option<String>,
+    ) -> CoreResult<Account> {
         let new = NewAccount {
             uin: uin.map(Uin),
             login: login.to_string(),
@@ -161,6 +178,28 @@ pub fn admin_principal() -> Principal {
     }
 }
 
+/// A login and number a new account may take.
+fn check_new_login(login: &str, uin: Option<u64>) -> CoreResult<()> {
+    if login.is_empty() || login.len() > MAX_LOGIN_LEN || login.chars().any(char::is_control) {
+        return Err(CoreError::InvalidValue("login".into()));
+    }
+    if login == ADMIN_LOGIN {
+        return Err(CoreError::InvalidValue(
+            "the login 'admin' is reserved".into(),
+        ));
+    }
+    if uin == Some(0) {
+        return Err(CoreError::InvalidValue(
+            "uin 0 is reserved for admin".into(),
+        ));
+    }
+    if uin.is_some_and(|u| i64::try_from(u).is_err()) {
+        return Err(CoreError::InvalidValue("uin out of range".into()));
+    }
+    Ok(())
+}
+
+/// Hash a password off the async executor (Argon2 takes tens of milliseconds).
 async fn hash_off_executor(password: &str) -> CoreResult<String> {
     let password = password.to_string();
     tokio::task::spawn_blocking(move || auth::hash_password(&password))

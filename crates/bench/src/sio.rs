@@ -1,0 +1,143 @@
+//! A minimal Socket.IO v4 client over the WebSocket transport, just enough for load:
+//! namespace connect with auth, emits with acks, events, and answering pings. Lean on
+//! purpose, so that thousands of connections measure the server, not the client.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Context};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+type Acks = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+
+pub struct Sio {
+    out: mpsc::UnboundedSender<Message>,
+    acks: Acks,
+    next: AtomicU64,
+    ns: String,
+}
+
+/// An event the server emitted: (name, first argument).
+pub type SioEvent = (String, Value);
+
+impl Sio {
+    /// Connect to `base` (`ws://host:port`), join namespace `ns` with `auth`, and return the
+    /// client with its stream of events.
+    pub async fn connect(
+        base: &str,
+        ns: &str,
+        auth: Option<Value>,
+        bind: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<(Sio, mpsc::UnboundedReceiver<SioEvent>)> {
+        let url = format!("{base}/socket.io/?EIO=4&transport=websocket");
+        let host = base.trim_start_matches("ws://");
+        let addr: std::net::SocketAddr = host.parse().context("base must be ws://ip:port")?;
+        let socket = match bind {
+            Some(ip) => {
+                let s = tokio::net::TcpSocket::new_v4()?;
+                s.bind(std::net::SocketAddr::new(ip, 0))?;
+                s.connect(addr).await?
+            }
+            None => TcpStream::connect(addr).await?,
+        };
+        socket.set_nodelay(true)?;
+        let (ws, _) = tokio_tungstenite::client_async(url, socket).await?;
+        let (mut sink, mut stream) = ws.split();
+        let open = stream
+            .next()
+            .await
+            .ok_or_else(|| anyhow!("closed before open"))??;
+        if !open.to_text().unwrap_or("").starts_with('0') {
+            return Err(anyhow!("unexpected engine.io open: {open:?}"));
+        }
+        let connect = match &auth {
+            Some(a) => format!("40{ns},{a}"),
+            None => format!("40{ns},"),
+        };
+        sink.send(Message::Text(connect.into())).await?;
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let acks: Acks = Arc::default();
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let pong = out.clone();
+        let acks_in = acks.clone();
+        let prefix = format!("{ns},");
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                let Message::Text(t) = m else { continue };
+                let t = t.as_str();
+                if t == "2" {
+                    let _ = pong.send(Message::Text("3".into()));
+                    continue;
+                }
+                let (kind, rest) = t.split_at(t.len().min(2));
+                let rest = rest.strip_prefix(prefix.as_str()).unwrap_or(rest);
+                match kind {
+                    "42" => {
+                        if let Ok(Value::Array(mut parts)) = serde_json::from_str::<Value>(rest) {
+                            if parts.is_empty() {
+                                continue;
+                            }
+                            let name = parts.remove(0).as_str().unwrap_or("").to_string();
+                            let arg = parts.into_iter().next().unwrap_or(Value::Null);
+                            let _ = events_tx.send((name, arg));
+                        }
+                    }
+                    "43" => {
+                        let digits: String =
+                            rest.chars().take_while(char::is_ascii_digit).collect();
+                        let id: u64 = digits.parse().unwrap_or(0);
+                        let body = &rest[digits.len()..];
+                        let value = serde_json::from_str::<Value>(body)
+                            .ok()
+                            .and_then(|v| v.as_array().and_then(|a| a.first().cloned()))
+                            .unwrap_or(Value::Null);
+                        let waiter = acks_in
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&id);
+                        if let Some(w) = waiter {
+                            let _ = w.send(value);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok((
+            Sio {
+                out,
+                acks,
+                next: AtomicU64::new(1),
+                ns: ns.to_string(),
+            },
+            events,
+        ))
+    }
+
+    /// Emit `name` with `arg` and wait for the ack.
+    pub async fn call(&self, name: &str, arg: &Value) -> anyhow::Result<Value> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        let packet = format!("42{},{id}{}", self.ns, serde_json::json!([name, arg]));
+        self.out
+            .send(Message::Text(packet.into()))
+            .map_err(|_| anyhow!("connection closed"))?;
+        Ok(rx.await?)
+    }
+}
