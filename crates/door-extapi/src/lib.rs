@@ -90,8 +90,12 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let max = door.settings.max_frame_bytes;
+    // Small socket buffers: tungstenite's 128 KiB defaults would cost every idle
+    // connection a quarter of a megabyte. Each frame is flushed as it is sent anyway.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let tracker = door.tracker.clone();
             tracker.track_future(connection::run(door, socket, peer.to_string()))
