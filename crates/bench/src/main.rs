@@ -9,6 +9,9 @@
 //!   messages/s and send→deliver latency. Targets: `confer`, `node-relay` (bench/peers).
 //! - `ingest`: S senders each waiting for the ack; durable acknowledged messages/s, and the
 //!   bare batched SQLite insert loop on the same disk as a peer.
+//! - `drops`: fan-out while receivers are cut at random and resume with `list_message`
+//!   after the last id they saw; messages delivered once, lost, seen twice.
+//! - `storm`: N clients all cut by a server restart; how many resume, and how fast.
 //!
 //! It measures; it never asserts a time. See BENCHMARKS.md for the commands and results.
 
@@ -90,6 +93,28 @@ enum Scenario {
         )]
         targets: Vec<Target>,
     },
+    /// Like fanout, but receivers are cut at random and resume with list_message.
+    Drops {
+        #[arg(long, default_value_t = 20)]
+        groups: usize,
+        #[arg(long, default_value_t = 5)]
+        members: usize,
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Disconnects per second (spread over random receivers).
+        #[arg(long, default_value_t = 10)]
+        cuts: u64,
+    },
+    /// N clients all cut at once by a server restart; how many resume, and how fast.
+    Storm {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Senders that each wait for the durable ack.
     Ingest {
         #[arg(long, default_value_t = 200)]
@@ -136,11 +161,25 @@ struct Server {
     child: tokio::process::Child,
     port: u16,
     _dir: Option<tempfile::TempDir>,
+    /// How to start it again (confer only): binary and data folder.
+    respawn: Option<(PathBuf, PathBuf)>,
 }
 
 impl Server {
     fn ws(&self) -> String {
         format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Kill the process (every connection is cut at once) and start it again on the same
+    /// port and data folder.
+    async fn restart(&mut self) -> anyhow::Result<()> {
+        let (bin, data) = self
+            .respawn
+            .clone()
+            .ok_or_else(|| anyhow!("cannot restart a peer"))?;
+        self.child.kill().await?;
+        self.child = spawn_confer(&bin, &data, self.port)?;
+        wait_healthy(self.port).await
     }
 
     fn rss_kb(&self) -> u64 {
@@ -253,28 +292,34 @@ async fn prepare(users: usize, group_size: usize) -> anyhow::Result<Fixture> {
     })
 }
 
-async fn start_confer(bin: &Path, fixture: Fixture) -> anyhow::Result<Server> {
-    let port = free_port()?;
-    let child = tokio::process::Command::new(bin)
+fn spawn_confer(bin: &Path, data: &Path, port: u16) -> anyhow::Result<tokio::process::Child> {
+    tokio::process::Command::new(bin)
         .args([
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--data-dir",
         ])
-        .arg(fixture.dir.path().join("data"))
+        .arg(data)
         .env("CONFER_LOG_LEVEL", "warn")
         .env("CONFER_CHAT_RATE_PER_SEC", "1000000")
         .env("CONFER_CHAT_RATE_BURST", "1000000")
         .env("CONFER_OUTBOUND_QUEUE", "8192")
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
+async fn start_confer(bin: &Path, fixture: Fixture) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let data = fixture.dir.path().join("data");
+    let child = spawn_confer(bin, &data, port)?;
     wait_healthy(port).await?;
     Ok(Server {
         child,
         port,
         _dir: Some(fixture.dir),
+        respawn: Some((bin.to_path_buf(), data)),
     })
 }
 
@@ -304,6 +349,7 @@ async fn start_node_relay() -> anyhow::Result<Server> {
                 child,
                 port,
                 _dir: None,
+                respawn: None,
             });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -657,6 +703,332 @@ async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<R
     ])
 }
 
+/// Message ids one receiver got, with how many times each.
+type Receipts = Arc<std::sync::Mutex<std::collections::BTreeMap<u64, u32>>>;
+
+fn record(receipts: &Receipts, id: u64) {
+    *receipts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(id)
+        .or_insert(0) += 1;
+}
+
+fn last_id(receipts: &Receipts) -> u64 {
+    receipts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .keys()
+        .next_back()
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Page `list_message` after `after` until empty, recording every message.
+async fn catch_up(c: &Sio, group: u64, mut after: u64, receipts: &Receipts) -> anyhow::Result<()> {
+    loop {
+        let args = json!({"group_id": group.to_string(), "last_seen_message_id": after.to_string(), "psize": 200});
+        let page = c.call("list_message", &args).await?;
+        let messages = page["messages"].as_array().cloned().unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(());
+        }
+        for m in &messages {
+            if let Some(id) = m["message_id"].as_str().and_then(|i| i.parse().ok()) {
+                record(receipts, id);
+                after = after.max(id);
+            }
+        }
+    }
+}
+
+/// One receiver: connect, catch up after what it has, take pushes until told to drop,
+/// then wait a little and start over.
+async fn drop_prone_receiver(
+    ws: String,
+    token: String,
+    group: u64,
+    receipts: Receipts,
+    mut cut: tokio::sync::mpsc::Receiver<Duration>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let resume_after = last_id(&receipts);
+        let Ok((c, mut events)) = chat_connect(&ws, Some(&token), None).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if resume_after > 0 && catch_up(&c, group, resume_after, &receipts).await.is_err() {
+            continue;
+        }
+        let pause = loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Some((name, arg)) if name == "message" => {
+                        if let Some(id) = arg["message"]["message_id"].as_str().and_then(|i| i.parse().ok()) {
+                            record(&receipts, id);
+                        }
+                    }
+                    Some(_) => {}
+                    None => break Duration::ZERO,
+                },
+                d = cut.recv() => break d.unwrap_or(Duration::ZERO),
+                _ = stop.changed() => {
+                    // A final catch-up, then done.
+                    let after = last_id(&receipts);
+                    let _ = catch_up(&c, group, after, &receipts).await;
+                    return;
+                }
+            }
+        };
+        c.close();
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// A small xorshift generator: the bench needs spread, not cryptography.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+async fn drops(
+    cli: &Cli,
+    groups: usize,
+    members: usize,
+    rate: u64,
+    seconds: u64,
+    cuts: u64,
+) -> anyhow::Result<Vec<Row>> {
+    if members < 2 {
+        bail!("drops needs at least 2 members per group");
+    }
+    let fixture = prepare(groups * members, members).await?;
+    let users = fixture.users.clone();
+    let group_ids = fixture.groups.clone();
+    let server = start_confer(&confer_bin(cli), fixture).await?;
+    let ws = server.ws();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut receivers = Vec::new();
+    let mut cutters = Vec::new();
+    let mut senders = Vec::new();
+    for (i, (_, token)) in users.iter().enumerate() {
+        let group = group_ids[i / members];
+        if i % members == 0 {
+            let (c, events) = chat_connect(&ws, Some(token), source(i, cli.sources)).await?;
+            senders.push((Arc::new(c), group, events));
+            continue;
+        }
+        let receipts: Receipts = Arc::default();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let task = tokio::spawn(drop_prone_receiver(
+            ws.clone(),
+            token.clone(),
+            group,
+            receipts.clone(),
+            rx,
+            stop_rx.clone(),
+        ));
+        receivers.push((group, receipts, task));
+        cutters.push(tx);
+    }
+    let sent_ids: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Vec<u64>>>> = Arc::default();
+    let per_sender = (rate as f64 / senders.len().max(1) as f64).max(0.001);
+    let interval = Duration::from_secs_f64(1.0 / per_sender);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for (c, group, _events) in &senders {
+        let (c, group, sent_ids) = (c.clone(), *group, sent_ids.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            while Instant::now() < end {
+                tick.tick().await;
+                let msg =
+                    json!({"group_id": group.to_string(), "message": format!("t={}", now_us())});
+                if let Ok(ack) = c.call("create_message", &msg).await {
+                    if let Some(id) = ack["message"]["message_id"]
+                        .as_str()
+                        .and_then(|i| i.parse().ok())
+                    {
+                        sent_ids
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(group)
+                            .or_default()
+                            .push(id);
+                    }
+                }
+            }
+        }));
+    }
+    let cut_every = Duration::from_secs_f64(1.0 / cuts.max(1) as f64);
+    let mut seed = now_us() | 1;
+    let mut cuts_done = 0u64;
+    while Instant::now() < end {
+        tokio::time::sleep(cut_every).await;
+        let who = (next_random(&mut seed) % cutters.len() as u64) as usize;
+        let pause = Duration::from_millis(20 + next_random(&mut seed) % 300);
+        if cutters[who].try_send(pause).is_ok() {
+            cuts_done += 1;
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = stop.send(true);
+    let sent_ids = sent_ids.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (mut expected, mut once, mut lost, mut duplicated) = (0u64, 0u64, 0u64, 0u64);
+    for (group, receipts, task) in receivers {
+        let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        let got = receipts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for id in sent_ids.get(&group).into_iter().flatten() {
+            expected += 1;
+            match got.get(id) {
+                None => lost += 1,
+                Some(1) => once += 1,
+                Some(n) => {
+                    once += 1;
+                    duplicated += u64::from(*n - 1);
+                }
+            }
+        }
+    }
+    drop(server);
+    let target = "confer (stored)".to_string();
+    Ok(vec![
+        Row {
+            scenario: "drops",
+            target: target.clone(),
+            metric: "disconnects",
+            value: cuts_done as f64,
+            unit: "",
+        },
+        Row {
+            scenario: "drops",
+            target: target.clone(),
+            metric: "expected deliveries",
+            value: expected as f64,
+            unit: "",
+        },
+        Row {
+            scenario: "drops",
+            target: target.clone(),
+            metric: "delivered (unique)",
+            value: if expected > 0 {
+                once as f64 / expected as f64 * 100.0
+            } else {
+                0.0
+            },
+            unit: "%",
+        },
+        Row {
+            scenario: "drops",
+            target: target.clone(),
+            metric: "lost",
+            value: lost as f64,
+            unit: "",
+        },
+        Row {
+            scenario: "drops",
+            target,
+            metric: "seen twice (push + catch-up; dropped by id)",
+            value: duplicated as f64,
+            unit: "",
+        },
+    ])
+}
+
+/// A client that reconnects whenever its connection ends and catches up with
+/// `list_message`; it counts each resume.
+async fn resuming_client(ws: String, token: String, group: u64, resumed: Arc<AtomicU64>) {
+    let receipts: Receipts = Arc::default();
+    loop {
+        let after = last_id(&receipts);
+        let Ok((c, mut events)) = chat_connect(&ws, Some(&token), None).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if catch_up(&c, group, after, &receipts).await.is_err() {
+            continue;
+        }
+        resumed.fetch_add(1, Ordering::Relaxed);
+        while let Some((name, arg)) = events.recv().await {
+            if name == "message" {
+                if let Some(id) = arg["message"]["message_id"]
+                    .as_str()
+                    .and_then(|i| i.parse().ok())
+                {
+                    record(&receipts, id);
+                }
+            }
+        }
+    }
+}
+
+async fn storm(cli: &Cli, clients: usize, timeout: u64) -> anyhow::Result<Vec<Row>> {
+    let members = 10.min(clients.max(2));
+    let fixture = prepare(clients, members).await?;
+    let users = fixture.users.clone();
+    let groups = fixture.groups.clone();
+    let mut server = start_confer(&confer_bin(cli), fixture).await?;
+    let resumed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (i, (_, token)) in users.iter().enumerate() {
+        let group = groups[(i / members).min(groups.len() - 1)];
+        tasks.push(tokio::spawn(resuming_client(
+            server.ws(),
+            token.clone(),
+            group,
+            resumed.clone(),
+        )));
+    }
+    let wait_for = |target: u64, resumed: Arc<AtomicU64>| async move {
+        let deadline = Instant::now() + Duration::from_secs(timeout);
+        while resumed.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let n = clients as u64;
+    wait_for(n, resumed.clone()).await;
+    let connected = resumed.load(Ordering::Relaxed);
+    let started = Instant::now();
+    server.restart().await?;
+    wait_for(connected + n, resumed.clone()).await;
+    let took = started.elapsed().as_secs_f64();
+    let again = resumed.load(Ordering::Relaxed).saturating_sub(connected);
+    for t in tasks {
+        t.abort();
+    }
+    drop(server);
+    let target = "confer".to_string();
+    Ok(vec![
+        Row {
+            scenario: "storm",
+            target: target.clone(),
+            metric: "connected before",
+            value: connected as f64,
+            unit: "",
+        },
+        Row {
+            scenario: "storm",
+            target: target.clone(),
+            metric: "resumed after restart",
+            value: again as f64,
+            unit: "",
+        },
+        Row {
+            scenario: "storm",
+            target,
+            metric: "time to resume all",
+            value: took,
+            unit: "s",
+        },
+    ])
+}
+
 /// The peer for ingest: inserting rows in batched transactions with the same durability
 /// settings confer uses (WAL, synchronous=FULL), on the same disk.
 fn sqlite_loop(seconds: u64) -> anyhow::Result<f64> {
@@ -707,6 +1079,14 @@ async fn main() -> anyhow::Result<()> {
             rows
         }
         Scenario::Ingest { senders, seconds } => ingest(&cli, *senders, *seconds).await?,
+        Scenario::Storm { clients, timeout } => storm(&cli, *clients, *timeout).await?,
+        Scenario::Drops {
+            groups,
+            members,
+            rate,
+            seconds,
+            cuts,
+        } => drops(&cli, *groups, *members, *rate, *seconds, *cuts).await?,
     };
     print_rows(&rows);
     Ok(())

@@ -126,6 +126,14 @@ impl Sio {
         ))
     }
 
+    /// Leave the namespace and close the connection.
+    pub fn close(&self) {
+        let _ = self
+            .out
+            .send(Message::Text(format!("41{},", self.ns).into()));
+        let _ = self.out.send(Message::Close(None));
+    }
+
     /// Emit `name` with `arg` and wait for the ack.
     pub async fn call(&self, name: &str, arg: &Value) -> anyhow::Result<Value> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);

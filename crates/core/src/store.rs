@@ -97,8 +97,8 @@ pub trait CallStore: Send + Sync {
 
 #[async_trait]
 pub trait MessageStore: Send + Sync {
-    /// Store a message with the next `seq` of its conversation. Idempotent on
-    /// (conversation, sender, nonce) when a nonce is given.
+    /// Store a message with the next `seq` of its conversation, and move the sender's seen
+    /// mark to it. Idempotent on (conversation, sender, nonce) when a nonce is given.
     async fn append_message(&self, new: NewMessage) -> StoreResult<Appended>;
     /// Messages of a conversation with `seq > after_seq`, oldest first, at most `limit`.
     async fn messages_after(

@@ -97,6 +97,13 @@ impl MessageStore for SqliteStore {
             )
             .map_err(backend)?;
             let message_id = conn.last_insert_rowid() as u64;
+            // Posting means having read everything before it: the sender's seen mark
+            // moves in the same transaction (one commit, not two).
+            conn.execute(
+                "UPDATE occupants SET seen_seq = MAX(seen_seq, ?3) WHERE group_id = ?1 AND uin = ?2",
+                params![group, sender, seq],
+            )
+            .map_err(backend)?;
             Ok(Appended {
                 message: Arc::new(Message {
                     message_id,

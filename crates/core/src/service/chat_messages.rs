@@ -116,16 +116,6 @@ impl Core {
         let (message, duplicate) = self
             .store_message(&conv, caller, new, &input.attachment_ids)
             .await?;
-        // Posting means having read everything before it.
-        if let Ok(Some(mut state)) = self.storage.member_state(group, caller.uin).await {
-            if state.seen_seq < message.seq {
-                state.seen_seq = message.seq;
-                let _ = self
-                    .storage
-                    .set_member_state(group, caller.uin, state)
-                    .await;
-            }
-        }
         Ok((message, duplicate))
     }
 
