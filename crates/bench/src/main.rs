@@ -15,6 +15,7 @@
 //!
 //! It measures; it never asserts a time. See BENCHMARKS.md for the commands and results.
 
+mod raw_ws;
 mod sio;
 
 use std::net::IpAddr;
@@ -30,6 +31,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::raw_ws::{AnyClient, RawWs};
 use crate::sio::Sio;
 
 #[derive(Parser)]
@@ -59,6 +61,8 @@ enum Door {
 enum Target {
     Confer,
     NodeRelay,
+    SioRelay,
+    WsBroadcast,
 }
 
 #[derive(Subcommand)]
@@ -89,7 +93,7 @@ enum Scenario {
             long,
             value_enum,
             value_delimiter = ',',
-            default_value = "confer,node-relay"
+            default_value = "confer,node-relay,sio-relay,ws-broadcast"
         )]
         targets: Vec<Target>,
     },
@@ -357,6 +361,41 @@ async fn start_node_relay() -> anyhow::Result<Server> {
     bail!("node relay did not start")
 }
 
+/// Start a Rust peer (`bench/peers/rust-relays`), built beside this binary.
+async fn start_rust_peer(name: &str) -> anyhow::Result<Server> {
+    let bin = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join(name))
+        .ok_or_else(|| anyhow!("no directory for {name}"))?;
+    if !bin.exists() {
+        bail!(
+            "{} missing: cargo build --manifest-path bench/peers/rust-relays/Cargo.toml --target-dir target",
+            bin.display()
+        );
+    }
+    let port = free_port()?;
+    let child = tokio::process::Command::new(&bin)
+        .env("PORT", port.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(Server {
+                child,
+                port,
+                _dir: None,
+                respawn: None,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{name} did not start")
+}
+
 fn source(i: usize, sources: u8) -> Option<IpAddr> {
     (sources > 1).then(|| IpAddr::from([127, 0, 0, 1 + (i % sources as usize) as u8]))
 }
@@ -510,6 +549,8 @@ async fn fanout(
     let server = match target {
         Target::Confer => start_confer(&confer_bin(cli), fixture).await?,
         Target::NodeRelay => start_node_relay().await?,
+        Target::SioRelay => start_rust_peer("sio-relay").await?,
+        Target::WsBroadcast => start_rust_peer("ws-broadcast").await?,
     };
     let ws = server.ws();
     let received = Arc::new(AtomicU64::new(0));
@@ -519,10 +560,21 @@ async fn fanout(
     for (i, (_, token)) in users.iter().enumerate() {
         let group = group_ids[i / members];
         let (c, mut events) = match target {
-            Target::Confer => chat_connect(&ws, Some(token), source(i, cli.sources)).await?,
-            Target::NodeRelay => {
+            Target::Confer => {
+                let (c, e) = chat_connect(&ws, Some(token), source(i, cli.sources)).await?;
+                (AnyClient::Sio(c), e)
+            }
+            Target::NodeRelay | Target::SioRelay => {
                 let (c, e) = chat_connect(&ws, None, source(i, cli.sources)).await?;
-                c.call("join", &json!({"group_id": group})).await?;
+                c.call("join", &json!({"group_id": group.to_string()}))
+                    .await?;
+                (AnyClient::Sio(c), e)
+            }
+            Target::WsBroadcast => {
+                let (c, e) = RawWs::connect(&ws).await?;
+                let c = AnyClient::Raw(c);
+                c.call("join", &json!({"group_id": group.to_string()}))
+                    .await?;
                 (c, e)
             }
         };
@@ -588,6 +640,8 @@ async fn fanout(
     let name = match target {
         Target::Confer => "confer (stored)".to_string(),
         Target::NodeRelay => "node socket.io relay".to_string(),
+        Target::SioRelay => "socketioxide relay".to_string(),
+        Target::WsBroadcast => "tokio ws broadcast".to_string(),
     };
     let expected = sent * members as u64;
     drop(held);

@@ -1,0 +1,66 @@
+//! The client side of the raw WebSocket broadcast peer (`bench/peers/rust-relays`
+//! `ws-broadcast`), shaped like the Socket.IO client so the scenarios drive both alike.
+
+use anyhow::anyhow;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::sio::{Sio, SioEvent};
+
+pub struct RawWs {
+    out: mpsc::UnboundedSender<Message>,
+}
+
+impl RawWs {
+    pub async fn connect(base: &str) -> anyhow::Result<(RawWs, mpsc::UnboundedReceiver<SioEvent>)> {
+        let addr = base.trim_start_matches("ws://");
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let (ws, _) = tokio_tungstenite::client_async(format!("{base}/ws"), tcp).await?;
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(t))) = stream.next().await {
+                if let Ok(v) = serde_json::from_str::<Value>(t.as_str()) {
+                    let _ = events_tx.send(("message".to_string(), v));
+                }
+            }
+        });
+        Ok((RawWs { out }, events))
+    }
+
+    fn send(&self, v: &Value) -> anyhow::Result<Value> {
+        self.out
+            .send(Message::Text(v.to_string().into()))
+            .map_err(|_| anyhow!("connection closed"))?;
+        Ok(json!({"result": 0}))
+    }
+}
+
+/// Either client, driven the same way by the scenarios.
+pub enum AnyClient {
+    Sio(Sio),
+    Raw(RawWs),
+}
+
+impl AnyClient {
+    /// `join` and `create_message` as the relays understand them; the raw peer has no
+    /// acks, so its calls return as soon as the frame is queued.
+    pub async fn call(&self, name: &str, arg: &Value) -> anyhow::Result<Value> {
+        match self {
+            AnyClient::Sio(c) => c.call(name, arg).await,
+            AnyClient::Raw(c) if name == "join" => c.send(&json!({"join": arg["group_id"]})),
+            AnyClient::Raw(c) => c.send(arg),
+        }
+    }
+}
