@@ -9,6 +9,7 @@ use axum::extract::ConnectInfo;
 use confer_core::bus::{Delivery, Mailbox, RemoteError, SessionInfo};
 use confer_core::event::DoorSlot;
 use confer_core::Principal;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use socketioxide::extract::{SocketRef, State, TryData};
 use tokio::sync::mpsc;
@@ -178,13 +179,15 @@ async fn pump(
                 let payload = event.rendered(DoorSlot::ChatApi, |e| {
                     render::push(e).map_or_else(|| "null".to_string(), |(_, v)| v.to_string())
                 });
-                let Ok(value) = serde_json::from_str::<Value>(&payload) else {
-                    continue;
-                };
-                if value.is_null() {
+                if &*payload == "null" {
                     continue;
                 }
-                if let Err(e) = s.emit(name.as_str(), &value) {
+                // Emitted as raw JSON: the rendered text is copied into each packet, never
+                // parsed or serialized again per recipient.
+                let Ok(raw) = serde_json::from_str::<&RawValue>(&payload) else {
+                    continue;
+                };
+                if let Err(e) = s.emit(name.as_str(), raw) {
                     tracing::debug!(error = %e, %name, "chat emit failed; disconnecting");
                     if s.connected() {
                         door.core.metrics().slow_consumer_cut();
