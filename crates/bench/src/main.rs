@@ -344,6 +344,15 @@ async fn start_node_relay() -> anyhow::Result<Server> {
         .kill_on_drop(true)
         .spawn()
         .context("starting node (is Node.js installed?)")?;
+    peer_listening(child, port, "node relay").await
+}
+
+/// Wait until a started peer accepts connections on `port`.
+async fn peer_listening(
+    child: tokio::process::Child,
+    port: u16,
+    name: &str,
+) -> anyhow::Result<Server> {
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -358,7 +367,7 @@ async fn start_node_relay() -> anyhow::Result<Server> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("node relay did not start")
+    bail!("{name} did not start")
 }
 
 /// Start a Rust peer (`bench/peers/rust-relays`), built beside this binary.
@@ -379,21 +388,7 @@ async fn start_rust_peer(name: &str) -> anyhow::Result<Server> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(Server {
-                child,
-                port,
-                _dir: None,
-                respawn: None,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("{name} did not start")
+    peer_listening(child, port, name).await
 }
 
 fn source(i: usize, sources: u8) -> Option<IpAddr> {
