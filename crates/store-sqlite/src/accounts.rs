@@ -6,7 +6,7 @@ use confer_core::store::{AccountStore, StoreResult};
 use confer_core::Uin;
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::{backend, conflict_or_backend, to_sql_id, SqliteStore};
+use crate::{backend, conflict_or_backend, exec, query_row, to_sql_id, SqliteStore};
 
 const COLUMNS: &str = "uin, login, name, avatar_url, password_hash, created_at";
 
@@ -26,7 +26,8 @@ impl AccountStore for SqliteStore {
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {
         let uin = new.uin.map(|u| to_sql_id(u.0)).transpose()?;
         self.write(move |conn| {
-            conn.execute(
+            exec(
+                conn,
                 "INSERT INTO accounts (uin, login, name, password_hash, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
@@ -39,7 +40,8 @@ impl AccountStore for SqliteStore {
             )
             .map_err(|e| conflict_or_backend(e, "login or uin"))?;
             let uin = conn.last_insert_rowid();
-            conn.query_row(
+            query_row(
+                conn,
                 &format!("SELECT {COLUMNS} FROM accounts WHERE uin = ?1"),
                 [uin],
                 account,
@@ -52,7 +54,8 @@ impl AccountStore for SqliteStore {
     async fn account_by_login(&self, login: &str) -> StoreResult<Option<Account>> {
         let login = login.to_string();
         self.read(move |conn| {
-            conn.query_row(
+            query_row(
+                conn,
                 &format!("SELECT {COLUMNS} FROM accounts WHERE login = ?1"),
                 [login],
                 account,
@@ -65,7 +68,8 @@ impl AccountStore for SqliteStore {
     async fn account_by_uin(&self, uin: Uin) -> StoreResult<Option<Account>> {
         let uin = to_sql_id(uin.0)?;
         self.read(move |conn| {
-            conn.query_row(
+            query_row(
+                conn,
                 &format!("SELECT {COLUMNS} FROM accounts WHERE uin = ?1"),
                 [uin],
                 account,
@@ -104,7 +108,8 @@ impl AccountStore for SqliteStore {
     async fn set_last_seen(&self, uin: Uin, at_us: i64) -> StoreResult<()> {
         let uin = to_sql_id(uin.0)?;
         self.write(move |conn| {
-            conn.execute(
+            exec(
+                conn,
                 "UPDATE accounts SET last_seen = ?1 WHERE uin = ?2",
                 params![at_us, uin],
             )
@@ -117,7 +122,8 @@ impl AccountStore for SqliteStore {
     async fn last_seen(&self, uin: Uin) -> StoreResult<Option<i64>> {
         let uin = to_sql_id(uin.0)?;
         self.read(move |conn| {
-            conn.query_row(
+            query_row(
+                conn,
                 "SELECT last_seen FROM accounts WHERE uin = ?1",
                 [uin],
                 |r| r.get(0),

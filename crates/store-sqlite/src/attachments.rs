@@ -6,7 +6,7 @@ use confer_core::store::{AttachmentStore, StoreResult};
 use confer_core::{GroupId, Uin};
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::{backend, one_row, to_sql_id, SqliteStore};
+use crate::{backend, exec, one_row, query_row, to_sql_id, SqliteStore};
 
 const COLUMNS: &str = "item_id, owner, sha256, size, mimetype, filename, state, created_at";
 
@@ -37,7 +37,7 @@ impl AttachmentStore for SqliteStore {
         let owner = to_sql_id(a.owner.0)?;
         let size = to_sql_id(a.size)?;
         self.write(move |conn| {
-            conn.execute(
+            exec(conn,
                 "INSERT INTO attachments (owner, sha256, size, mimetype, filename, state, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![owner, a.sha256, size, a.mimetype, a.filename, a.state as i64, a.created_at_us],
@@ -56,7 +56,8 @@ impl AttachmentStore for SqliteStore {
             return Ok(None);
         };
         self.read(move |conn| {
-            conn.query_row(
+            query_row(
+                conn,
                 &format!("SELECT {COLUMNS} FROM attachments WHERE item_id = ?1"),
                 [id],
                 attachment_row,
@@ -69,7 +70,8 @@ impl AttachmentStore for SqliteStore {
     async fn set_attachment_state(&self, item_id: u64, state: AttachmentState) -> StoreResult<()> {
         let id = to_sql_id(item_id)?;
         self.write(move |conn| {
-            one_row(conn.execute(
+            one_row(exec(
+                conn,
                 "UPDATE attachments SET state = ?2 WHERE item_id = ?1",
                 params![id, state as i64],
             ))?;
@@ -92,12 +94,12 @@ impl AttachmentStore for SqliteStore {
             .collect::<StoreResult<_>>()?;
         self.write(move |conn| {
             for id in ids {
-                conn.execute(
+                exec(conn,
                     "INSERT OR IGNORE INTO message_attachments (item_id, message_id, group_id) VALUES (?1, ?2, ?3)",
                     params![id, message, group],
                 )
                 .map_err(backend)?;
-                conn.execute("UPDATE attachments SET state = 1 WHERE item_id = ?1 AND state = 0", [id])
+                exec(conn, "UPDATE attachments SET state = 1 WHERE item_id = ?1 AND state = 0", [id])
                     .map_err(backend)?;
             }
             Ok(())
@@ -108,7 +110,8 @@ impl AttachmentStore for SqliteStore {
     async fn attachment_visible_to(&self, item_id: u64, uin: Uin) -> StoreResult<bool> {
         let (id, uin) = (to_sql_id(item_id)?, to_sql_id(uin.0)?);
         self.read(move |conn| {
-            conn.query_row(
+            query_row(
+                conn,
                 "SELECT EXISTS (SELECT 1 FROM message_attachments ma
                     JOIN occupants o ON o.group_id = ma.group_id
                     WHERE ma.item_id = ?1 AND o.uin = ?2)",
@@ -159,7 +162,8 @@ impl AttachmentStore for SqliteStore {
         let id = to_sql_id(item_id)?;
         let size = to_sql_id(size)?;
         self.write(move |conn| {
-            one_row(conn.execute(
+            one_row(exec(
+                conn,
                 "UPDATE attachments SET sha256 = ?2, size = ?3, mimetype = ?4 WHERE item_id = ?1",
                 params![id, sha256, size, mimetype],
             ))?;
@@ -184,7 +188,7 @@ impl AttachmentStore for SqliteStore {
         let sha = sha256.to_string();
         let except = to_sql_id(except)?;
         self.read(move |conn| {
-            conn.query_row(
+            query_row(conn,
                 "SELECT EXISTS (SELECT 1 FROM attachments WHERE sha256 = ?1 AND item_id != ?2 AND state != 2)",
                 params![sha, except],
                 |r| r.get::<_, bool>(0),

@@ -8,7 +8,7 @@ use confer_core::store::{CallStore, StoreResult};
 use confer_core::{GroupId, Json, Uin};
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::{backend, one_row, to_sql_id, SqliteStore};
+use crate::{backend, exec, one_row, query_row, to_sql_id, SqliteStore};
 
 const COLUMNS: &str =
     "call_id, group_id, media_type, status, caller, callees, accepted, declined, \
@@ -56,7 +56,7 @@ impl CallStore for SqliteStore {
         let group = to_sql_id(call.group_id.0)?;
         let caller = to_sql_id(call.caller.0)?;
         self.write(move |conn| {
-            conn.execute(
+            exec(conn,
                 "INSERT INTO calls (group_id, media_type, status, caller, callees, accepted, declined,
                     extra, started_at, accepted_at, stopped_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -86,7 +86,8 @@ impl CallStore for SqliteStore {
     async fn update_call(&self, call: Call) -> StoreResult<()> {
         let id = to_sql_id(call.call_id)?;
         self.write(move |conn| {
-            one_row(conn.execute(
+            one_row(exec(
+                conn,
                 "UPDATE calls SET status = ?2, accepted = ?3, declined = ?4, accepted_at = ?5,
                         stopped_at = ?6 WHERE call_id = ?1",
                 params![
@@ -106,7 +107,8 @@ impl CallStore for SqliteStore {
     async fn call(&self, call_id: u64) -> StoreResult<Option<Call>> {
         let id = to_sql_id(call_id)?;
         self.read(move |conn| {
-            conn.query_row(
+            query_row(
+                conn,
                 &format!("SELECT {COLUMNS} FROM calls WHERE call_id = ?1"),
                 [id],
                 call_row,

@@ -10,7 +10,7 @@ use confer_core::store::{ConversationStore, StoreError, StoreResult};
 use confer_core::{GroupId, Uin};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::{backend, conflict_or_backend, one_row, to_sql_id, SqliteStore};
+use crate::{backend, conflict_or_backend, exec, one_row, query_row, to_sql_id, SqliteStore};
 
 /// The `kind` column: chat group types keep the Chat API's numbers.
 const KIND_PRIVATE: i64 = 1;
@@ -105,7 +105,7 @@ impl ConversationStore for SqliteStore {
             .collect::<StoreResult<_>>()?;
         self.write(move |conn| {
             let (kind, class) = kind_columns(&new.kind);
-            conn.execute(
+            exec(conn,
                 "INSERT INTO conversations (alias, kind, conf_class, name, avatar_url, owner, creator,
                     created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
@@ -114,7 +114,7 @@ impl ConversationStore for SqliteStore {
             .map_err(|e| conflict_or_backend(e, "alias"))?;
             let id = conn.last_insert_rowid();
             for uin in occupants {
-                conn.execute(
+                exec(conn,
                     "INSERT OR IGNORE INTO occupants (group_id, uin, joined_at) VALUES (?1, ?2, ?3)",
                     params![id, uin, new.created_at_us],
                 )
@@ -170,7 +170,8 @@ impl ConversationStore for SqliteStore {
     async fn add_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()> {
         let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
         self.write(move |conn| {
-            conn.execute(
+            exec(
+                conn,
                 "INSERT OR IGNORE INTO occupants (group_id, uin, joined_at) VALUES (?1, ?2, ?3)",
                 params![id, uin, now_us],
             )
@@ -183,7 +184,8 @@ impl ConversationStore for SqliteStore {
     async fn remove_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()> {
         let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
         self.write(move |conn| {
-            conn.execute(
+            exec(
+                conn,
                 "DELETE FROM occupants WHERE group_id = ?1 AND uin = ?2",
                 params![id, uin],
             )
@@ -196,7 +198,8 @@ impl ConversationStore for SqliteStore {
     async fn mark_destroyed(&self, id: GroupId, now_us: i64) -> StoreResult<()> {
         let id = to_sql_id(id.0)?;
         self.write(move |conn| {
-            conn.execute(
+            exec(
+                conn,
                 "UPDATE conversations SET destroyed = 1 WHERE group_id = ?1",
                 [id],
             )
@@ -211,7 +214,8 @@ impl ConversationStore for SqliteStore {
         let owner = to_sql_id(group.owner.0)?;
         self.write(move |conn| {
             let (kind, class) = kind_columns(&group.kind);
-            conn.execute(
+            exec(
+                conn,
                 "UPDATE conversations SET name = ?2, avatar_url = ?3, owner = ?4, kind = ?5,
                     conf_class = ?6 WHERE group_id = ?1",
                 params![id, group.name, group.avatar_url, owner, kind, class],
@@ -230,7 +234,7 @@ impl ConversationStore for SqliteStore {
             } else {
                 "DELETE FROM blocks WHERE group_id = ?1 AND uin = ?2"
             };
-            conn.execute(sql, params![id, uin]).map_err(backend)?;
+            exec(conn, sql, params![id, uin]).map_err(backend)?;
             Ok(())
         })
         .await
@@ -302,7 +306,7 @@ impl ConversationStore for SqliteStore {
                         crate::messages::message_row,
                     )
                     .optional()?;
-                let unread: i64 = conn.query_row(
+                let unread: i64 = query_row(conn,
                     "SELECT COUNT(*) FROM messages WHERE group_id = ?1 AND seq > ?2 AND sender != ?3
                         AND deleted = 0",
                     params![group, cleared.max(state.seen_seq as i64), me],
@@ -323,7 +327,8 @@ impl ConversationStore for SqliteStore {
     async fn member_state(&self, id: GroupId, uin: Uin) -> StoreResult<Option<MemberState>> {
         let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
         self.read(move |conn| {
-            conn.query_row(
+            query_row(
+                conn,
                 "SELECT muted, pinned_at, cleared_seq, seen_seq FROM occupants
                  WHERE group_id = ?1 AND uin = ?2",
                 params![id, uin],
@@ -344,7 +349,8 @@ impl ConversationStore for SqliteStore {
     async fn set_member_state(&self, id: GroupId, uin: Uin, state: MemberState) -> StoreResult<()> {
         let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
         self.write(move |conn| {
-            one_row(conn.execute(
+            one_row(exec(
+                conn,
                 "UPDATE occupants SET muted = ?3, pinned_at = ?4, cleared_seq = ?5, seen_seq = ?6
                      WHERE group_id = ?1 AND uin = ?2",
                 params![
@@ -379,7 +385,8 @@ impl ConversationStore for SqliteStore {
 }
 
 fn touch(conn: &Connection, id: i64, now_us: i64) -> StoreResult<()> {
-    one_row(conn.execute(
+    one_row(exec(
+        conn,
         "UPDATE conversations SET updated_at = ?2 WHERE group_id = ?1",
         params![id, now_us],
     ))?;

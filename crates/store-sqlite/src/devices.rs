@@ -6,7 +6,7 @@ use confer_core::store::{DeviceTokenStore, StoreResult};
 use confer_core::Uin;
 use rusqlite::params;
 
-use crate::{backend, to_sql_id, SqliteStore};
+use crate::{backend, exec, to_sql_id, SqliteStore};
 
 #[async_trait]
 impl DeviceTokenStore for SqliteStore {
@@ -14,7 +14,8 @@ impl DeviceTokenStore for SqliteStore {
         let uin = to_sql_id(token.uin.0)?;
         self.write(move |conn| {
             // A device that changes hands belongs to its newest user.
-            conn.execute(
+            exec(
+                conn,
                 "INSERT INTO device_tokens (token, uin, kind) VALUES (?1, ?2, ?3)
                  ON CONFLICT(token) DO UPDATE SET uin = excluded.uin, kind = excluded.kind",
                 params![token.token, uin, token.kind],

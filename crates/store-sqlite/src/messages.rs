@@ -9,7 +9,7 @@ use confer_core::store::{MessageStore, StoreError, StoreResult};
 use confer_core::{GroupId, Json, SessionId, Uin};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::{backend, one_row, to_sql_id, SqliteStore};
+use crate::{backend, exec, one_row, query_row, to_sql_id, SqliteStore};
 
 pub(crate) const COLUMNS: &str =
     "message_id, group_id, seq, sender, sender_login, session_id, kind, text, \
@@ -42,7 +42,8 @@ fn by_nonce(
     sender: i64,
     nonce: &str,
 ) -> rusqlite::Result<Option<Message>> {
-    conn.query_row(
+    query_row(
+        conn,
         &format!(
             "SELECT {COLUMNS} FROM messages WHERE group_id = ?1 AND sender = ?2 AND nonce = ?3"
         ),
@@ -76,7 +77,7 @@ impl MessageStore for SqliteStore {
                 .optional()
                 .map_err(backend)?
                 .ok_or(StoreError::NotFound)?;
-            conn.execute(
+            exec(conn,
                 "INSERT INTO messages (group_id, seq, sender, sender_login, session_id, kind, text,
                     attachments, body, nonce, version, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
@@ -99,7 +100,7 @@ impl MessageStore for SqliteStore {
             let message_id = conn.last_insert_rowid() as u64;
             // Posting means having read everything before it: the sender's seen mark
             // moves in the same transaction (one commit, not two).
-            conn.execute(
+            exec(conn,
                 "UPDATE occupants SET seen_seq = MAX(seen_seq, ?3) WHERE group_id = ?1 AND uin = ?2",
                 params![group, sender, seq],
             )
@@ -161,7 +162,8 @@ impl MessageStore for SqliteStore {
     ) -> StoreResult<Message> {
         let id = to_sql_id(message_id)?;
         self.write(move |conn| {
-            one_row(conn.execute(
+            one_row(exec(
+                conn,
                 "UPDATE messages SET text = ?2, attachments = COALESCE(?3, attachments),
                         version = version + 1, updated_at = ?4
                      WHERE message_id = ?1 AND deleted = 0",
@@ -177,7 +179,8 @@ impl MessageStore for SqliteStore {
     async fn delete_message(&self, message_id: u64, now_us: i64) -> StoreResult<Message> {
         let id = to_sql_id(message_id)?;
         self.write(move |conn| {
-            one_row(conn.execute(
+            one_row(exec(
+                conn,
                 "UPDATE messages SET text = NULL, attachments = NULL, body = NULL, deleted = 1,
                         updated_at = ?2
                      WHERE message_id = ?1 AND deleted = 0",
@@ -225,7 +228,8 @@ impl MessageStore for SqliteStore {
 }
 
 fn by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Message>> {
-    conn.query_row(
+    query_row(
+        conn,
         &format!("SELECT {COLUMNS} FROM messages WHERE message_id = ?1"),
         [id],
         message_row,

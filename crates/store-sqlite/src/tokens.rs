@@ -6,7 +6,7 @@ use confer_core::store::{StoreResult, TokenStore};
 use confer_core::Uin;
 use rusqlite::{params, OptionalExtension};
 
-use crate::{backend, to_sql_id, SqliteStore};
+use crate::{backend, exec, query_row, to_sql_id, SqliteStore};
 
 #[async_trait]
 impl TokenStore for SqliteStore {
@@ -14,9 +14,9 @@ impl TokenStore for SqliteStore {
         let uin = to_sql_id(token.uin.0)?;
         self.write(move |conn| {
             // Expired tokens are swept as new ones arrive, so the table stays small.
-            conn.execute("DELETE FROM tokens WHERE expires_at < ?1", [now_us()])
-                .map_err(backend)?;
-            conn.execute(
+            exec(conn, "DELETE FROM tokens WHERE expires_at < ?1", [now_us()]).map_err(backend)?;
+            exec(
+                conn,
                 "INSERT INTO tokens (token_hash, uin, login, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 params![&token.token_hash[..], uin, token.login, token.expires_at_us],
             )
@@ -28,7 +28,7 @@ impl TokenStore for SqliteStore {
 
     async fn token(&self, token_hash: [u8; 32], now_us: i64) -> StoreResult<Option<TokenRecord>> {
         self.read(move |conn| {
-            conn.query_row(
+            query_row(conn,
                 "SELECT uin, login, expires_at FROM tokens WHERE token_hash = ?1 AND expires_at > ?2",
                 params![&token_hash[..], now_us],
                 |row| {
