@@ -124,7 +124,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP confer_slow_consumers_cut_total Sessions disconnected because their outbound queue was full.\n# TYPE confer_slow_consumers_cut_total counter\nconfer_slow_consumers_cut_total {}",
+            "# HELP confer_slow_consumers_cut_total Sessions disconnected because they did not read (outbound queue full or write timeout).\n# TYPE confer_slow_consumers_cut_total counter\nconfer_slow_consumers_cut_total {}",
             self.slow_consumers_cut.load(Ordering::Relaxed)
         );
         out.push_str("# HELP confer_storage_commit_seconds Storage transaction commit latency (including fsync).\n");

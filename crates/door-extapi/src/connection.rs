@@ -168,10 +168,13 @@ impl Conn {
         match tokio::time::timeout(self.door.settings.write_timeout, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(None),
-            Err(_) => Err(Some(Ending {
-                code: CLOSE_POLICY,
-                reason: "write timeout: client too slow",
-            })),
+            Err(_) => {
+                self.door.core.metrics().slow_consumer_cut();
+                Err(Some(Ending {
+                    code: CLOSE_POLICY,
+                    reason: "write timeout: client too slow",
+                }))
+            }
         }
     }
 

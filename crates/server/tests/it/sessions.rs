@@ -1,6 +1,7 @@
 //! Users and sessions: list, get, events between users and sessions, stop, forwarded
 //! commands, pings and their timeout.
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 
 use crate::common::{code, ok_data, Client, TestServer, ADMIN_PASSWORD};
@@ -285,5 +286,93 @@ async fn shutdown_closes_connections_with_1001_and_keeps_what_was_acknowledged()
             .await,
     );
     assert_eq!(log[0]["n"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_and_nobody_else_waits() {
+    use tokio::io::AsyncWriteExt;
+
+    let server = TestServer::start_with(|c| {
+        c.outbound_queue = 8;
+        c.write_timeout_ms = 1000;
+        // Long enough that only the slow-consumer cut, not the reply timeout, can end it.
+        c.reply_timeout_ms = 60_000;
+    })
+    .await;
+    let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
+    let (fast, _) = server.login("admin", ADMIN_PASSWORD).await;
+    ok_data(
+        &fast
+            .call("core", "event", "subscribe", json!({"class": "flood"}))
+            .await,
+    );
+
+    // The slow client: a real WebSocket with a tiny receive buffer that logs in,
+    // subscribes, and then never reads again.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(server.ws_url(), stream)
+        .await
+        .unwrap();
+    let mut ws = ws;
+    for (tid, frame) in [
+        json!({"class": "core", "subclass": "user", "cmd": "login", "data": {"user": "admin", "password": ADMIN_PASSWORD, "session_id": "slow"}, "tid": 1}),
+        json!({"class": "core", "subclass": "event", "cmd": "subscribe", "data": {"class": "flood"}, "tid": 2}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into())).await.unwrap();
+        let answer = ws.next().await.unwrap().unwrap();
+        assert!(answer.to_text().unwrap().contains("\"ok\""), "step {tid}: {answer}");
+    }
+
+    // Flood: 3,000 events of 4 KiB, more than the kernel buffers between the server and a
+    // client that does not read can hold.
+    let n = 3000;
+    let body = json!({"pad": "x".repeat(4096)});
+    for _ in 0..n {
+        ok_data(
+            &admin
+                .call(
+                    "core",
+                    "event",
+                    "send",
+                    json!({"class": "flood", "body": body}),
+                )
+                .await,
+        );
+    }
+    // The fast subscriber got every one of them.
+    let mut got = 0;
+    while got < n {
+        if fast.next_event().await["class"] == "flood" {
+            got += 1;
+        }
+    }
+    // And the slow one was cut: its session is gone.
+    let mut gone = false;
+    for _ in 0..100 {
+        let users = ok_data(&admin.call("core", "user", "list", Value::Null).await);
+        if !users["admin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "slow")
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the slow session should have been disconnected");
+    let (_, metrics) = server.http("GET", "/metrics", &[], "").await;
+    assert!(
+        !metrics.contains("confer_slow_consumers_cut_total 0"),
+        "{metrics}"
+    );
+    let _ = ws.get_mut().flush().await;
     server.stop().await;
 }
