@@ -204,6 +204,11 @@ impl Client {
         self.raw_call(tid, &frame.to_string()).await
     }
 
+    /// `core/user/login` with these fields; the answer frame.
+    pub async fn login_with(&self, data: Value) -> Value {
+        self.call("core", "user", "login", data).await
+    }
+
     /// Send any text and wait for the answer with `tid`.
     pub async fn raw_call(&self, tid: u64, text: &str) -> Value {
         let (tx, rx) = oneshot::channel();

@@ -16,21 +16,11 @@ async fn admin_and_accounts_log_in_and_wrong_passwords_are_refused() {
 
     let c = server.connect().await;
     let wrong = c
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "alice@example.com", "password": "nope"}),
-        )
+        .login_with(json!({"user": "alice@example.com", "password": "nope"}))
         .await;
     assert_eq!(code(&wrong), 100030);
     let unknown = c
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "nobody", "password": "x"}),
-        )
+        .login_with(json!({"user": "nobody", "password": "x"}))
         .await;
     assert_eq!(
         code(&unknown),
@@ -38,22 +28,12 @@ async fn admin_and_accounts_log_in_and_wrong_passwords_are_refused() {
         "unknown users look like wrong passwords"
     );
     let admin_wrong = c
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "admin", "password": "x"}),
-        )
+        .login_with(json!({"user": "admin", "password": "x"}))
         .await;
     assert_eq!(code(&admin_wrong), 100030);
     // The connection is still usable after failures.
     let ok = c
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "alice@example.com", "password": "alice-pw"}),
-        )
+        .login_with(json!({"user": "alice@example.com", "password": "alice-pw"}))
         .await;
     ok_data(&ok);
     server.stop().await;
@@ -73,37 +53,24 @@ async fn commands_before_login_second_login_and_duplicate_session_ids() {
     );
 
     let first = c
-        .call(
-            "core",
-            "user",
-            "login",
+        .login_with(
             json!({"user": "admin", "password": ADMIN_PASSWORD, "session_id": "my-session"}),
         )
         .await;
     assert_eq!(ok_data(&first)["session_id"], "my-session");
     let again = c
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "admin", "password": ADMIN_PASSWORD}),
-        )
+        .login_with(json!({"user": "admin", "password": ADMIN_PASSWORD}))
         .await;
     assert_eq!(code(&again), 100032);
 
     let other = server.connect().await;
     let dup = other
-        .call(
-            "core",
-            "user",
-            "login",
+        .login_with(
             json!({"user": "admin", "password": ADMIN_PASSWORD, "session_id": "my-session"}),
         )
         .await;
     assert_eq!(code(&dup), 100034);
-    let missing = other
-        .call("core", "user", "login", json!({"user": "admin"}))
-        .await;
+    let missing = other.login_with(json!({"user": "admin"})).await;
     assert_eq!(code(&missing), 100045);
     server.stop().await;
 }
@@ -128,23 +95,11 @@ async fn a_token_from_http_login_opens_a_websocket_session_until_logout() {
     assert!(reply["uin"].as_str().unwrap().parse::<u64>().unwrap() > 0);
 
     let c = server.connect().await;
-    let ok = c
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "bob", "token": token}),
-        )
-        .await;
+    let ok = c.login_with(json!({"user": "bob", "token": token})).await;
     ok_data(&ok);
     let c2 = server.connect().await;
     let wrong_user = c2
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "admin", "token": token}),
-        )
+        .login_with(json!({"user": "admin", "token": token}))
         .await;
     assert_eq!(code(&wrong_user), 100030);
 
@@ -157,14 +112,7 @@ async fn a_token_from_http_login_opens_a_websocket_session_until_logout() {
         )
         .await;
     assert_eq!(status, 200);
-    let after = c2
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "bob", "token": token}),
-        )
-        .await;
+    let after = c2.login_with(json!({"user": "bob", "token": token})).await;
     assert_eq!(code(&after), 100030);
 
     let (status, body) = server

@@ -240,12 +240,7 @@ async fn a_client_that_never_answers_pings_is_disconnected() {
     let silent = Client::connect(&server.ws_url(), false).await;
     ok_data(
         &silent
-            .call(
-                "core",
-                "user",
-                "login",
-                json!({"user": "admin", "password": ADMIN_PASSWORD}),
-            )
+            .login_with(json!({"user": "admin", "password": ADMIN_PASSWORD}))
             .await,
     );
     let ping = silent.next_request().await;
