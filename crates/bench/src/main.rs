@@ -96,6 +96,11 @@ enum Scenario {
             default_value = "confer,node-relay,sio-relay,ws-broadcast"
         )]
         targets: Vec<Target>,
+        /// Search each target's peak: double the rate from --rate until it stops keeping
+        /// up (some messages undelivered after the drain, or fewer sent than asked), and
+        /// report the last rate that kept up, then compare confer to each peer.
+        #[arg(long)]
+        peak: bool,
     },
     /// Like fanout, but receivers are cut at random and resume with list_message.
     Drops {
@@ -632,12 +637,7 @@ async fn fanout(
     let sent = sent.load(Ordering::Relaxed);
     let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_unstable();
-    let name = match target {
-        Target::Confer => "confer (stored)".to_string(),
-        Target::NodeRelay => "node socket.io relay".to_string(),
-        Target::SioRelay => "socketioxide relay".to_string(),
-        Target::WsBroadcast => "tokio ws broadcast".to_string(),
-    };
+    let name = run_name(target);
     let expected = sent * members as u64;
     drop(held);
     drop(server);
@@ -750,6 +750,93 @@ async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<R
             unit: "",
         },
     ])
+}
+
+/// The value of one metric in a scenario's rows.
+fn metric(rows: &[Row], name: &str) -> f64 {
+    rows.iter()
+        .find(|r| r.metric == name)
+        .map_or(0.0, |r| r.value)
+}
+
+/// For each target, the highest doubling of `start` it kept up with, and the delivered
+/// rate there; then confer's peak as a ratio of each peer's.
+async fn peak_search(
+    cli: &Cli,
+    groups: usize,
+    members: usize,
+    start: u64,
+    seconds: u64,
+    targets: &[Target],
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut peaks = Vec::new();
+    for t in targets {
+        let mut rate = start.max(1);
+        let mut best: Option<(u64, f64, f64)> = None;
+        loop {
+            let run = fanout(cli, groups, members, rate, seconds, *t).await?;
+            let asked = (rate * seconds) as f64;
+            let kept_up = metric(&run, "delivered / expected") >= 0.999
+                && metric(&run, "messages sent") >= 0.95 * asked;
+            eprintln!(
+                "{:?} at {rate} msg/s: {}",
+                t,
+                if kept_up { "kept up" } else { "fell behind" }
+            );
+            if !kept_up {
+                break;
+            }
+            best = Some((rate, metric(&run, "delivered"), metric(&run, "latency p99")));
+            rate *= 2;
+        }
+        let name = run_name(*t);
+        let (peak_rate, delivered, p99) = best.unwrap_or((0, 0.0, 0.0));
+        rows.push(Row {
+            scenario: "fanout peak",
+            target: name.clone(),
+            metric: "highest send rate kept up",
+            value: peak_rate as f64,
+            unit: "msg/s",
+        });
+        rows.push(Row {
+            scenario: "fanout peak",
+            target: name.clone(),
+            metric: "delivered there",
+            value: delivered,
+            unit: "msg/s",
+        });
+        rows.push(Row {
+            scenario: "fanout peak",
+            target: name,
+            metric: "latency p99 there",
+            value: p99,
+            unit: "ms",
+        });
+        peaks.push((*t, delivered));
+    }
+    if let Some((_, confer)) = peaks.iter().find(|(t, _)| *t == Target::Confer).copied() {
+        for (t, peer) in peaks.iter().filter(|(t, _)| *t != Target::Confer) {
+            rows.push(Row {
+                scenario: "fanout peak",
+                target: format!("confer / {}", run_name(*t)),
+                metric: "ratio of delivered at peak",
+                value: confer / peer.max(1.0),
+                unit: "",
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn run_name(t: Target) -> String {
+    match t {
+        Target::Confer => "confer (stored)",
+        Target::NodeRelay => "node socket.io relay",
+        Target::SioRelay => "socketioxide relay",
+        Target::WsBroadcast => "tokio ws broadcast",
+    }
+    .to_string()
 }
 
 /// Message ids one receiver got, with how many times each.
@@ -1120,10 +1207,15 @@ async fn main() -> anyhow::Result<()> {
             rate,
             seconds,
             targets,
+            peak,
         } => {
             let mut rows = Vec::new();
-            for t in targets {
-                rows.extend(fanout(&cli, *groups, *members, *rate, *seconds, *t).await?);
+            if *peak {
+                rows.extend(peak_search(&cli, *groups, *members, *rate, *seconds, targets).await?);
+            } else {
+                for t in targets {
+                    rows.extend(fanout(&cli, *groups, *members, *rate, *seconds, *t).await?);
+                }
             }
             rows
         }
