@@ -173,6 +173,8 @@ def test_wrong_password_is_401_over_http(data_dir):
 def test_readme_serve_defaults_listen_on_8080_with_data_in_cwd():
     """The README's run command: `serve` with no flags uses 127.0.0.1:8080 and ./data."""
     with socket.socket() as s:
+        # As the server does: connections of an earlier run in TIME_WAIT do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", 8080))
         except OSError:
