@@ -45,17 +45,6 @@ pub struct Settings {
     pub max_payload: u64,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            outbound_queue: 1024,
-            rate_per_sec: 50,
-            rate_burst: 200,
-            max_payload: 1 << 20,
-        }
-    }
-}
-
 /// What every socket of the door shares.
 pub struct ChatApi {
     pub core: Arc<Core>,

@@ -131,7 +131,7 @@ pub async fn run(door: Arc<ExtApi>, socket: WebSocket, remote: String) {
         let _ = tokio::time::timeout(conn.door.settings.write_timeout, conn.sink.send(close)).await;
     }
     if let Some(login) = conn.state.login.take() {
-        conn.door.core.close_session(&login.session);
+        conn.door.core.close_session(&login.session).await;
     }
     metrics.connection_closed(DOOR);
 }

@@ -54,19 +54,6 @@ pub struct Settings {
     pub write_timeout: Duration,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            ping_interval: Duration::from_secs(30),
-            reply_timeout: Duration::from_secs(5),
-            acked_reply_timeout: Duration::from_secs(180),
-            max_frame_bytes: 1 << 20,
-            outbound_queue: 1024,
-            write_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
 /// What every connection of the door shares.
 pub struct ExtApi {
     pub core: Arc<Core>,

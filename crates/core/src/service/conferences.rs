@@ -184,7 +184,7 @@ impl Core {
         let public_id = conv.public_id();
         self.bus
             .subscribe(session, conference_subscription(&public_id));
-        self.publish_member_change(conv.group_id, member, "started_member");
+        self.publish_member_change(public_id, member, "started_member");
         Ok(conv)
     }
 
@@ -199,9 +199,10 @@ impl Core {
             .registry
             .leave_room(conv.group_id, session)
             .ok_or_else(|| CoreError::InvalidOperation("not joined".into()))?;
-        self.publish_member_change(conv.group_id, member, "stopped_member");
+        let public_id = conv.public_id();
         self.bus
-            .unsubscribe(session, &conference_subscription(&conv.public_id()));
+            .unsubscribe(session, &conference_subscription(&public_id));
+        self.publish_member_change(public_id, member, "stopped_member");
         let still_there = self
             .registry
             .room_members(conv.group_id)
@@ -215,31 +216,19 @@ impl Core {
         Ok(())
     }
 
-    /// Tell a conference that a session joined or left. The conversation is looked up for
-    /// its public id only; if it vanished, nobody is left to tell.
-    pub(super) fn publish_member_change(&self, room: GroupId, member: RoomMember, kind: &str) {
-        let storage = self.storage.clone();
-        let bus = self.bus.clone();
-        let metrics = self.metrics.clone();
-        let kind = kind.to_string();
-        // Called from synchronous session teardown too, so the lookup runs as a task.
-        tokio::spawn(async move {
-            let Ok(Some(conv)) = storage.conversation(room).await else {
-                return;
-            };
-            let n = bus.publish(Event::new(
-                "media",
-                Some("conf".into()),
-                Some(kind),
-                Some(conv.public_id()),
-                EventBody::Member {
-                    session_id: member.session_id,
-                    role: member.role,
-                    user_id: member.user,
-                },
-            ));
-            metrics.events_delivered(n as u64);
-        });
+    /// Tell a conference (by its public id) that a session joined or left.
+    pub(super) fn publish_member_change(&self, public_id: String, member: RoomMember, kind: &str) {
+        self.publish(Event::new(
+            "media",
+            Some("conf".into()),
+            Some(kind.to_string()),
+            Some(public_id),
+            EventBody::Member {
+                session_id: member.session_id,
+                role: member.role,
+                user_id: member.user,
+            },
+        ));
     }
 }
 

@@ -59,19 +59,6 @@ pub struct CoreSettings {
     pub max_message_bytes: usize,
 }
 
-impl Default for CoreSettings {
-    fn default() -> Self {
-        CoreSettings {
-            admin_password: None,
-            token_lifetime: Duration::from_secs(30 * 24 * 3600),
-            forward_timeout: Duration::from_secs(30),
-            max_list: 1000,
-            call_timeout: Duration::from_secs(45),
-            max_message_bytes: 64 * 1024,
-        }
-    }
-}
-
 /// The shared core. Cheap to clone behind an `Arc`; every field is itself shared.
 pub struct Core {
     storage: Arc<dyn Storage>,
@@ -108,10 +95,6 @@ impl Core {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
-    }
-
-    pub fn settings(&self) -> &CoreSettings {
-        &self.settings
     }
 
     /// Finish pending storage writes; the last step of a graceful shutdown.

@@ -43,7 +43,7 @@ impl Core {
             };
             let _ = self.registry.deliver(&old.session_id, stop);
             // Its connection closes on its own; it no longer counts from now on.
-            self.close_session(old);
+            self.close_session(old).await;
         }
         let was_online = self.is_online(who.uin);
         let info = SessionInfo {
@@ -63,7 +63,7 @@ impl Core {
 
     /// Close a Chat API session; the user's last one makes it offline for its peers.
     pub async fn close_chat_session(&self, session: &SessionInfo) {
-        self.close_session(session);
+        self.close_session(session).await;
         if !self.is_online(session.uin) {
             let now = now_us();
             if let Err(e) = self.storage.set_last_seen(session.uin, now).await {

@@ -73,10 +73,14 @@ impl Core {
     /// Forget a session that ended: it leaves its conference rooms (the others are told),
     /// loses its subscriptions and leaves the registry. Conference occupancy is kept, so
     /// the user still reads the history after reconnecting.
-    pub fn close_session(&self, session: &SessionInfo) {
+    pub async fn close_session(&self, session: &SessionInfo) {
         for room in self.registry.rooms_of(&session.session_id) {
             if let Some(member) = self.registry.leave_room(room, &session.session_id) {
-                self.publish_member_change(room, member, "stopped_member");
+                // Only the public id is needed; a conversation that vanished has nobody
+                // left to tell.
+                if let Ok(Some(conv)) = self.storage.conversation(room).await {
+                    self.publish_member_change(conv.public_id(), member, "stopped_member");
+                }
             }
         }
         self.bus.drop_session(&session.session_id);
