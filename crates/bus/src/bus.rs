@@ -242,8 +242,15 @@ mod tests {
     #[test]
     fn sessions_are_found_by_user_and_number_until_unregistered() {
         let registry = LocalRegistry::new();
-        let (a, _rx, _) = session(&registry, "a", 1);
+        let (a, mut rx, _) = session(&registry, "a", 1);
         assert_eq!(registry.sessions_of_uin(Uin(1)).len(), 1);
+        let make = || Delivery::Stop {
+            code: 0,
+            reason: String::new(),
+        };
+        assert_eq!(registry.deliver_to_user(Uin(1), "other door", &make), 0);
+        assert_eq!(registry.deliver_to_user(Uin(1), "test", &make), 1);
+        assert!(rx.try_recv().is_ok());
         assert_eq!(registry.sessions_of_user("u").len(), 1);
         registry.unregister(&a);
         assert!(registry.sessions_of_uin(Uin(1)).is_empty());

@@ -133,6 +133,19 @@ impl SessionRegistry for LocalRegistry {
         }
     }
 
+    fn deliver_to_user(&self, uin: Uin, door: &str, make: &dyn Fn() -> Delivery) -> usize {
+        let inner = self.read();
+        inner
+            .by_uin
+            .get(&uin)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.sessions.get(id))
+            .filter(|(info, _)| info.door == door)
+            .filter(|(_, mailbox)| mailbox.push(make()).is_ok())
+            .count()
+    }
+
     fn join_room(&self, room: GroupId, member: RoomMember) -> bool {
         let mut inner = self.write();
         let session = member.session_id.clone();

@@ -127,21 +127,14 @@ impl Core {
     /// presence, calls). One shared `Arc<Event>`, so the door renders it once.
     fn push_to_users(&self, uins: impl IntoIterator<Item = Uin>, event: Event) -> usize {
         let event = Arc::new(event);
-        let mut delivered = 0;
-        for uin in uins {
-            for session in self.registry.sessions_of_uin(uin) {
-                if session.door != CHAT_DOOR {
-                    continue;
-                }
-                let delivery = Delivery::Event {
-                    event: event.clone(),
-                    merge: None,
-                };
-                if self.registry.deliver(&session.session_id, delivery).is_ok() {
-                    delivered += 1;
-                }
-            }
-        }
+        let make = || Delivery::Event {
+            event: event.clone(),
+            merge: None,
+        };
+        let delivered: usize = uins
+            .into_iter()
+            .map(|uin| self.registry.deliver_to_user(uin, CHAT_DOOR, &make))
+            .sum();
         self.metrics.events_delivered(delivered as u64);
         delivered
     }
