@@ -76,8 +76,6 @@ pub struct Conversation {
     pub blocked: BTreeSet<Uin>,
     pub created_at_us: i64,
     pub updated_at_us: i64,
-    /// The `seq` of the newest message, 0 when there is none.
-    pub last_seq: u64,
     pub destroyed: bool,
 }
 

@@ -53,7 +53,10 @@ pub trait TokenStore: Send + Sync {
 #[async_trait]
 pub trait ConversationStore: Send + Sync {
     async fn create_conversation(&self, new: NewConversation) -> StoreResult<Conversation>;
+    /// Read on every post: backends are expected to answer it from memory where they can.
     async fn conversation(&self, id: GroupId) -> StoreResult<Option<Conversation>>;
+    /// The `seq` of the conversation's newest message, 0 when there is none.
+    async fn last_seq(&self, id: GroupId) -> StoreResult<u64>;
     async fn conversation_by_alias(&self, alias: &str) -> StoreResult<Option<Conversation>>;
     /// Conferences (not chat groups), optionally only those `member` occupies.
     async fn list_conferences(&self, member: Option<Uin>) -> StoreResult<Vec<Conversation>>;

@@ -1,6 +1,7 @@
 //! `ConversationStore` on SQLite: conversations and their occupants.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use confer_core::model::{
@@ -19,7 +20,7 @@ const KIND_PUBLIC: i64 = 3;
 const KIND_CONFERENCE: i64 = 10;
 
 const COLUMNS: &str = "group_id, alias, kind, conf_class, name, owner, creator, created_at, \
-                       updated_at, last_seq, destroyed, avatar_url";
+                       updated_at, destroyed, avatar_url";
 
 fn kind_columns(kind: &ConversationKind) -> (i64, Option<String>) {
     match kind {
@@ -44,15 +45,14 @@ fn conversation_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
         alias: row.get(1)?,
         kind,
         name: row.get(4)?,
-        avatar_url: row.get(11)?,
+        avatar_url: row.get(10)?,
         owner: Uin(row.get::<_, i64>(5)? as u64),
         creator: Uin(row.get::<_, i64>(6)? as u64),
         occupants: BTreeSet::new(),
         blocked: BTreeSet::new(),
         created_at_us: row.get(7)?,
         updated_at_us: row.get(8)?,
-        last_seq: row.get::<_, i64>(9)? as u64,
-        destroyed: row.get::<_, i64>(10)? != 0,
+        destroyed: row.get::<_, i64>(9)? != 0,
     })
 }
 
@@ -128,9 +128,34 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn conversation(&self, id: GroupId) -> StoreResult<Option<Conversation>> {
+        let ticket = match self.conversations.get(id) {
+            Ok(cached) => return Ok(Some(Conversation::clone(&cached))),
+            Err(ticket) => ticket,
+        };
+        let key = to_sql_id(id.0)?;
+        let found = self
+            .read(move |conn| load(conn, "group_id = ?1", &key))
+            .await?;
+        if let Some(conv) = &found {
+            self.conversations.put(ticket, Arc::new(conv.clone()));
+        }
+        Ok(found)
+    }
+
+    async fn last_seq(&self, id: GroupId) -> StoreResult<u64> {
         let id = to_sql_id(id.0)?;
-        self.read(move |conn| load(conn, "group_id = ?1", &id))
-            .await
+        let seq: Option<i64> = self
+            .read(move |conn| {
+                query_row(
+                    conn,
+                    "SELECT last_seq FROM conversations WHERE group_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .await?;
+        seq.map(|s| s as u64).ok_or(StoreError::NotFound)
     }
 
     async fn conversation_by_alias(&self, alias: &str) -> StoreResult<Option<Conversation>> {
@@ -168,8 +193,9 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn add_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()> {
+        let changed = id;
         let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
-        self.write(move |conn| {
+        self.write_conversation(changed, move |conn| {
             exec(
                 conn,
                 "INSERT OR IGNORE INTO occupants (group_id, uin, joined_at) VALUES (?1, ?2, ?3)",
@@ -182,8 +208,9 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn remove_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()> {
+        let changed = id;
         let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
-        self.write(move |conn| {
+        self.write_conversation(changed, move |conn| {
             exec(
                 conn,
                 "DELETE FROM occupants WHERE group_id = ?1 AND uin = ?2",
@@ -196,8 +223,9 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn mark_destroyed(&self, id: GroupId, now_us: i64) -> StoreResult<()> {
+        let changed = id;
         let id = to_sql_id(id.0)?;
-        self.write(move |conn| {
+        self.write_conversation(changed, move |conn| {
             exec(
                 conn,
                 "UPDATE conversations SET destroyed = 1 WHERE group_id = ?1",
@@ -210,9 +238,10 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn update_group(&self, group: Conversation, now_us: i64) -> StoreResult<()> {
+        let changed = group.group_id;
         let id = to_sql_id(group.group_id.0)?;
         let owner = to_sql_id(group.owner.0)?;
-        self.write(move |conn| {
+        self.write_conversation(changed, move |conn| {
             let (kind, class) = kind_columns(&group.kind);
             exec(
                 conn,
@@ -227,8 +256,9 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn set_blocked(&self, id: GroupId, uin: Uin, blocked: bool) -> StoreResult<()> {
+        let changed = id;
         let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
-        self.write(move |conn| {
+        self.write_conversation(changed, move |conn| {
             let sql = if blocked {
                 "INSERT OR IGNORE INTO blocks (group_id, uin) VALUES (?1, ?2)"
             } else {
@@ -283,10 +313,10 @@ impl ConversationStore for SqliteStore {
                     Ok((
                         conversation_row(row)?,
                         MemberState {
-                            muted: row.get::<_, i64>(12)? != 0,
-                            pinned_at_us: row.get(13)?,
-                            cleared_seq: row.get::<_, i64>(14)? as u64,
-                            seen_seq: row.get::<_, i64>(15)? as u64,
+                            muted: row.get::<_, i64>(11)? != 0,
+                            pinned_at_us: row.get(12)?,
+                            cleared_seq: row.get::<_, i64>(13)? as u64,
+                            seen_seq: row.get::<_, i64>(14)? as u64,
                         },
                     ))
                 })?
@@ -381,6 +411,20 @@ impl ConversationStore for SqliteStore {
             rows.collect()
         })
         .await
+    }
+}
+
+impl SqliteStore {
+    /// A write that changes conversation `id`: its cached copy is forgotten once the write
+    /// has committed (or failed), before the caller hears back.
+    async fn write_conversation<T, F>(&self, id: GroupId, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let result = self.write(f).await;
+        self.conversations.forget(id);
+        result
     }
 }
 

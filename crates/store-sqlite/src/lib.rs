@@ -6,6 +6,8 @@
 //! ## Layout
 //! - [`writer`]: the one writer thread and its group commit: many concurrent writes share
 //!   one transaction and one fsync; each caller hears back only after that commit.
+//! - `cache`: conversations as last committed, so posting a message needs no query to
+//!   check its group.
 //! - `migrations`: the schema, embedded and applied at open.
 //! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`,
 //!   `attachments`: the core's
@@ -13,6 +15,7 @@
 
 mod accounts;
 mod attachments;
+mod cache;
 mod calls;
 mod conversations;
 mod devices;
@@ -41,6 +44,7 @@ pub struct SqliteStore {
     /// Idle reader connections. A std `Mutex` because it is held only to pop or push one
     /// connection, never while a query runs.
     readers: Arc<Mutex<Vec<Connection>>>,
+    conversations: cache::ConversationCache,
 }
 
 impl SqliteStore {
@@ -57,6 +61,7 @@ impl SqliteStore {
             path,
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
+            conversations: cache::ConversationCache::default(),
         })
     }
 

@@ -67,14 +67,14 @@ impl MessageStore for SqliteStore {
                     });
                 }
             }
-            let seq: i64 = conn
-                .query_row(
-                    "UPDATE conversations SET last_seq = last_seq + 1, updated_at = ?2
-                     WHERE group_id = ?1 RETURNING last_seq",
-                    params![group, new.created_at_us],
-                    |r| r.get(0),
-                )
-                .optional()
+            let seq: i64 = query_row(
+                conn,
+                "UPDATE conversations SET last_seq = last_seq + 1
+                 WHERE group_id = ?1 RETURNING last_seq",
+                [group],
+                |r| r.get(0),
+            )
+            .optional()
                 .map_err(backend)?
                 .ok_or(StoreError::NotFound)?;
             exec(conn,

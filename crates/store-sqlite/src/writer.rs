@@ -91,15 +91,19 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    conn.execute_batch("SAVEPOINT job").map_err(backend)?;
+    control(conn, "SAVEPOINT job")?;
     let result = f(conn);
-    let end = if result.is_ok() {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
-    };
-    conn.execute_batch(end).map_err(backend)?;
+    if result.is_err() {
+        control(conn, "ROLLBACK TO job")?;
+    }
+    control(conn, "RELEASE job")?;
     result
+}
+
+/// A transaction-control statement, from the statement cache: these run several times per
+/// message, and parsing them each time showed in the writer's profile.
+fn control(conn: &Connection, sql: &str) -> StoreResult<()> {
+    crate::exec(conn, sql, []).map(|_| ()).map_err(backend)
 }
 
 fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
@@ -136,7 +140,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
 fn commit_batch(conn: &Connection, batch: Vec<WriteJob>, metrics: &Metrics) {
     let started = Instant::now();
     let ops = batch.len();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "storage: cannot begin a transaction");
         // The jobs never ran: dropping them drops their reply senders, and each caller
         // gets a storage error.
@@ -144,9 +148,9 @@ fn commit_batch(conn: &Connection, batch: Vec<WriteJob>, metrics: &Metrics) {
         return;
     }
     let completions: Vec<Completion> = batch.into_iter().map(|job| job(conn)).collect();
-    let commit = conn.execute_batch("COMMIT").map_err(backend);
+    let commit = control(conn, "COMMIT");
     if commit.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = control(conn, "ROLLBACK");
     }
     metrics.commit(started.elapsed(), ops);
     for done in completions {

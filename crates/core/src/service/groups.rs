@@ -362,9 +362,10 @@ impl Core {
 
     /// Clear the conversation's history for the caller only.
     pub async fn clear_history(&self, caller: &Principal, group: GroupId) -> CoreResult<()> {
-        self.change_state(caller, group, |s, conv| {
-            s.cleared_seq = conv.last_seq;
-            s.seen_seq = s.seen_seq.max(conv.last_seq);
+        let last = self.storage.last_seq(group).await?;
+        self.change_state(caller, group, |s, _| {
+            s.cleared_seq = last;
+            s.seen_seq = s.seen_seq.max(last);
         })
         .await?;
         Ok(())
