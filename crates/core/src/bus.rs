@@ -23,7 +23,8 @@ pub enum Delivery {
         merge: Option<Json>,
     },
     /// A command another session sent with `session cmd`; the connection answers `reply`.
-    Request(ForwardedRequest),
+    /// Boxed: it is rare and large, and every mailbox slot is as big as the largest variant.
+    Request(Box<ForwardedRequest>),
     /// The session is being stopped; the connection closes with this code.
     Stop { code: u64, reason: String },
 }

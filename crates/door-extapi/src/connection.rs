@@ -94,7 +94,9 @@ pub async fn run(door: Arc<ExtApi>, socket: WebSocket, remote: String) {
             }
             incoming = stream.next() => match incoming {
                 None | Some(Ok(Message::Close(_))) => Err(None),
-                Some(Ok(Message::Text(text))) => conn.on_text(text.as_str()).await,
+                // Boxed: a command's state lives on the heap only while it runs, instead of
+                // making every idle connection's task as large as the largest command.
+                Some(Ok(Message::Text(text))) => Box::pin(conn.on_text(text.as_str())).await,
                 Some(Ok(Message::Binary(_))) => {
                     let e = CmdError::new(SYNTAX_ERROR, "syntax error: binary frames are not accepted");
                     conn.send(frame::error(0, &e)).await
@@ -103,7 +105,7 @@ pub async fn run(door: Arc<ExtApi>, socket: WebSocket, remote: String) {
                 Some(Err(e)) => Err(Some(read_error(&e))),
             },
             Some(delivery) = deliveries.recv() => conn.on_delivery(delivery).await,
-            Some((tid, answer)) = deferred_rx.recv() => conn.answer(tid, "core/session/cmd", answer).await,
+            Some((tid, answer)) = deferred_rx.recv() => conn.answer(tid, "core/session/cmd", *answer).await,
             _ = ping.tick() => {
                 let time = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

@@ -192,7 +192,10 @@ impl Core {
             data,
             reply,
         };
-        match self.registry.deliver(target, Delivery::Request(request)) {
+        match self
+            .registry
+            .deliver(target, Delivery::Request(Box::new(request)))
+        {
             Ok(()) => {}
             Err(PushError::Closed) => return Err(CoreError::SessionNotFound),
             Err(PushError::Full) => return Err(CoreError::SessionUnavailable),

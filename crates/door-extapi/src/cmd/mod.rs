@@ -45,7 +45,8 @@ pub enum Reply {
 pub type CmdResult = Result<Reply, CmdError>;
 
 /// An answer that a command produces after it returned: (tid, result).
-pub type DeferredAnswer = (u64, Result<Option<Value>, CmdError>);
+/// Boxed: the channel's slots are allocated with the connection, deferred answers are rare.
+pub type DeferredAnswer = (u64, Box<Result<Option<Value>, CmdError>>);
 
 /// A connection's login state, changed only by `login`.
 pub struct ConnState {

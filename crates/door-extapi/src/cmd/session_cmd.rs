@@ -51,7 +51,7 @@ impl SessionCmd {
                 .map(|data| data.as_ref().map(json_value).filter(|v| !v.is_null()))
                 .map_err(CmdError::from);
             // The caller may have gone meanwhile; then nobody needs the answer.
-            let _ = deferred.send((tid, answer)).await;
+            let _ = deferred.send((tid, Box::new(answer))).await;
         });
         Ok(Reply::Deferred)
     }
