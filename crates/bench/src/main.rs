@@ -97,10 +97,13 @@ enum Scenario {
         )]
         targets: Vec<Target>,
         /// Search each target's peak: double the rate from --rate until it stops keeping
-        /// up (some messages undelivered after the drain, or fewer sent than asked), and
-        /// report the last rate that kept up, then compare confer to each peer.
+        /// up (some messages undelivered after the drain, or fewer sent than asked), then
+        /// bisect; report the last rate that kept up, then compare confer to each peer.
         #[arg(long)]
         peak: bool,
+        /// Bisection steps after the doubling (each halves the uncertainty).
+        #[arg(long, default_value_t = 3)]
+        refine: u32,
     },
     /// Like fanout, but receivers are cut at random and resume with list_message.
     Drops {
@@ -759,21 +762,27 @@ fn metric(rows: &[Row], name: &str) -> f64 {
         .map_or(0.0, |r| r.value)
 }
 
-/// For each target, the highest doubling of `start` it kept up with, and the delivered
-/// rate there; then confer's peak as a ratio of each peer's.
+/// For each target, the highest rate it kept up with (doubling from `start`, then
+/// `refine` bisection steps), and the delivered rate there; then confer's peak as a ratio
+/// of each peer's.
 async fn peak_search(
     cli: &Cli,
     groups: usize,
     members: usize,
     start: u64,
     seconds: u64,
+    refine: u32,
     targets: &[Target],
 ) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut peaks = Vec::new();
     for t in targets {
-        let mut rate = start.max(1);
+        // Double until it falls behind, then halve the gap between the last rate that
+        // kept up and the first that did not, `refine` times.
         let mut best: Option<(u64, f64, f64)> = None;
+        let mut failed: Option<u64> = None;
+        let mut rate = start.max(1);
+        let mut steps_left = refine;
         loop {
             let run = fanout(cli, groups, members, rate, seconds, *t).await?;
             let asked = (rate * seconds) as f64;
@@ -784,11 +793,20 @@ async fn peak_search(
                 t,
                 if kept_up { "kept up" } else { "fell behind" }
             );
-            if !kept_up {
-                break;
+            if kept_up {
+                best = Some((rate, metric(&run, "delivered"), metric(&run, "latency p99")));
+            } else {
+                failed = Some(rate);
             }
-            best = Some((rate, metric(&run, "delivered"), metric(&run, "latency p99")));
-            rate *= 2;
+            let low = best.map_or(0, |b| b.0);
+            rate = match failed {
+                None => rate * 2,
+                Some(high) if steps_left > 0 && high - low > 1 => {
+                    steps_left -= 1;
+                    low + (high - low) / 2
+                }
+                Some(_) => break,
+            };
         }
         let name = run_name(*t);
         let (peak_rate, delivered, p99) = best.unwrap_or((0, 0.0, 0.0));
@@ -1208,10 +1226,13 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             targets,
             peak,
+            refine,
         } => {
             let mut rows = Vec::new();
             if *peak {
-                rows.extend(peak_search(&cli, *groups, *members, *rate, *seconds, targets).await?);
+                rows.extend(
+                    peak_search(&cli, *groups, *members, *rate, *seconds, *refine, targets).await?,
+                );
             } else {
                 for t in targets {
                     rows.extend(fanout(&cli, *groups, *members, *rate, *seconds, *t).await?);
