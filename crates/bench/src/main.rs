@@ -613,10 +613,15 @@ async fn fanout(
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for (c, group) in senders {
+    let count = senders.len().max(1);
+    for (i, (c, group)) in senders.into_iter().enumerate() {
         let sent = sent.clone();
+        // Senders are spread evenly over one interval: started together, they would send
+        // in bursts of one message each, and latency would measure the burst's drain.
+        let first =
+            tokio::time::Instant::from_std(started) + interval.mul_f64(i as f64 / count as f64);
         tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
+            let mut tick = tokio::time::interval_at(first, interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             while Instant::now() < end {
                 tick.tick().await;
