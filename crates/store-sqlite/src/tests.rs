@@ -171,3 +171,30 @@ async fn duplicate_logins_and_aliases_conflict() {
         .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))));
 }
+
+#[tokio::test]
+async fn reads_after_each_change_see_it_although_conversations_are_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let group = conference(&store, "cached").await;
+    let read = || async { store.conversation(group).await.unwrap().unwrap() };
+    assert_eq!(read().await.occupants, BTreeSet::from([Uin(1)]));
+
+    store.add_occupant(group, Uin(2), 2).await.unwrap();
+    assert_eq!(read().await.occupants, BTreeSet::from([Uin(1), Uin(2)]));
+    store.set_blocked(group, Uin(2), true).await.unwrap();
+    assert_eq!(read().await.blocked, BTreeSet::from([Uin(2)]));
+    store.remove_occupant(group, Uin(2), 3).await.unwrap();
+    assert_eq!(read().await.occupants, BTreeSet::from([Uin(1)]));
+    let mut renamed = read().await;
+    renamed.name = Some("new name".into());
+    store.update_group(renamed, 4).await.unwrap();
+    assert_eq!(read().await.name.as_deref(), Some("new name"));
+    store.mark_destroyed(group, 5).await.unwrap();
+    assert!(read().await.destroyed);
+
+    assert_eq!(store.last_seq(group).await.unwrap(), 0);
+    store.append_message(message(group, None, "one")).await.unwrap();
+    store.append_message(message(group, None, "two")).await.unwrap();
+    assert_eq!(store.last_seq(group).await.unwrap(), 2);
+}
