@@ -194,7 +194,13 @@ async fn reads_after_each_change_see_it_although_conversations_are_cached() {
     assert!(read().await.destroyed);
 
     assert_eq!(store.last_seq(group).await.unwrap(), 0);
-    store.append_message(message(group, None, "one")).await.unwrap();
-    store.append_message(message(group, None, "two")).await.unwrap();
+    store
+        .append_message(message(group, None, "one"))
+        .await
+        .unwrap();
+    store
+        .append_message(message(group, None, "two"))
+        .await
+        .unwrap();
     assert_eq!(store.last_seq(group).await.unwrap(), 2);
 }
