@@ -75,8 +75,8 @@ impl MessageStore for SqliteStore {
                 |r| r.get(0),
             )
             .optional()
-                .map_err(backend)?
-                .ok_or(StoreError::NotFound)?;
+            .map_err(backend)?
+            .ok_or(StoreError::NotFound)?;
             exec(conn,
                 "INSERT INTO messages (group_id, seq, sender, sender_login, session_id, kind, text,
                     attachments, body, nonce, version, created_at, updated_at)
