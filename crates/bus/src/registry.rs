@@ -39,6 +39,16 @@ impl LocalRegistry {
     }
 }
 
+impl Inner {
+    /// The records of the sessions named in an index entry (none when it is absent).
+    fn infos(&self, ids: Option<&BTreeSet<SessionId>>) -> Vec<SessionInfo> {
+        ids.into_iter()
+            .flatten()
+            .filter_map(|id| self.sessions.get(id).map(|(info, _)| info.clone()))
+            .collect()
+    }
+}
+
 impl SessionRegistry for LocalRegistry {
     fn register(&self, info: SessionInfo, mailbox: Mailbox) -> bool {
         let mut inner = self.write();
@@ -97,24 +107,12 @@ impl SessionRegistry for LocalRegistry {
 
     fn sessions_of_user(&self, user: &str) -> Vec<SessionInfo> {
         let inner = self.read();
-        inner
-            .by_user
-            .get(user)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| inner.sessions.get(id).map(|(info, _)| info.clone()))
-            .collect()
+        inner.infos(inner.by_user.get(user))
     }
 
     fn sessions_of_uin(&self, uin: Uin) -> Vec<SessionInfo> {
         let inner = self.read();
-        inner
-            .by_uin
-            .get(&uin)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| inner.sessions.get(id).map(|(info, _)| info.clone()))
-            .collect()
+        inner.infos(inner.by_uin.get(&uin))
     }
 
     fn all_sessions(&self) -> Vec<SessionInfo> {
