@@ -111,6 +111,12 @@ export async function startServer(env = {}) {
       if (r.result !== 'ok') throw new Error(JSON.stringify(r));
       return client;
     },
+    // SIGTERM with the clients still connected; resolves with the exit code.
+    async terminate() {
+      const exited = new Promise((r) => proc.on('exit', (code) => r(code)));
+      proc.kill('SIGTERM');
+      return exited;
+    },
     async stop() {
       for (const s of this.sockets) s.disconnect();
       proc.kill('SIGTERM');
