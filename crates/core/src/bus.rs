@@ -46,33 +46,14 @@ pub struct RemoteError {
     pub error: String,
 }
 
-/// Where the core puts a session's deliveries: a bounded queue that the session's
-/// connection drains, or a door's own sink.
+/// The sending half of a session's bounded outbound queue.
 ///
-/// Either way it is bounded and never waits: a full one means the client stopped reading,
-/// and rather than hold up the sender (and with it everyone else the event goes to), the
-/// session is cut.
-#[derive(Clone)]
+/// A full queue means the client stopped reading: rather than block the sender (and with
+/// it everyone else the event goes to), the session is cut through `overflow`.
+#[derive(Clone, Debug)]
 pub struct Mailbox {
-    route: Route,
-}
-
-#[derive(Clone)]
-enum Route {
-    /// The connection watches `overflow` and closes when it is cancelled.
-    Queue {
-        tx: mpsc::Sender<Delivery>,
-        overflow: CancellationToken,
-    },
-    Sink(Arc<dyn DeliverySink>),
-}
-
-/// A door's own bounded outbound path, for a door whose transport already has a queue
-/// per connection (the Chat API's Socket.IO): deliveries go straight into it, with no
-/// queue and task of ours in between.
-pub trait DeliverySink: Send + Sync {
-    /// Hand over without waiting; on a full queue, cut the session and answer `Full`.
-    fn push(&self, delivery: Delivery) -> Result<(), PushError>;
+    tx: mpsc::Sender<Delivery>,
+    overflow: CancellationToken,
 }
 
 /// Why a delivery did not reach a session's queue.
@@ -90,42 +71,26 @@ impl Mailbox {
     pub fn bounded(capacity: usize) -> (Mailbox, mpsc::Receiver<Delivery>, CancellationToken) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let overflow = CancellationToken::new();
-        let route = Route::Queue {
-            tx,
-            overflow: overflow.clone(),
-        };
-        (Mailbox { route }, rx, overflow)
-    }
-
-    /// A mailbox that hands deliveries to a door's sink.
-    pub fn sink(sink: Arc<dyn DeliverySink>) -> Mailbox {
-        Mailbox {
-            route: Route::Sink(sink),
-        }
+        (
+            Mailbox {
+                tx,
+                overflow: overflow.clone(),
+            },
+            rx,
+            overflow,
+        )
     }
 
     /// Queue without waiting. On a full queue the session is cut, never waited for.
     pub fn push(&self, delivery: Delivery) -> Result<(), PushError> {
-        match &self.route {
-            Route::Sink(sink) => sink.push(delivery),
-            Route::Queue { tx, overflow } => match tx.try_send(delivery) {
-                Ok(()) => Ok(()),
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    overflow.cancel();
-                    Err(PushError::Full)
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Closed),
-            },
+        match self.tx.try_send(delivery) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow.cancel();
+                Err(PushError::Full)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Closed),
         }
-    }
-}
-
-impl std::fmt::Debug for Mailbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.route {
-            Route::Queue { .. } => "Mailbox(queue)",
-            Route::Sink(_) => "Mailbox(sink)",
-        })
     }
 }
 

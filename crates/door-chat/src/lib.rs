@@ -6,7 +6,7 @@
 //! `{session}`; the server answers with the `login` event (0 ok, 2 expired, 7 conflict).
 //!
 //! ## Layout
-//! - [`session`]: connecting (authentication, `login`), the per-socket state, the sink that
+//! - [`session`]: connecting (authentication, `login`), the per-socket state, the pump that
 //!   turns core deliveries into emitted events, disconnecting.
 //! - [`cmd`]: the client events by area, each parsing its arguments, calling the core and
 //!   answering through the ack with `{result, …}`.
@@ -55,22 +55,11 @@ pub struct ChatApi {
 
 /// The Socket.IO layer to mount on the HTTP router (it serves `/socket.io/`).
 pub fn layer(door: Arc<ChatApi>) -> (SocketIoLayer, SocketIo) {
-    let shutdown = door.shutdown.clone();
     let (layer, io) = SocketIo::builder()
         .max_payload(door.settings.max_payload)
-        // Deliveries go straight into this per-socket queue (see `session`): its bound is
-        // the door's outbound queue, and a full one cuts the socket.
-        .max_buffer_size(door.settings.outbound_queue.max(1))
         .ping_interval(Duration::from_secs(25))
         .with_state(door)
         .build_layer();
     io.ns("/data", session::on_connect.with(session::authenticate));
-    let sockets = io.clone();
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        if let Some(data) = sockets.of("/data") {
-            let _ = data.disconnect().await;
-        }
-    });
     (layer, io)
 }

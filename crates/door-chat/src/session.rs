@@ -1,18 +1,19 @@
 //! A Chat API socket's life: authentication (a connect middleware, so it finishes before
-//! the client may emit anything), the `login` event, the sink that turns the core's
-//! deliveries into emitted events, and the end.
+//! the client may emit anything), the `login` event, the pump from the core's deliveries
+//! to emitted events, and the end.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::ConnectInfo;
-use confer_core::bus::{Delivery, DeliverySink, Mailbox, PushError, RemoteError, SessionInfo};
+use confer_core::bus::{Delivery, Mailbox, RemoteError, SessionInfo};
 use confer_core::event::DoorSlot;
 use confer_core::Principal;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use socketioxide::extract::{SocketRef, State, TryData};
-use socketioxide::{SendError, SocketError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::codes::{CONFLICT, OK, SESSION_EXPIRED};
 use crate::{cmd, render, ChatApi};
@@ -46,135 +47,14 @@ impl ChatSession {
 /// What authentication left for the connect handler.
 #[derive(Clone)]
 enum Auth {
-    Ok(Arc<ChatSession>, Arc<SocketSink>),
+    Ok(Arc<ChatSession>, Arc<PumpInput>),
     Failed,
 }
 
-/// The core's deliveries for one socket, emitted straight into socketioxide's bounded
-/// per-socket queue: no queue and pump task of our own, so a delivery crosses one task
-/// hand-off fewer (the fan-out profile counted three). The sending task renders and emits.
-///
-/// The session opens (and deliveries may arrive) in the connect middleware, before the
-/// client has its namespace connect; those wait here, bounded like the socket's queue,
-/// until [`SocketSink::open`] has said `login`.
-struct SocketSink {
-    socket: SocketRef,
-    door: Arc<ChatApi>,
-    /// A std `Mutex`, held while one delivery is emitted (a non-blocking queue push).
-    state: Mutex<SinkState>,
-}
-
-enum SinkState {
-    Connecting(Vec<Delivery>),
-    Open,
-    Closed,
-}
-
-impl SocketSink {
-    /// Say `login`, then emit what waited, then emit as deliveries come.
-    fn open(&self, login: &Value) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let waiting = match std::mem::replace(&mut *state, SinkState::Open) {
-            SinkState::Connecting(waiting) => waiting,
-            other => {
-                *state = other;
-                return;
-            }
-        };
-        let _ = self.socket.emit("login", login);
-        for delivery in waiting {
-            if self.emit(delivery).is_err() {
-                *state = SinkState::Closed;
-                return;
-            }
-        }
-    }
-
-    /// Emit one delivery; `Err` once the socket is done with (cut, stopped or gone).
-    fn emit(&self, delivery: Delivery) -> Result<(), PushError> {
-        match delivery {
-            Delivery::Event { event, .. } => {
-                let Some(name) = event.kind.as_deref() else {
-                    return Ok(());
-                };
-                // Rendered once per event for every recipient on this door.
-                let payload = event.rendered(DoorSlot::ChatApi, |e| {
-                    render::push(e).map_or_else(|| "null".to_string(), |(_, v)| v.to_string())
-                });
-                // Emitted as raw JSON: the rendered text is copied into each packet, never
-                // parsed or serialized again per recipient.
-                let Ok(raw) = serde_json::from_str::<&RawValue>(&payload) else {
-                    return Ok(());
-                };
-                if raw.get() == "null" {
-                    return Ok(());
-                }
-                match self.socket.emit(name, raw) {
-                    Ok(()) => Ok(()),
-                    Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                        tracing::debug!(%name, "chat socket queue full; disconnecting");
-                        self.door.core.metrics().slow_consumer_cut();
-                        self.disconnect();
-                        Err(PushError::Full)
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, %name, "chat emit failed; disconnecting");
-                        self.disconnect();
-                        Err(PushError::Closed)
-                    }
-                }
-            }
-            Delivery::Request(req) => {
-                let _ = req.reply.send(Err(RemoteError {
-                    code: 100006,
-                    error: "chat sessions take no forwarded commands".into(),
-                }));
-                Ok(())
-            }
-            Delivery::Stop { code, .. } => {
-                let result = if code == confer_core::service::CONFLICT_STOP_CODE {
-                    CONFLICT
-                } else {
-                    SESSION_EXPIRED
-                };
-                let _ = self.socket.emit("login", &json!({"result": result}));
-                self.disconnect();
-                Err(PushError::Closed)
-            }
-        }
-    }
-
-    fn disconnect(&self) {
-        // The disconnect handler (which closes the core session) runs as its own task,
-        // so this never re-enters the registry that is calling us.
-        let _ = self.socket.clone().disconnect();
-    }
-}
-
-impl DeliverySink for SocketSink {
-    fn push(&self, delivery: Delivery) -> Result<(), PushError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match &mut *state {
-            SinkState::Closed => Err(PushError::Closed),
-            SinkState::Connecting(waiting) => {
-                if waiting.len() < self.door.settings.outbound_queue {
-                    waiting.push(delivery);
-                    return Ok(());
-                }
-                *state = SinkState::Closed;
-                self.door.core.metrics().slow_consumer_cut();
-                self.disconnect();
-                Err(PushError::Full)
-            }
-            SinkState::Open => {
-                let sent = self.emit(delivery);
-                if sent.is_err() {
-                    *state = SinkState::Closed;
-                }
-                sent
-            }
-        }
-    }
+/// The receiving side of the session's mailbox, handed from the middleware to the pump.
+struct PumpInput {
+    rx: Mutex<Option<mpsc::Receiver<Delivery>>>,
+    overflow: CancellationToken,
 }
 
 /// The token from query `session`, header `Session`, or the auth payload `{session}`.
@@ -208,12 +88,7 @@ pub async fn authenticate(
         Some(token) => match door.core.authenticate_token(None, &token).await {
             Err(_) => Auth::Failed,
             Ok(who) => {
-                let sink = Arc::new(SocketSink {
-                    socket: s.clone(),
-                    door: door.clone(),
-                    state: Mutex::new(SinkState::Connecting(Vec::new())),
-                });
-                let mailbox = Mailbox::sink(sink.clone());
+                let (mailbox, rx, overflow) = Mailbox::bounded(door.settings.outbound_queue);
                 let remote = s
                     .req_parts()
                     .extensions
@@ -233,7 +108,10 @@ pub async fn authenticate(
                                 Instant::now(),
                             )),
                         }),
-                        sink,
+                        Arc::new(PumpInput {
+                            rx: Mutex::new(Some(rx)),
+                            overflow,
+                        }),
                     ),
                     Err(e) => {
                         tracing::warn!(error = %e, "chat session not opened");
@@ -249,7 +127,7 @@ pub async fn authenticate(
 
 /// Connect handler: registers the event handlers at once, then says `login`.
 pub async fn on_connect(s: SocketRef, State(door): State<Arc<ChatApi>>) {
-    let Some(Auth::Ok(session, sink)) = s.extensions.get::<Auth>() else {
+    let Some(Auth::Ok(session, input)) = s.extensions.get::<Auth>() else {
         let _ = s.emit("login", &json!({"result": SESSION_EXPIRED}));
         let _ = s.disconnect();
         return;
@@ -263,8 +141,76 @@ pub async fn on_connect(s: SocketRef, State(door): State<Arc<ChatApi>>) {
             door.core.metrics().connection_closed(crate::cmd::DOOR);
         }
     });
-    // The sink is no longer needed in the extensions (the registry holds it); keeping it
-    // there would tie the socket and its sink in a cycle.
-    s.extensions.remove::<Auth>();
-    sink.open(&json!({"result": OK, "uin": session.who.uin.0.to_string()}));
+    let rx = input.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(rx) = rx {
+        tokio::spawn(pump(s.clone(), door.clone(), rx, input.overflow.clone()));
+    }
+    let _ = s.emit(
+        "login",
+        &json!({"result": OK, "uin": session.who.uin.0.to_string()}),
+    );
+}
+
+/// Emit what the core delivers to this socket until it ends.
+async fn pump(
+    s: SocketRef,
+    door: Arc<ChatApi>,
+    mut rx: mpsc::Receiver<Delivery>,
+    overflow: CancellationToken,
+) {
+    loop {
+        let delivery = tokio::select! {
+            _ = door.shutdown.cancelled() => break,
+            _ = overflow.cancelled() => {
+                door.core.metrics().slow_consumer_cut();
+                break;
+            }
+            d = rx.recv() => match d {
+                Some(d) => d,
+                None => return,
+            },
+        };
+        match delivery {
+            Delivery::Event { event, .. } => {
+                let Some(name) = event.kind.clone() else {
+                    continue;
+                };
+                // Rendered once per event for every recipient on this door.
+                let payload = event.rendered(DoorSlot::ChatApi, |e| {
+                    render::push(e).map_or_else(|| "null".to_string(), |(_, v)| v.to_string())
+                });
+                if &*payload == "null" {
+                    continue;
+                }
+                // Emitted as raw JSON: the rendered text is copied into each packet, never
+                // parsed or serialized again per recipient.
+                let Ok(raw) = serde_json::from_str::<&RawValue>(&payload) else {
+                    continue;
+                };
+                if let Err(e) = s.emit(name.as_str(), raw) {
+                    tracing::debug!(error = %e, %name, "chat emit failed; disconnecting");
+                    if s.connected() {
+                        door.core.metrics().slow_consumer_cut();
+                    }
+                    break;
+                }
+            }
+            Delivery::Request(req) => {
+                let _ = req.reply.send(Err(RemoteError {
+                    code: 100006,
+                    error: "chat sessions take no forwarded commands".into(),
+                }));
+            }
+            Delivery::Stop { code, .. } => {
+                let result = if code == confer_core::service::CONFLICT_STOP_CODE {
+                    CONFLICT
+                } else {
+                    SESSION_EXPIRED
+                };
+                let _ = s.emit("login", &json!({"result": result}));
+                break;
+            }
+        }
+    }
+    let _ = s.disconnect();
 }
