@@ -14,13 +14,13 @@
 pub mod attachments;
 pub mod config;
 pub mod gelf;
+mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use confer_bus::{LocalBus, LocalRegistry};
 use confer_core::logsink::LogSink;
 use confer_core::metrics::Metrics;
@@ -143,20 +143,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let token = shutdown.clone();
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "confer listening");
     let task = tokio::spawn(async move {
-        // Small frames (acks, events) go out at once: without TCP_NODELAY, Nagle's
-        // algorithm meeting the peer's delayed ACK stalls request/answer traffic ~40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(token.cancelled_owned())
-        .await
-        .context("http server")?;
+        let requests = serve::serve(listener, app, token);
+        if tokio::time::timeout(grace, requests).await.is_err() {
+            tracing::warn!("requests still running after the shutdown grace period");
+        }
         tracker.close();
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the shutdown grace period");

@@ -46,3 +46,15 @@ async fn healthz_and_metrics_report_what_happened() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused_and_the_server_goes_on() {
+    let server = TestServer::start().await;
+    let cookie = "c".repeat(12 * 1024);
+    let (status, _) = server
+        .http("GET", "/healthz", &[("Cookie", cookie.as_str())], "")
+        .await;
+    assert_eq!(status, 431);
+    let (status, body) = server.http("GET", "/healthz", &[], "").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+}

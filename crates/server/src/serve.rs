@@ -1,0 +1,68 @@
+//! The HTTP accept loop: hyper, as `axum::serve` runs it, with settings axum does not
+//! expose.
+//!
+//! - hyper's request read buffer is capped at [`MAX_HEAD_BYTES`]. Its default grows to
+//!   16 KiB, and engineioxide keeps that buffer alive for every Socket.IO connection's
+//!   whole life (valgrind massif on idle sockets: the largest single item).
+//! - TCP_NODELAY on every accepted socket: without it, Nagle's algorithm meeting the
+//!   peer's delayed ACK stalls request/answer traffic ~40 ms.
+//! - `ConnectInfo<SocketAddr>` on every request, for the doors' logs and sessions.
+//! - On shutdown: stop accepting, then let requests in flight finish (the caller bounds
+//!   the wait; upgraded connections are the doors' business: they watch the same token).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// The largest request head accepted (a longer one is answered 431).
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// Serve `app` on `listener` until `shutdown`, then wait for requests in flight.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_HEAD_BYTES);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, typically: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+        let app = app.clone();
+        let service = TowerToHyperService::new(tower::service_fn(
+            move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                app.clone().oneshot(req)
+            },
+        ));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "http connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
