@@ -143,10 +143,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let token = shutdown.clone();
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "confer listening");
     let task = tokio::spawn(async move {
-        let requests = serve::serve(listener, app, token);
-        if tokio::time::timeout(grace, requests).await.is_err() {
-            tracing::warn!("requests still running after the shutdown grace period");
-        }
+        serve::serve(listener, app, token, grace).await;
         tracker.close();
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the shutdown grace period");

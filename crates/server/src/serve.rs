@@ -7,8 +7,9 @@
 //! - TCP_NODELAY on every accepted socket: without it, Nagle's algorithm meeting the
 //!   peer's delayed ACK stalls request/answer traffic ~40 ms.
 //! - `ConnectInfo<SocketAddr>` on every request, for the doors' logs and sessions.
-//! - On shutdown: stop accepting, then let requests in flight finish (the caller bounds
-//!   the wait; upgraded connections are the doors' business: they watch the same token).
+//! - On shutdown: stop accepting, then let requests in flight finish, for at most the
+//!   grace period (upgraded connections are the doors' business: they watch the same
+//!   token).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,8 +28,14 @@ use tower::ServiceExt;
 /// The largest request head accepted (a longer one is answered 431).
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 
-/// Serve `app` on `listener` until `shutdown`, then wait for requests in flight.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
+/// Serve `app` on `listener` until `shutdown`, then wait up to `grace` for requests in
+/// flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
@@ -64,5 +71,10 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after the shutdown grace period");
+    }
 }

@@ -58,3 +58,13 @@ async fn an_oversized_request_head_is_refused_and_the_server_goes_on() {
     let (status, body) = server.http("GET", "/healthz", &[], "").await;
     assert_eq!((status, body.as_str()), (200, "ok"));
 }
+
+#[tokio::test]
+async fn the_server_keeps_serving_past_its_shutdown_grace_period() {
+    // The grace period bounds the wait at shutdown only; it must not start at startup.
+    let server = TestServer::start_with(|c| c.shutdown_grace_ms = 50).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, body) = server.http("GET", "/healthz", &[], "").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (_admin, _) = server.login("admin", ADMIN_PASSWORD).await;
+}
