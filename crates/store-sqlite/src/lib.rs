@@ -104,17 +104,26 @@ impl Storage for SqliteStore {
     }
 }
 
+/// WAL pages after which a commit also checkpoints (SQLite's default is 1,000). Each
+/// message rewrites a few index pages that later messages rewrite again; the longer the
+/// WAL runs between checkpoints, the more of those copies one checkpoint collapses into
+/// one. The checkpoint was 27% of the writer's time at the default; at 10,000 (a WAL of
+/// up to ~40 MB) `cargo bench -p confer-store-sqlite --bench append` goes from ~25,000 to
+/// ~30,000 durable appends/s.
+const WAL_CHECKPOINT_PAGES: u32 = 10_000;
+
 /// Statements kept prepared per connection (see [`exec`]).
 const STATEMENT_CACHE: usize = 64;
 
 fn configure(conn: &Connection) -> StoreResult<()> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;",
-    )
+         PRAGMA busy_timeout = 5000;
+         PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES};"
+    ))
     .map_err(backend)
 }
 
