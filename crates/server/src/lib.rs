@@ -141,9 +141,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .layer(chat_layer);
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let token = shutdown.clone();
+    let read_buffer = config.http_read_buffer_bytes;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "confer listening");
     let task = tokio::spawn(async move {
-        serve::serve(listener, app, token, grace).await;
+        serve::serve(listener, app, read_buffer, token, grace).await;
         tracker.close();
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the shutdown grace period");

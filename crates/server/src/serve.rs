@@ -1,9 +1,10 @@
 //! The HTTP accept loop: hyper, as `axum::serve` runs it, with settings axum does not
 //! expose.
 //!
-//! - hyper's request read buffer is capped at [`MAX_HEAD_BYTES`]. Its default grows to
-//!   16 KiB, and engineioxide keeps that buffer alive for every Socket.IO connection's
-//!   whole life (valgrind massif on idle sockets: the largest single item).
+//! - hyper's read buffer is capped (`http_read_buffer_bytes`, 8 KiB by default). Its
+//!   default grows to 16 KiB and more, and engineioxide keeps that buffer alive for every
+//!   Socket.IO connection's whole life (valgrind massif on idle sockets: the largest
+//!   single item). The cost: uploads are read in chunks that small.
 //! - TCP_NODELAY on every accepted socket: without it, Nagle's algorithm meeting the
 //!   peer's delayed ACK stalls request/answer traffic ~40 ms.
 //! - `ConnectInfo<SocketAddr>` on every request, for the doors' logs and sessions.
@@ -25,19 +26,22 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// The largest request head accepted (a longer one is answered 431).
-pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// hyper refuses a smaller read buffer.
+const MIN_READ_BUFFER: usize = 8 * 1024;
 
 /// Serve `app` on `listener` until `shutdown`, then wait up to `grace` for requests in
-/// flight.
+/// flight. `read_buffer` caps each connection's read buffer, and so its request head.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    read_buffer: usize,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http1()
+        .max_buf_size(read_buffer.max(MIN_READ_BUFFER));
     let graceful = GracefulShutdown::new();
     loop {
         let (tcp, peer) = tokio::select! {
