@@ -6,43 +6,51 @@
 //! `{session}`; the server answers with the `login` event (0 ok, 2 expired, 7 conflict).
 //!
 //! ## Layout
-//! - [`session`]: connecting (authentication, `login`), the per-socket state, the pump that
-//!   turns core deliveries into emitted events, disconnecting.
+//! - [`sio`]: Socket.IO and Engine.IO themselves: the wire format, the WebSocket and
+//!   long-polling transports, the HTTP side at `/socket.io/`.
+//! - [`session`]: one socket's life as one task: connecting (authentication, `login`),
+//!   client events run as commands, core deliveries pushed as events, the heartbeat, the
+//!   end.
 //! - [`cmd`]: the client events by area, each parsing its arguments, calling the core and
 //!   answering through the ack with `{result, …}`.
 //! - [`args`]: the three argument forms, ids as numbers or strings, documented misspellings.
 //! - [`render`]: groups, messages, calls and statuses as this door shows them.
 //! - [`codes`]: result codes and the one mapping from core errors.
 //!
-//! socketioxide drops a payload it cannot deserialize, so every handler takes the raw
-//! value and parses it here: a client always gets an ack with a result code.
+//! Bad input never goes unanswered: an event with an ack always gets `{result, message}`,
+//! whatever its arguments were.
 
 pub mod args;
 pub mod cmd;
 pub mod codes;
 pub mod render;
 pub mod session;
+pub mod sio;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use confer_core::Core;
-use socketioxide::handler::ConnectHandler;
-use socketioxide::layer::SocketIoLayer;
-use socketioxide::SocketIo;
 use tokio_util::sync::CancellationToken;
 
 /// The door's limits (from the binary's config).
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Deliveries waiting for one socket; when full, the socket is cut.
+    /// Deliveries waiting for one socket; when full, the socket is cut. Also the most
+    /// packets that may wait for a long-polling client's next GET.
     pub outbound_queue: usize,
     /// Requests per second a socket may make, sustained.
     pub rate_per_sec: u32,
     /// Requests a socket may make in a burst.
     pub rate_burst: u32,
-    /// Largest Socket.IO payload accepted (bytes).
-    pub max_payload: u64,
+    /// Largest Socket.IO message or polling body accepted (bytes).
+    pub max_payload: usize,
+    /// How often the server pings each socket, and how long it waits for the pong.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// A write that takes longer ends the socket.
+    pub write_timeout: Duration,
 }
 
 /// What every socket of the door shares.
@@ -51,15 +59,22 @@ pub struct ChatApi {
     pub settings: Settings,
     /// Cancelled at shutdown: sockets are disconnected.
     pub shutdown: CancellationToken,
+    /// The long-polling sockets.
+    pub engine: sio::Engine,
 }
 
-/// The Socket.IO layer to mount on the HTTP router (it serves `/socket.io/`).
-pub fn layer(door: Arc<ChatApi>) -> (SocketIoLayer, SocketIo) {
-    let (layer, io) = SocketIo::builder()
-        .max_payload(door.settings.max_payload)
-        .ping_interval(Duration::from_secs(25))
-        .with_state(door)
-        .build_layer();
-    io.ns("/data", session::on_connect.with(session::authenticate));
-    (layer, io)
+impl ChatApi {
+    pub fn new(core: Arc<Core>, settings: Settings, shutdown: CancellationToken) -> Arc<ChatApi> {
+        Arc::new(ChatApi {
+            core,
+            settings,
+            shutdown,
+            engine: sio::Engine::default(),
+        })
+    }
+}
+
+/// The door's routes (`/socket.io/`).
+pub fn router(door: Arc<ChatApi>) -> Router {
+    sio::router(door)
 }

@@ -1,42 +1,90 @@
-//! A Chat API socket's life: authentication (a connect middleware, so it finishes before
-//! the client may emit anything), the `login` event, the pump from the core's deliveries
-//! to emitted events, and the end.
+//! A Chat API socket's life, as one task: the namespace CONNECT and authentication, the
+//! `login` event, client events run as commands (several at once, each answered through
+//! its ack), the core's deliveries pushed as events, the heartbeat, and the end.
+//!
+//! Everything a socket does happens in this task, so its packets leave in the order they
+//! are made and its state needs no lock. Deliveries wait in the session's bounded mailbox;
+//! when it fills (the client stopped reading) the core cancels `overflow` and the socket
+//! is cut, so a slow client never holds up anybody else.
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::ConnectInfo;
+use axum::body::Bytes;
+use axum::extract::ws::Utf8Bytes;
 use confer_core::bus::{Delivery, Mailbox, RemoteError, SessionInfo};
 use confer_core::event::DoorSlot;
-use confer_core::Principal;
-use serde_json::value::RawValue;
+use confer_core::{Event, Principal};
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
-use socketioxide::extract::{SocketRef, State, TryData};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::codes::{CONFLICT, OK, SESSION_EXPIRED};
+use crate::codes::{CONFLICT, INVALID_PARAMETERS, OK, SESSION_EXPIRED};
+use crate::sio::packet::{self, EnginePacket, SioKind, NAMESPACE};
+use crate::sio::transport::{Input, Link};
 use crate::{cmd, render, ChatApi};
 
-/// A logged-in socket's state, kept in the socket's extensions.
+/// tungstenite's read buffer per WebSocket: it lives as long as the socket, so it is
+/// small; larger messages are read in several steps.
+pub const WS_READ_BUFFER: usize = 4096;
+/// Commands one socket may have running; beyond it, its next packets wait to be read.
+const MAX_IN_FLIGHT: usize = 32;
+/// Deliveries written in one go when several are waiting.
+const DRAIN_BATCH: usize = 64;
+/// A socket that has not connected the namespace by then is closed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
+
+/// A logged-in socket's identity, shared with the commands it runs.
 pub struct ChatSession {
     pub who: Principal,
     pub info: SessionInfo,
-    /// Token bucket for rate limiting: (tokens, last refill). A std `Mutex`: held for a
-    /// few instructions, never across `.await`.
-    bucket: Mutex<(f64, Instant)>,
 }
 
-impl ChatSession {
+/// What the socket keeps of the HTTP request that opened it. Only this is copied out:
+/// holding the request itself would keep hyper's whole read buffer alive per socket.
+pub struct Hello {
+    pub sid: String,
+    pub query_token: Option<String>,
+    pub header_token: Option<String>,
+    pub remote: String,
+}
+
+/// The Engine.IO open packet for a new socket.
+pub fn open_packet(door: &ChatApi, sid: &str, upgrade: bool) -> String {
+    let s = &door.settings;
+    packet::open(
+        sid,
+        upgrade,
+        s.ping_interval.as_millis(),
+        s.ping_timeout.as_millis(),
+        s.max_payload,
+    )
+}
+
+/// Token bucket for rate limiting: tokens and the last refill.
+struct RateBucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl RateBucket {
     /// Take one request from the bucket; `false` when the socket is over its rate.
-    pub fn allow(&self, per_sec: u32, burst: u32) -> bool {
-        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let refill = now.duration_since(b.1).as_secs_f64() * f64::from(per_sec);
-        b.0 = (b.0 + refill).min(f64::from(burst));
-        b.1 = now;
-        if b.0 >= 1.0 {
-            b.0 -= 1.0;
+    fn allow(&mut self, per_sec: u32, burst: u32) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(per_sec);
+        self.tokens = (self.tokens + refill).min(f64::from(burst));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
             true
         } else {
             false
@@ -44,162 +92,377 @@ impl ChatSession {
     }
 }
 
-/// What authentication left for the connect handler.
-#[derive(Clone)]
-enum Auth {
-    Ok(Arc<ChatSession>, Arc<PumpInput>),
-    Failed,
+/// How a socket ends: whether the server says DISCONNECT first, and the close code.
+struct Ending {
+    disconnect: bool,
+    close: Option<(u16, &'static str)>,
 }
 
-/// The receiving side of the session's mailbox, handed from the middleware to the pump.
-struct PumpInput {
-    rx: Mutex<Option<mpsc::Receiver<Delivery>>>,
-    overflow: CancellationToken,
+impl Ending {
+    /// The server ends the namespace session and closes the transport.
+    fn server(code: u16, reason: &'static str) -> Ending {
+        Ending {
+            disconnect: true,
+            close: Some((code, reason)),
+        }
+    }
+
+    /// The client went; close what is left of the transport.
+    fn client(close: Option<(u16, &'static str)>) -> Ending {
+        Ending {
+            disconnect: false,
+            close,
+        }
+    }
 }
 
-/// The token from query `session`, header `Session`, or the auth payload `{session}`.
-fn token_of(s: &SocketRef, auth: Option<Value>) -> Option<String> {
-    let parts = s.req_parts();
-    let from_query = parts.uri.query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("session=").map(str::to_string))
+type Step = Result<(), Ending>;
+type Running = Pin<Box<dyn Future<Output = Option<Utf8Bytes>> + Send>>;
+
+struct Socket {
+    door: Arc<ChatApi>,
+    link: Link,
+    hello: Hello,
+    /// Set once the namespace is connected and the token was good.
+    session: Option<Arc<ChatSession>>,
+    deliveries: Option<mpsc::Receiver<Delivery>>,
+    overflow: Option<CancellationToken>,
+    /// Commands running, each giving its ack packet (if the client asked for one).
+    running: FuturesUnordered<Running>,
+    /// Packets made in this turn of the loop, written together at its end.
+    out: Vec<Utf8Bytes>,
+    bucket: RateBucket,
+    /// A pong arrived since the last look.
+    ponged: bool,
+}
+
+/// Run a socket until it ends.
+pub async fn run(door: Arc<ChatApi>, link: Link, hello: Hello) {
+    let bucket = RateBucket {
+        tokens: f64::from(door.settings.rate_burst),
+        at: std::time::Instant::now(),
+    };
+    let mut socket = Socket {
+        door,
+        link,
+        hello,
+        session: None,
+        deliveries: None,
+        overflow: None,
+        running: FuturesUnordered::new(),
+        out: Vec::new(),
+        bucket,
+        ponged: false,
+    };
+    let ending = socket.serve().await;
+    socket.finish(ending).await;
+}
+
+/// Resolves when `token` is cancelled; never without one.
+async fn cancelled(token: &Option<CancellationToken>) {
+    match token {
+        Some(t) => t.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv(rx: &mut Option<mpsc::Receiver<Delivery>>) -> Option<Delivery> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The event's packet on this door, made once for all its recipients ("" when the Chat
+/// API does not show it).
+fn event_packet(event: &Event) -> Option<Utf8Bytes> {
+    let text = event.rendered(DoorSlot::ChatApi, |e| {
+        render::push(e).map_or_else(String::new, |(name, v)| {
+            packet::event(&name, &v.to_string())
+        })
     });
-    let from_header = parts
-        .headers
-        .get("session")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let from_auth = auth.and_then(|a| a.get("session").and_then(Value::as_str).map(str::to_string));
-    from_auth
-        .or(from_query)
-        .or(from_header)
-        .filter(|t| !t.is_empty())
+    if text.is_empty() {
+        return None;
+    }
+    // The shared text itself becomes the frame's bytes: no copy per recipient.
+    struct Shared(Arc<str>);
+    impl AsRef<[u8]> for Shared {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    Utf8Bytes::try_from(Bytes::from_owner(Shared(text))).ok()
 }
 
-/// Connect middleware: authenticate and open the core session. It never refuses the
-/// connection; a failure is told with `login {result: 2}` by the handler.
-pub async fn authenticate(
-    s: SocketRef,
-    State(door): State<Arc<ChatApi>>,
-    TryData(auth): TryData<Value>,
-) -> Result<(), std::convert::Infallible> {
-    let outcome = match token_of(&s, auth.ok()) {
-        None => Auth::Failed,
-        Some(token) => match door.core.authenticate_token(None, &token).await {
-            Err(_) => Auth::Failed,
-            Ok(who) => {
-                let (mailbox, rx, overflow) = Mailbox::bounded(door.settings.outbound_queue);
-                let remote = s
-                    .req_parts()
-                    .extensions
-                    .get::<ConnectInfo<std::net::SocketAddr>>()
-                    .map_or_else(|| "unknown".to_string(), |c| c.0.to_string());
-                match door
-                    .core
-                    .open_chat_session(&who, &token, remote, mailbox)
-                    .await
-                {
-                    Ok(info) => Auth::Ok(
-                        Arc::new(ChatSession {
-                            who,
-                            info,
-                            bucket: Mutex::new((
-                                f64::from(door.settings.rate_burst),
-                                Instant::now(),
-                            )),
-                        }),
-                        Arc::new(PumpInput {
-                            rx: Mutex::new(Some(rx)),
-                            overflow,
-                        }),
-                    ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "chat session not opened");
-                        Auth::Failed
+impl Socket {
+    async fn serve(&mut self) -> Ending {
+        let door = self.door.clone();
+        let settings = &door.settings;
+        let heartbeat = tokio::time::sleep(settings.ping_interval);
+        tokio::pin!(heartbeat);
+        let mut ping_out = false;
+        let connect_by = tokio::time::sleep(CONNECT_TIMEOUT);
+        tokio::pin!(connect_by);
+        loop {
+            let step: Step = tokio::select! {
+                _ = door.shutdown.cancelled() => Err(Ending::server(CLOSE_GOING_AWAY, "server shutting down")),
+                _ = cancelled(&self.overflow) => {
+                    door.core.metrics().slow_consumer_cut();
+                    Err(Ending::server(CLOSE_POLICY, "outbound queue full: client too slow"))
+                }
+                input = self.link.next(), if self.running.len() < MAX_IN_FLIGHT => self.on_input(input).await,
+                Some(delivery) = recv(&mut self.deliveries) => self.on_deliveries(delivery),
+                Some(ack) = self.running.next(), if !self.running.is_empty() => {
+                    self.out.extend(ack);
+                    Ok(())
+                }
+                _ = &mut heartbeat => {
+                    if ping_out {
+                        Err(Ending::client(Some((CLOSE_POLICY, "ping timeout"))))
+                    } else {
+                        ping_out = true;
+                        heartbeat.as_mut().reset(Instant::now() + settings.ping_timeout);
+                        self.out.push(Utf8Bytes::from_static("2"));
+                        Ok(())
                     }
                 }
+                _ = &mut connect_by, if self.session.is_none() => {
+                    Err(Ending::client(Some((CLOSE_POLICY, "no namespace connect in time"))))
+                }
+            };
+            if std::mem::take(&mut self.ponged) && ping_out {
+                ping_out = false;
+                heartbeat
+                    .as_mut()
+                    .reset(Instant::now() + settings.ping_interval);
             }
-        },
-    };
-    s.extensions.insert(outcome);
-    Ok(())
-}
-
-/// Connect handler: registers the event handlers at once, then says `login`.
-pub async fn on_connect(s: SocketRef, State(door): State<Arc<ChatApi>>) {
-    let Some(Auth::Ok(session, input)) = s.extensions.get::<Auth>() else {
-        let _ = s.emit("login", &json!({"result": SESSION_EXPIRED}));
-        let _ = s.disconnect();
-        return;
-    };
-    door.core.metrics().connection_opened(crate::cmd::DOOR);
-    s.extensions.insert(session.clone());
-    cmd::register(&s);
-    s.on_disconnect(async |s: SocketRef, State(door): State<Arc<ChatApi>>| {
-        if let Some(session) = s.extensions.get::<Arc<ChatSession>>() {
-            door.core.close_chat_session(&session.info).await;
-            door.core.metrics().connection_closed(crate::cmd::DOOR);
+            if let Err(ending) = step {
+                return ending;
+            }
+            if !self.flush().await {
+                return Ending::client(None);
+            }
         }
-    });
-    let rx = input.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(rx) = rx {
-        tokio::spawn(pump(s.clone(), door.clone(), rx, input.overflow.clone()));
     }
-    let _ = s.emit(
-        "login",
-        &json!({"result": OK, "uin": session.who.uin.0.to_string()}),
-    );
-}
 
-/// Emit what the core delivers to this socket until it ends.
-async fn pump(
-    s: SocketRef,
-    door: Arc<ChatApi>,
-    mut rx: mpsc::Receiver<Delivery>,
-    overflow: CancellationToken,
-) {
-    loop {
-        let delivery = tokio::select! {
-            _ = door.shutdown.cancelled() => break,
-            _ = overflow.cancelled() => {
-                door.core.metrics().slow_consumer_cut();
-                break;
+    /// Write what this turn made. `false` when the client cannot take it.
+    async fn flush(&mut self) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let s = &self.door.settings;
+        if self
+            .link
+            .send(&mut self.out, s.outbound_queue, s.write_timeout)
+            .await
+        {
+            return true;
+        }
+        if self.session.is_some() {
+            self.door.core.metrics().slow_consumer_cut();
+        }
+        false
+    }
+
+    async fn finish(mut self, ending: Ending) {
+        if ending.disconnect {
+            self.out.push(Utf8Bytes::from_static(packet::DISCONNECT));
+            let _ = self.flush().await;
+        }
+        let polling = matches!(self.link, Link::Poll(..));
+        self.link
+            .close(ending.close, self.door.settings.write_timeout)
+            .await;
+        if polling {
+            // The client's last GET still finds the close packet; then the sid goes.
+            let door = self.door.clone();
+            let sid = std::mem::take(&mut self.hello.sid);
+            tokio::spawn(async move {
+                tokio::time::sleep(door.settings.ping_timeout).await;
+                door.engine.forget(&sid);
+            });
+        }
+        // Commands still running are dropped with the socket: nobody is left to answer.
+        drop(self.running);
+        if let Some(session) = self.session.take() {
+            self.door.core.close_chat_session(&session.info).await;
+            self.door.core.metrics().connection_closed(cmd::DOOR);
+        }
+    }
+
+    async fn on_input(&mut self, input: Input) -> Step {
+        match input {
+            Input::Text(text) => self.on_engine(text.as_str()).await,
+            Input::Upgraded(ws) => {
+                self.link.upgrade(ws, &mut self.out);
+                self.door.engine.forget(&self.hello.sid);
+                Ok(())
             }
-            d = rx.recv() => match d {
-                Some(d) => d,
-                None => return,
+            Input::Skip => Ok(()),
+            Input::Closed(close) => Err(Ending::client(close)),
+        }
+    }
+
+    async fn on_engine(&mut self, text: &str) -> Step {
+        match packet::parse_engine(text) {
+            Some(EnginePacket::Pong) => {
+                self.ponged = true;
+                Ok(())
+            }
+            Some(EnginePacket::Ping(data)) => {
+                self.out.push(format!("3{data}").into());
+                Ok(())
+            }
+            Some(EnginePacket::Message(m)) => self.on_sio(m).await,
+            Some(EnginePacket::Close) => Err(Ending::client(Some((CLOSE_NORMAL, "")))),
+            Some(EnginePacket::Upgrade | EnginePacket::Noop) => Ok(()),
+            None => {
+                tracing::debug!(len = text.len(), "unknown engine.io packet ignored");
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_sio(&mut self, text: &str) -> Step {
+        let p = match packet::parse_sio(text) {
+            Ok(p) => p,
+            Err(why) => {
+                tracing::debug!(why, "malformed socket.io packet ignored");
+                return Ok(());
+            }
+        };
+        if p.ns != NAMESPACE {
+            if p.kind == SioKind::Connect {
+                self.out
+                    .push(packet::connect_error(p.ns, "Invalid namespace").into());
+            }
+            return Ok(());
+        }
+        match p.kind {
+            SioKind::Connect => self.connect(p.data).await,
+            SioKind::Disconnect => Err(Ending::client(Some((CLOSE_NORMAL, "")))),
+            SioKind::Event => {
+                self.event(p.id, p.data);
+                Ok(())
+            }
+            SioKind::BinaryEvent => {
+                // Its attachments follow as binary frames, which are skipped.
+                self.refuse(p.id, "binary payloads are not accepted");
+                Ok(())
+            }
+            SioKind::Ack | SioKind::BinaryAck | SioKind::ConnectError => Ok(()),
+        }
+    }
+
+    /// Answer an event that cannot run with `result: 1`, if the client asked for an ack.
+    fn refuse(&mut self, id: Option<u64>, why: &str) {
+        if let Some(id) = id {
+            let body = cmd::answer(Err(crate::codes::Failure::new(INVALID_PARAMETERS, why)));
+            self.out.push(packet::ack(id, &body).into());
+        }
+    }
+
+    fn emit(&mut self, name: &str, payload: &Value) {
+        self.out
+            .push(packet::event(name, &payload.to_string()).into());
+    }
+
+    /// The namespace CONNECT: authenticate with the token from the auth payload, the
+    /// query or the header, open the core session, and say `login`. A bad token still
+    /// connects, is told `login {result: 2}`, and is disconnected.
+    async fn connect(&mut self, auth: &str) -> Step {
+        if self.session.is_some() {
+            return Ok(());
+        }
+        let from_auth = serde_json::from_str::<Value>(auth)
+            .ok()
+            .and_then(|a| a.get("session").and_then(Value::as_str).map(str::to_string))
+            .filter(|t| !t.is_empty());
+        let token = from_auth
+            .or_else(|| self.hello.query_token.clone())
+            .or_else(|| self.hello.header_token.clone());
+        self.out.push(packet::connected(&self.hello.sid).into());
+        let door = self.door.clone();
+        let who = match token {
+            None => None,
+            Some(token) => match door.core.authenticate_token(None, &token).await {
+                Err(_) => None,
+                Ok(who) => {
+                    let (mailbox, rx, overflow) = Mailbox::bounded(door.settings.outbound_queue);
+                    match door
+                        .core
+                        .open_chat_session(&who, &token, self.hello.remote.clone(), mailbox)
+                        .await
+                    {
+                        Ok(info) => Some((who, info, rx, overflow)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "chat session not opened");
+                            None
+                        }
+                    }
+                }
             },
         };
+        let Some((who, info, rx, overflow)) = who else {
+            self.emit("login", &json!({"result": SESSION_EXPIRED}));
+            return Err(Ending::server(CLOSE_NORMAL, ""));
+        };
+        door.core.metrics().connection_opened(cmd::DOOR);
+        self.emit(
+            "login",
+            &json!({"result": OK, "uin": who.uin.0.to_string()}),
+        );
+        self.session = Some(Arc::new(ChatSession { who, info }));
+        self.deliveries = Some(rx);
+        self.overflow = Some(overflow);
+        Ok(())
+    }
+
+    /// A client event: runs beside the socket's other work; its ack goes out when done.
+    fn event(&mut self, id: Option<u64>, data: &str) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let (name, arg) = match packet::event_args(data) {
+            Ok(parsed) => parsed,
+            Err(why) => return self.refuse(id, why),
+        };
+        let s = &self.door.settings;
+        let allowed = self.bucket.allow(s.rate_per_sec, s.rate_burst);
+        let door = self.door.clone();
+        self.running.push(Box::pin(async move {
+            let body = cmd::handle(&door, &session, &name, arg, allowed).await;
+            id.map(|id| Utf8Bytes::from(packet::ack(id, &body)))
+        }));
+    }
+
+    /// A delivery, and whatever else is already waiting (up to a batch).
+    fn on_deliveries(&mut self, first: Delivery) -> Step {
+        self.on_delivery(first)?;
+        for _ in 1..DRAIN_BATCH {
+            let Some(rx) = self.deliveries.as_mut() else {
+                break;
+            };
+            match rx.try_recv() {
+                Ok(delivery) => self.on_delivery(delivery)?,
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn on_delivery(&mut self, delivery: Delivery) -> Step {
         match delivery {
             Delivery::Event { event, .. } => {
-                let Some(name) = event.kind.clone() else {
-                    continue;
-                };
-                // Rendered once per event for every recipient on this door.
-                let payload = event.rendered(DoorSlot::ChatApi, |e| {
-                    render::push(e).map_or_else(|| "null".to_string(), |(_, v)| v.to_string())
-                });
-                if &*payload == "null" {
-                    continue;
-                }
-                // Emitted as raw JSON: the rendered text is copied into each packet, never
-                // parsed or serialized again per recipient.
-                let Ok(raw) = serde_json::from_str::<&RawValue>(&payload) else {
-                    continue;
-                };
-                if let Err(e) = s.emit(name.as_str(), raw) {
-                    tracing::debug!(error = %e, %name, "chat emit failed; disconnecting");
-                    if s.connected() {
-                        door.core.metrics().slow_consumer_cut();
-                    }
-                    break;
-                }
+                self.out.extend(event_packet(&event));
+                Ok(())
             }
             Delivery::Request(req) => {
                 let _ = req.reply.send(Err(RemoteError {
                     code: 100006,
                     error: "chat sessions take no forwarded commands".into(),
                 }));
+                Ok(())
             }
             Delivery::Stop { code, .. } => {
                 let result = if code == confer_core::service::CONFLICT_STOP_CODE {
@@ -207,10 +470,9 @@ async fn pump(
                 } else {
                     SESSION_EXPIRED
                 };
-                let _ = s.emit("login", &json!({"result": result}));
-                break;
+                self.emit("login", &json!({ "result": result }));
+                Err(Ending::server(CLOSE_NORMAL, ""))
             }
         }
     }
-    let _ = s.disconnect();
 }

@@ -29,6 +29,10 @@ use confer_store_sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Engine.IO's usual heartbeat, which Socket.IO clients expect.
+const CHAT_PING_INTERVAL: Duration = Duration::from_secs(25);
+const CHAT_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub use config::Config;
 
 /// Build the core over the embedded backends described by `config`.
@@ -119,17 +123,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     });
-    let chat = Arc::new(confer_door_chat::ChatApi {
-        core: core.clone(),
-        settings: confer_door_chat::Settings {
+    let chat = confer_door_chat::ChatApi::new(
+        core.clone(),
+        confer_door_chat::Settings {
             outbound_queue: config.outbound_queue,
             rate_per_sec: config.chat_rate_per_sec,
             rate_burst: config.chat_rate_burst,
-            max_payload: config.max_frame_bytes as u64,
+            max_payload: config.max_frame_bytes,
+            ping_interval: CHAT_PING_INTERVAL,
+            ping_timeout: CHAT_PING_TIMEOUT,
+            write_timeout: Duration::from_millis(config.write_timeout_ms),
         },
-        shutdown: shutdown.clone(),
-    });
-    let (chat_layer, _io) = confer_door_chat::layer(chat);
+        shutdown.clone(),
+    );
     let files = Arc::new(confer_door_files::FilesApi {
         core: core.clone(),
         blobs: Arc::new(open_blobs(&config)?),
@@ -138,7 +144,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let app = confer_door_http::router(core.clone())
         .merge(confer_door_extapi::router(ext))
         .merge(confer_door_files::router(files))
-        .layer(chat_layer);
+        .merge(confer_door_chat::router(chat));
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let token = shutdown.clone();
     let read_buffer = config.http_read_buffer_bytes;

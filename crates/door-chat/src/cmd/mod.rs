@@ -1,6 +1,6 @@
 //! The client events, by area. Each handler parses its own arguments, calls the core and
-//! returns the ack's fields; [`register`] wires every name, [`answer`] turns the outcome
-//! into `{result, …}`.
+//! returns the ack's fields; [`handle`] runs one event by name, [`answer`] turns the
+//! outcome into `{result, …}`.
 //!
 //! - `tokens`: register/unregister_profile_token.
 //! - `groups`: create/update/leave/check/list_group, delete_conversation.
@@ -19,7 +19,6 @@ use std::sync::Arc;
 use confer_core::bus::SessionInfo;
 use confer_core::{Core, Principal, Uin};
 use serde_json::{Map, Value};
-use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 
 use crate::args::Args;
 use crate::codes::{Failure, FORBIDDEN, INVALID_PARAMETERS, OK, RATE_LIMITED, UNKNOWN_EVENT};
@@ -141,8 +140,8 @@ async fn dispatch(name: &str, ctx: &Ctx<'_>, args: Args) -> Outcome {
     }
 }
 
-/// Answer through the ack (if the client asked for one).
-fn answer(ack: AckSender, outcome: Outcome) {
+/// The ack's body for an outcome: `{result, …}`, with `message` on failure.
+pub fn answer(outcome: Outcome) -> String {
     let mut body = Map::new();
     match outcome {
         Ok(reply) => {
@@ -154,14 +153,19 @@ fn answer(ack: AckSender, outcome: Outcome) {
             body.insert("message".into(), Value::from(f.message));
         }
     }
-    let _ = ack.send(&Value::Object(body));
+    Value::Object(body).to_string()
 }
 
-async fn handle(name: &str, s: SocketRef, ack: AckSender, door: Arc<ChatApi>, data: Option<Value>) {
-    let Some(session) = s.extensions.get::<Arc<ChatSession>>() else {
-        return;
-    };
-    let outcome = if !session.allow(door.settings.rate_per_sec, door.settings.rate_burst) {
+/// Run one client event of a logged-in socket (`allowed`: within its rate), count it,
+/// and give the ack's body.
+pub async fn handle(
+    door: &ChatApi,
+    session: &ChatSession,
+    name: &str,
+    data: Option<Value>,
+    allowed: bool,
+) -> String {
+    let outcome = if !allowed {
         Err(Failure::new(RATE_LIMITED, "too many requests"))
     } else {
         match data.map(Args::parse) {
@@ -185,29 +189,5 @@ async fn handle(name: &str, s: SocketRef, ack: AckSender, door: Arc<ChatApi>, da
     door.core
         .metrics()
         .command(DOOR, label, matches!(&outcome, Ok(r) if r.code == OK));
-    answer(ack, outcome);
-}
-
-/// Wire every client event (and a fallback for unknown names) on a logged-in socket.
-pub fn register(s: &SocketRef) {
-    for name in EVENTS {
-        s.on(
-            *name,
-            async move |s: SocketRef,
-                        ack: AckSender,
-                        State(door): State<Arc<ChatApi>>,
-                        TryData(data): TryData<Value>| {
-                handle(name, s, ack, door, data.ok()).await;
-            },
-        );
-    }
-    s.on_fallback(
-        async |s: SocketRef,
-               Event(name): Event,
-               ack: AckSender,
-               State(door): State<Arc<ChatApi>>,
-               TryData(data): TryData<Value>| {
-            handle(&name, s, ack, door, data.ok()).await;
-        },
-    );
+    answer(outcome)
 }

@@ -1,0 +1,208 @@
+//! The two ways a socket's packets travel: one WebSocket, or HTTP long-polling (a GET
+//! waits for the server's packets, a POST brings the client's). The socket's task sees
+//! either through [`Link`]: the next packet in, a batch of packets out. A polling socket
+//! may become a WebSocket one mid-life (the Engine.IO upgrade); [`Link::upgrade`] moves
+//! it over without losing or reordering a packet.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::packet::SEPARATOR;
+
+/// What arrives for a socket.
+pub enum Input {
+    /// One Engine.IO text packet.
+    Text(Utf8Bytes),
+    /// The client finished upgrading its polling socket to this WebSocket.
+    Upgraded(Box<WebSocket>),
+    /// Nothing for the socket (a WebSocket ping, a binary frame).
+    Skip,
+    /// The transport ended; with the close code and reason to send, if one is due.
+    Closed(Option<(u16, &'static str)>),
+}
+
+/// RFC 6455: the message was larger than the server accepts.
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// A long-polling socket's HTTP side, shared by its task and its GET and POST requests.
+pub struct Poll {
+    /// Packets waiting for the client's next GET.
+    outbox: Mutex<VecDeque<Utf8Bytes>>,
+    ready: Notify,
+    /// A GET is waiting: Engine.IO allows one at a time.
+    getting: AtomicBool,
+    /// The client's packets (POSTs) and its upgraded WebSocket, to the socket's task.
+    pub inbound: mpsc::Sender<Input>,
+    /// The socket ended or moved to a WebSocket: GETs stop waiting.
+    pub closed: CancellationToken,
+}
+
+/// Why a GET got no packets.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PollError {
+    /// Another GET is already waiting.
+    Overlap,
+}
+
+/// Packets a POST may bring before it waits for the socket's task to catch up.
+const INBOUND_QUEUE: usize = 16;
+
+impl Poll {
+    pub fn new() -> (Arc<Poll>, mpsc::Receiver<Input>) {
+        let (inbound, rx) = mpsc::channel(INBOUND_QUEUE);
+        let poll = Poll {
+            outbox: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            getting: AtomicBool::new(false),
+            inbound,
+            closed: CancellationToken::new(),
+        };
+        (Arc::new(poll), rx)
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, VecDeque<Utf8Bytes>> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A GET: wait until packets are waiting (the server pings often enough that this
+    /// never waits long), then take them all, joined as a polling body.
+    pub async fn take(&self) -> Result<String, PollError> {
+        if self.getting.swap(true, Ordering::AcqRel) {
+            return Err(PollError::Overlap);
+        }
+        let body = loop {
+            let notified = self.ready.notified();
+            {
+                let mut outbox = self.outbox();
+                if !outbox.is_empty() {
+                    let mut body = String::new();
+                    for (i, packet) in outbox.drain(..).enumerate() {
+                        if i > 0 {
+                            body.push(SEPARATOR);
+                        }
+                        body.push_str(packet.as_str());
+                    }
+                    break body;
+                }
+            }
+            if self.closed.is_cancelled() {
+                // The socket is gone: tell the client to close.
+                break "1".to_string();
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.closed.cancelled() => {}
+            }
+        };
+        self.getting.store(false, Ordering::Release);
+        Ok(body)
+    }
+
+    fn push(&self, packets: &mut Vec<Utf8Bytes>, limit: usize) -> bool {
+        let mut outbox = self.outbox();
+        if outbox.len() + packets.len() > limit {
+            return false;
+        }
+        outbox.extend(packets.drain(..));
+        drop(outbox);
+        self.ready.notify_one();
+        true
+    }
+}
+
+/// How a socket's task reaches its client.
+pub enum Link {
+    Ws(Box<WebSocket>),
+    Poll(Arc<Poll>, mpsc::Receiver<Input>),
+}
+
+impl Link {
+    /// The next thing for the socket. Cancel-safe: nothing is lost if another branch of
+    /// the caller's `select!` wins.
+    pub async fn next(&mut self) -> Input {
+        match self {
+            Link::Ws(ws) => match ws.next().await {
+                Some(Ok(Message::Text(text))) => Input::Text(text),
+                Some(Ok(Message::Close(_))) | None => Input::Closed(None),
+                Some(Ok(_)) => Input::Skip,
+                Some(Err(e)) => {
+                    let too_big =
+                        matches!(
+                            std::error::Error::source(&e).and_then(|s| {
+                                s.downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+                            }),
+                            Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+                        );
+                    tracing::debug!(error = %e, "chat websocket read failed");
+                    Input::Closed(too_big.then_some((CLOSE_TOO_BIG, "message too big")))
+                }
+            },
+            Link::Poll(_, rx) => rx.recv().await.unwrap_or(Input::Closed(None)),
+        }
+    }
+
+    /// Send `packets` (and empty it). `false` if the client cannot take them: the
+    /// WebSocket write timed out or failed, or too many wait for a poll (`limit`).
+    pub async fn send(
+        &mut self,
+        packets: &mut Vec<Utf8Bytes>,
+        limit: usize,
+        timeout: Duration,
+    ) -> bool {
+        match self {
+            Link::Ws(ws) => {
+                let write = async {
+                    for packet in packets.drain(..) {
+                        ws.feed(Message::Text(packet)).await?;
+                    }
+                    ws.flush().await
+                };
+                matches!(tokio::time::timeout(timeout, write).await, Ok(Ok(())))
+            }
+            Link::Poll(poll, _) => poll.push(packets, limit),
+        }
+    }
+
+    /// Move to the WebSocket the client upgraded to. Packets still waiting for a poll go
+    /// over the WebSocket first (into `packets`, ahead of anything newer); the pending
+    /// GET, if any, is released with a noop, as Engine.IO asks.
+    pub fn upgrade(&mut self, ws: Box<WebSocket>, packets: &mut Vec<Utf8Bytes>) {
+        if let Link::Poll(poll, _) = self {
+            let waiting: Vec<Utf8Bytes> = {
+                let mut outbox = poll.outbox();
+                let waiting = outbox.drain(..).collect();
+                outbox.push_back(Utf8Bytes::from_static("6"));
+                waiting
+            };
+            packets.splice(0..0, waiting);
+            poll.ready.notify_one();
+            poll.closed.cancel();
+        }
+        *self = Link::Ws(ws);
+    }
+
+    /// End the transport: a close frame on a WebSocket, a close packet for the last poll.
+    pub async fn close(&mut self, code: Option<(u16, &'static str)>, timeout: Duration) {
+        match self {
+            Link::Ws(ws) => {
+                let frame = code.map(|(code, reason)| CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(reason),
+                });
+                let _ = tokio::time::timeout(timeout, ws.send(Message::Close(frame))).await;
+            }
+            Link::Poll(poll, _) => {
+                poll.outbox().push_back(Utf8Bytes::from_static("1"));
+                poll.ready.notify_one();
+                poll.closed.cancel();
+            }
+        }
+    }
+}
