@@ -32,7 +32,12 @@ struct ClassIndex {
 impl ClassIndex {
     fn slot(&mut self, obj_id: &Option<String>) -> &mut Vec<(SessionId, Subscription)> {
         match obj_id {
-            Some(obj) => self.by_obj.entry(obj.clone()).or_default(),
+            // Most objects (a session, a user) have one or two subscribers: a new list
+            // starts with room for one, not the four `Vec` would reserve on first push.
+            Some(obj) => self
+                .by_obj
+                .entry(obj.clone())
+                .or_insert_with(|| Vec::with_capacity(1)),
             None => &mut self.any_obj,
         }
     }
@@ -78,6 +83,9 @@ impl EventBus for LocalBus {
             .push((session.clone(), subscription.clone()));
         let mine = index.by_session.entry(session.clone()).or_default();
         mine.retain(|s| !s.same_pattern(&subscription));
+        // Grown one at a time: a session has a handful of subscriptions, held for its
+        // whole life, and subscribing is rare next to holding.
+        mine.reserve_exact(1);
         mine.push(subscription);
     }
 

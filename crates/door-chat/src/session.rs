@@ -31,7 +31,7 @@ use crate::{cmd, render, ChatApi};
 
 /// tungstenite's read buffer per WebSocket: it lives as long as the socket, so it is
 /// small; larger messages are read in several steps.
-pub const WS_READ_BUFFER: usize = 4096;
+pub const WS_READ_BUFFER: usize = 1024;
 /// Commands one socket may have running; beyond it, its next packets wait to be read.
 const MAX_IN_FLIGHT: usize = 32;
 /// Deliveries written in one go when several are waiting.
@@ -339,7 +339,9 @@ impl Socket {
             return Ok(());
         }
         match p.kind {
-            SioKind::Connect => self.connect(p.data).await,
+            // Boxed: authentication's state is large and needed once, so it does not
+            // become part of every idle socket's task.
+            SioKind::Connect => Box::pin(self.connect(p.data)).await,
             SioKind::Disconnect => Err(Ending::client(Some((CLOSE_NORMAL, "")))),
             SioKind::Event => {
                 self.event(p.id, p.data);

@@ -133,13 +133,12 @@ impl Link {
                 Some(Ok(Message::Close(_))) | None => Input::Closed(None),
                 Some(Ok(_)) => Input::Skip,
                 Some(Err(e)) => {
-                    let too_big =
-                        matches!(
-                            std::error::Error::source(&e).and_then(|s| {
-                                s.downcast_ref::<tokio_tungstenite::tungstenite::Error>()
-                            }),
-                            Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
-                        );
+                    let too_big = matches!(
+                        std::error::Error::source(&e).and_then(|s| {
+                            s.downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+                        }),
+                        Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+                    );
                     tracing::debug!(error = %e, "chat websocket read failed");
                     Input::Closed(too_big.then_some((CLOSE_TOO_BIG, "message too big")))
                 }
