@@ -70,11 +70,11 @@ config! {
     chat_rate_burst: u32 = 200;
     /// Largest attachment upload (bytes).
     max_upload_bytes: u64 = 100 * 1024 * 1024;
-    /// hyper's read buffer per HTTP connection (bytes, at least 8192); also the largest
-    /// request head (longer: 431). Socket.IO keeps it for each connection's life, so it
-    /// is small by default; a larger one uploads faster (BENCHMARKS.md: 8 KiB ~150 MB/s,
-    /// unlimited ~500 MB/s on loopback) at that much more memory per idle socket.
-    http_read_buffer_bytes: usize = 8 * 1024;
+    /// The most hyper's read buffer per HTTP connection may grow to (bytes, at least
+    /// 8192; hyper's own default): also the largest request head (longer: 431), and the
+    /// most an upload is read at once (BENCHMARKS.md: 8 KiB ~150 MB/s, this ~500 MB/s on
+    /// loopback). Upgraded connections do not keep it.
+    http_read_buffer_bytes: usize = 8192 + 4096 * 100;
     /// `attachments compress`: video bitrate given to FFmpeg (e.g. "1M").
     compress_video_bitrate: String = "1M".into();
     /// `attachments compress`: the largest video height kept (pixels).

@@ -1,10 +1,10 @@
 //! The HTTP accept loop: hyper, as `axum::serve` runs it, with settings axum does not
 //! expose.
 //!
-//! - hyper's read buffer is capped (`http_read_buffer_bytes`, 8 KiB by default). Its
-//!   default grows to 16 KiB and more, and engineioxide keeps that buffer alive for every
-//!   Socket.IO connection's whole life (valgrind massif on idle sockets: the largest
-//!   single item). The cost: uploads are read in chunks that small.
+//! - hyper's read buffer has a configurable cap (`http_read_buffer_bytes`, hyper's own
+//!   default unless set): also the largest request head. Anything that keeps a piece of
+//!   a request (a header value, the URI) keeps that whole buffer alive, which is why the
+//!   doors copy out what an upgraded connection needs and drop the request.
 //! - TCP_NODELAY on every accepted socket: without it, Nagle's algorithm meeting the
 //!   peer's delayed ACK stalls request/answer traffic ~40 ms.
 //! - `ConnectInfo<SocketAddr>` on every request, for the doors' logs and sessions.

@@ -49,7 +49,7 @@ async fn healthz_and_metrics_report_what_happened() {
 
 #[tokio::test]
 async fn an_oversized_request_head_is_refused_and_the_server_goes_on() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.http_read_buffer_bytes = 8 * 1024).await;
     let cookie = "c".repeat(12 * 1024);
     let (status, _) = server
         .http("GET", "/healthz", &[("Cookie", cookie.as_str())], "")
