@@ -135,8 +135,10 @@ async fn on_get(
             Some(poll) => match poll.take().await {
                 Ok(body) => text(body),
                 Err(_) => {
-                    // Engine.IO: a second concurrent GET is a protocol violation.
+                    // Engine.IO: a second concurrent GET is a protocol violation, and
+                    // ends the socket.
                     poll.closed.cancel();
+                    let _ = poll.inbound.try_send(Input::Closed(None));
                     refuse(3, "Bad request")
                 }
             },
@@ -149,7 +151,7 @@ async fn on_get(
                 .max_message_size(door.settings.max_payload)
                 .max_frame_size(door.settings.max_payload)
                 .read_buffer_size(session::WS_READ_BUFFER)
-                .write_buffer_size(16 * 1024);
+                .write_buffer_size(0);
             match sid {
                 None => {
                     let hello = hello(new_sid(), query, &headers, peer);
@@ -189,6 +191,7 @@ async fn upgrade(
     ws.send(Message::Text("3probe".into()))
         .await
         .map_err(|_| "probe answer failed")?;
+    poll.noop();
     expect(&mut ws, "5", timeout).await?;
     poll.inbound
         .send(Input::Upgraded(Box::new(ws)))

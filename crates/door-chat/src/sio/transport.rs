@@ -105,6 +105,15 @@ impl Poll {
         Ok(body)
     }
 
+    /// Release a waiting GET with a noop. During an upgrade the client sends `5` only once
+    /// its pending poll returns, so the server answers the probe and then this (as the
+    /// reference server does); were no GET waiting, the noop goes over the WebSocket,
+    /// harmlessly.
+    pub fn noop(&self) {
+        self.outbox().push_back(Utf8Bytes::from_static("6"));
+        self.ready.notify_one();
+    }
+
     fn push(&self, packets: &mut Vec<Utf8Bytes>, limit: usize) -> bool {
         let mut outbox = self.outbox();
         if outbox.len() + packets.len() > limit {
