@@ -5,9 +5,11 @@
 //! these traits assumes a session lives in this process; the core addresses sessions only
 //! by id, through [`SessionRegistry`], and events only through [`EventBus`].
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{Event, Json, Subscription};
@@ -50,10 +52,69 @@ pub struct RemoteError {
 ///
 /// A full queue means the client stopped reading: rather than block the sender (and with
 /// it everyone else the event goes to), the session is cut through `overflow`.
+///
+/// The queue is a plain `VecDeque` that allocates only while deliveries wait (a channel
+/// would reserve a block of slots up front): most sessions are idle most of the time,
+/// and every idle byte counts per connection.
 #[derive(Clone, Debug)]
 pub struct Mailbox {
-    tx: mpsc::Sender<Delivery>,
+    shared: Arc<MailboxShared>,
+}
+
+#[derive(Debug)]
+struct MailboxShared {
+    queue: Mutex<VecDeque<Delivery>>,
+    capacity: usize,
+    ready: Notify,
+    /// The receiver is gone.
+    closed: AtomicBool,
     overflow: CancellationToken,
+}
+
+impl MailboxShared {
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Delivery>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The receiving half: the connection's task reads its deliveries from here.
+#[derive(Debug)]
+pub struct MailboxReceiver {
+    shared: Arc<MailboxShared>,
+}
+
+/// A queue that grew past this while busy is given back once it drains.
+const KEEP_CAPACITY: usize = 64;
+
+impl MailboxReceiver {
+    /// The next delivery, waiting for one. Cancel-safe.
+    pub async fn recv(&mut self) -> Delivery {
+        loop {
+            if let Some(delivery) = self.try_recv() {
+                return delivery;
+            }
+            // `notify_one` keeps a permit when nobody waits, so a push between the check
+            // above and this wait is not missed.
+            self.shared.ready.notified().await;
+        }
+    }
+
+    /// The next delivery if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        let mut queue = self.shared.queue();
+        let delivery = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > KEEP_CAPACITY {
+            *queue = VecDeque::new();
+        }
+        delivery
+    }
+}
+
+impl Drop for MailboxReceiver {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.queue().clear();
+    }
 }
 
 /// Why a delivery did not reach a session's queue.
@@ -68,29 +129,41 @@ pub enum PushError {
 impl Mailbox {
     /// A mailbox with room for `capacity` deliveries, its receiver, and the token the
     /// connection watches for overflow.
-    pub fn bounded(capacity: usize) -> (Mailbox, mpsc::Receiver<Delivery>, CancellationToken) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    pub fn bounded(capacity: usize) -> (Mailbox, MailboxReceiver, CancellationToken) {
         let overflow = CancellationToken::new();
+        let shared = Arc::new(MailboxShared {
+            queue: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
+            overflow: overflow.clone(),
+        });
         (
             Mailbox {
-                tx,
-                overflow: overflow.clone(),
+                shared: shared.clone(),
             },
-            rx,
+            MailboxReceiver { shared },
             overflow,
         )
     }
 
     /// Queue without waiting. On a full queue the session is cut, never waited for.
     pub fn push(&self, delivery: Delivery) -> Result<(), PushError> {
-        match self.tx.try_send(delivery) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow.cancel();
-                Err(PushError::Full)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Closed),
+        let shared = &self.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(PushError::Closed);
         }
+        {
+            let mut queue = shared.queue();
+            if queue.len() >= shared.capacity {
+                drop(queue);
+                shared.overflow.cancel();
+                return Err(PushError::Full);
+            }
+            queue.push_back(delivery);
+        }
+        shared.ready.notify_one();
+        Ok(())
     }
 }
 
@@ -156,4 +229,63 @@ pub trait EventBus: Send + Sync {
     fn drop_session(&self, session: &SessionId);
     /// Deliver to every matching subscription; the number of deliveries queued.
     fn publish(&self, event: Event) -> usize;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stop(code: u64) -> Delivery {
+        Delivery::Stop {
+            code,
+            reason: String::new(),
+        }
+    }
+
+    fn code(d: Delivery) -> u64 {
+        match d {
+            Delivery::Stop { code, .. } => code,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_arrive_in_order_and_wake_the_receiver() {
+        let (mailbox, mut rx, _) = Mailbox::bounded(4);
+        let waiting = tokio::spawn(async move {
+            let first = code(rx.recv().await);
+            (first, code(rx.recv().await))
+        });
+        tokio::task::yield_now().await;
+        mailbox.push(stop(1)).unwrap();
+        mailbox.push(stop(2)).unwrap();
+        assert_eq!(waiting.await.unwrap(), (1, 2));
+    }
+
+    #[test]
+    fn a_full_mailbox_cuts_the_session_and_a_dropped_receiver_closes_it() {
+        let (mailbox, rx, overflow) = Mailbox::bounded(2);
+        mailbox.push(stop(1)).unwrap();
+        mailbox.push(stop(2)).unwrap();
+        assert!(!overflow.is_cancelled());
+        assert_eq!(mailbox.push(stop(3)), Err(PushError::Full));
+        assert!(overflow.is_cancelled());
+        drop(rx);
+        assert_eq!(mailbox.push(stop(4)), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn a_drained_mailbox_gives_back_what_a_burst_grew() {
+        let (mailbox, mut rx, _) = Mailbox::bounded(1000);
+        for i in 0..500 {
+            mailbox.push(stop(i)).unwrap();
+        }
+        let mut seen = 0;
+        while let Some(d) = rx.try_recv() {
+            assert_eq!(code(d), seen);
+            seen += 1;
+        }
+        assert_eq!(seen, 500);
+        assert_eq!(rx.shared.queue().capacity(), 0);
+    }
 }

@@ -14,13 +14,12 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
-use confer_core::bus::{Delivery, Mailbox, RemoteError, SessionInfo};
+use confer_core::bus::{Delivery, Mailbox, MailboxReceiver, RemoteError, SessionInfo};
 use confer_core::event::DoorSlot;
 use confer_core::{Event, Principal};
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -125,7 +124,7 @@ struct Socket {
     hello: Hello,
     /// Set once the namespace is connected and the token was good.
     session: Option<Arc<ChatSession>>,
-    deliveries: Option<mpsc::Receiver<Delivery>>,
+    deliveries: Option<MailboxReceiver>,
     overflow: Option<CancellationToken>,
     /// Commands running, each giving its ack packet (if the client asked for one).
     running: FuturesUnordered<Running>,
@@ -166,7 +165,7 @@ async fn cancelled(token: &Option<CancellationToken>) {
     }
 }
 
-async fn recv(rx: &mut Option<mpsc::Receiver<Delivery>>) -> Option<Delivery> {
+async fn recv(rx: &mut Option<MailboxReceiver>) -> Delivery {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -211,7 +210,7 @@ impl Socket {
                     Err(Ending::server(CLOSE_POLICY, "outbound queue full: client too slow"))
                 }
                 input = self.link.next(), if self.running.len() < MAX_IN_FLIGHT => self.on_input(input).await,
-                Some(delivery) = recv(&mut self.deliveries) => self.on_deliveries(delivery),
+                delivery = recv(&mut self.deliveries) => self.on_deliveries(delivery),
                 Some(ack) = self.running.next(), if !self.running.is_empty() => {
                     self.out.extend(ack);
                     Ok(())
@@ -446,8 +445,8 @@ impl Socket {
                 break;
             };
             match rx.try_recv() {
-                Ok(delivery) => self.on_delivery(delivery)?,
-                Err(_) => break,
+                Some(delivery) => self.on_delivery(delivery)?,
+                None => break,
             }
         }
         Ok(())

@@ -104,7 +104,7 @@ pub async fn run(door: Arc<ExtApi>, socket: WebSocket, remote: String) {
                 Some(Ok(_)) => Ok(()),
                 Some(Err(e)) => Err(Some(read_error(&e))),
             },
-            Some(delivery) = deliveries.recv() => conn.on_delivery(delivery).await,
+            delivery = deliveries.recv() => conn.on_delivery(delivery).await,
             Some((tid, answer)) = deferred_rx.recv() => conn.answer(tid, "core/session/cmd", *answer).await,
             _ = ping.tick() => {
                 let time = std::time::SystemTime::now()
