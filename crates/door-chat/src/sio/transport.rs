@@ -77,7 +77,16 @@ impl Poll {
         if self.getting.swap(true, Ordering::AcqRel) {
             return Err(PollError::Overlap);
         }
-        let body = loop {
+        // Cleared however the GET ends: hyper drops this future when the client hangs up
+        // mid-poll, and the next GET must not count as a second one.
+        struct Getting<'a>(&'a AtomicBool);
+        impl Drop for Getting<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _getting = Getting(&self.getting);
+        loop {
             let notified = self.ready.notified();
             {
                 let mut outbox = self.outbox();
@@ -89,20 +98,18 @@ impl Poll {
                         }
                         body.push_str(packet.as_str());
                     }
-                    break body;
+                    return Ok(body);
                 }
             }
             if self.closed.is_cancelled() {
                 // The socket is gone: tell the client to close.
-                break "1".to_string();
+                return Ok("1".to_string());
             }
             tokio::select! {
                 _ = notified => {}
                 _ = self.closed.cancelled() => {}
             }
-        };
-        self.getting.store(false, Ordering::Release);
-        Ok(body)
+        }
     }
 
     /// Release a waiting GET with a noop. During an upgrade the client sends `5` only once
@@ -212,5 +219,42 @@ impl Link {
                 poll.closed.cancel();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_poll_gets_waiting_packets_and_a_dropped_poll_does_not_block_the_next() {
+        let (poll, _rx) = Poll::new();
+        // A GET that the client abandons while it waits.
+        let abandoned = tokio::time::timeout(Duration::from_millis(20), poll.take()).await;
+        assert!(abandoned.is_err(), "nothing was waiting");
+        let mut packets = vec![
+            Utf8Bytes::from_static("2"),
+            Utf8Bytes::from_static("42/data,[\"x\"]"),
+        ];
+        assert!(poll.push(&mut packets, 10));
+        assert_eq!(poll.take().await, Ok("2\u{1e}42/data,[\"x\"]".to_string()));
+    }
+
+    #[tokio::test]
+    async fn two_polls_at_once_are_refused_and_a_full_outbox_is_refused() {
+        let (poll, _rx) = Poll::new();
+        let first = {
+            let poll = poll.clone();
+            tokio::spawn(async move { poll.take().await })
+        };
+        tokio::task::yield_now().await;
+        while !poll.getting.load(Ordering::Acquire) {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(poll.take().await, Err(PollError::Overlap));
+        let mut three = vec![Utf8Bytes::from_static("6"); 3];
+        assert!(!poll.push(&mut three, 2), "over the limit");
+        poll.noop();
+        assert_eq!(first.await.unwrap(), Ok("6".to_string()));
     }
 }
