@@ -14,14 +14,14 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use confer_core::bus::{Delivery, Mailbox, RemoteError};
 use confer_core::event::DoorSlot;
 use confer_core::{EventBody, Json};
-use futures_util::stream::SplitSink;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::args::Args;
-use crate::cmd::{Command, ConnState, Ctx, DeferredAnswer, Reply, DOOR};
+use crate::cmd::{Command, ConnState, Ctx, Deferred, Reply, DOOR};
 use crate::error::{CmdError, SYNTAX_ERROR};
 use crate::frame::{self, Incoming, Request};
 use crate::render;
@@ -40,18 +40,16 @@ enum Pending {
     Forwarded(oneshot::Sender<Result<Option<Json>, RemoteError>>),
 }
 
-/// Answers to deferred commands waiting to be written.
-const DEFERRED_QUEUE: usize = 64;
-
 struct Conn {
     door: Arc<ExtApi>,
-    sink: SplitSink<WebSocket, Message>,
+    ws: Box<WebSocket>,
     state: ConnState,
     next_tid: u64,
     pending: HashMap<u64, (Pending, Instant)>,
     /// The same deadlines, ordered, to find the next one to expire.
     deadlines: BTreeSet<(Instant, u64)>,
-    deferred_tx: mpsc::Sender<DeferredAnswer>,
+    /// Commands that answer later (a forwarded `session cmd`), run beside the rest.
+    deferred: FuturesUnordered<Deferred>,
 }
 
 /// Why the loop ended, and what to tell the client.
@@ -60,15 +58,24 @@ struct Ending {
     reason: &'static str,
 }
 
-pub async fn run(door: Arc<ExtApi>, socket: WebSocket, remote: String) {
+/// Serve one connection until it ends.
+pub fn run(
+    door: Arc<ExtApi>,
+    socket: WebSocket,
+    remote: String,
+) -> impl std::future::Future<Output = ()> {
+    // The socket moves to the heap at once: an `async fn` keeps its arguments' room in
+    // the task for the connection's whole life, wherever they are moved to.
+    serve(door, Box::new(socket), remote)
+}
+
+async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, remote: String) {
     let metrics = door.core.metrics().clone();
     metrics.connection_opened(DOOR);
     let (mailbox, mut deliveries, overflow) = Mailbox::bounded(door.settings.outbound_queue);
-    let (deferred_tx, mut deferred_rx) = mpsc::channel(DEFERRED_QUEUE);
-    let (sink, mut stream) = socket.split();
     let shutdown = door.shutdown.clone();
     let mut conn = Conn {
-        sink,
+        ws,
         state: ConnState {
             remote,
             login: None,
@@ -78,7 +85,7 @@ pub async fn run(door: Arc<ExtApi>, socket: WebSocket, remote: String) {
         next_tid: 1,
         pending: HashMap::new(),
         deadlines: BTreeSet::new(),
-        deferred_tx,
+        deferred: FuturesUnordered::new(),
         door,
     };
     let period = conn.door.settings.ping_interval;
@@ -92,7 +99,7 @@ pub async fn run(door: Arc<ExtApi>, socket: WebSocket, remote: String) {
                 metrics.slow_consumer_cut();
                 Err(Some(Ending { code: CLOSE_POLICY, reason: "outbound queue full: client too slow" }))
             }
-            incoming = stream.next() => match incoming {
+            incoming = conn.ws.next() => match incoming {
                 None | Some(Ok(Message::Close(_))) => Err(None),
                 // Boxed: a command's state lives on the heap only while it runs, instead of
                 // making every idle connection's task as large as the largest command.
@@ -105,7 +112,9 @@ pub async fn run(door: Arc<ExtApi>, socket: WebSocket, remote: String) {
                 Some(Err(e)) => Err(Some(read_error(&e))),
             },
             delivery = deliveries.recv() => conn.on_delivery(delivery).await,
-            Some((tid, answer)) = deferred_rx.recv() => conn.answer(tid, "core/session/cmd", *answer).await,
+            Some((tid, answer)) = conn.deferred.next(), if !conn.deferred.is_empty() => {
+                conn.answer(tid, "core/session/cmd", answer).await
+            }
             _ = ping.tick() => {
                 let time = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -130,7 +139,7 @@ pub async fn run(door: Arc<ExtApi>, socket: WebSocket, remote: String) {
             code: ending.code,
             reason: Utf8Bytes::from_static(ending.reason),
         }));
-        let _ = tokio::time::timeout(conn.door.settings.write_timeout, conn.sink.send(close)).await;
+        let _ = tokio::time::timeout(conn.door.settings.write_timeout, conn.ws.send(close)).await;
     }
     if let Some(login) = conn.state.login.take() {
         conn.door.core.close_session(&login.session).await;
@@ -166,7 +175,7 @@ type Step = Result<(), Option<Ending>>;
 
 impl Conn {
     async fn send(&mut self, text: String) -> Step {
-        let write = self.sink.send(Message::Text(text.into()));
+        let write = self.ws.send(Message::Text(text.into()));
         match tokio::time::timeout(self.door.settings.write_timeout, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(None),
@@ -217,7 +226,7 @@ impl Conn {
         let mut ctx = Ctx {
             core: &self.door.core,
             state: &mut self.state,
-            deferred: &self.deferred_tx,
+            deferred: &mut self.deferred,
             tid: req.tid,
         };
         let reply = cmd.apply(&mut ctx).await?;

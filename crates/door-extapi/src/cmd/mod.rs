@@ -24,12 +24,14 @@ mod user_login;
 pub use user_login::DOOR;
 mod user_send_event;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use confer_core::bus::{Mailbox, SessionInfo};
 use confer_core::{Core, Json, Principal};
+use futures_util::stream::FuturesUnordered;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 
 use crate::args::Args;
 use crate::error::{CmdError, NOT_AUTHENTICATED, UNKNOWN_COMMAND};
@@ -38,15 +40,18 @@ use crate::error::{CmdError, NOT_AUTHENTICATED, UNKNOWN_COMMAND};
 pub enum Reply {
     /// Answer now with this data (`None`: no data).
     Data(Option<Value>),
-    /// The command answers later through the connection's deferred channel.
+    /// The command answers later: it left a [`Deferred`] in the context.
     Deferred,
 }
 
 pub type CmdResult = Result<Reply, CmdError>;
 
 /// An answer that a command produces after it returned: (tid, result).
-/// Boxed: the channel's slots are allocated with the connection, deferred answers are rare.
-pub type DeferredAnswer = (u64, Box<Result<Option<Value>, CmdError>>);
+pub type DeferredAnswer = (u64, Result<Option<Value>, CmdError>);
+
+/// The rest of a command that answers later, polled by its connection beside its other
+/// work (no task or channel of its own: deferred answers are rare, connections many).
+pub type Deferred = Pin<Box<dyn Future<Output = DeferredAnswer> + Send>>;
 
 /// A connection's login state, changed only by `login`.
 pub struct ConnState {
@@ -67,8 +72,8 @@ pub struct LoggedIn {
 pub struct Ctx<'a> {
     pub core: &'a Arc<Core>,
     pub state: &'a mut ConnState,
-    /// Where commands that answer later send their answer.
-    pub deferred: &'a mpsc::Sender<DeferredAnswer>,
+    /// Where commands that answer later leave the rest of their work.
+    pub deferred: &'a mut FuturesUnordered<Deferred>,
     pub tid: u64,
 }
 

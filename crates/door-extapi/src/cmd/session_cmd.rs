@@ -1,8 +1,9 @@
 //! `core/session/cmd {session_id, class, subclass?, cmd, data?}`: forward a request to
 //! another session and relay its answer (ok or error) under the caller's tid.
 //!
-//! The wait runs as its own task, so the caller's connection keeps serving other frames
-//! (including, when a session calls itself, the forwarded request).
+//! The wait is left with the connection, which polls it beside its other work, so it
+//! keeps serving other frames meanwhile (including, when a session calls itself, the
+//! forwarded request).
 
 use confer_core::{Json, SessionId};
 
@@ -36,9 +37,8 @@ impl SessionCmd {
     pub fn apply(self, ctx: &mut Ctx<'_>) -> CmdResult {
         ctx.logged_in()?;
         let core = ctx.core.clone();
-        let deferred = ctx.deferred.clone();
         let tid = ctx.tid;
-        tokio::spawn(async move {
+        ctx.deferred.push(Box::pin(async move {
             let answer = core
                 .forward_command(
                     &self.session_id,
@@ -50,9 +50,8 @@ impl SessionCmd {
                 .await
                 .map(|data| data.as_ref().map(json_value).filter(|v| !v.is_null()))
                 .map_err(CmdError::from);
-            // The caller may have gone meanwhile; then nobody needs the answer.
-            let _ = deferred.send((tid, Box::new(answer))).await;
-        });
+            (tid, answer)
+        }));
         Ok(Reply::Deferred)
     }
 }
