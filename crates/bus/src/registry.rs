@@ -17,10 +17,27 @@ pub struct LocalRegistry {
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<SessionId, (SessionInfo, Mailbox)>,
-    by_user: HashMap<String, BTreeSet<SessionId>>,
-    by_uin: HashMap<Uin, BTreeSet<SessionId>>,
+    by_user: HashMap<String, SessionList>,
+    by_uin: HashMap<Uin, SessionList>,
     rooms: HashMap<GroupId, BTreeMap<SessionId, RoomMember>>,
     rooms_of: HashMap<SessionId, BTreeSet<GroupId>>,
+}
+
+/// A user's sessions, in the order they came. A `Vec`, not a set: a user has one or two
+/// sessions, and a set's first node costs every session ~280 bytes.
+type SessionList = Vec<SessionId>;
+
+fn add(list: &mut SessionList, id: &SessionId) {
+    if !list.contains(id) {
+        list.reserve_exact(1);
+        list.push(id.clone());
+    }
+}
+
+/// Take `id` out; `true` when the list is left empty.
+fn take(list: &mut SessionList, id: &SessionId) -> bool {
+    list.retain(|s| s != id);
+    list.is_empty()
 }
 
 impl LocalRegistry {
@@ -41,7 +58,7 @@ impl LocalRegistry {
 
 impl Inner {
     /// The records of the sessions named in an index entry (none when it is absent).
-    fn infos(&self, ids: Option<&BTreeSet<SessionId>>) -> Vec<SessionInfo> {
+    fn infos(&self, ids: Option<&SessionList>) -> Vec<SessionInfo> {
         ids.into_iter()
             .flatten()
             .filter_map(|id| self.sessions.get(id).map(|(info, _)| info.clone()))
@@ -55,16 +72,11 @@ impl SessionRegistry for LocalRegistry {
         if inner.sessions.contains_key(&info.session_id) {
             return false;
         }
-        inner
-            .by_user
-            .entry(info.user.clone())
-            .or_default()
-            .insert(info.session_id.clone());
-        inner
-            .by_uin
-            .entry(info.uin)
-            .or_default()
-            .insert(info.session_id.clone());
+        add(
+            inner.by_user.entry(info.user.clone()).or_default(),
+            &info.session_id,
+        );
+        add(inner.by_uin.entry(info.uin).or_default(), &info.session_id);
         inner
             .sessions
             .insert(info.session_id.clone(), (info, mailbox));
@@ -76,17 +88,19 @@ impl SessionRegistry for LocalRegistry {
         let Some((info, _)) = inner.sessions.remove(session) else {
             return;
         };
-        if let Some(set) = inner.by_user.get_mut(&info.user) {
-            set.remove(session);
-            if set.is_empty() {
-                inner.by_user.remove(&info.user);
-            }
+        if inner
+            .by_user
+            .get_mut(&info.user)
+            .is_some_and(|list| take(list, session))
+        {
+            inner.by_user.remove(&info.user);
         }
-        if let Some(set) = inner.by_uin.get_mut(&info.uin) {
-            set.remove(session);
-            if set.is_empty() {
-                inner.by_uin.remove(&info.uin);
-            }
+        if inner
+            .by_uin
+            .get_mut(&info.uin)
+            .is_some_and(|list| take(list, session))
+        {
+            inner.by_uin.remove(&info.uin);
         }
         for room in inner.rooms_of.remove(session).unwrap_or_default() {
             if let Some(members) = inner.rooms.get_mut(&room) {
