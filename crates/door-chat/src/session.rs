@@ -29,8 +29,9 @@ use crate::sio::transport::{Input, Link};
 use crate::{cmd, render, ChatApi};
 
 /// tungstenite's read buffer per WebSocket: it lives as long as the socket, so it is
-/// small; larger messages are read in several steps.
-pub const WS_READ_BUFFER: usize = 1024;
+/// small; larger messages are read in several steps (512-byte reads; most events are
+/// smaller).
+pub const WS_READ_BUFFER: usize = 512;
 /// Commands one socket may have running; beyond it, its next packets wait to be read.
 const MAX_IN_FLIGHT: usize = 32;
 /// Deliveries written in one go when several are waiting.

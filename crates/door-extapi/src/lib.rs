@@ -79,11 +79,11 @@ async fn upgrade(
     let max = door.settings.max_frame_bytes;
     // Small socket buffers: tungstenite's 128 KiB defaults would cost every idle
     // connection a quarter of a megabyte. The read buffer lives as long as the
-    // connection, so it is 1 KiB (larger frames are read in several steps); each frame
+    // connection, so it is 512 bytes (larger frames are read in several steps); each frame
     // is flushed as it is sent anyway.
     ws.max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let tracker = door.tracker.clone();
