@@ -181,7 +181,8 @@ mod tests {
         confer_core::bus::MailboxReceiver,
         CancellationToken,
     ) {
-        let (mailbox, rx, overflow) = Mailbox::bounded(capacity);
+        let overflow = CancellationToken::new();
+        let (mailbox, rx) = Mailbox::bounded(capacity, overflow.clone());
         let sid = SessionId(id.into());
         assert!(registry.register(
             SessionInfo {

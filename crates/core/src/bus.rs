@@ -127,23 +127,23 @@ pub enum PushError {
 }
 
 impl Mailbox {
-    /// A mailbox with room for `capacity` deliveries, its receiver, and the token the
-    /// connection watches for overflow.
-    pub fn bounded(capacity: usize) -> (Mailbox, MailboxReceiver, CancellationToken) {
-        let overflow = CancellationToken::new();
+    /// A mailbox with room for `capacity` deliveries, and its receiver. `cut` is cancelled
+    /// when the queue overflows; a connection passes a child of the server's shutdown
+    /// token, so that one token it watches tells it of both (no shared token polled by
+    /// every connection on every wake-up).
+    pub fn bounded(capacity: usize, cut: CancellationToken) -> (Mailbox, MailboxReceiver) {
         let shared = Arc::new(MailboxShared {
             queue: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
             ready: Notify::new(),
             closed: AtomicBool::new(false),
-            overflow: overflow.clone(),
+            overflow: cut,
         });
         (
             Mailbox {
                 shared: shared.clone(),
             },
             MailboxReceiver { shared },
-            overflow,
         )
     }
 
@@ -251,7 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn deliveries_arrive_in_order_and_wake_the_receiver() {
-        let (mailbox, mut rx, _) = Mailbox::bounded(4);
+        let (mailbox, mut rx) = Mailbox::bounded(4, CancellationToken::new());
         let waiting = tokio::spawn(async move {
             let first = code(rx.recv().await);
             (first, code(rx.recv().await))
@@ -264,7 +264,8 @@ mod tests {
 
     #[test]
     fn a_full_mailbox_cuts_the_session_and_a_dropped_receiver_closes_it() {
-        let (mailbox, rx, overflow) = Mailbox::bounded(2);
+        let overflow = CancellationToken::new();
+        let (mailbox, rx) = Mailbox::bounded(2, overflow.clone());
         mailbox.push(stop(1)).unwrap();
         mailbox.push(stop(2)).unwrap();
         assert!(!overflow.is_cancelled());
@@ -276,7 +277,7 @@ mod tests {
 
     #[test]
     fn a_drained_mailbox_gives_back_what_a_burst_grew() {
-        let (mailbox, mut rx, _) = Mailbox::bounded(1000);
+        let (mailbox, mut rx) = Mailbox::bounded(1000, CancellationToken::new());
         for i in 0..500 {
             mailbox.push(stop(i)).unwrap();
         }

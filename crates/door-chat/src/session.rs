@@ -126,7 +126,9 @@ struct Socket {
     /// Set once the namespace is connected and the token was good.
     session: Option<Arc<ChatSession>>,
     deliveries: Option<MailboxReceiver>,
-    overflow: Option<CancellationToken>,
+    /// Cancelled when the socket must end: at shutdown, and once logged in also when
+    /// its mailbox overflows (a child of the shutdown token, cancelled by the mailbox).
+    cut: CancellationToken,
     /// Commands running, each giving its ack packet (if the client asked for one).
     running: FuturesUnordered<Running>,
     /// Packets made in this turn of the loop, written together at its end.
@@ -143,12 +145,12 @@ pub async fn run(door: Arc<ChatApi>, link: Link, hello: Hello) {
         at: std::time::Instant::now(),
     };
     let mut socket = Socket {
+        cut: door.shutdown.clone(),
         door,
         link,
         hello,
         session: None,
         deliveries: None,
-        overflow: None,
         running: FuturesUnordered::new(),
         out: Vec::new(),
         bucket,
@@ -156,14 +158,6 @@ pub async fn run(door: Arc<ChatApi>, link: Link, hello: Hello) {
     };
     let ending = socket.serve().await;
     socket.finish(ending).await;
-}
-
-/// Resolves when `token` is cancelled; never without one.
-async fn cancelled(token: &Option<CancellationToken>) {
-    match token {
-        Some(t) => t.cancelled().await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn recv(rx: &mut Option<MailboxReceiver>) -> Delivery {
@@ -205,11 +199,12 @@ impl Socket {
         tokio::pin!(connect_by);
         loop {
             let step: Step = tokio::select! {
-                _ = door.shutdown.cancelled() => Err(Ending::server(CLOSE_GOING_AWAY, "server shutting down")),
-                _ = cancelled(&self.overflow) => {
+                _ = self.cut.cancelled() => if door.shutdown.is_cancelled() {
+                    Err(Ending::server(CLOSE_GOING_AWAY, "server shutting down"))
+                } else {
                     door.core.metrics().slow_consumer_cut();
                     Err(Ending::server(CLOSE_POLICY, "outbound queue full: client too slow"))
-                }
+                },
                 input = self.link.next(), if self.running.len() < MAX_IN_FLIGHT => self.on_input(input).await,
                 delivery = recv(&mut self.deliveries) => self.on_deliveries(delivery),
                 Some(ack) = self.running.next(), if !self.running.is_empty() => {
@@ -390,13 +385,14 @@ impl Socket {
             Some(token) => match door.core.authenticate_token(None, &token).await {
                 Err(_) => None,
                 Ok(who) => {
-                    let (mailbox, rx, overflow) = Mailbox::bounded(door.settings.outbound_queue);
+                    let cut = door.shutdown.child_token();
+                    let (mailbox, rx) = Mailbox::bounded(door.settings.outbound_queue, cut.clone());
                     match door
                         .core
                         .open_chat_session(&who, &token, self.hello.remote.clone(), mailbox)
                         .await
                     {
-                        Ok(info) => Some((who, info, rx, overflow)),
+                        Ok(info) => Some((who, info, rx, cut)),
                         Err(e) => {
                             tracing::warn!(error = %e, "chat session not opened");
                             None
@@ -405,7 +401,7 @@ impl Socket {
                 }
             },
         };
-        let Some((who, info, rx, overflow)) = who else {
+        let Some((who, info, rx, cut)) = who else {
             self.emit("login", &json!({"result": SESSION_EXPIRED}));
             return Err(Ending::server(CLOSE_NORMAL, ""));
         };
@@ -416,7 +412,7 @@ impl Socket {
         );
         self.session = Some(Arc::new(ChatSession { who, info }));
         self.deliveries = Some(rx);
-        self.overflow = Some(overflow);
+        self.cut = cut;
         Ok(())
     }
 

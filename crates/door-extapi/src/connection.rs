@@ -72,8 +72,10 @@ pub fn run(
 async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, remote: String) {
     let metrics = door.core.metrics().clone();
     metrics.connection_opened(DOOR);
-    let (mailbox, mut deliveries, overflow) = Mailbox::bounded(door.settings.outbound_queue);
-    let shutdown = door.shutdown.clone();
+    // One token for both ways the server ends a connection: shutdown (its parent) and
+    // overflow (the mailbox cancels it).
+    let cut = door.shutdown.child_token();
+    let (mailbox, mut deliveries) = Mailbox::bounded(door.settings.outbound_queue, cut.clone());
     let mut conn = Conn {
         ws,
         state: ConnState {
@@ -94,11 +96,12 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, remote: String) {
     let ending: Option<Ending> = loop {
         let deadline = conn.deadlines.first().map(|(at, _)| *at);
         let step = tokio::select! {
-            _ = shutdown.cancelled() => Err(Some(Ending { code: CLOSE_GOING_AWAY, reason: "server shutting down" })),
-            _ = overflow.cancelled() => {
+            _ = cut.cancelled() => if conn.door.shutdown.is_cancelled() {
+                Err(Some(Ending { code: CLOSE_GOING_AWAY, reason: "server shutting down" }))
+            } else {
                 metrics.slow_consumer_cut();
                 Err(Some(Ending { code: CLOSE_POLICY, reason: "outbound queue full: client too slow" }))
-            }
+            },
             incoming = conn.ws.next() => match incoming {
                 None | Some(Ok(Message::Close(_))) => Err(None),
                 // Boxed: a command's state lives on the heap only while it runs, instead of
