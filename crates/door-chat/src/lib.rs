@@ -33,6 +33,7 @@ use std::time::Duration;
 use axum::Router;
 use confer_core::Core;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The door's limits (from the binary's config).
 #[derive(Clone, Debug)]
@@ -61,15 +62,23 @@ pub struct ChatApi {
     pub shutdown: CancellationToken,
     /// The long-polling sockets.
     pub engine: sio::Engine,
+    /// Every socket's task, so that shutdown waits for sockets to close their sessions.
+    pub tracker: TaskTracker,
 }
 
 impl ChatApi {
-    pub fn new(core: Arc<Core>, settings: Settings, shutdown: CancellationToken) -> Arc<ChatApi> {
+    pub fn new(
+        core: Arc<Core>,
+        settings: Settings,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Arc<ChatApi> {
         Arc::new(ChatApi {
             core,
             settings,
             shutdown,
             engine: sio::Engine::default(),
+            tracker,
         })
     }
 }

@@ -139,7 +139,9 @@ struct Socket {
 }
 
 /// Run a socket until it ends.
-pub async fn run(door: Arc<ChatApi>, link: Link, hello: Hello) {
+pub fn run(door: Arc<ChatApi>, link: Link, hello: Hello) -> impl Future<Output = ()> {
+    // The socket is built before the future: an `async fn` would keep room for its
+    // arguments all the socket's life, beside the socket they were moved into.
     let bucket = RateBucket {
         tokens: f64::from(door.settings.rate_burst),
         at: std::time::Instant::now(),
@@ -156,8 +158,10 @@ pub async fn run(door: Arc<ChatApi>, link: Link, hello: Hello) {
         bucket,
         ponged: false,
     };
-    let ending = socket.serve().await;
-    socket.finish(ending).await;
+    async move {
+        let ending = socket.serve().await;
+        socket.finish(ending).await;
+    }
 }
 
 async fn recv(rx: &mut Option<MailboxReceiver>) -> Delivery {

@@ -135,6 +135,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             write_timeout: Duration::from_millis(config.write_timeout_ms),
         },
         shutdown.clone(),
+        tracker.clone(),
     );
     let files = Arc::new(confer_door_files::FilesApi {
         core: core.clone(),

@@ -127,7 +127,8 @@ async fn on_get(
             door.engine.table().insert(sid.clone(), poll.clone());
             let open = session::open_packet(&door, &sid, true);
             let hello = hello(sid, query, &headers, peer);
-            tokio::spawn(session::run(door, Link::Poll(poll, rx), hello));
+            let tracker = door.tracker.clone();
+            tokio::spawn(tracker.track_future(session::run(door, Link::Poll(poll, rx), hello)));
             text(open)
         }
         (Some("polling"), Some(sid)) => match door.engine.find(&sid) {
@@ -155,12 +156,18 @@ async fn on_get(
             match sid {
                 None => {
                     let hello = hello(new_sid(), query, &headers, peer);
-                    ws.on_upgrade(move |socket| async move {
+                    ws.on_upgrade(move |socket| {
+                        // Boxed before the task's future is made, so that the future does
+                        // not keep room for the socket itself all its life.
                         let mut link = Link::Ws(Box::new(socket));
-                        let mut open = vec![session::open_packet(&door, &hello.sid, false).into()];
-                        if link.send(&mut open, 1, door.settings.write_timeout).await {
-                            session::run(door, link, hello).await;
-                        }
+                        let tracker = door.tracker.clone();
+                        tracker.track_future(async move {
+                            let open = session::open_packet(&door, &hello.sid, false);
+                            let mut open = vec![open.into()];
+                            if link.send(&mut open, 1, door.settings.write_timeout).await {
+                                session::run(door, link, hello).await;
+                            }
+                        })
                     })
                 }
                 Some(sid) => match door.engine.find(&sid) {
