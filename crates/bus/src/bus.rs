@@ -183,7 +183,7 @@ mod tests {
     ) {
         let overflow = CancellationToken::new();
         let (mailbox, rx) = Mailbox::bounded(capacity, overflow.clone());
-        let sid = SessionId(id.into());
+        let sid = SessionId::new(id);
         assert!(registry.register(
             SessionInfo {
                 session_id: sid.clone(),

@@ -1,6 +1,7 @@
 //! Typed identifiers, so a user number can never be passed where a group id is expected.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A user's number: server-assigned unless given at creation. The configured admin is 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -11,13 +12,20 @@ pub struct Uin(pub u64);
 pub struct GroupId(pub u64);
 
 /// One connection's session id: client-chosen or a random UUID.
+///
+/// Shared, not copied: the registry and the bus index every session under its id several
+/// times, and each copy of a `String` would be an allocation per session.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SessionId(pub String);
+pub struct SessionId(Arc<str>);
 
 impl SessionId {
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        SessionId(id.into())
+    }
+
     /// A fresh random id (UUID v4: 122 random bits).
     pub fn random() -> Self {
-        SessionId(uuid::Uuid::new_v4().to_string())
+        SessionId::new(uuid::Uuid::new_v4().to_string())
     }
 
     pub fn as_str(&self) -> &str {

@@ -22,7 +22,7 @@ pub(crate) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         seq: row.get::<_, i64>(2)? as u64,
         sender: Uin(row.get::<_, i64>(3)? as u64),
         sender_login: row.get(4)?,
-        session_id: row.get::<_, Option<String>>(5)?.map(SessionId),
+        session_id: row.get::<_, Option<String>>(5)?.map(SessionId::new),
         kind: row.get::<_, i64>(6)? as u32,
         text: row.get(7)?,
         attachments: row.get(8)?,

@@ -64,7 +64,7 @@ impl Core {
             ("core", Some("user_event"), Some(user)) => user == caller.login,
             ("core", Some("session_event"), Some(session)) => self
                 .registry
-                .session(&SessionId(session.to_string()))
+                .session(&SessionId::new(session))
                 .is_some_and(|s| s.user == caller.login),
             ("media", Some("conf"), Some(conf_id)) => {
                 match self.resolve_conversation(conf_id).await {

@@ -35,7 +35,7 @@ impl Core {
             Some(id) if id.is_empty() || id.len() > MAX_SESSION_ID_LEN => {
                 return Err(CoreError::InvalidSessionId)
             }
-            Some(id) => SessionId(id),
+            Some(id) => SessionId::new(id),
             None => SessionId::random(),
         };
         let info = SessionInfo {
@@ -169,7 +169,7 @@ impl Core {
             "core",
             Some("session_event".into()),
             kind,
-            Some(target.0.clone()),
+            Some(target.to_string()),
             body,
         ));
         Ok(())

@@ -23,7 +23,12 @@ impl ConfGetInfo {
         let (conv, members) = ctx.core.conference_info(&me.who, &self.conf_id).await?;
         let members: Map<String, Value> = members
             .into_iter()
-            .map(|m| (m.session_id.0, json!({"role": m.role, "user_id": m.user})))
+            .map(|m| {
+                (
+                    m.session_id.to_string(),
+                    json!({"role": m.role, "user_id": m.user}),
+                )
+            })
             .collect();
         Ok(Reply::Data(Some(json!({
             "conf_id": conv.public_id(),

@@ -23,7 +23,7 @@ pub struct SessionCmd {
 impl SessionCmd {
     pub fn parse(args: &mut Args) -> Result<Self, CmdError> {
         Ok(SessionCmd {
-            session_id: SessionId(args.req_str("session_id")?),
+            session_id: SessionId::new(args.req_str("session_id")?),
             class: args.req_str("class")?,
             subclass: args.opt_str("subclass")?,
             cmd: args.req_str("cmd")?,

@@ -16,7 +16,7 @@ pub struct SessionSendEvent {
 impl SessionSendEvent {
     pub fn parse(args: &mut Args) -> Result<Self, CmdError> {
         Ok(SessionSendEvent {
-            session_id: SessionId(args.req_str("session_id")?),
+            session_id: SessionId::new(args.req_str("session_id")?),
             kind: args.pattern("type")?,
             body: body_arg(args, "body")?,
         })

@@ -14,7 +14,7 @@ pub struct SessionStop {
 impl SessionStop {
     pub fn parse(args: &mut Args) -> Result<Self, CmdError> {
         Ok(SessionStop {
-            session_id: SessionId(args.req_str("session_id")?),
+            session_id: SessionId::new(args.req_str("session_id")?),
         })
     }
 

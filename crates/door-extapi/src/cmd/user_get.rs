@@ -26,7 +26,7 @@ impl UserGet {
             .into_iter()
             .map(|s| {
                 (
-                    s.session_id.0,
+                    s.session_id.to_string(),
                     json!({"remote": s.remote, "type": s.door, "uin": s.uin.0}),
                 )
             })

@@ -15,7 +15,7 @@ impl UserList {
             .list_users(&me.who)
             .into_iter()
             .map(|(user, sessions)| {
-                let ids = sessions.into_iter().map(|s| Value::from(s.0)).collect();
+                let ids = sessions.iter().map(|s| Value::from(s.as_str())).collect();
                 (user, Value::Array(ids))
             })
             .collect();
