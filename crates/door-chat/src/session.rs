@@ -4,8 +4,9 @@
 //!
 //! Everything a socket does happens in this task, so its packets leave in the order they
 //! are made and its state needs no lock. Deliveries wait in the session's bounded mailbox;
-//! when it fills (the client stopped reading) the core cancels `overflow` and the socket
-//! is cut, so a slow client never holds up anybody else.
+//! when it fills (the client stopped reading) the mailbox cancels the socket's `cut` token
+//! and the socket is cut, so a slow client never holds up anybody else. A write that
+//! times out cuts it too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::codes::{CONFLICT, INVALID_PARAMETERS, OK, SESSION_EXPIRED};
 use crate::sio::packet::{self, EnginePacket, SioKind, NAMESPACE};
-use crate::sio::transport::{Input, Link};
+use crate::sio::transport::{Input, Link, SendError};
 use crate::{cmd, render, ChatApi};
 
 /// tungstenite's read buffer per WebSocket: it lives as long as the socket, so it is
@@ -250,17 +251,18 @@ impl Socket {
             return true;
         }
         let s = &self.door.settings;
-        if self
+        match self
             .link
             .send(&mut self.out, s.outbound_queue, s.write_timeout)
             .await
         {
-            return true;
+            Ok(()) => true,
+            Err(SendError::Gone) => false,
+            Err(SendError::Slow) => {
+                self.door.core.metrics().slow_consumer_cut();
+                false
+            }
         }
-        if self.session.is_some() {
-            self.door.core.metrics().slow_consumer_cut();
-        }
-        false
     }
 
     async fn finish(mut self, ending: Ending) {

@@ -164,7 +164,8 @@ async fn on_get(
                         tracker.track_future(async move {
                             let open = session::open_packet(&door, &hello.sid, false);
                             let mut open = vec![open.into()];
-                            if link.send(&mut open, 1, door.settings.write_timeout).await {
+                            let sent = link.send(&mut open, 1, door.settings.write_timeout).await;
+                            if sent.is_ok() {
                                 session::run(door, link, hello).await;
                             }
                         })

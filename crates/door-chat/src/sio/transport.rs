@@ -28,6 +28,15 @@ pub enum Input {
     Closed(Option<(u16, &'static str)>),
 }
 
+/// Why packets did not reach a client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// It does not read: a write timed out, or too many packets wait for its next poll.
+    Slow,
+    /// The connection is broken.
+    Gone,
+}
+
 /// RFC 6455: the message was larger than the server accepts.
 const CLOSE_TOO_BIG: u16 = 1009;
 
@@ -163,14 +172,13 @@ impl Link {
         }
     }
 
-    /// Send `packets` (and empty it). `false` if the client cannot take them: the
-    /// WebSocket write timed out or failed, or too many wait for a poll (`limit`).
+    /// Send `packets` (and empty it), or say why the client cannot take them.
     pub async fn send(
         &mut self,
         packets: &mut Vec<Utf8Bytes>,
         limit: usize,
         timeout: Duration,
-    ) -> bool {
+    ) -> Result<(), SendError> {
         match self {
             Link::Ws(ws) => {
                 let write = async {
@@ -179,9 +187,14 @@ impl Link {
                     }
                     ws.flush().await
                 };
-                matches!(tokio::time::timeout(timeout, write).await, Ok(Ok(())))
+                match tokio::time::timeout(timeout, write).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(SendError::Gone),
+                    Err(_) => Err(SendError::Slow),
+                }
             }
-            Link::Poll(poll, _) => poll.push(packets, limit),
+            Link::Poll(poll, _) if poll.push(packets, limit) => Ok(()),
+            Link::Poll(..) => Err(SendError::Slow),
         }
     }
 
