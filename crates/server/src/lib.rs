@@ -101,10 +101,35 @@ impl Running {
     }
 }
 
+/// Connections the kernel may hold for us before we accept them; it caps this at
+/// `net.core.somaxconn` (4,096 on most systems). tokio's default, 1,024, drops the SYNs of
+/// a reconnect storm, and a dropped SYN is retried only after 1, 3, 7 … seconds.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+async fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(listen).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("the address resolved to nothing")))
+}
+
 /// Bind, wire and serve in the background.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let core = build_core(&config)?;
-    let listener = tokio::net::TcpListener::bind(&config.listen)
+    let listener = bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
