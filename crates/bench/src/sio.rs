@@ -13,7 +13,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-type Acks = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+/// Calls waiting for their ack; `None` once the connection ended.
+type Acks = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Value>>>>>;
 
 pub struct Sio {
     out: mpsc::UnboundedSender<Message>,
@@ -62,7 +63,7 @@ impl Sio {
         sink.send(Message::Text(connect.into())).await?;
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         let (events_tx, events) = mpsc::unbounded_channel();
-        let acks: Acks = Arc::default();
+        let acks: Acks = Arc::new(Mutex::new(Some(HashMap::new())));
         tokio::spawn(async move {
             while let Some(m) = out_rx.recv().await {
                 if sink.send(m).await.is_err() {
@@ -106,7 +107,8 @@ impl Sio {
                         let waiter = acks_in
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .remove(&id);
+                            .as_mut()
+                            .and_then(|waiting| waiting.remove(&id));
                         if let Some(w) = waiter {
                             let _ = w.send(value);
                         }
@@ -114,6 +116,9 @@ impl Sio {
                     _ => {}
                 }
             }
+            // The connection ended: calls waiting for an ack fail now, and later calls at
+            // once, instead of waiting forever.
+            acks_in.lock().unwrap_or_else(|e| e.into_inner()).take();
         });
         Ok((
             Sio {
@@ -141,6 +146,8 @@ impl Sio {
         self.acks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .ok_or_else(|| anyhow!("connection closed"))?
             .insert(id, tx);
         let packet = format!("42{},{id}{}", self.ns, serde_json::json!([name, arg]));
         self.out
