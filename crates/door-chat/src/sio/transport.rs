@@ -126,7 +126,12 @@ impl Poll {
     /// reference server does); were no GET waiting, the noop goes over the WebSocket,
     /// harmlessly.
     pub fn noop(&self) {
-        self.outbox().push_back(Utf8Bytes::from_static("6"));
+        self.send_now("6");
+    }
+
+    /// Queue one Engine.IO packet of the server's own and wake a waiting GET.
+    fn send_now(&self, packet: &'static str) {
+        self.outbox().push_back(Utf8Bytes::from_static(packet));
         self.ready.notify_one();
     }
 
@@ -203,14 +208,9 @@ impl Link {
     /// GET, if any, is released with a noop, as Engine.IO asks.
     pub fn upgrade(&mut self, ws: Box<WebSocket>, packets: &mut Vec<Utf8Bytes>) {
         if let Link::Poll(poll, _) = self {
-            let waiting: Vec<Utf8Bytes> = {
-                let mut outbox = poll.outbox();
-                let waiting = outbox.drain(..).collect();
-                outbox.push_back(Utf8Bytes::from_static("6"));
-                waiting
-            };
+            let waiting: Vec<Utf8Bytes> = poll.outbox().drain(..).collect();
             packets.splice(0..0, waiting);
-            poll.ready.notify_one();
+            poll.noop();
             poll.closed.cancel();
         }
         *self = Link::Ws(ws);
@@ -227,8 +227,7 @@ impl Link {
                 let _ = tokio::time::timeout(timeout, ws.send(Message::Close(frame))).await;
             }
             Link::Poll(poll, _) => {
-                poll.outbox().push_back(Utf8Bytes::from_static("1"));
-                poll.ready.notify_one();
+                poll.send_now("1");
                 poll.closed.cancel();
             }
         }
