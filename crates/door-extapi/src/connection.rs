@@ -276,6 +276,12 @@ impl Conn {
             return;
         };
         self.deadlines.remove(&(at, tid));
+        if self.pending.is_empty() {
+            // Nothing in flight: give the tables' memory back. A connection spends most
+            // of its life idle between two pings, and a table keeps its capacity.
+            self.pending = HashMap::new();
+            self.deadlines = BTreeSet::new();
+        }
         if let Pending::Forwarded(reply) = pending {
             let relayed = result
                 .map(|data| data.map(|d| Json::from_validated(d.to_string())))
