@@ -199,32 +199,79 @@ impl MessageStore for SqliteStore {
         query: MessageQuery,
     ) -> StoreResult<Vec<Message>> {
         let group = to_sql_id(group.0)?;
-        let before = query
-            .before
-            .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
-            .unwrap_or(i64::MAX);
-        let after = query
-            .after
-            .map(|a| i64::try_from(a).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        let above_seq = i64::try_from(query.above_seq).unwrap_or(i64::MAX);
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
         let order = if query.oldest_first { "ASC" } else { "DESC" };
         self.read(move |conn| {
+            // The bounds are message ids; the group's index is by seq. Within a group ids
+            // and seqs grow together, so each id bound is the seq of the last message at
+            // or below it.
+            let mut low = i64::try_from(query.above_seq).unwrap_or(i64::MAX);
+            if let Some(after) = query.after {
+                low = low.max(seq_at_or_below(conn, group, after)?);
+            }
+            let high = match query.before {
+                Some(0) => 0,
+                Some(before) => seq_at_or_below(conn, group, before - 1)?,
+                None => i64::MAX,
+            };
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM messages
-                 WHERE group_id = ?1 AND message_id < ?2 AND message_id > ?3 AND seq > ?4
-                 ORDER BY message_id {order} LIMIT ?5 OFFSET ?6"
+                 WHERE group_id = ?1 AND seq > ?2 AND seq <= ?3
+                 ORDER BY seq {order} LIMIT ?4 OFFSET ?5"
             ))?;
-            let rows = stmt.query_map(
-                params![group, before, after, above_seq, limit, offset],
-                message_row,
-            )?;
+            let rows = stmt.query_map(params![group, low, high, limit, offset], message_row)?;
             rows.collect()
         })
         .await
     }
+}
+
+/// The seq of the group's last message whose id is at most `id` (0 if none).
+///
+/// Message ids grow across all groups and seqs grow within one, both assigned by the one
+/// writer in the same step, so within a group they rise together; and seqs have no gaps
+/// (messages are never removed, only marked deleted). So the answer is an id lookup when
+/// `id` is one of the group's messages (what clients send), else a binary search over
+/// seq `1..=last`, each step one lookup in the `(group_id, seq)` index.
+fn seq_at_or_below(conn: &Connection, group: i64, id: u64) -> rusqlite::Result<i64> {
+    let id = i64::try_from(id).unwrap_or(i64::MAX);
+    let exact: Option<i64> = query_row(
+        conn,
+        "SELECT seq FROM messages WHERE message_id = ?1 AND group_id = ?2",
+        params![id, group],
+        |r| r.get(0),
+    )
+    .optional()?;
+    if let Some(seq) = exact {
+        return Ok(seq);
+    }
+    let id_at = |seq: i64| -> rusqlite::Result<i64> {
+        query_row(
+            conn,
+            "SELECT message_id FROM messages WHERE group_id = ?1 AND seq = ?2",
+            params![group, seq],
+            |r| r.get(0),
+        )
+    };
+    // Invariant of the search: the message at `low` (0: none) has an id at most `id`;
+    // every seq above `high` has a larger id.
+    let mut low = 0;
+    let mut high: i64 = query_row(
+        conn,
+        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE group_id = ?1",
+        [group],
+        |r| r.get(0),
+    )?;
+    while low < high {
+        let mid = low + (high - low + 1) / 2;
+        if id_at(mid)? <= id {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    Ok(low)
 }
 
 fn by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Message>> {

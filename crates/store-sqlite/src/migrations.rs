@@ -115,6 +115,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (item_id, message_id)
     ) WITHOUT ROWID;
     CREATE INDEX message_attachments_by_group ON message_attachments(group_id);",
+    // 4: listing a group's messages uses the (group_id, seq) index alone (ids and seqs
+    // rise together within a group). A second index by id cost every appended message one
+    // more page written per commit: ~30% of the WAL's bytes.
+    "DROP INDEX messages_by_group_id;",
 ];
 
 /// Apply every migration the database has not seen, each in its own transaction.

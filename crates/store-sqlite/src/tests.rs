@@ -204,3 +204,57 @@ async fn reads_after_each_change_see_it_although_conversations_are_cached() {
         .unwrap();
     assert_eq!(store.last_seq(group).await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn listing_by_id_bounds_matches_ids_from_any_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (conference(&store, "a").await, conference(&store, "b").await);
+    // Interleaved, so each group's ids have holes that belong to the other group.
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let group = if i % 3 == 0 { b } else { a };
+        let m = store
+            .append_message(message(group, None, &format!("m{i}")))
+            .await
+            .unwrap()
+            .message;
+        ids.push((group, m.message_id));
+    }
+    let in_a: Vec<u64> = ids
+        .iter()
+        .filter(|(g, _)| *g == a)
+        .map(|&(_, id)| id)
+        .collect();
+    let list = |before: Option<u64>, after: Option<u64>, above_seq: u64, oldest_first: bool| {
+        let store = &store;
+        async move {
+            let query = confer_core::model::MessageQuery {
+                before,
+                after,
+                above_seq,
+                offset: 0,
+                limit: 100,
+                oldest_first,
+            };
+            let got = store.list_messages(a, query).await.unwrap();
+            got.iter().map(|m| m.message_id).collect::<Vec<u64>>()
+        }
+    };
+    let max = ids.iter().map(|&(_, id)| id).max().unwrap();
+    // Every bound, whether a message of this group, of the other one, or of none.
+    for bound in 0..=max + 2 {
+        let below: Vec<u64> = in_a.iter().copied().filter(|&id| id < bound).collect();
+        let above: Vec<u64> = in_a.iter().copied().filter(|&id| id > bound).collect();
+        assert_eq!(list(None, Some(bound), 0, true).await, above, "after {bound}");
+        let mut newest_first = below.clone();
+        newest_first.reverse();
+        assert_eq!(list(Some(bound), None, 0, false).await, newest_first, "before {bound}");
+    }
+    // Both bounds, and what the user cleared (seq 1..=5) hidden.
+    let (lo, hi) = (in_a[2], in_a[12]);
+    let between: Vec<u64> = in_a[5..12].to_vec();
+    assert_eq!(list(Some(hi), Some(lo), 5, true).await, between);
+    assert_eq!(list(Some(u64::MAX), Some(u64::MAX), 0, true).await, Vec::<u64>::new());
+    assert_eq!(list(Some(u64::MAX), None, 0, true).await, in_a);
+}
