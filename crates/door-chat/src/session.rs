@@ -19,7 +19,7 @@ use confer_core::bus::{Delivery, Mailbox, MailboxReceiver, RemoteError, SessionI
 use confer_core::event::DoorSlot;
 use confer_core::{Event, Principal};
 use futures_util::stream::FuturesUnordered;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,10 @@ pub const WS_READ_BUFFER: usize = 512;
 const MAX_IN_FLIGHT: usize = 32;
 /// Deliveries written in one go when several are waiting.
 const DRAIN_BATCH: usize = 64;
+/// Bytes of packets tungstenite gathers before it writes to the socket; each turn of a
+/// socket's loop ends with a flush, so this only bounds what one turn holds back. Its
+/// buffer keeps the largest size it reached, so it stays small.
+pub const WS_WRITE_BUFFER: usize = 4096;
 /// A socket that has not connected the namespace by then is closed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 
@@ -236,12 +240,25 @@ impl Socket {
                     .as_mut()
                     .reset(Instant::now() + settings.ping_interval);
             }
-            if let Err(ending) = step {
+            if let Err(ending) = step.and_then(|()| self.take_ready()) {
                 return ending;
             }
             if !self.flush().await {
                 return Ending::client(None);
             }
+        }
+    }
+
+    /// Take the answers and deliveries that are ready too, without waiting, so that they
+    /// leave in this turn's one write. A posted message's ack and its echo to the sender's
+    /// own socket become ready together: one write instead of two, on both ends.
+    fn take_ready(&mut self) -> Step {
+        while let Some(Some(ack)) = self.running.next().now_or_never() {
+            self.out.extend(ack);
+        }
+        match self.deliveries.as_mut().and_then(MailboxReceiver::try_recv) {
+            Some(delivery) => self.on_deliveries(delivery),
+            None => Ok(()),
         }
     }
 

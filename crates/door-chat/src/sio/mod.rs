@@ -152,7 +152,7 @@ async fn on_get(
                 .max_message_size(door.settings.max_payload)
                 .max_frame_size(door.settings.max_payload)
                 .read_buffer_size(session::WS_READ_BUFFER)
-                .write_buffer_size(0);
+                .write_buffer_size(session::WS_WRITE_BUFFER);
             match sid {
                 None => {
                     let hello = hello(new_sid(), query, &headers, peer);
