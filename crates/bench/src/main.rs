@@ -709,10 +709,11 @@ async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<R
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for (i, group) in groups.iter().enumerate() {
-        let (c, _events) = chat_connect(&ws, Some(&users[i * 2].1), source(i, cli.sources)).await?;
+        let (c, events) = chat_connect(&ws, Some(&users[i * 2].1), source(i, cli.sources)).await?;
+        // Senders read only their acks; their own echoes are dropped unread.
+        drop(events);
         let (acked, group) = (acked.clone(), *group);
         tasks.push(tokio::spawn(async move {
-            let _events = _events;
             let mut n = 0u64;
             while Instant::now() < end {
                 n += 1;

@@ -85,6 +85,8 @@ impl Sio {
                 let (kind, rest) = t.split_at(t.len().min(2));
                 let rest = rest.strip_prefix(prefix.as_str()).unwrap_or(rest);
                 match kind {
+                    // Nobody listens (ingest waits for acks only): not parsed at all.
+                    "42" if events_tx.is_closed() => {}
                     "42" => {
                         if let Ok(Value::Array(mut parts)) = serde_json::from_str::<Value>(rest) {
                             if parts.is_empty() {
