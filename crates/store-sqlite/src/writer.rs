@@ -23,12 +23,13 @@ pub const MAX_BATCH: usize = 512;
 /// When a batch has more than one write but fewer than [`LINGER_BELOW`], the writer waits
 /// [`LINGER`] once for more before it commits. Each commit costs an fsync and rewrites
 /// every page its writes touched, whatever their number; at a few thousand messages a
-/// second the batches stayed at ~5 writes (~1,100 commits/s), and the fixed cost of a
-/// commit was most of the writer's time. A lone write (a quiet server) commits at once.
-/// Measured with `confer-bench fanout --groups 100 --members 10 --rate 4000 --targets
-/// confer`: the server's CPU 0.68-0.72 -> 0.61 cores.
+/// second the batches stayed at ~5 writes (~750 commits/s), and the fixed cost of a
+/// commit (~150 us of CPU here) was most of the writer's time. A lone write (a quiet
+/// server) commits at once. `confer-bench fanout --groups 100 --members 10 --rate 4000
+/// --targets confer`, the server's CPU: 0.61-0.72 cores without waiting, 0.61 at 500 us,
+/// 0.55-0.58 at 1 ms, 0.52 at 2 ms; 1 ms adds ~0.6 ms to the median latency under load.
 const LINGER_BELOW: usize = 16;
-const LINGER: Duration = Duration::from_micros(500);
+const LINGER: Duration = Duration::from_millis(1);
 /// Jobs waiting for the writer; senders wait (asynchronously) when it is full.
 const QUEUE: usize = 4096;
 
