@@ -203,9 +203,15 @@ pub trait SessionRegistry: Send + Sync {
     fn all_sessions(&self) -> Vec<SessionInfo>;
     /// Queue a delivery for one session.
     fn deliver(&self, session: &SessionId, delivery: Delivery) -> Result<(), PushError>;
-    /// Queue `make()` for every session of `uin` that came through `door`; how many took
-    /// it. (One lookup per user, nothing copied: the hot path of group pushes.)
-    fn deliver_to_user(&self, uin: Uin, door: &str, make: &dyn Fn() -> Delivery) -> usize;
+    /// Queue `make()` for every session of each of `uins` that came through `door`; how
+    /// many took it. (One lookup per user, nothing copied, one pass for the whole group:
+    /// the hot path of group pushes.)
+    fn deliver_to_users(
+        &self,
+        uins: &mut dyn Iterator<Item = Uin>,
+        door: &str,
+        make: &dyn Fn() -> Delivery,
+    ) -> usize;
 
     /// Put a session in a conference room; `false` if it was there already.
     fn join_room(&self, room: GroupId, member: RoomMember) -> bool;

@@ -131,10 +131,9 @@ impl Core {
             event: event.clone(),
             merge: None,
         };
-        let delivered: usize = uins
-            .into_iter()
-            .map(|uin| self.registry.deliver_to_user(uin, CHAT_DOOR, &make))
-            .sum();
+        let delivered =
+            self.registry
+                .deliver_to_users(&mut uins.into_iter(), CHAT_DOOR, &make);
         self.metrics.events_delivered(delivered as u64);
         delivered
     }
