@@ -230,10 +230,10 @@ impl MessageStore for SqliteStore {
 /// The seq of the group's last message whose id is at most `id` (0 if none).
 ///
 /// Message ids grow across all groups and seqs grow within one, both assigned by the one
-/// writer in the same step, so within a group they rise together; and seqs have no gaps
-/// (messages are never removed, only marked deleted). So the answer is an id lookup when
-/// `id` is one of the group's messages (what clients send), else a binary search over
-/// seq `1..=last`, each step one lookup in the `(group_id, seq)` index.
+/// writer in the same step, so within a group they rise together. So the answer is an id
+/// lookup when `id` is one of the group's messages (what clients send), else a binary
+/// search over seq, each step one lookup in the `(group_id, seq)` index. Seqs have no
+/// gaps, but the search does not rely on it.
 fn seq_at_or_below(conn: &Connection, group: i64, id: u64) -> rusqlite::Result<i64> {
     let id = i64::try_from(id).unwrap_or(i64::MAX);
     let exact: Option<i64> = query_row(
@@ -246,16 +246,19 @@ fn seq_at_or_below(conn: &Connection, group: i64, id: u64) -> rusqlite::Result<i
     if let Some(seq) = exact {
         return Ok(seq);
     }
-    let id_at = |seq: i64| -> rusqlite::Result<i64> {
+    // The group's first message at or after a seq: (seq, id).
+    let first_from = |seq: i64| -> rusqlite::Result<Option<(i64, i64)>> {
         query_row(
             conn,
-            "SELECT message_id FROM messages WHERE group_id = ?1 AND seq = ?2",
+            "SELECT seq, message_id FROM messages WHERE group_id = ?1 AND seq >= ?2
+             ORDER BY seq LIMIT 1",
             params![group, seq],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
+        .optional()
     };
-    // Invariant of the search: the message at `low` (0: none) has an id at most `id`;
-    // every seq above `high` has a larger id.
+    // Invariant: `low` is 0 or a seq whose message has an id at most `id`; no message
+    // above seq `high` has one.
     let mut low = 0;
     let mut high: i64 = query_row(
         conn,
@@ -265,10 +268,9 @@ fn seq_at_or_below(conn: &Connection, group: i64, id: u64) -> rusqlite::Result<i
     )?;
     while low < high {
         let mid = low + (high - low + 1) / 2;
-        if id_at(mid)? <= id {
-            low = mid;
-        } else {
-            high = mid - 1;
+        match first_from(mid)? {
+            Some((seq, found)) if found <= id => low = seq,
+            _ => high = mid - 1,
         }
     }
     Ok(low)
