@@ -17,20 +17,25 @@ pub struct LocalBus {
     index: RwLock<Index>,
 }
 
+/// Both indexes hold the same `Arc<Subscription>`: a subscription is kept once, not copied
+/// into each (each copy was ~170 bytes and three small strings per session; every
+/// External API session starts with two).
 #[derive(Default)]
 struct Index {
-    by_session: HashMap<SessionId, Vec<Subscription>>,
+    by_session: HashMap<SessionId, Vec<Arc<Subscription>>>,
     by_class: HashMap<String, ClassIndex>,
 }
 
+type Slot = Vec<(SessionId, Arc<Subscription>)>;
+
 #[derive(Default)]
 struct ClassIndex {
-    by_obj: HashMap<String, Vec<(SessionId, Subscription)>>,
-    any_obj: Vec<(SessionId, Subscription)>,
+    by_obj: HashMap<String, Slot>,
+    any_obj: Slot,
 }
 
 impl ClassIndex {
-    fn slot(&mut self, obj_id: &Option<String>) -> &mut Vec<(SessionId, Subscription)> {
+    fn slot(&mut self, obj_id: &Option<String>) -> &mut Slot {
         match obj_id {
             // Most objects (a session, a user) have one or two subscribers: a new list
             // starts with room for one, not the four `Vec` would reserve on first push.
@@ -72,6 +77,7 @@ impl LocalBus {
 
 impl EventBus for LocalBus {
     fn subscribe(&self, session: &SessionId, subscription: Subscription) {
+        let subscription = Arc::new(subscription);
         let mut index = self.write();
         let class = index
             .by_class
@@ -80,7 +86,7 @@ impl EventBus for LocalBus {
         class.remove(session, &subscription);
         class
             .slot(&subscription.obj_id)
-            .push((session.clone(), subscription.clone()));
+            .push((session.clone(), Arc::clone(&subscription)));
         let mine = index.by_session.entry(session.clone()).or_default();
         mine.retain(|s| !s.same_pattern(&subscription));
         // Grown one at a time: a session has a handful of subscriptions, held for its
@@ -109,7 +115,7 @@ impl EventBus for LocalBus {
         self.read()
             .by_session
             .get(session)
-            .cloned()
+            .map(|subs| subs.iter().map(|s| Subscription::clone(s)).collect())
             .unwrap_or_default()
     }
 
