@@ -263,8 +263,14 @@ mod tests {
             code: 0,
             reason: String::new(),
         };
-        assert_eq!(registry.deliver_to_users(&mut [Uin(1)].into_iter(), "other door", &make), 0);
-        assert_eq!(registry.deliver_to_users(&mut [Uin(1), Uin(2)].into_iter(), "test", &make), 1);
+        assert_eq!(
+            registry.deliver_to_users(&mut [Uin(1)].into_iter(), "other door", &make),
+            0
+        );
+        assert_eq!(
+            registry.deliver_to_users(&mut [Uin(1), Uin(2)].into_iter(), "test", &make),
+            1
+        );
         assert!(rx.try_recv().is_some());
         assert_eq!(registry.sessions_of_user("u").len(), 1);
         registry.unregister(&a);

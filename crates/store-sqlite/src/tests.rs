@@ -246,15 +246,26 @@ async fn listing_by_id_bounds_matches_ids_from_any_group() {
     for bound in 0..=max + 2 {
         let below: Vec<u64> = in_a.iter().copied().filter(|&id| id < bound).collect();
         let above: Vec<u64> = in_a.iter().copied().filter(|&id| id > bound).collect();
-        assert_eq!(list(None, Some(bound), 0, true).await, above, "after {bound}");
+        assert_eq!(
+            list(None, Some(bound), 0, true).await,
+            above,
+            "after {bound}"
+        );
         let mut newest_first = below.clone();
         newest_first.reverse();
-        assert_eq!(list(Some(bound), None, 0, false).await, newest_first, "before {bound}");
+        assert_eq!(
+            list(Some(bound), None, 0, false).await,
+            newest_first,
+            "before {bound}"
+        );
     }
     // Both bounds, and what the user cleared (seq 1..=5) hidden.
     let (lo, hi) = (in_a[2], in_a[12]);
     let between: Vec<u64> = in_a[5..12].to_vec();
     assert_eq!(list(Some(hi), Some(lo), 5, true).await, between);
-    assert_eq!(list(Some(u64::MAX), Some(u64::MAX), 0, true).await, Vec::<u64>::new());
+    assert_eq!(
+        list(Some(u64::MAX), Some(u64::MAX), 0, true).await,
+        Vec::<u64>::new()
+    );
     assert_eq!(list(Some(u64::MAX), None, 0, true).await, in_a);
 }

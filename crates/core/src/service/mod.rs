@@ -131,9 +131,9 @@ impl Core {
             event: event.clone(),
             merge: None,
         };
-        let delivered =
-            self.registry
-                .deliver_to_users(&mut uins.into_iter(), CHAT_DOOR, &make);
+        let delivered = self
+            .registry
+            .deliver_to_users(&mut uins.into_iter(), CHAT_DOOR, &make);
         self.metrics.events_delivered(delivered as u64);
         delivered
     }
