@@ -194,6 +194,14 @@ impl Server {
         wait_healthy(self.port).await
     }
 
+    /// CPU time the server process has used so far (user + system), in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        self.child
+            .id()
+            .and_then(|pid| cpu_seconds(&pid.to_string()))
+            .unwrap_or(0.0)
+    }
+
     fn rss_kb(&self) -> u64 {
         let Some(pid) = self.child.id() else { return 0 };
         std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -205,6 +213,19 @@ impl Server {
             })
             .unwrap_or(0)
     }
+}
+
+/// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// CPU time (user + system) process `pid` ("self" for this one) has used, in seconds.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in field 2 may hold spaces; the fields after it are plain.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); `fields` starts at field 3.
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / CLOCK_TICKS)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -610,6 +631,10 @@ async fn fanout(
     let per_sender = (rate as f64 / senders.len().max(1) as f64).max(0.001);
     let interval = Duration::from_secs_f64(1.0 / per_sender);
     let sent = Arc::new(AtomicU64::new(0));
+    // CPU is the steadier comparison between targets: at one rate that every target keeps
+    // up with, what each server (and the shared load client) spends on it.
+    let server_cpu_before = server.cpu_seconds();
+    let client_cpu_before = cpu_seconds("self").unwrap_or(0.0);
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -641,6 +666,8 @@ async fn fanout(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu = server.cpu_seconds() - server_cpu_before;
+    let client_cpu = cpu_seconds("self").unwrap_or(0.0) - client_cpu_before;
     let delivered = received.load(Ordering::Relaxed);
     let sent = sent.load(Ordering::Relaxed);
     let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -691,10 +718,31 @@ async fn fanout(
         },
         Row {
             scenario: "fanout",
-            target: name,
+            target: name.clone(),
             metric: "latency p99.9",
             value: percentile(&lat, 0.999),
             unit: "ms",
+        },
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "server CPU",
+            value: server_cpu / elapsed,
+            unit: "cores",
+        },
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "server CPU per delivery",
+            value: server_cpu * 1e6 / delivered.max(1) as f64,
+            unit: "µs",
+        },
+        Row {
+            scenario: "fanout",
+            target: name,
+            metric: "load client CPU",
+            value: client_cpu / elapsed,
+            unit: "cores",
         },
     ])
 }
