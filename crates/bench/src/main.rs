@@ -215,12 +215,35 @@ impl Server {
     }
 }
 
+/// The name confer gives its storage writer thread.
+const WRITER_THREAD: &str = "confer-sqlite-writer";
+
 /// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
 const CLOCK_TICKS: f64 = 100.0;
 
 /// CPU time (user + system) process `pid` ("self" for this one) has used, in seconds.
 fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time of process `pid`'s threads named `name` (Linux cuts names to 15 bytes).
+fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|comm| name.starts_with(comm.trim_end()))
+        })
+        .filter_map(|t| stat_cpu_seconds(&t.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+/// utime + stime from a `stat` file of `/proc`, in seconds.
+fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name in field 2 may hold spaces; the fields after it are plain.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of stat(5); `fields` starts at field 3.
@@ -754,6 +777,17 @@ async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<R
     let server = start_confer(&confer_bin(cli), fixture).await?;
     let ws = server.ws();
     let acked = Arc::new(AtomicU64::new(0));
+    let writer = |server: &Server| {
+        server
+            .child
+            .id()
+            .map_or(0.0, |pid| thread_cpu_seconds(pid, WRITER_THREAD))
+    };
+    let before = (
+        server.cpu_seconds(),
+        writer(&server),
+        cpu_seconds("self").unwrap_or(0.0),
+    );
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for (i, group) in groups.iter().enumerate() {
@@ -780,8 +814,16 @@ async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<R
     for t in tasks {
         let _ = t.await;
     }
-    let elapsed = started.elapsed().as_secs_f64().max(seconds as f64);
-    let rate = acked.load(Ordering::Relaxed) as f64 / elapsed;
+    let wall = started.elapsed().as_secs_f64();
+    let elapsed = wall.max(seconds as f64);
+    let acked = acked.load(Ordering::Relaxed);
+    let rate = acked as f64 / elapsed;
+    // Where the CPU went, per acknowledged message: the server, its storage writer
+    // thread (part of the server's), and this load client.
+    let per_message = |cpu: f64| cpu * 1e6 / acked.max(1) as f64;
+    let server_us = per_message(server.cpu_seconds() - before.0);
+    let writer_us = per_message(writer(&server) - before.1);
+    let client_us = per_message(cpu_seconds("self").unwrap_or(0.0) - before.2);
     drop(server);
     let peer = sqlite_loop(seconds)?;
     Ok(vec![
@@ -791,6 +833,27 @@ async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<R
             metric: "acked",
             value: rate,
             unit: "msg/s",
+        },
+        Row {
+            scenario: "ingest",
+            target: "confer (durable acks)".into(),
+            metric: "server CPU per ack",
+            value: server_us,
+            unit: "µs",
+        },
+        Row {
+            scenario: "ingest",
+            target: "confer (durable acks)".into(),
+            metric: "of which storage writer",
+            value: writer_us,
+            unit: "µs",
+        },
+        Row {
+            scenario: "ingest",
+            target: "confer (durable acks)".into(),
+            metric: "load client CPU per ack",
+            value: client_us,
+            unit: "µs",
         },
         Row {
             scenario: "ingest",
