@@ -215,7 +215,7 @@ impl Server {
     }
 }
 
-/// The name confer gives its storage writer thread.
+/// The name confer gives its storage writer thread (`crates/store-sqlite/src/writer.rs`).
 const WRITER_THREAD: &str = "confer-sqlite-writer";
 
 /// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
@@ -226,8 +226,10 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     stat_cpu_seconds(&format!("/proc/{pid}/stat"))
 }
 
-/// CPU time of process `pid`'s threads named `name` (Linux cuts names to 15 bytes).
+/// CPU time of process `pid`'s threads named `name`.
 fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
+    // Linux keeps the first 15 bytes of a thread's name.
+    let shown = &name[..name.len().min(15)];
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0.0;
     };
@@ -235,7 +237,7 @@ fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
         .flatten()
         .filter(|t| {
             std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|comm| name.starts_with(comm.trim_end()))
+                .is_ok_and(|comm| comm.trim_end() == shown)
         })
         .filter_map(|t| stat_cpu_seconds(&t.path().join("stat").to_string_lossy()))
         .sum()
@@ -814,8 +816,7 @@ async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<R
     for t in tasks {
         let _ = t.await;
     }
-    let wall = started.elapsed().as_secs_f64();
-    let elapsed = wall.max(seconds as f64);
+    let elapsed = started.elapsed().as_secs_f64().max(seconds as f64);
     let acked = acked.load(Ordering::Relaxed);
     let rate = acked as f64 / elapsed;
     // Where the CPU went, per acknowledged message: the server, its storage writer
