@@ -39,8 +39,12 @@ pub use config::Config;
 pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
     let metrics = Arc::new(Metrics::default());
     let storage = Arc::new(
-        SqliteStore::open(&config.data_dir, metrics.clone())
-            .with_context(|| format!("opening storage in {}", config.data_dir.display()))?,
+        SqliteStore::open_with_linger(
+            &config.data_dir,
+            metrics.clone(),
+            std::time::Duration::from_micros(config.commit_linger_us),
+        )
+        .with_context(|| format!("opening storage in {}", config.data_dir.display()))?,
     );
     let registry = Arc::new(LocalRegistry::new());
     let bus = Arc::new(LocalBus::new(registry.clone()));

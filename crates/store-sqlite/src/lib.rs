@@ -50,6 +50,16 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Open (creating if needed) the database in `data_dir` and bring its schema up to date.
     pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> StoreResult<Self> {
+        Self::open_with_linger(data_dir, metrics, writer::DEFAULT_LINGER)
+    }
+
+    /// [`Self::open`], with how long a small batch of writes waits for more before its
+    /// commit (zero: never; see [`writer::DEFAULT_LINGER`]).
+    pub fn open_with_linger(
+        data_dir: &Path,
+        metrics: Arc<Metrics>,
+        linger: std::time::Duration,
+    ) -> StoreResult<Self> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Backend(format!("create {}: {e}", data_dir.display())))?;
         let path = data_dir.join(DB_FILE);
@@ -58,7 +68,7 @@ impl SqliteStore {
         conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))
             .map_err(backend)?;
         migrations::run(&mut conn)?;
-        let writer = Writer::start(conn, metrics)?;
+        let writer = Writer::start(conn, metrics, linger)?;
         Ok(SqliteStore {
             path,
             writer,

@@ -51,9 +51,19 @@ fn message(group: GroupId, nonce: Option<&str>, text: &str) -> NewMessage {
 
 #[tokio::test]
 async fn concurrent_appends_get_gapless_sequences_and_survive_reopen() {
+    concurrent_appends(crate::writer::DEFAULT_LINGER).await;
+}
+
+#[tokio::test]
+async fn concurrent_appends_without_the_commit_linger_too() {
+    concurrent_appends(std::time::Duration::ZERO).await;
+}
+
+async fn concurrent_appends(linger: std::time::Duration) {
     let dir = tempfile::tempdir().unwrap();
     let group = {
-        let store = Arc::new(open(dir.path()));
+        let metrics = Arc::new(Metrics::default());
+        let store = Arc::new(SqliteStore::open_with_linger(dir.path(), metrics, linger).unwrap());
         let group = conference(&store, "c1").await;
         let mut tasks = Vec::new();
         for i in 0..200 {

@@ -6,7 +6,7 @@
 //! [`MAX_BATCH`]), runs them all inside one transaction (each in its own savepoint, so one
 //! failing job does not undo the others), commits once, and only then answers each caller.
 //! Under load many writes share one fsync; alone, a write pays for one. A small batch
-//! waits a moment for company before it commits ([`LINGER`]).
+//! waits a moment for company before it commits ([`DEFAULT_LINGER`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,15 +21,15 @@ use crate::backend;
 /// The most jobs that share one transaction.
 pub const MAX_BATCH: usize = 512;
 /// When a batch has more than one write but fewer than [`LINGER_BELOW`], the writer waits
-/// [`LINGER`] once for more before it commits. Each commit costs an fsync and rewrites
+/// the linger ([`DEFAULT_LINGER`] unless configured) once for more before it commits. Each commit costs an fsync and rewrites
 /// every page its writes touched, whatever their number; at a few thousand messages a
 /// second the batches stayed at ~5 writes (~750 commits/s), and the fixed cost of a
 /// commit (~150 us of CPU here) was most of the writer's time. A lone write (a quiet
 /// server) commits at once. `confer-bench fanout --groups 100 --members 10 --rate 4000
 /// --targets confer`, the server's CPU: 0.61-0.72 cores without waiting, 0.61 at 500 us,
-/// 0.55-0.58 at 1 ms, 0.52 at 2 ms; 1 ms adds ~0.6 ms to the median latency under load.
+/// 0.55-0.58 at 1 ms, 0.52 at 2 ms; 1 ms adds 0.6-1.4 ms to the median latency under load.
 const LINGER_BELOW: usize = 16;
-const LINGER: Duration = Duration::from_millis(1);
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(1);
 /// Jobs waiting for the writer; senders wait (asynchronously) when it is full.
 const QUEUE: usize = 4096;
 
@@ -52,11 +52,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection, metrics: Arc<Metrics>) -> StoreResult<Self> {
+    /// Start the writer thread; `linger` is how long a small batch waits for more
+    /// (zero: never).
+    pub fn start(conn: Connection, metrics: Arc<Metrics>, linger: Duration) -> StoreResult<Self> {
         let (jobs, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("confer-sqlite-writer".into())
-            .spawn(move || run(conn, rx, metrics))
+            .spawn(move || run(conn, rx, metrics, linger))
             .map_err(|e| StoreError::Backend(format!("spawn writer: {e}")))?;
         Ok(Writer { jobs })
     }
@@ -117,13 +119,13 @@ fn control(conn: &Connection, sql: &str) -> StoreResult<()> {
     crate::exec(conn, sql, []).map(|_| ()).map_err(backend)
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>, linger: Duration) {
     let mut batch: Vec<WriteJob> = Vec::new();
     let mut next = rx.blocking_recv();
     while let Some(first) = next.take() {
         let mut checkpoint = None;
         let mut job = Some(first);
-        // Take what is already queued, waiting at most once (see [`LINGER`]). A checkpoint
+        // Take what is already queued, waiting at most once (see [`DEFAULT_LINGER`]). A checkpoint
         // ends the batch: it must see everything queued before it.
         let mut lingered = false;
         while let Some(j) = job.take() {
@@ -133,9 +135,13 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
             }
             if batch.len() < MAX_BATCH && checkpoint.is_none() {
                 job = rx.try_recv().ok();
-                if job.is_none() && !lingered && (2..LINGER_BELOW).contains(&batch.len()) {
+                if job.is_none()
+                    && !lingered
+                    && !linger.is_zero()
+                    && (2..LINGER_BELOW).contains(&batch.len())
+                {
                     lingered = true;
-                    std::thread::sleep(LINGER);
+                    std::thread::sleep(linger);
                     job = rx.try_recv().ok();
                 }
             }
