@@ -133,6 +133,15 @@ enum Scenario {
         senders: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Which servers to run, one after the other: the relays ack without storing,
+        /// the ceiling of this client and protocol on this machine.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "confer,node-relay,sio-relay"
+        )]
+        targets: Vec<Target>,
     },
 }
 
@@ -445,6 +454,47 @@ async fn start_rust_peer(name: &str) -> anyhow::Result<Server> {
     peer_listening(child, port, name).await
 }
 
+/// Start `target`: confer on the prepared fixture, or a peer (which ignores it).
+async fn start_target(cli: &Cli, target: Target, fixture: Fixture) -> anyhow::Result<Server> {
+    match target {
+        Target::Confer => start_confer(&confer_bin(cli), fixture).await,
+        Target::NodeRelay => start_node_relay().await,
+        Target::SioRelay => start_rust_peer("sio-relay").await,
+        Target::WsBroadcast => start_rust_peer("ws-broadcast").await,
+    }
+}
+
+/// A client of `target` in `group`: confer's members are in their groups already (logged
+/// in with `token`); a peer's client joins the group's room, so both get the same echoes.
+async fn connect_target(
+    target: Target,
+    ws: &str,
+    token: &str,
+    group: u64,
+    bind: Option<IpAddr>,
+) -> anyhow::Result<(
+    AnyClient,
+    tokio::sync::mpsc::UnboundedReceiver<sio::SioEvent>,
+)> {
+    let (c, events) = match target {
+        Target::Confer => {
+            let (c, e) = chat_connect(ws, Some(token), bind).await?;
+            return Ok((AnyClient::Sio(c), e));
+        }
+        Target::NodeRelay | Target::SioRelay => {
+            let (c, e) = chat_connect(ws, None, bind).await?;
+            (AnyClient::Sio(c), e)
+        }
+        Target::WsBroadcast => {
+            let (c, e) = RawWs::connect(ws).await?;
+            (AnyClient::Raw(c), e)
+        }
+    };
+    c.call("join", &json!({"group_id": group.to_string()}))
+        .await?;
+    Ok((c, events))
+}
+
 fn source(i: usize, sources: u8) -> Option<IpAddr> {
     (sources > 1).then(|| IpAddr::from([127, 0, 0, 1 + (i % sources as usize) as u8]))
 }
@@ -595,12 +645,7 @@ async fn fanout(
     let fixture = prepare(groups * members, members).await?;
     let users = fixture.users.clone();
     let group_ids = fixture.groups.clone();
-    let server = match target {
-        Target::Confer => start_confer(&confer_bin(cli), fixture).await?,
-        Target::NodeRelay => start_node_relay().await?,
-        Target::SioRelay => start_rust_peer("sio-relay").await?,
-        Target::WsBroadcast => start_rust_peer("ws-broadcast").await?,
-    };
+    let server = start_target(cli, target, fixture).await?;
     let ws = server.ws();
     let received = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
@@ -608,25 +653,8 @@ async fn fanout(
     let mut held = Vec::new();
     for (i, (_, token)) in users.iter().enumerate() {
         let group = group_ids[i / members];
-        let (c, mut events) = match target {
-            Target::Confer => {
-                let (c, e) = chat_connect(&ws, Some(token), source(i, cli.sources)).await?;
-                (AnyClient::Sio(c), e)
-            }
-            Target::NodeRelay | Target::SioRelay => {
-                let (c, e) = chat_connect(&ws, None, source(i, cli.sources)).await?;
-                c.call("join", &json!({"group_id": group.to_string()}))
-                    .await?;
-                (AnyClient::Sio(c), e)
-            }
-            Target::WsBroadcast => {
-                let (c, e) = RawWs::connect(&ws).await?;
-                let c = AnyClient::Raw(c);
-                c.call("join", &json!({"group_id": group.to_string()}))
-                    .await?;
-                (c, e)
-            }
-        };
+        let (c, mut events) =
+            connect_target(target, &ws, token, group, source(i, cli.sources)).await?;
         let (received, latencies) = (received.clone(), latencies.clone());
         tokio::spawn(async move {
             while let Some((name, arg)) = events.recv().await {
@@ -772,11 +800,76 @@ async fn fanout(
     ])
 }
 
-async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<Row>> {
+async fn ingest(
+    cli: &Cli,
+    senders: usize,
+    seconds: u64,
+    targets: &[Target],
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut confer_rate = None;
+    for &target in targets {
+        let (target_rows, rate) = ingest_one(cli, senders, seconds, target).await?;
+        rows.extend(target_rows);
+        match target {
+            Target::Confer => confer_rate = Some(rate),
+            // The peers' rates, as the ceiling confer's is measured against.
+            _ => {
+                if let Some(confer) = confer_rate {
+                    rows.push(Row {
+                        scenario: "ingest",
+                        target: format!("confer / {}", ingest_name(target)),
+                        metric: "ratio",
+                        value: confer / rate.max(1.0),
+                        unit: "",
+                    });
+                }
+            }
+        }
+    }
+    let peer = sqlite_loop(seconds)?;
+    rows.push(Row {
+        scenario: "ingest",
+        target: "bare SQLite batched inserts".into(),
+        metric: "rows",
+        value: peer,
+        unit: "rows/s",
+    });
+    if let Some(confer) = confer_rate {
+        rows.push(Row {
+            scenario: "ingest",
+            target: "confer / SQLite loop".into(),
+            metric: "ratio",
+            value: confer / peer.max(1.0),
+            unit: "",
+        });
+    }
+    Ok(rows)
+}
+
+fn ingest_name(t: Target) -> String {
+    match t {
+        Target::Confer => "confer (durable acks)".into(),
+        peer => format!("{} (acks, no storage)", run_name(peer)),
+    }
+}
+
+/// One target's ingest: `senders` clients, each in a group of its own (with one member
+/// who is not connected), each sending its next message when the last one is acked. A
+/// peer acks without storing, so it is the ceiling of this client and protocol here.
+async fn ingest_one(
+    cli: &Cli,
+    senders: usize,
+    seconds: u64,
+    target: Target,
+) -> anyhow::Result<(Vec<Row>, f64)> {
+    if target == Target::WsBroadcast {
+        bail!("ingest measures acks, and the raw WebSocket peer sends none: leave it out");
+    }
     let fixture = prepare(senders * 2, 2).await?;
     let users = fixture.users.clone();
     let groups = fixture.groups.clone();
-    let server = start_confer(&confer_bin(cli), fixture).await?;
+    let server = start_target(cli, target, fixture).await?;
     let ws = server.ws();
     let acked = Arc::new(AtomicU64::new(0));
     let writer = |server: &Server| {
@@ -785,18 +878,24 @@ async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<R
             .id()
             .map_or(0.0, |pid| thread_cpu_seconds(pid, WRITER_THREAD))
     };
+    let mut clients = Vec::new();
+    for (i, group) in groups.iter().enumerate() {
+        let (c, events) =
+            connect_target(target, &ws, &users[i * 2].1, *group, source(i, cli.sources)).await?;
+        // Senders read only their acks; their own echoes are dropped unread.
+        drop(events);
+        clients.push((c, *group));
+    }
     let before = (
         server.cpu_seconds(),
         writer(&server),
         cpu_seconds("self").unwrap_or(0.0),
     );
-    let end = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for (i, group) in groups.iter().enumerate() {
-        let (c, events) = chat_connect(&ws, Some(&users[i * 2].1), source(i, cli.sources)).await?;
-        // Senders read only their acks; their own echoes are dropped unread.
-        drop(events);
-        let (acked, group) = (acked.clone(), *group);
+    for (c, group) in clients {
+        let acked = acked.clone();
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while Instant::now() < end {
@@ -804,7 +903,7 @@ async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<R
                 let msg =
                     json!({"group_id": group.to_string(), "message": "x", "nonce": format!("{n}")});
                 match c.call("create_message", &msg).await {
-                    Ok(v) if v["result"] == 0 => {
+                    Ok(0) => {
                         acked.fetch_add(1, Ordering::Relaxed);
                     }
                     _ => break,
@@ -812,7 +911,6 @@ async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<R
             }
         }));
     }
-    let started = Instant::now();
     for t in tasks {
         let _ = t.await;
     }
@@ -820,57 +918,29 @@ async fn ingest(cli: &Cli, senders: usize, seconds: u64) -> anyhow::Result<Vec<R
     let acked = acked.load(Ordering::Relaxed);
     let rate = acked as f64 / elapsed;
     // Where the CPU went, per acknowledged message: the server, its storage writer
-    // thread (part of the server's), and this load client.
+    // thread (part of the server's; confer only), and this load client.
     let per_message = |cpu: f64| cpu * 1e6 / acked.max(1) as f64;
     let server_us = per_message(server.cpu_seconds() - before.0);
     let writer_us = per_message(writer(&server) - before.1);
     let client_us = per_message(cpu_seconds("self").unwrap_or(0.0) - before.2);
     drop(server);
-    let peer = sqlite_loop(seconds)?;
-    Ok(vec![
-        Row {
-            scenario: "ingest",
-            target: "confer (durable acks)".into(),
-            metric: "acked",
-            value: rate,
-            unit: "msg/s",
-        },
-        Row {
-            scenario: "ingest",
-            target: "confer (durable acks)".into(),
-            metric: "server CPU per ack",
-            value: server_us,
-            unit: "µs",
-        },
-        Row {
-            scenario: "ingest",
-            target: "confer (durable acks)".into(),
-            metric: "of which storage writer",
-            value: writer_us,
-            unit: "µs",
-        },
-        Row {
-            scenario: "ingest",
-            target: "confer (durable acks)".into(),
-            metric: "load client CPU per ack",
-            value: client_us,
-            unit: "µs",
-        },
-        Row {
-            scenario: "ingest",
-            target: "bare SQLite batched inserts".into(),
-            metric: "rows",
-            value: peer,
-            unit: "rows/s",
-        },
-        Row {
-            scenario: "ingest",
-            target: "confer / SQLite loop".into(),
-            metric: "ratio",
-            value: rate / peer.max(1.0),
-            unit: "",
-        },
-    ])
+    let name = ingest_name(target);
+    let row = |metric, value, unit| Row {
+        scenario: "ingest",
+        target: name.clone(),
+        metric,
+        value,
+        unit,
+    };
+    let mut rows = vec![
+        row("acked", rate, "msg/s"),
+        row("server CPU per ack", server_us, "µs"),
+    ];
+    if target == Target::Confer {
+        rows.push(row("of which storage writer", writer_us, "µs"));
+    }
+    rows.push(row("load client CPU per ack", client_us, "µs"));
+    Ok((rows, rate))
 }
 
 /// The value of one metric in a scenario's rows.
@@ -1412,7 +1482,11 @@ async fn main() -> anyhow::Result<()> {
             }
             rows
         }
-        Scenario::Ingest { senders, seconds } => ingest(&cli, *senders, *seconds).await?,
+        Scenario::Ingest {
+            senders,
+            seconds,
+            targets,
+        } => ingest(&cli, *senders, *seconds, targets).await?,
         Scenario::Storm { clients, timeout } => storm(&cli, *clients, *timeout).await?,
         Scenario::Drops {
             groups,

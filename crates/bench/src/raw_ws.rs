@@ -39,11 +39,11 @@ impl RawWs {
         Ok((RawWs { out }, events))
     }
 
-    fn send(&self, v: &Value) -> anyhow::Result<Value> {
+    fn send(&self, v: &Value) -> anyhow::Result<i64> {
         self.out
             .send(Message::Text(v.to_string().into()))
             .map_err(|_| anyhow!("connection closed"))?;
-        Ok(json!({"result": 0}))
+        Ok(0)
     }
 }
 
@@ -54,11 +54,12 @@ pub enum AnyClient {
 }
 
 impl AnyClient {
-    /// `join` and `create_message` as the relays understand them; the raw peer has no
-    /// acks, so its calls return as soon as the frame is queued.
-    pub async fn call(&self, name: &str, arg: &Value) -> anyhow::Result<Value> {
+    /// `join` and `create_message` as the relays understand them, giving the ack's
+    /// `result`; the raw peer has no acks, so its calls return 0 as soon as the frame is
+    /// queued.
+    pub async fn call(&self, name: &str, arg: &Value) -> anyhow::Result<i64> {
         match self {
-            AnyClient::Sio(c) => c.call(name, arg).await,
+            AnyClient::Sio(c) => c.call_result(name, arg).await,
             AnyClient::Raw(c) if name == "join" => c.send(&json!({"join": arg["group_id"]})),
             AnyClient::Raw(c) => c.send(arg),
         }

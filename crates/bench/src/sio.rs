@@ -13,8 +13,16 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Calls waiting for their ack; `None` once the connection ended.
-type Acks = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Value>>>>>;
+/// Calls waiting for their ack (its arguments, unparsed); `None` once the connection ended.
+type Acks = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<String>>>>>;
+
+/// The one field of an ack the load needs. Parsing every ack whole into a `Value` (an
+/// ordered map per object) cost this client more than reading the socket did: confer's
+/// `create_message` ack carries the whole message.
+#[derive(serde::Deserialize)]
+struct AckResult {
+    result: i64,
+}
 
 pub struct Sio {
     out: mpsc::UnboundedSender<Message>,
@@ -101,18 +109,14 @@ impl Sio {
                         let digits: String =
                             rest.chars().take_while(char::is_ascii_digit).collect();
                         let id: u64 = digits.parse().unwrap_or(0);
-                        let body = &rest[digits.len()..];
-                        let value = serde_json::from_str::<Value>(body)
-                            .ok()
-                            .and_then(|v| v.as_array().and_then(|a| a.first().cloned()))
-                            .unwrap_or(Value::Null);
+                        let body = rest[digits.len()..].to_string();
                         let waiter = acks_in
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .as_mut()
                             .and_then(|waiting| waiting.remove(&id));
                         if let Some(w) = waiter {
-                            let _ = w.send(value);
+                            let _ = w.send(body);
                         }
                     }
                     _ => {}
@@ -141,8 +145,26 @@ impl Sio {
         let _ = self.out.send(Message::Close(None));
     }
 
-    /// Emit `name` with `arg` and wait for the ack.
+    /// Emit `name` with `arg` and wait for the ack's first argument.
     pub async fn call(&self, name: &str, arg: &Value) -> anyhow::Result<Value> {
+        let body = self.call_raw(name, arg).await?;
+        let mut args: Vec<Value> = serde_json::from_str(&body)?;
+        Ok(if args.is_empty() {
+            Value::Null
+        } else {
+            args.swap_remove(0)
+        })
+    }
+
+    /// Emit `name` with `arg` and wait for the ack's `result` alone.
+    pub async fn call_result(&self, name: &str, arg: &Value) -> anyhow::Result<i64> {
+        let body = self.call_raw(name, arg).await?;
+        let (ack,): (AckResult,) = serde_json::from_str(&body)?;
+        Ok(ack.result)
+    }
+
+    /// Emit `name` with `arg` and wait for the ack's arguments as sent (a JSON array).
+    async fn call_raw(&self, name: &str, arg: &Value) -> anyhow::Result<String> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.acks
