@@ -148,7 +148,8 @@ impl ConversationStore for SqliteStore {
             .read(move |conn| {
                 query_row(
                     conn,
-                    "SELECT last_seq FROM conversations WHERE group_id = ?1",
+                    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE group_id = ?1)
+                     FROM conversations WHERE group_id = ?1",
                     [id],
                     |r| r.get(0),
                 )

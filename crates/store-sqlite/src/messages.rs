@@ -1,5 +1,6 @@
-//! `MessageStore` on SQLite. The next `seq` comes from the conversation's `last_seq`,
-//! bumped in the same transaction as the insert, so sequences have no gaps.
+//! `MessageStore` on SQLite. The next `seq` is one past the group's highest, read from its
+//! `(group_id, seq)` index by the one writer in the same transaction as the insert, so
+//! sequences have no gaps.
 
 use std::sync::Arc;
 
@@ -59,28 +60,22 @@ impl MessageStore for SqliteStore {
         let group = to_sql_id(new.group_id.0)?;
         let sender = to_sql_id(new.sender.0)?;
         self.write(move |conn| {
-            if let Some(nonce) = &new.nonce {
-                if let Some(existing) = by_nonce(conn, group, sender, nonce).map_err(backend)? {
-                    return Ok(Appended {
-                        message: Arc::new(existing),
-                        duplicate: true,
-                    });
-                }
-            }
+            // The index leaf this reads is the one the insert writes: a counter kept in
+            // the conversation's row cost every message one more page per commit.
             let seq: i64 = query_row(
                 conn,
-                "UPDATE conversations SET last_seq = last_seq + 1
-                 WHERE group_id = ?1 RETURNING last_seq",
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE group_id = ?1",
                 [group],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(backend)?
-            .ok_or(StoreError::NotFound)?;
-            exec(conn,
+            .map_err(backend)?;
+            // A retry (same nonce) inserts nothing and gets the original; asking first
+            // would cost every message one more lookup.
+            let inserted = exec(conn,
                 "INSERT INTO messages (group_id, seq, sender, sender_login, session_id, kind, text,
                     attachments, body, nonce, version, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+                 ON CONFLICT (group_id, sender, nonce) WHERE nonce IS NOT NULL DO NOTHING",
                 params![
                     group,
                     seq,
@@ -96,7 +91,25 @@ impl MessageStore for SqliteStore {
                     new.created_at_us,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(|e| match e {
+                // The group's row is gone (the core checked it just before).
+                rusqlite::Error::SqliteFailure(err, _)
+                    if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    StoreError::NotFound
+                }
+                other => backend(other),
+            })?;
+            if inserted == 0 {
+                let nonce = new.nonce.as_deref().unwrap_or_default();
+                let existing = by_nonce(conn, group, sender, nonce)
+                    .map_err(backend)?
+                    .ok_or_else(|| StoreError::Backend("nonce conflict without a message".into()))?;
+                return Ok(Appended {
+                    message: Arc::new(existing),
+                    duplicate: true,
+                });
+            }
             let message_id = conn.last_insert_rowid() as u64;
             // Posting means having read everything before it: the sender's seen mark
             // moves in the same transaction (one commit, not two).

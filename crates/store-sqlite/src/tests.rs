@@ -118,6 +118,12 @@ async fn a_repeated_nonce_returns_the_original_message() {
     assert_eq!(again.message.message_id, first.message.message_id);
     assert_eq!(again.message.text.as_deref(), Some("a"));
     assert_eq!(store.messages_after(group, 0, 10).await.unwrap().len(), 1);
+    // The retry took no seq: the next message follows the original without a gap.
+    let next = store
+        .append_message(message(group, Some("n2"), "c"))
+        .await
+        .unwrap();
+    assert_eq!(next.message.seq, first.message.seq + 1);
 }
 
 #[tokio::test]
