@@ -60,6 +60,12 @@ config! {
     /// (microseconds; 0: never). Fewer commits cost less CPU (each is an fsync); a lone
     /// write never waits, and nothing is acknowledged before its commit is durable.
     commit_linger_us: u64 = 1_000;
+    /// How long a chat message's `nonce` is remembered: a retry (same group, sender and
+    /// nonce) within it answers with the original instead of storing again (seconds).
+    nonce_window_secs: u64 = 24 * 3600;
+    /// The most nonces remembered (about 44 bytes each); past it the oldest go first, so
+    /// under a heavy load the window is shorter than `nonce_window_secs`.
+    nonce_window_max: usize = 1_000_000;
     /// How long one write to a client may take before it is disconnected (milliseconds).
     write_timeout_ms: u64 = 10_000;
     /// The most messages one listing returns.

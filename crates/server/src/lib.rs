@@ -25,7 +25,8 @@ use confer_bus::{LocalBus, LocalRegistry};
 use confer_core::logsink::LogSink;
 use confer_core::metrics::Metrics;
 use confer_core::{Core, CoreSettings};
-use confer_store_sqlite::SqliteStore;
+use confer_store_sqlite::nonces::NonceOptions;
+use confer_store_sqlite::{SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,10 +40,16 @@ pub use config::Config;
 pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
     let metrics = Arc::new(Metrics::default());
     let storage = Arc::new(
-        SqliteStore::open_with_linger(
+        SqliteStore::open_with(
             &config.data_dir,
             metrics.clone(),
-            std::time::Duration::from_micros(config.commit_linger_us),
+            SqliteOptions {
+                linger: Duration::from_micros(config.commit_linger_us),
+                nonces: NonceOptions {
+                    window: Duration::from_secs(config.nonce_window_secs),
+                    max: config.nonce_window_max,
+                },
+            },
         )
         .with_context(|| format!("opening storage in {}", config.data_dir.display()))?,
     );

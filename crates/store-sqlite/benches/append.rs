@@ -93,7 +93,8 @@ fn writer_cpu_seconds() -> f64 {
         .filter_map(|stat| {
             // utime and stime, fields 14 and 15, after the parenthesised name.
             let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            let ticks =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
             Some(ticks as f64 / 100.0)
         })
         .sum()

@@ -8,6 +8,7 @@
 //!   one transaction and one fsync; each caller hears back only after that commit.
 //! - `cache`: conversations as last committed, so posting a message needs no query to
 //!   check its group.
+//! - [`nonces`]: the window in which a retried message (same nonce) is recognized.
 //! - `migrations`: the schema, embedded and applied at open.
 //! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`,
 //!   `attachments`: the core's
@@ -21,6 +22,7 @@ mod conversations;
 mod devices;
 mod messages;
 mod migrations;
+pub mod nonces;
 mod tokens;
 pub mod writer;
 
@@ -32,6 +34,7 @@ use confer_core::metrics::Metrics;
 use confer_core::store::{Storage, StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
 
+use nonces::{NonceOptions, NonceWindow};
 use writer::Writer;
 
 /// The file name of the database inside the data folder.
@@ -45,20 +48,40 @@ pub struct SqliteStore {
     /// connection, never while a query runs.
     readers: Arc<Mutex<Vec<Connection>>>,
     conversations: cache::ConversationCache,
+    /// Recent nonces; used by the writer thread alone (see [`nonces`]).
+    nonces: Arc<Mutex<NonceWindow>>,
+}
+
+/// How the SQLite backend runs; [`Default`] is what `confer serve` uses unless configured.
+#[derive(Clone, Copy, Debug)]
+pub struct SqliteOptions {
+    /// How long a small batch of writes waits for more before its commit (zero: never;
+    /// see [`writer::DEFAULT_LINGER`]).
+    pub linger: std::time::Duration,
+    /// How long and how many nonces a retry is recognized by.
+    pub nonces: NonceOptions,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            linger: writer::DEFAULT_LINGER,
+            nonces: NonceOptions::default(),
+        }
+    }
 }
 
 impl SqliteStore {
     /// Open (creating if needed) the database in `data_dir` and bring its schema up to date.
     pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> StoreResult<Self> {
-        Self::open_with_linger(data_dir, metrics, writer::DEFAULT_LINGER)
+        Self::open_with(data_dir, metrics, SqliteOptions::default())
     }
 
-    /// [`Self::open`], with how long a small batch of writes waits for more before its
-    /// commit (zero: never; see [`writer::DEFAULT_LINGER`]).
-    pub fn open_with_linger(
+    /// [`Self::open`] with other options.
+    pub fn open_with(
         data_dir: &Path,
         metrics: Arc<Metrics>,
-        linger: std::time::Duration,
+        options: SqliteOptions,
     ) -> StoreResult<Self> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Backend(format!("create {}: {e}", data_dir.display())))?;
@@ -68,12 +91,17 @@ impl SqliteStore {
         conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))
             .map_err(backend)?;
         migrations::run(&mut conn)?;
-        let writer = Writer::start(conn, metrics, linger)?;
+        let mut nonces = NonceWindow::new(options.nonces);
+        nonces
+            .load(&conn, confer_core::model::now_us())
+            .map_err(backend)?;
+        let writer = Writer::start(conn, metrics, options.linger)?;
         Ok(SqliteStore {
             path,
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
             conversations: cache::ConversationCache::default(),
+            nonces: Arc::new(Mutex::new(nonces)),
         })
     }
 

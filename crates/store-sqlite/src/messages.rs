@@ -37,29 +37,31 @@ pub(crate) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     })
 }
 
-fn by_nonce(
-    conn: &Connection,
-    group: i64,
-    sender: i64,
-    nonce: &str,
-) -> rusqlite::Result<Option<Message>> {
-    query_row(
-        conn,
-        &format!(
-            "SELECT {COLUMNS} FROM messages WHERE group_id = ?1 AND sender = ?2 AND nonce = ?3"
-        ),
-        params![group, sender, nonce],
-        message_row,
-    )
-    .optional()
-}
-
 #[async_trait]
 impl MessageStore for SqliteStore {
     async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
         let group = to_sql_id(new.group_id.0)?;
         let sender = to_sql_id(new.sender.0)?;
+        let nonces = self.nonces.clone();
         self.write(move |conn| {
+            let lock = || nonces.lock().unwrap_or_else(|e| e.into_inner());
+            let key = new.nonce.as_deref().map(|n| lock().key(group, sender, n));
+            // A retry gets the original. The window's answer is confirmed against the row:
+            // a hash collision, or an id left by a rolled-back write, is no duplicate.
+            if let Some(id) = key.and_then(|k| lock().get(k)) {
+                let id = i64::try_from(id).unwrap_or(i64::MAX);
+                if let Some(existing) = by_id(conn, id).map_err(backend)? {
+                    if existing.group_id == new.group_id
+                        && existing.sender == new.sender
+                        && existing.nonce == new.nonce
+                    {
+                        return Ok(Appended {
+                            message: Arc::new(existing),
+                            duplicate: true,
+                        });
+                    }
+                }
+            }
             // The index leaf this reads is the one the insert writes: a counter kept in
             // the conversation's row cost every message one more page per commit.
             let seq: i64 = query_row(
@@ -69,13 +71,10 @@ impl MessageStore for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(backend)?;
-            // A retry (same nonce) inserts nothing and gets the original; asking first
-            // would cost every message one more lookup.
-            let inserted = exec(conn,
+            exec(conn,
                 "INSERT INTO messages (group_id, seq, sender, sender_login, session_id, kind, text,
                     attachments, body, nonce, version, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
-                 ON CONFLICT (group_id, sender, nonce) WHERE nonce IS NOT NULL DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
                 params![
                     group,
                     seq,
@@ -100,17 +99,10 @@ impl MessageStore for SqliteStore {
                 }
                 other => backend(other),
             })?;
-            if inserted == 0 {
-                let nonce = new.nonce.as_deref().unwrap_or_default();
-                let existing = by_nonce(conn, group, sender, nonce)
-                    .map_err(backend)?
-                    .ok_or_else(|| StoreError::Backend("nonce conflict without a message".into()))?;
-                return Ok(Appended {
-                    message: Arc::new(existing),
-                    duplicate: true,
-                });
-            }
             let message_id = conn.last_insert_rowid() as u64;
+            if let Some(k) = key {
+                lock().remember(k, message_id, new.created_at_us);
+            }
             // Posting means having read everything before it: the sender's seen mark
             // moves in the same transaction (one commit, not two).
             exec(conn,

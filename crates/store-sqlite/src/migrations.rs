@@ -122,6 +122,9 @@ const MIGRATIONS: &[&str] = &[
     // 5: a group's last seq is read from its (group_id, seq) index; the counter in its
     // row, bumped with every message, cost each one a page of its own per commit.
     "ALTER TABLE conversations DROP COLUMN last_seq;",
+    // 6: retries are recognized by a window of recent nonces kept by the writer
+    // (`nonces.rs`); the index put each message's nonce on a page of its own per commit.
+    "DROP INDEX messages_nonce;",
 ];
 
 /// Apply every migration the database has not seen, each in its own transaction.

@@ -8,7 +8,8 @@ use confer_core::model::{ConversationKind, NewAccount, NewConversation, NewMessa
 use confer_core::store::{AccountStore, ConversationStore, MessageStore, Storage, StoreError};
 use confer_core::{GroupId, Json, Uin};
 
-use crate::SqliteStore;
+use crate::nonces::NonceOptions;
+use crate::{SqliteOptions, SqliteStore};
 
 fn open(dir: &std::path::Path) -> SqliteStore {
     SqliteStore::open(dir, Arc::new(Metrics::default())).unwrap()
@@ -63,7 +64,17 @@ async fn concurrent_appends(linger: std::time::Duration) {
     let dir = tempfile::tempdir().unwrap();
     let group = {
         let metrics = Arc::new(Metrics::default());
-        let store = Arc::new(SqliteStore::open_with_linger(dir.path(), metrics, linger).unwrap());
+        let store = Arc::new(
+            SqliteStore::open_with(
+                dir.path(),
+                metrics,
+                SqliteOptions {
+                    linger,
+                    ..SqliteOptions::default()
+                },
+            )
+            .unwrap(),
+        );
         let group = conference(&store, "c1").await;
         let mut tasks = Vec::new();
         for i in 0..200 {
@@ -124,6 +135,84 @@ async fn a_repeated_nonce_returns_the_original_message() {
         .await
         .unwrap();
     assert_eq!(next.message.seq, first.message.seq + 1);
+}
+
+#[tokio::test]
+async fn a_retry_is_recognized_after_a_restart_but_not_from_another_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = confer_core::model::now_us();
+    let fresh = |nonce: &str, sender: u64| NewMessage {
+        sender: Uin(sender),
+        created_at_us: now,
+        ..message(GroupId(0), Some(nonce), "a")
+    };
+    let (group, first) = {
+        let store = open(dir.path());
+        let group = conference(&store, "c1").await;
+        let first = store
+            .append_message(NewMessage {
+                group_id: group,
+                ..fresh("n1", 1)
+            })
+            .await
+            .unwrap();
+        (group, first)
+    };
+    let store = open(dir.path());
+    let again = store
+        .append_message(NewMessage {
+            group_id: group,
+            ..fresh("n1", 1)
+        })
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.message_id, first.message.message_id);
+    let other = store
+        .append_message(NewMessage {
+            group_id: group,
+            ..fresh("n1", 2)
+        })
+        .await
+        .unwrap();
+    assert!(!other.duplicate);
+    assert_eq!(store.messages_after(group, 0, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_nonce_that_left_the_window_makes_a_new_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        nonces: NonceOptions {
+            max: 2,
+            ..NonceOptions::default()
+        },
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(dir.path(), Arc::new(Metrics::default()), options).unwrap();
+    let group = conference(&store, "c1").await;
+    for nonce in ["n1", "n2", "n3"] {
+        let m = store
+            .append_message(message(group, Some(nonce), nonce))
+            .await
+            .unwrap();
+        assert!(!m.duplicate);
+    }
+    // n3 and n2 are remembered, n1 is not any more.
+    assert!(
+        store
+            .append_message(message(group, Some("n3"), "again"))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert!(
+        !store
+            .append_message(message(group, Some("n1"), "again"))
+            .await
+            .unwrap()
+            .duplicate
+    );
 }
 
 #[tokio::test]
