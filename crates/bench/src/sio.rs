@@ -173,7 +173,8 @@ impl Sio {
             .as_mut()
             .ok_or_else(|| anyhow!("connection closed"))?
             .insert(id, tx);
-        let packet = format!("42{},{id}{}", self.ns, serde_json::json!([name, arg]));
+        // Written straight from the argument: `json!([name, arg])` would copy it whole.
+        let packet = format!("42{},{id}[{},{arg}]", self.ns, Value::from(name));
         self.out
             .send(Message::Text(packet.into()))
             .map_err(|_| anyhow!("connection closed"))?;
