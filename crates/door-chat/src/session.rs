@@ -180,8 +180,8 @@ async fn recv(rx: &mut Option<MailboxReceiver>) -> Delivery {
 /// API does not show it).
 fn event_packet(event: &Event) -> Option<Utf8Bytes> {
     let text = event.rendered(DoorSlot::ChatApi, |e| {
-        render::push(e).map_or_else(String::new, |(name, v)| {
-            packet::event(&name, &v.to_string())
+        render::push(e).map_or_else(String::new, |(name, payload)| {
+            packet::event(&name, &payload)
         })
     });
     if text.is_empty() {

@@ -41,7 +41,7 @@ pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         .core
         .post_chat_message(ctx.who, &ctx.session.session_id, group, input)
         .await?;
-    let mut reply = Reply::ok().with("message", render::message(&message));
+    let mut reply = Reply::ok().with_json("message", render::message_json(&message));
     if duplicate {
         reply.code = DUPLICATE_MESSAGE;
     }
@@ -57,7 +57,7 @@ pub async fn update(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         .core
         .edit_chat_message(ctx.who, group, message_id, text, attachments)
         .await?;
-    Ok(Reply::ok().with("message", render::message(&message)))
+    Ok(Reply::ok().with_json("message", render::message_json(&message)))
 }
 
 pub async fn delete(ctx: &Ctx<'_>, mut args: Args) -> Outcome {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use confer_core::bus::SessionInfo;
 use confer_core::{Core, Principal, Uin};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::args::Args;
 use crate::codes::{Failure, FORBIDDEN, INVALID_PARAMETERS, OK, RATE_LIMITED, UNKNOWN_EVENT};
@@ -38,19 +38,32 @@ pub struct Ctx<'a> {
 /// The ack's fields besides `result`, and the result code (0 unless said otherwise).
 pub struct Reply {
     pub code: u64,
-    pub fields: Map<String, Value>,
+    /// Each field's name (a literal of ours, needing no escapes) and value.
+    fields: Vec<(&'static str, Field)>,
+}
+
+enum Field {
+    Value(Value),
+    /// JSON text already written (see [`render::message_json`](crate::render::message_json)).
+    Json(String),
 }
 
 impl Reply {
     pub fn ok() -> Reply {
         Reply {
             code: OK,
-            fields: Map::new(),
+            fields: Vec::new(),
         }
     }
 
-    pub fn with(mut self, key: &str, value: Value) -> Reply {
-        self.fields.insert(key.to_string(), value);
+    pub fn with(mut self, key: &'static str, value: Value) -> Reply {
+        self.fields.push((key, Field::Value(value)));
+        self
+    }
+
+    /// A field whose value is JSON text already.
+    pub fn with_json(mut self, key: &'static str, json: String) -> Reply {
+        self.fields.push((key, Field::Json(json)));
         self
     }
 }
@@ -142,18 +155,27 @@ async fn dispatch(name: &str, ctx: &Ctx<'_>, args: Args) -> Outcome {
 
 /// The ack's body for an outcome: `{result, …}`, with `message` on failure.
 pub fn answer(outcome: Outcome) -> String {
-    let mut body = Map::new();
     match outcome {
         Ok(reply) => {
-            body.insert("result".into(), Value::from(reply.code));
-            body.extend(reply.fields);
+            let mut body = format!(r#"{{"result":{}"#, reply.code);
+            for (key, field) in reply.fields {
+                body.push_str(",\"");
+                body.push_str(key);
+                body.push_str("\":");
+                match field {
+                    Field::Value(v) => body.push_str(&v.to_string()),
+                    Field::Json(text) => body.push_str(&text),
+                }
+            }
+            body.push('}');
+            body
         }
-        Err(f) => {
-            body.insert("result".into(), Value::from(f.code));
-            body.insert("message".into(), Value::from(f.message));
-        }
+        Err(f) => format!(
+            r#"{{"result":{},"message":{}}}"#,
+            f.code,
+            Value::from(f.message)
+        ),
     }
-    Value::Object(body).to_string()
 }
 
 /// Run one client event of a logged-in socket (`allowed`: within its rate), count it,
@@ -190,4 +212,24 @@ pub async fn handle(
         .metrics()
         .command(DOOR, label, matches!(&outcome, Ok(r) if r.code == OK));
     answer(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_answer_is_result_then_its_fields_or_the_failure_message() {
+        let ok = answer(Ok(Reply::ok()
+            .with("uin", Value::from("7"))
+            .with_json("message", r#"{"a":[1]}"#.into())));
+        assert_eq!(ok, r#"{"result":0,"uin":"7","message":{"a":[1]}}"#);
+        let failed = answer(Err(Failure::new(INVALID_PARAMETERS, "no \"group_id\"")));
+        assert_eq!(
+            serde_json::from_str::<Value>(&failed).unwrap(),
+            json!({"result": 1, "message": "no \"group_id\""})
+        );
+    }
 }
