@@ -104,6 +104,11 @@ enum Scenario {
         /// Bisection steps after the doubling (each halves the uncertainty).
         #[arg(long, default_value_t = 3)]
         refine: u32,
+        /// With --peak, a rate is kept up only if its p99 latency is at most this many
+        /// milliseconds too: past it the server is queueing (writes batch up and rates
+        /// rise while every message waits), not keeping up.
+        #[arg(long, default_value_t = 100.0)]
+        max_p99_ms: f64,
     },
     /// Like fanout, but receivers are cut at random and resume with list_message.
     Drops {
@@ -950,16 +955,23 @@ fn metric(rows: &[Row], name: &str) -> f64 {
         .map_or(0.0, |r| r.value)
 }
 
-/// For each target, the highest rate it kept up with (doubling from `start`, then
-/// `refine` bisection steps), and the delivered rate there; then confer's peak as a ratio
-/// of each peer's.
+/// How far a peak search goes: doubling from `start`, then `refine` bisection steps; a
+/// rate counts as kept up when everything was delivered and p99 stayed within
+/// `max_p99_ms`.
+struct PeakSearch {
+    start: u64,
+    refine: u32,
+    max_p99_ms: f64,
+}
+
+/// For each target, the highest rate it kept up with, and the delivered rate there; then
+/// confer's peak as a ratio of each peer's.
 async fn peak_search(
     cli: &Cli,
     groups: usize,
     members: usize,
-    start: u64,
     seconds: u64,
-    refine: u32,
+    search: &PeakSearch,
     targets: &[Target],
 ) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
@@ -969,20 +981,22 @@ async fn peak_search(
         // kept up and the first that did not, `refine` times.
         let mut best: Option<(u64, f64, f64)> = None;
         let mut failed: Option<u64> = None;
-        let mut rate = start.max(1);
-        let mut steps_left = refine;
+        let mut rate = search.start.max(1);
+        let mut steps_left = search.refine;
         loop {
             let run = fanout(cli, groups, members, rate, seconds, *t).await?;
             let asked = (rate * seconds) as f64;
+            let p99 = metric(&run, "latency p99");
             let kept_up = metric(&run, "delivered / expected") >= 0.999
-                && metric(&run, "messages sent") >= 0.95 * asked;
+                && metric(&run, "messages sent") >= 0.95 * asked
+                && p99 <= search.max_p99_ms;
             eprintln!(
-                "{:?} at {rate} msg/s: {}",
+                "{:?} at {rate} msg/s: {} (p99 {p99:.1} ms)",
                 t,
                 if kept_up { "kept up" } else { "fell behind" }
             );
             if kept_up {
-                best = Some((rate, metric(&run, "delivered"), metric(&run, "latency p99")));
+                best = Some((rate, metric(&run, "delivered"), p99));
             } else {
                 failed = Some(rate);
             }
@@ -1469,11 +1483,24 @@ async fn main() -> anyhow::Result<()> {
             targets,
             peak,
             refine,
+            max_p99_ms,
         } => {
             let mut rows = Vec::new();
             if *peak {
                 rows.extend(
-                    peak_search(&cli, *groups, *members, *rate, *seconds, *refine, targets).await?,
+                    peak_search(
+                        &cli,
+                        *groups,
+                        *members,
+                        *seconds,
+                        &PeakSearch {
+                            start: *rate,
+                            refine: *refine,
+                            max_p99_ms: *max_p99_ms,
+                        },
+                        targets,
+                    )
+                    .await?,
                 );
             } else {
                 for t in targets {
