@@ -689,6 +689,8 @@ async fn fanout(
     let per_sender = (rate as f64 / senders.len().max(1) as f64).max(0.001);
     let interval = Duration::from_secs_f64(1.0 / per_sender);
     let sent = Arc::new(AtomicU64::new(0));
+    // Ticks the senders kept: fewer than asked when the load client itself falls behind.
+    let attempted = Arc::new(AtomicU64::new(0));
     // CPU is the steadier comparison between targets: at one rate that every target keeps
     // up with, what each server (and the shared load client) spends on it.
     let server_cpu_before = server.cpu_seconds();
@@ -698,7 +700,7 @@ async fn fanout(
     let mut tasks = Vec::new();
     let count = senders.len().max(1);
     for (i, (c, group)) in senders.into_iter().enumerate() {
-        let sent = sent.clone();
+        let (sent, attempted) = (sent.clone(), attempted.clone());
         // Senders are spread evenly over one interval: started together, they would send
         // in bursts of one message each, and latency would measure the burst's drain.
         let first =
@@ -708,6 +710,7 @@ async fn fanout(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             while Instant::now() < end {
                 tick.tick().await;
+                attempted.fetch_add(1, Ordering::Relaxed);
                 let c = c.clone();
                 let sent = sent.clone();
                 tokio::spawn(async move {
@@ -728,6 +731,7 @@ async fn fanout(
     let client_cpu = cpu_seconds("self").unwrap_or(0.0) - client_cpu_before;
     let delivered = received.load(Ordering::Relaxed);
     let sent = sent.load(Ordering::Relaxed);
+    let attempted = attempted.load(Ordering::Relaxed);
     let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_unstable();
     let name = run_name(target);
@@ -735,6 +739,13 @@ async fn fanout(
     drop(held);
     drop(server);
     Ok(vec![
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "messages attempted",
+            value: attempted as f64,
+            unit: "",
+        },
         Row {
             scenario: "fanout",
             target: name.clone(),
@@ -983,17 +994,32 @@ async fn peak_search(
         let mut failed: Option<u64> = None;
         let mut rate = search.start.max(1);
         let mut steps_left = search.refine;
+        let mut client_bound_at: Option<u64> = None;
         loop {
             let run = fanout(cli, groups, members, rate, seconds, *t).await?;
             let asked = (rate * seconds) as f64;
             let p99 = metric(&run, "latency p99");
-            let kept_up = metric(&run, "delivered / expected") >= 0.999
-                && metric(&run, "messages sent") >= 0.95 * asked
+            let attempted = metric(&run, "messages attempted");
+            // The load client shares the machine: when it cannot even send the rate, the
+            // run says nothing about the server, and the search says so.
+            let client_bound = attempted < 0.95 * asked;
+            if client_bound && client_bound_at.is_none() {
+                client_bound_at = Some(rate);
+            }
+            let kept_up = !client_bound
+                && metric(&run, "delivered / expected") >= 0.999
+                && metric(&run, "messages sent") >= 0.99 * attempted
                 && p99 <= search.max_p99_ms;
             eprintln!(
                 "{:?} at {rate} msg/s: {} (p99 {p99:.1} ms)",
                 t,
-                if kept_up { "kept up" } else { "fell behind" }
+                match (kept_up, client_bound) {
+                    (true, _) => "kept up".to_string(),
+                    (false, true) => format!(
+                        "the load client sent only {attempted:.0} of {asked:.0} (it is the bottleneck here)"
+                    ),
+                    (false, false) => "fell behind".to_string(),
+                }
             );
             if kept_up {
                 best = Some((rate, metric(&run, "delivered"), p99));
@@ -1028,11 +1054,20 @@ async fn peak_search(
         });
         rows.push(Row {
             scenario: "fanout peak",
-            target: name,
+            target: name.clone(),
             metric: "latency p99 there",
             value: p99,
             unit: "ms",
         });
+        if let Some(at) = client_bound_at {
+            rows.push(Row {
+                scenario: "fanout peak",
+                target: name,
+                metric: "load client could not send (lowest such rate)",
+                value: at as f64,
+                unit: "msg/s",
+            });
+        }
         peaks.push((*t, delivered));
     }
     if let Some((_, confer)) = peaks.iter().find(|(t, _)| *t == Target::Confer).copied() {
