@@ -159,6 +159,25 @@ struct Row {
     unit: &'static str,
 }
 
+impl Row {
+    /// confer's figure as a ratio of a peer's.
+    fn ratio(
+        scenario: &'static str,
+        target: String,
+        metric: &'static str,
+        confer: f64,
+        peer: f64,
+    ) -> Row {
+        Row {
+            scenario,
+            target,
+            metric,
+            value: confer / peer.max(1.0),
+            unit: "",
+        }
+    }
+}
+
 fn print_rows(rows: &[Row]) {
     for r in rows {
         println!(
@@ -832,13 +851,8 @@ async fn ingest(
             // The peers' rates, as the ceiling confer's is measured against.
             _ => {
                 if let Some(confer) = confer_rate {
-                    rows.push(Row {
-                        scenario: "ingest",
-                        target: format!("confer / {}", ingest_name(target)),
-                        metric: "ratio",
-                        value: confer / rate.max(1.0),
-                        unit: "",
-                    });
+                    let name = format!("confer / {}", ingest_name(target));
+                    rows.push(Row::ratio("ingest", name, "ratio", confer, rate));
                 }
             }
         }
@@ -852,13 +866,8 @@ async fn ingest(
         unit: "rows/s",
     });
     if let Some(confer) = confer_rate {
-        rows.push(Row {
-            scenario: "ingest",
-            target: "confer / SQLite loop".into(),
-            metric: "ratio",
-            value: confer / peer.max(1.0),
-            unit: "",
-        });
+        let name = "confer / SQLite loop".to_string();
+        rows.push(Row::ratio("ingest", name, "ratio", confer, peer));
     }
     Ok(rows)
 }
@@ -1072,13 +1081,14 @@ async fn peak_search(
     }
     if let Some((_, confer)) = peaks.iter().find(|(t, _)| *t == Target::Confer).copied() {
         for (t, peer) in peaks.iter().filter(|(t, _)| *t != Target::Confer) {
-            rows.push(Row {
-                scenario: "fanout peak",
-                target: format!("confer / {}", run_name(*t)),
-                metric: "ratio of delivered at peak",
-                value: confer / peer.max(1.0),
-                unit: "",
-            });
+            let name = format!("confer / {}", run_name(*t));
+            rows.push(Row::ratio(
+                "fanout peak",
+                name,
+                "ratio of delivered at peak",
+                confer,
+                *peer,
+            ));
         }
     }
     Ok(rows)

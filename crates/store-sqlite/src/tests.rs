@@ -140,41 +140,23 @@ async fn a_repeated_nonce_returns_the_original_message() {
 #[tokio::test]
 async fn a_retry_is_recognized_after_a_restart_but_not_from_another_sender() {
     let dir = tempfile::tempdir().unwrap();
+    // Created now: the window refilled on open holds the last 24 hours.
     let now = confer_core::model::now_us();
-    let fresh = |nonce: &str, sender: u64| NewMessage {
+    let post = |group: GroupId, sender: u64| NewMessage {
         sender: Uin(sender),
         created_at_us: now,
-        ..message(GroupId(0), Some(nonce), "a")
+        ..message(group, Some("n1"), "a")
     };
     let (group, first) = {
         let store = open(dir.path());
         let group = conference(&store, "c1").await;
-        let first = store
-            .append_message(NewMessage {
-                group_id: group,
-                ..fresh("n1", 1)
-            })
-            .await
-            .unwrap();
-        (group, first)
+        (group, store.append_message(post(group, 1)).await.unwrap())
     };
     let store = open(dir.path());
-    let again = store
-        .append_message(NewMessage {
-            group_id: group,
-            ..fresh("n1", 1)
-        })
-        .await
-        .unwrap();
+    let again = store.append_message(post(group, 1)).await.unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message.message_id, first.message.message_id);
-    let other = store
-        .append_message(NewMessage {
-            group_id: group,
-            ..fresh("n1", 2)
-        })
-        .await
-        .unwrap();
+    let other = store.append_message(post(group, 2)).await.unwrap();
     assert!(!other.duplicate);
     assert_eq!(store.messages_after(group, 0, 10).await.unwrap().len(), 2);
 }
