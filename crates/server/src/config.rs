@@ -63,8 +63,9 @@ config! {
     /// How long a chat message's `nonce` is remembered: a retry (same group, sender and
     /// nonce) within it answers with the original instead of storing again (seconds).
     nonce_window_secs: u64 = 24 * 3600;
-    /// The most nonces remembered (about 44 bytes each); past it the oldest go first, so
-    /// under a heavy load the window is shorter than `nonce_window_secs`.
+    /// The most nonces remembered (44-90 bytes each: 44-88 MB at most by default); past
+    /// it the oldest go first, so under a heavy load the window is shorter than
+    /// `nonce_window_secs`.
     nonce_window_max: usize = 1_000_000;
     /// How long one write to a client may take before it is disconnected (milliseconds).
     write_timeout_ms: u64 = 10_000;

@@ -26,7 +26,8 @@ use rusqlite::{params, Connection};
 pub struct NonceOptions {
     /// Messages older than this (by creation time, against the newest) are forgotten.
     pub window: Duration,
-    /// The most nonces remembered; past it the oldest go first (~44 bytes each).
+    /// The most nonces remembered; past it the oldest go first. Each costs 44-90 bytes
+    /// (a map entry and a queue slot; both tables grow by doubling).
     pub max: usize,
 }
 
