@@ -19,7 +19,7 @@ fn secs(us: i64) -> i64 {
     us / 1_000_000
 }
 
-/// Merge the display fields stored with a message or call into its object.
+/// Merge the display fields stored with a call into its object.
 fn merge_extra(obj: &mut Map<String, Value>, extra: Option<&Json>) {
     if let Some(Ok(Value::Object(fields))) =
         extra.map(|e| serde_json::from_str::<Value>(e.as_str()))

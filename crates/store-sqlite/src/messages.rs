@@ -62,8 +62,8 @@ impl MessageStore for SqliteStore {
                     }
                 }
             }
-            // The index leaf this reads is the one the insert writes: a counter kept in
-            // the conversation's row cost every message one more page per commit.
+            // From the index leaf the insert writes anyway (a counter in the group's row
+            // was one more thing to keep in step with the messages).
             let seq: i64 = query_row(
                 conn,
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE group_id = ?1",
