@@ -6,9 +6,12 @@
 //!
 //! - `idle`: hold N authenticated connections; server RSS per connection.
 //! - `fanout`: G groups × M members, one sender per group at a total target rate; delivered
-//!   messages/s and send→deliver latency. Targets: `confer`, `node-relay` (bench/peers).
-//! - `ingest`: S senders each waiting for the ack; durable acknowledged messages/s, and the
-//!   bare batched SQLite insert loop on the same disk as a peer.
+//!   messages/s and send→deliver latency; `--peak` searches each target's highest rate.
+//!   Targets: `confer` and the peers of `bench/peers` (Node and socketioxide relays, a
+//!   tokio WebSocket broadcast).
+//! - `ingest`: S senders each waiting for the ack; durable acknowledged messages/s, the
+//!   two Socket.IO relays acking without storage (the ceiling here), and the bare batched
+//!   SQLite insert loop on the same disk.
 //! - `drops`: fan-out while receivers are cut at random and resume with `list_message`
 //!   after the last id they saw; messages delivered once, lost, seen twice.
 //! - `storm`: N clients all cut by a server restart; how many resume, and how fast.
