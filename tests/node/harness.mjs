@@ -23,8 +23,8 @@ function freePort() {
   });
 }
 
-export async function startServer(env = {}) {
-  const dataDir = join(mkdtempSync(join(tmpdir(), 'confer-node-')), 'data');
+// `dataDir` reuses the data folder of a server that was stopped (a restart).
+export async function startServer(env = {}, dataDir = join(mkdtempSync(join(tmpdir(), 'confer-node-')), 'data')) {
   const port = await freePort();
   const proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
     env: { ...process.env, CONFER_ADMIN_PASSWORD: ADMIN_PASSWORD, CONFER_LOG_LEVEL: 'warn', ...env },
