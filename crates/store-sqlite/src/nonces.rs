@@ -59,6 +59,10 @@ impl NonceWindow {
         }
     }
 
+    fn window_us(&self) -> i64 {
+        i64::try_from(self.options.window.as_micros()).unwrap_or(i64::MAX)
+    }
+
     pub fn key(&self, group: i64, sender: i64, nonce: &str) -> u64 {
         self.hasher.hash_one((group, sender, nonce))
     }
@@ -76,8 +80,7 @@ impl NonceWindow {
         }
         self.by_key.insert(key, message_id);
         self.order.push_back((message_id, created_at_us, key));
-        let window_us = i64::try_from(self.options.window.as_micros()).unwrap_or(i64::MAX);
-        let oldest_kept = created_at_us.saturating_sub(window_us);
+        let oldest_kept = created_at_us.saturating_sub(self.window_us());
         while let Some(&(id, created, key)) = self.order.front() {
             if self.order.len() <= self.options.max && created >= oldest_kept {
                 break;
@@ -96,7 +99,6 @@ impl NonceWindow {
 
     /// Fill the window from the newest stored messages (at open).
     pub fn load(&mut self, conn: &Connection, now_us: i64) -> rusqlite::Result<()> {
-        let window_us = i64::try_from(self.options.window.as_micros()).unwrap_or(i64::MAX);
         let max = i64::try_from(self.options.max).unwrap_or(i64::MAX);
         let mut stmt = conn.prepare(
             "SELECT message_id, group_id, sender, nonce, created_at FROM messages
@@ -104,7 +106,7 @@ impl NonceWindow {
                AND created_at >= ?2 AND nonce IS NOT NULL
              ORDER BY message_id",
         )?;
-        let rows = stmt.query_map(params![max, now_us.saturating_sub(window_us)], |r| {
+        let rows = stmt.query_map(params![max, now_us.saturating_sub(self.window_us())], |r| {
             Ok((
                 r.get::<_, i64>(0)? as u64,
                 r.get::<_, i64>(1)?,
