@@ -844,6 +844,9 @@ async fn ingest(
     seconds: u64,
     targets: &[Target],
 ) -> anyhow::Result<Vec<Row>> {
+    if targets.contains(&Target::WsBroadcast) {
+        bail!("ingest measures acks, and the raw WebSocket peer sends none: leave it out");
+    }
     let mut rows = Vec::new();
     let mut confer_rate = None;
     for &target in targets {
@@ -891,9 +894,6 @@ async fn ingest_one(
     seconds: u64,
     target: Target,
 ) -> anyhow::Result<(Vec<Row>, f64)> {
-    if target == Target::WsBroadcast {
-        bail!("ingest measures acks, and the raw WebSocket peer sends none: leave it out");
-    }
     let fixture = prepare(senders * 2, 2).await?;
     let users = fixture.users.clone();
     let groups = fixture.groups.clone();

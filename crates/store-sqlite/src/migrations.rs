@@ -120,7 +120,7 @@ const MIGRATIONS: &[&str] = &[
     // more page written per commit: ~30% of the WAL's bytes.
     "DROP INDEX messages_by_group_id;",
     // 5: a group's last seq is read from its (group_id, seq) index; the counter in its
-    // row, bumped with every message, cost each one a page of its own per commit.
+    // row, bumped with every message, was one more thing to keep in step.
     "ALTER TABLE conversations DROP COLUMN last_seq;",
     // 6: retries are recognized by a window of recent nonces kept by the writer
     // (`nonces.rs`); the index put each message's nonce on a page of its own per commit.
