@@ -135,6 +135,16 @@ impl SqliteStore {
     {
         self.writer.write(f).await
     }
+
+    /// [`write`](Self::write) without a savepoint, for a write that cannot fail part-way
+    /// ([`Writer::write_unguarded`]).
+    pub(crate) async fn write_unguarded<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.write_unguarded(f).await
+    }
 }
 
 #[async_trait]

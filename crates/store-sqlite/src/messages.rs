@@ -43,7 +43,9 @@ impl MessageStore for SqliteStore {
         let group = to_sql_id(new.group_id.0)?;
         let sender = to_sql_id(new.sender.0)?;
         let nonces = self.nonces.clone();
-        self.write(move |conn| {
+        // Unguarded: the insert is the first change and undoes itself when it fails; the
+        // seen mark after it can fail only as the disk does (`Writer::write_unguarded`).
+        self.write_unguarded(move |conn| {
             let lock = || nonces.lock().unwrap_or_else(|e| e.into_inner());
             let key = new.nonce.as_deref().map(|n| lock().key(group, sender, n));
             // A retry gets the original. The window's answer is confirmed against the row:
