@@ -18,7 +18,12 @@ impl RawWs {
         let addr = base.trim_start_matches("ws://");
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
-        let (ws, _) = tokio_tungstenite::client_async(format!("{base}/ws"), tcp).await?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            format!("{base}/ws"),
+            tcp,
+            crate::sio::ws_config(),
+        )
+        .await?;
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         let (events_tx, events) = mpsc::unbounded_channel();

@@ -72,7 +72,7 @@ async fn run(senders: u64, seconds: u64) -> Result<(), Box<dyn std::error::Error
     // also depends on how the scheduler shares two cores among the writer and the tasks).
     let writer_us = (writer_cpu_seconds() - writer_before) * 1e6 / appended.max(1) as f64;
     println!(
-        "store append, {senders} senders: {rate:.0} durable appends/s, writer thread {writer_us:.2} us CPU per append"
+        "store append, {senders} senders: {appended} appends, {rate:.0} durable appends/s, writer thread {writer_us:.2} us CPU per append"
     );
     Ok(())
 }
