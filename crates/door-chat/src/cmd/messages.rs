@@ -81,10 +81,15 @@ pub async fn list(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         .core
         .list_chat_messages(ctx.who, group, before, after, page, size)
         .await?;
-    Ok(Reply::ok().with(
-        "messages",
-        Value::Array(messages.iter().map(render::message).collect()),
-    ))
+    let mut list = String::from("[");
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(&render::message_json(m));
+    }
+    list.push(']');
+    Ok(Reply::ok().with_json("messages", list))
 }
 
 pub async fn seen(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
