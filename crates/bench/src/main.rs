@@ -544,7 +544,8 @@ async fn chat_connect(
         let (name, arg) = events
             .recv()
             .await
-            .ok_or_else(|| anyhow!("closed before login"))?;
+            .ok_or_else(|| anyhow!("closed before login"))?
+            .parse();
         if name == "login" {
             if arg["result"] != 0 {
                 bail!("login refused: {arg}");
@@ -695,15 +696,11 @@ async fn fanout(
             connect_target(target, &ws, token, group, source(i, cli.sources)).await?;
         let (received, latencies) = (received.clone(), latencies.clone());
         tokio::spawn(async move {
-            while let Some((name, arg)) = events.recv().await {
-                if name != "message" {
+            while let Some(event) = events.recv().await {
+                if !event.is("message") {
                     continue;
                 }
-                let sent = arg["message"]["message"]
-                    .as_str()
-                    .and_then(|t| t.strip_prefix("t="))
-                    .and_then(|t| t.parse::<u64>().ok());
-                if let Some(sent) = sent {
+                if let Some(sent) = event.stamp() {
                     let latency = now_us().saturating_sub(sent);
                     latencies
                         .lock()
@@ -1121,6 +1118,12 @@ fn run_name(t: Target) -> String {
 /// Message ids one receiver got, with how many times each.
 type Receipts = Arc<std::sync::Mutex<std::collections::BTreeMap<u64, u32>>>;
 
+/// The id of a pushed chat message.
+fn message_id(event: &sio::SioEvent) -> Option<u64> {
+    let (_, arg) = event.parse();
+    arg["message"]["message_id"].as_str()?.parse().ok()
+}
+
 fn record(receipts: &Receipts, id: u64) {
     *receipts
         .lock()
@@ -1179,8 +1182,8 @@ async fn drop_prone_receiver(
         let pause = loop {
             tokio::select! {
                 e = events.recv() => match e {
-                    Some((name, arg)) if name == "message" => {
-                        if let Some(id) = arg["message"]["message_id"].as_str().and_then(|i| i.parse().ok()) {
+                    Some(event) if event.is("message") => {
+                        if let Some(id) = message_id(&event) {
                             record(&receipts, id);
                         }
                     }
@@ -1380,12 +1383,9 @@ async fn resuming_client(
         }
         resumed.fetch_add(1, Ordering::Relaxed);
         phase.store(3, Ordering::Relaxed);
-        while let Some((name, arg)) = events.recv().await {
-            if name == "message" {
-                if let Some(id) = arg["message"]["message_id"]
-                    .as_str()
-                    .and_then(|i| i.parse().ok())
-                {
+        while let Some(event) = events.recv().await {
+            if event.is("message") {
+                if let Some(id) = message_id(&event) {
                     record(&receipts, id);
                 }
             }

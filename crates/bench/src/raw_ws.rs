@@ -35,10 +35,8 @@ impl RawWs {
             }
         });
         tokio::spawn(async move {
-            while let Some(Ok(Message::Text(t))) = stream.next().await {
-                if let Ok(v) = serde_json::from_str::<Value>(t.as_str()) {
-                    let _ = events_tx.send(("message".to_string(), v));
-                }
+            while let Some(Ok(Message::Text(frame))) = stream.next().await {
+                let _ = events_tx.send(SioEvent::raw(frame));
             }
         });
         Ok((RawWs { out }, events))

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Calls waiting for their ack (its arguments, unparsed); `None` once the connection ended.
 type Acks = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<String>>>>>;
@@ -39,8 +39,67 @@ pub struct Sio {
     ns: String,
 }
 
-/// An event the server emitted: (name, first argument).
-pub type SioEvent = (String, Value);
+/// An event the server emitted, kept as the frame it came in: a scenario parses what it
+/// needs. Fan-out needs only the send stamp, and parsing every delivery whole into a
+/// `Value` was the load client's largest cost there, more for servers that send richer
+/// messages.
+pub struct SioEvent {
+    frame: Utf8Bytes,
+    /// Where the event's JSON array (`["name", arg]`) starts; for the raw WebSocket peer,
+    /// its message object.
+    at: usize,
+    raw: bool,
+}
+
+impl SioEvent {
+    /// A raw WebSocket peer's frame: a `message` event whose argument is the frame.
+    pub fn raw(frame: Utf8Bytes) -> SioEvent {
+        SioEvent {
+            frame,
+            at: 0,
+            raw: true,
+        }
+    }
+
+    fn json(&self) -> &str {
+        self.frame.as_str().get(self.at..).unwrap_or("")
+    }
+
+    /// Whether the event is called `name`.
+    pub fn is(&self, name: &str) -> bool {
+        if self.raw {
+            return name == "message";
+        }
+        let rest = self.json().strip_prefix("[\"").unwrap_or("");
+        rest.strip_prefix(name)
+            .is_some_and(|r| r.starts_with("\",") || r.starts_with("\"]"))
+    }
+
+    /// The event's name and first argument.
+    pub fn parse(&self) -> (String, Value) {
+        let value = serde_json::from_str::<Value>(self.json()).unwrap_or(Value::Null);
+        if self.raw {
+            return ("message".into(), value);
+        }
+        match value {
+            Value::Array(mut parts) if !parts.is_empty() => {
+                let name = parts.remove(0).as_str().unwrap_or("").to_string();
+                (name, parts.into_iter().next().unwrap_or(Value::Null))
+            }
+            _ => (String::new(), Value::Null),
+        }
+    }
+
+    /// The send time a fan-out message carries as its text (`"t=<µs since the epoch>"`),
+    /// found in the frame without parsing it.
+    pub fn stamp(&self) -> Option<u64> {
+        let text = self.json();
+        let at = text.find("\"t=")? + 3;
+        let digits = &text[at..];
+        let end = digits.find('"')?;
+        digits[..end].parse().ok()
+    }
+}
 
 impl Sio {
     /// Connect to `base` (`ws://host:port`), join namespace `ns` with `auth`, and return the
@@ -92,8 +151,8 @@ impl Sio {
         let prefix = format!("{ns},");
         tokio::spawn(async move {
             while let Some(Ok(m)) = stream.next().await {
-                let Message::Text(t) = m else { continue };
-                let t = t.as_str();
+                let Message::Text(frame) = m else { continue };
+                let t = frame.as_str();
                 if t == "2" {
                     let _ = pong.send(Message::Text("3".into()));
                     continue;
@@ -104,14 +163,12 @@ impl Sio {
                     // Nobody listens (ingest waits for acks only): not parsed at all.
                     "42" if events_tx.is_closed() => {}
                     "42" => {
-                        if let Ok(Value::Array(mut parts)) = serde_json::from_str::<Value>(rest) {
-                            if parts.is_empty() {
-                                continue;
-                            }
-                            let name = parts.remove(0).as_str().unwrap_or("").to_string();
-                            let arg = parts.into_iter().next().unwrap_or(Value::Null);
-                            let _ = events_tx.send((name, arg));
-                        }
+                        let at = t.len() - rest.len();
+                        let _ = events_tx.send(SioEvent {
+                            frame: frame.clone(),
+                            at,
+                            raw: false,
+                        });
                     }
                     "43" => {
                         let digits: String =
@@ -187,5 +244,44 @@ impl Sio {
             .send(Message::Text(packet.into()))
             .map_err(|_| anyhow!("connection closed"))?;
         Ok(rx.await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(frame: &str) -> SioEvent {
+        SioEvent {
+            at: frame.find('[').unwrap_or(0),
+            frame: Utf8Bytes::from(frame.to_string()),
+            raw: false,
+        }
+    }
+
+    #[test]
+    fn an_event_is_known_by_its_name_and_its_stamp_read_from_the_text() {
+        let e = event(r#"42/data,["message",{"message":{"message_id":"7","message":"t=123"}}]"#);
+        assert!(e.is("message"));
+        assert!(!e.is("messages") && !e.is("mess"));
+        assert_eq!(e.stamp(), Some(123));
+        let (name, arg) = e.parse();
+        assert_eq!(
+            (name.as_str(), &arg["message"]["message_id"]),
+            ("message", &Value::from("7"))
+        );
+        assert!(event(r#"42/data,["login"]"#).is("login"));
+        assert_eq!(
+            event(r#"42/data,["message",{"message":"hi"}]"#).stamp(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_raw_frame_is_a_message_event() {
+        let e = SioEvent::raw(Utf8Bytes::from_static(r#"{"message":"t=9"}"#));
+        assert!(e.is("message"));
+        assert_eq!(e.stamp(), Some(9));
+        assert_eq!(e.parse().1["message"], "t=9");
     }
 }
