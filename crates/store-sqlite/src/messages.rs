@@ -43,8 +43,9 @@ impl MessageStore for SqliteStore {
         let group = to_sql_id(new.group_id.0)?;
         let sender = to_sql_id(new.sender.0)?;
         let nonces = self.nonces.clone();
-        // Unguarded: the insert is the first change and undoes itself when it fails; the
-        // seen mark after it can fail only as the disk does (`Writer::write_unguarded`).
+        // Unguarded: the insert is its one change, and undoes itself when it fails
+        // (`Writer::write_unguarded`). (A post's "read up to here" is derived when unread
+        // counts are read, `conversations.rs`.)
         self.write_unguarded(move |conn| {
             let lock = || nonces.lock().unwrap_or_else(|e| e.into_inner());
             let key = new.nonce.as_deref().map(|n| lock().key(group, sender, n));
@@ -73,7 +74,8 @@ impl MessageStore for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(backend)?;
-            exec(conn,
+            exec(
+                conn,
                 "INSERT INTO messages (group_id, seq, sender, sender_login, session_id, kind, text,
                     attachments, body, nonce, version, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
@@ -105,13 +107,6 @@ impl MessageStore for SqliteStore {
             if let Some(k) = key {
                 lock().remember(k, message_id, new.created_at_us);
             }
-            // Posting means having read everything before it: the sender's seen mark
-            // moves in the same transaction (one commit, not two).
-            exec(conn,
-                "UPDATE occupants SET seen_seq = MAX(seen_seq, ?3) WHERE group_id = ?1 AND uin = ?2",
-                params![group, sender, seq],
-            )
-            .map_err(backend)?;
             Ok(Appended {
                 message: Arc::new(Message {
                     message_id,

@@ -356,3 +356,44 @@ async fn listing_by_id_bounds_matches_ids_from_any_group() {
     );
     assert_eq!(list(Some(u64::MAX), None, 0, true).await, in_a);
 }
+
+#[tokio::test]
+async fn posting_counts_as_having_read_what_came_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let group = store
+        .create_conversation(NewConversation {
+            alias: None,
+            kind: ConversationKind::Group,
+            name: None,
+            avatar_url: None,
+            owner: Uin(1),
+            creator: Uin(1),
+            occupants: BTreeSet::from([Uin(1), Uin(2)]),
+            created_at_us: 1,
+        })
+        .await
+        .unwrap()
+        .group_id;
+    let store = &store;
+    let post = |from: u64| {
+        let mut m = message(group, None, "x");
+        m.sender = Uin(from);
+        store.append_message(m)
+    };
+    let unread = |uin: u64| async move {
+        let listings = store.groups_of(Uin(uin)).await.unwrap();
+        listings
+            .iter()
+            .find(|l| l.conversation.group_id == group)
+            .map(|l| l.unread)
+            .unwrap()
+    };
+    post(1).await.unwrap();
+    post(1).await.unwrap();
+    assert_eq!((unread(1).await, unread(2).await), (0, 2));
+    post(2).await.unwrap();
+    assert_eq!((unread(1).await, unread(2).await), (1, 0));
+    post(1).await.unwrap();
+    assert_eq!((unread(1).await, unread(2).await), (0, 1));
+}
