@@ -47,6 +47,8 @@ pub struct SqliteStore {
     /// Idle reader connections. A std `Mutex` because it is held only to pop or push one
     /// connection, never while a query runs.
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// One permit per reader connection there may be ([`READERS`]); a read waits for one.
+    reader_slots: Arc<tokio::sync::Semaphore>,
     conversations: cache::ConversationCache,
     /// Recent nonces; used by the writer thread alone (see [`nonces`]).
     nonces: Arc<Mutex<NonceWindow>>,
@@ -100,6 +102,7 @@ impl SqliteStore {
             path,
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
+            reader_slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
             conversations: cache::ConversationCache::default(),
             nonces: Arc::new(Mutex::new(nonces)),
         })
@@ -113,7 +116,14 @@ impl SqliteStore {
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let slot = self
+            .reader_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Backend("storage readers closed".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let pooled = readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let conn = match pooled {
                 Some(conn) => conn,
@@ -169,6 +179,16 @@ const WAL_CHECKPOINT_PAGES: u32 = 10_000;
 /// The cache grows only as pages are used.
 const WRITER_CACHE_KIB: u32 = 32 * 1024;
 
+/// Reader connections at most. Each keeps its own page cache ([`READER_CACHE_KIB`]) and
+/// lives as long as the store; with no bound a burst of logins opened one per blocking
+/// thread (a dozen at 10,000 logins), ~2 MB each, kept for good. Two cores gain nothing
+/// from more concurrent reads than this.
+const READERS: usize = 4;
+
+/// A reader's page cache, in KiB (SQLite's default is 2,000). Readers look up tokens,
+/// accounts and message pages; the operating system caches the file below them.
+const READER_CACHE_KIB: u32 = 1024;
+
 /// Statements kept prepared per connection (see [`exec`]).
 const STATEMENT_CACHE: usize = 64;
 
@@ -190,8 +210,10 @@ fn open_reader(path: &Path) -> StoreResult<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(backend)?;
-    conn.execute_batch("PRAGMA busy_timeout = 5000;")
-        .map_err(backend)?;
+    conn.execute_batch(&format!(
+        "PRAGMA busy_timeout = 5000; PRAGMA cache_size = -{READER_CACHE_KIB};"
+    ))
+    .map_err(backend)?;
     Ok(conn)
 }
 
