@@ -397,3 +397,30 @@ async fn posting_counts_as_having_read_what_came_before() {
     post(1).await.unwrap();
     assert_eq!((unread(1).await, unread(2).await), (0, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_share_a_bounded_set_of_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .read(|conn| {
+                    // Long enough that the reads overlap.
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 1);
+    }
+    let open = store.readers.lock().unwrap().len();
+    assert!(
+        (1..=crate::READERS).contains(&open),
+        "{open} reader connections"
+    );
+}
