@@ -1014,8 +1014,8 @@ async fn peak_search(
     let mut rows = Vec::new();
     let mut peaks = Vec::new();
     for t in targets {
-        // Double until it falls behind or the client is the limit, then halve the gap
-        // between the last rate that kept up and the first that did not, `refine` times.
+        // Double until it falls behind, then halve the gap between the highest rate that
+        // kept up and the lowest that did not, `refine` times.
         let mut best: Option<(u64, f64, f64)> = None;
         let mut kept: Option<u64> = None;
         let mut failed: Option<u64> = None;

@@ -96,6 +96,7 @@ pub fn message_json(m: &Message) -> String {
     o.str("message", m.text.as_deref());
     o.str("attachments", m.attachments.as_deref());
     o.id("sender_uin", m.sender.0);
+    // Status: 4 deleted, otherwise 1 sent.
     o.int("status", if m.deleted { 4 } else { 1 });
     o.str("nonce", m.nonce.as_deref());
     o.int("version", m.version);
@@ -145,10 +146,15 @@ impl JsonObject {
         JsonObject(out)
     }
 
-    fn key(&mut self, key: &'static str) {
+    /// The separator before a field, unless it is the first.
+    fn comma(&mut self) {
         if self.0.len() > 1 {
             self.0.push(b',');
         }
+    }
+
+    fn key(&mut self, key: &'static str) {
+        self.comma();
         self.0.push(b'"');
         self.0.extend_from_slice(key.as_bytes());
         self.0.extend_from_slice(b"\":");
@@ -185,9 +191,7 @@ impl JsonObject {
 
     /// A key of the sender's, with its value.
     fn any(&mut self, key: &str, v: &Value) {
-        if self.0.len() > 1 {
-            self.0.push(b',');
-        }
+        self.comma();
         self.put(key);
         self.0.push(b':');
         self.put(v);
