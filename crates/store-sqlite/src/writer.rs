@@ -107,8 +107,11 @@ impl Writer {
             .send(Job::Write(write_job(f, guarded, tx)))
             .await
             .map_err(|_| StoreError::Backend("storage writer stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Backend("storage writer stopped".into()))?
+        rx.await.map_err(|_| {
+            StoreError::Backend(
+                "write not run: the storage writer stopped or its batch failed".into(),
+            )
+        })?
     }
 
     /// Wait for everything queued so far, then checkpoint the WAL into the main file.
@@ -222,6 +225,14 @@ fn commit_batch(conn: &Connection, batch: Vec<WriteJob>, metrics: &Metrics) {
     let mut poisoned = false;
     let mut completions: Vec<Completion> = Vec::with_capacity(ops);
     for job in batch {
+        // SQLite rolls the whole transaction back by itself on some errors (a full disk,
+        // an I/O error). The jobs after that would each commit on their own while their
+        // callers were told the batch failed: they are not run (dropped, so each caller
+        // gets a storage error).
+        if conn.is_autocommit() {
+            poisoned = true;
+            break;
+        }
         let ran = job(conn);
         poisoned |= ran.poisoned;
         completions.push(ran.done);
@@ -303,6 +314,36 @@ mod tests {
         assert_eq!(stored(&conn), vec![1]);
         assert!(answer(ok_rx).is_ok());
         assert!(answer(clash_rx).is_err());
+    }
+
+    #[test]
+    fn jobs_after_the_transaction_vanished_are_not_run() {
+        let conn = table();
+        let (ok, ok_rx) = inserts(&[1], false, false);
+        // As SQLite does by itself on a full disk: the transaction is rolled back.
+        let (tx, vanish_rx) = oneshot::channel();
+        let vanish = write_job(
+            |conn: &Connection| {
+                conn.execute_batch("ROLLBACK").map_err(backend)?;
+                Err::<(), _>(StoreError::Backend("disk full".into()))
+            },
+            false,
+            tx,
+        );
+        let (after, after_rx) = inserts(&[2], false, false);
+        commit_batch(&conn, vec![ok, vanish, after], &Metrics::default());
+        assert_eq!(
+            stored(&conn),
+            Vec::<i64>::new(),
+            "nothing committed on its own"
+        );
+        assert!(answer(ok_rx).is_err());
+        assert!(answer(vanish_rx).is_err());
+        let mut after_rx = after_rx;
+        assert!(
+            after_rx.try_recv().is_err(),
+            "never run, so never answered Ok"
+        );
     }
 
     #[test]
