@@ -986,6 +986,9 @@ fn metric(rows: &[Row], name: &str) -> f64 {
         .map_or(0.0, |r| r.value)
 }
 
+/// A peak search's runs per target at most, whatever the rates do.
+const MAX_PEAK_RUNS: u32 = 16;
+
 /// How far a peak search goes: doubling from `start`, then `refine` bisection steps. A
 /// run kept up when everything sent was delivered and p99 stayed within `max_p99_ms`.
 struct PeakSearch {
@@ -1022,6 +1025,7 @@ async fn peak_search(
         let mut rate = search.start.max(1);
         let mut steps_left = search.refine;
         let mut client_bound_at: Option<u64> = None;
+        let mut runs = 0;
         loop {
             let run = fanout(cli, groups, members, rate, seconds, *t).await?;
             let asked = (rate * seconds) as f64;
@@ -1042,6 +1046,9 @@ async fn peak_search(
                 }
             );
             let delivered = metric(&run, "delivered");
+            // Asking more of a client that already lags only helps while the deliveries
+            // still grow; once they do not, this is the machine's peak with this server.
+            let saturated = kept_up && client_bound && best.is_some_and(|b| delivered < 1.05 * b.1);
             if kept_up {
                 if best.is_none_or(|b| delivered > b.1) {
                     best = Some((rate, delivered, p99));
@@ -1053,9 +1060,13 @@ async fn peak_search(
             if client_bound {
                 client_bound_at = Some(client_bound_at.map_or(rate, |c| c.min(rate)));
             }
+            runs += 1;
+            if saturated || runs >= MAX_PEAK_RUNS {
+                break;
+            }
             let low = kept.unwrap_or(0);
             rate = match failed {
-                None => rate * 2,
+                None => rate.saturating_mul(2),
                 Some(high) if steps_left > 0 && high > low + 1 => {
                     steps_left -= 1;
                     low + (high - low) / 2
