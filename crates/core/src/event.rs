@@ -5,6 +5,7 @@
 //! present one matches only the same value. Event bodies are either client JSON, carried
 //! opaquely, or a domain payload that each door renders in its own form.
 
+use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
 use crate::ids::{SessionId, Uin};
@@ -88,7 +89,9 @@ pub struct Event {
     pub kind: Option<String>,
     pub obj_id: Option<String>,
     pub body: EventBody,
-    cache: [OnceLock<Arc<str>>; DOOR_SLOTS],
+    /// Each door's rendering, of the door's own type (text, or its transport's shared
+    /// frame): a recipient then costs a clone of it.
+    cache: [OnceLock<Box<dyn Any + Send + Sync>>; DOOR_SLOTS],
 }
 
 impl Event {
@@ -109,11 +112,16 @@ impl Event {
         }
     }
 
-    /// The door's rendering of this event, computed by `render` on first use only.
-    pub fn rendered(&self, slot: DoorSlot, render: impl FnOnce(&Event) -> String) -> Arc<str> {
+    /// The door's rendering of this event, computed by `render` on first use only. A
+    /// door keeps one type in its slot; `None` only if a slot were asked for another.
+    pub fn rendered<T>(&self, slot: DoorSlot, render: impl FnOnce(&Event) -> T) -> Option<T>
+    where
+        T: Any + Clone + Send + Sync,
+    {
         self.cache[slot as usize]
-            .get_or_init(|| Arc::from(render(self)))
-            .clone()
+            .get_or_init(|| Box::new(render(self)))
+            .downcast_ref::<T>()
+            .cloned()
     }
 }
 
@@ -211,12 +219,17 @@ mod tests {
         let mut calls = 0;
         let a = e.rendered(DoorSlot::ExternalApi, |_| {
             calls += 1;
-            "x".into()
+            Arc::<str>::from("x")
         });
         let b = e.rendered(DoorSlot::ExternalApi, |_| {
             calls += 1;
-            "y".into()
+            Arc::<str>::from("y")
         });
-        assert_eq!((&*a, &*b, calls), ("x", "x", 1));
+        assert_eq!(
+            (a.as_deref(), b.as_deref(), calls),
+            (Some("x"), Some("x"), 1)
+        );
+        // Another door's slot is its own.
+        assert_eq!(e.rendered(DoorSlot::ChatApi, |_| 7u8), Some(7));
     }
 }

@@ -13,7 +13,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
 use confer_core::bus::{Delivery, Mailbox, MailboxReceiver, RemoteError, SessionInfo};
 use confer_core::event::DoorSlot;
@@ -176,25 +175,15 @@ async fn recv(rx: &mut Option<MailboxReceiver>) -> Delivery {
     }
 }
 
-/// The event's packet on this door, made once for all its recipients ("" when the Chat
-/// API does not show it).
+/// The event's packet on this door, made once for all its recipients (`None` when the
+/// Chat API does not show it). Cached as the frame itself: each recipient clones a
+/// reference to the same bytes, with no allocation or UTF-8 check of its own.
 fn event_packet(event: &Event) -> Option<Utf8Bytes> {
-    let text = event.rendered(DoorSlot::ChatApi, |e| {
-        render::push(e).map_or_else(String::new, |(name, payload)| {
-            packet::event(&name, &payload)
+    event
+        .rendered(DoorSlot::ChatApi, |e| {
+            render::push(e).map(|(name, payload)| Utf8Bytes::from(packet::event(&name, &payload)))
         })
-    });
-    if text.is_empty() {
-        return None;
-    }
-    // The shared text itself becomes the frame's bytes: no copy per recipient.
-    struct Shared(Arc<str>);
-    impl AsRef<[u8]> for Shared {
-        fn as_ref(&self) -> &[u8] {
-            self.0.as_bytes()
-        }
-    }
-    Utf8Bytes::try_from(Bytes::from_owner(Shared(text))).ok()
+        .flatten()
 }
 
 impl Socket {

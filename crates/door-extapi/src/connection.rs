@@ -333,7 +333,11 @@ impl Conn {
                     // The common case: rendered once for every recipient on this door.
                     None => frame::event(
                         tid,
-                        &event.rendered(DoorSlot::ExternalApi, |e| render::event_data(e, None)),
+                        &event
+                            .rendered(DoorSlot::ExternalApi, |e| {
+                                Arc::<str>::from(render::event_data(e, None))
+                            })
+                            .unwrap_or_default(),
                     ),
                     Some(body) => frame::event(tid, &render::event_data(&event, Some(&body))),
                 };
