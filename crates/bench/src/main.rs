@@ -405,6 +405,8 @@ fn spawn_confer(bin: &Path, data: &Path, port: u16) -> anyhow::Result<tokio::pro
         .env("CONFER_CHAT_RATE_PER_SEC", "1000000")
         .env("CONFER_CHAT_RATE_BURST", "1000000")
         .env("CONFER_OUTBOUND_QUEUE", "8192")
+        // Every simulated client comes from 127.0.0.1.
+        .env("CONFER_MAX_CONNECTIONS_PER_IP", "0")
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))

@@ -41,11 +41,15 @@ pub struct FilesApi {
     pub max_upload: u64,
 }
 
+/// The largest request body an upload of at most `max_upload` bytes may take: room for
+/// the multipart framing around a file of the largest size. The largest body of any
+/// route, so the HTTP layer refuses a longer declared `Content-Length` before reading.
+pub fn largest_body(max_upload: u64) -> u64 {
+    max_upload.saturating_add(64 * 1024)
+}
+
 pub fn router(api: Arc<FilesApi>) -> Router {
-    // Room for the multipart framing around a file of the largest size.
-    let body_limit = usize::try_from(api.max_upload)
-        .unwrap_or(usize::MAX)
-        .saturating_add(64 * 1024);
+    let body_limit = usize::try_from(largest_body(api.max_upload)).unwrap_or(usize::MAX);
     Router::new()
         .route(
             "/api/v1/files",

@@ -82,10 +82,24 @@ config! {
     /// Largest attachment upload (bytes).
     max_upload_bytes: u64 = 100 * 1024 * 1024;
     /// The most hyper's read buffer per HTTP connection may grow to (bytes, at least
-    /// 8192; hyper's own default): also the largest request head (longer: 431), and the
-    /// most an upload is read at once (BENCHMARKS.md: 8 KiB ~150 MB/s, this ~500 MB/s on
-    /// loopback). Upgraded connections do not keep it.
+    /// 8192; hyper's own default): the most an upload is read at once (BENCHMARKS.md:
+    /// 8 KiB ~150 MB/s, this ~500 MB/s on loopback). Upgraded connections do not keep it.
     http_read_buffer_bytes: usize = 8192 + 4096 * 100;
+    /// Largest HTTP request head, request line and headers (bytes; longer: 431). Also
+    /// bounded by `http_read_buffer_bytes`.
+    http_max_head_bytes: usize = 16 * 1024;
+    /// How long a client may take to send a request head, counted from when the
+    /// connection opened or its previous request ended, so also how long an idle
+    /// keep-alive connection stays open (milliseconds). Then it is closed.
+    http_header_timeout_ms: u64 = 10_000;
+    /// A request body that brings fewer than `http_body_min_bytes` in this long while the
+    /// server waits for it is aborted and its connection closed (milliseconds).
+    http_body_timeout_ms: u64 = 10_000;
+    /// See `http_body_timeout_ms` (bytes).
+    http_body_min_bytes: u64 = 1024;
+    /// Open connections (WebSockets included) per client address; past it a new
+    /// connection is closed at accept, unanswered (0: no cap).
+    max_connections_per_ip: usize = 256;
     /// `attachments compress`: video bitrate given to FFmpeg (e.g. "1M").
     compress_video_bitrate: String = "1M".into();
     /// `attachments compress`: the largest video height kept (pixels).

@@ -14,6 +14,7 @@
 pub mod attachments;
 pub mod config;
 pub mod gelf;
+mod limits;
 mod serve;
 
 use std::net::SocketAddr;
@@ -184,10 +185,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .merge(confer_door_chat::router(chat));
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let token = shutdown.clone();
-    let read_buffer = config.http_read_buffer_bytes;
+    let http = serve::HttpLimits {
+        read_buffer: config.http_read_buffer_bytes,
+        max_head: config.http_max_head_bytes,
+        header_timeout: Duration::from_millis(config.http_header_timeout_ms.max(1)),
+        body_pace: limits::Pace {
+            timeout: Duration::from_millis(config.http_body_timeout_ms.max(1)),
+            min_bytes: config.http_body_min_bytes,
+        },
+        max_body: confer_door_files::largest_body(config.max_upload_bytes),
+        per_ip: config.max_connections_per_ip,
+    };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "confer listening");
     let task = tokio::spawn(async move {
-        serve::serve(listener, app, read_buffer, token, grace).await;
+        serve::serve(listener, app, http, token, grace).await;
         tracker.close();
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the shutdown grace period");

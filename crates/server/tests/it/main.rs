@@ -9,5 +9,6 @@ mod events;
 mod files;
 mod gelf;
 mod http;
+mod http_limits;
 mod login;
 mod sessions;
