@@ -67,6 +67,7 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
         token_lifetime: Duration::from_secs(config.token_lifetime_secs),
         forward_timeout: Duration::from_millis(config.forward_timeout_ms),
         max_list: config.max_list.max(1),
+        max_list_bytes: config.max_list_bytes,
         call_timeout: Duration::from_millis(config.call_timeout_ms),
         max_message_bytes: config.max_message_bytes,
     };
