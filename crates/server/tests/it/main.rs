@@ -8,5 +8,6 @@ mod events;
 mod files;
 mod gelf;
 mod http;
+mod integrity;
 mod login;
 mod sessions;
