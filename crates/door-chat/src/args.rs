@@ -96,6 +96,13 @@ impl Args {
         }
     }
 
+    /// A 32-bit number: a larger one is refused (result 1), never truncated.
+    pub fn opt_u32(&mut self, names: &[&str]) -> Result<Option<u32>, Failure> {
+        self.opt_u64(names)?
+            .map(|n| u32::try_from(n).map_err(|_| Failure::invalid(names[0])))
+            .transpose()
+    }
+
     pub fn u64(&mut self, names: &[&str]) -> Result<u64, Failure> {
         self.opt_u64(names)?
             .ok_or_else(|| Failure::invalid(names[0]))

@@ -217,6 +217,10 @@ impl Conn {
         match outcome {
             Ok(Reply::Deferred) => Ok(()),
             Ok(Reply::Data(data)) => self.answer(tid, &name, Ok(data)).await,
+            Ok(Reply::Page { list, more }) => {
+                self.door.core.metrics().command(DOOR, &name, true);
+                self.send(frame::ok_page(tid, list, more)).await
+            }
             Err(e) => self.answer(tid, &name, Err(e)).await,
         }
     }

@@ -9,6 +9,10 @@ pub fn json_value(json: &Json) -> Value {
     serde_json::from_str(json.as_str()).unwrap_or(Value::Null)
 }
 
+/// Keys of a shown message that only the server sets, yet not on every message (so a
+/// client's own would pass for the server's): `msglog_send` refuses them in `msg`.
+pub const RESERVED_MSG_KEYS: [&str; 3] = ["message_id", "type", "deleted"];
+
 /// A stored message as msglog shows it: the `msg` object plus `msg_id`, `user_id`,
 /// `session_id` and `timestamp` (µs). A message posted through the Chat API also shows
 /// its chat fields (`type`, `message`, `attachments`, `message_id`).
@@ -17,6 +21,10 @@ pub fn message(m: &Message) -> Value {
         Some(Value::Object(map)) => map,
         _ => Map::new(),
     };
+    // The server's fields win, also over a body stored before `msglog_send` refused them.
+    for key in RESERVED_MSG_KEYS {
+        obj.remove(key);
+    }
     if m.text.is_some() || m.attachments.is_some() || m.kind != 0 {
         obj.insert("type".into(), Value::from(m.kind));
         obj.insert("message_id".into(), Value::from(m.message_id.to_string()));

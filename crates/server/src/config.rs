@@ -71,9 +71,14 @@ config! {
     write_timeout_ms: u64 = 10_000;
     /// The most messages one listing returns.
     max_list: usize = 1000;
+    /// The most bytes of messages one listing returns (content plus ~128 bytes a
+    /// message); a listing stops at this or `max_list`, whichever comes first, and says
+    /// there is more. At least one message is always listed.
+    max_list_bytes: usize = 4 << 20;
     /// How long a Chat API call rings before it times out (milliseconds).
     call_timeout_ms: u64 = 45_000;
-    /// Largest chat message (text + attachments + display fields, bytes).
+    /// Largest message through any door (text + attachments + display fields or msglog
+    /// `msg` JSON, bytes).
     max_message_bytes: usize = 64 * 1024;
     /// Chat API requests each socket may make per second (sustained).
     chat_rate_per_sec: u32 = 50;

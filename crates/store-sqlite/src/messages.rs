@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use confer_core::model::{Appended, Message, MessageQuery, NewMessage};
+use confer_core::model::{Appended, Message, MessagePage, MessageQuery, NewMessage};
 use confer_core::store::{MessageStore, StoreError, StoreResult};
 use confer_core::{GroupId, Json, SessionId, Uin};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -136,16 +136,18 @@ impl MessageStore for SqliteStore {
         group: GroupId,
         after_seq: u64,
         limit: usize,
-    ) -> StoreResult<Vec<Message>> {
+        max_bytes: usize,
+    ) -> StoreResult<MessagePage> {
         let group = to_sql_id(group.0)?;
         let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One row past the page tells whether there is more.
+        let rows_wanted = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM messages WHERE group_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
             ))?;
-            let rows = stmt.query_map(params![group, after, limit], message_row)?;
-            rows.collect()
+            let rows = stmt.query_map(params![group, after, rows_wanted], message_row)?;
+            MessagePage::collect(rows, limit, max_bytes)
         })
         .await
     }
@@ -166,7 +168,7 @@ impl MessageStore for SqliteStore {
         self.write(move |conn| {
             one_row(exec(
                 conn,
-                "UPDATE messages SET text = ?2, attachments = COALESCE(?3, attachments),
+                "UPDATE messages SET text = COALESCE(?2, text), attachments = COALESCE(?3, attachments),
                         version = version + 1, updated_at = ?4
                      WHERE message_id = ?1 AND deleted = 0",
                 params![id, text, attachments, now_us],
@@ -195,13 +197,10 @@ impl MessageStore for SqliteStore {
         .await
     }
 
-    async fn list_messages(
-        &self,
-        group: GroupId,
-        query: MessageQuery,
-    ) -> StoreResult<Vec<Message>> {
+    async fn list_messages(&self, group: GroupId, query: MessageQuery) -> StoreResult<MessagePage> {
         let group = to_sql_id(group.0)?;
-        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        // One row past the page tells whether there is more.
+        let limit = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
         let order = if query.oldest_first { "ASC" } else { "DESC" };
         self.read(move |conn| {
@@ -223,7 +222,7 @@ impl MessageStore for SqliteStore {
                  ORDER BY seq {order} LIMIT ?4 OFFSET ?5"
             ))?;
             let rows = stmt.query_map(params![group, low, high, limit, offset], message_row)?;
-            rows.collect()
+            MessagePage::collect(rows, query.limit, query.max_bytes)
         })
         .await
     }

@@ -95,10 +95,19 @@ async fn concurrent_appends(linger: std::time::Duration) {
         group
     };
     let store = open(dir.path());
-    let all = store.messages_after(group, 0, 1000).await.unwrap();
+    let all = store
+        .messages_after(group, 0, 1000, usize::MAX)
+        .await
+        .unwrap()
+        .messages;
     assert_eq!(all.len(), 200);
     assert_eq!(
-        store.messages_after(group, 195, 1000).await.unwrap().len(),
+        store
+            .messages_after(group, 195, 1000, usize::MAX)
+            .await
+            .unwrap()
+            .messages
+            .len(),
         5
     );
     let next = store
@@ -128,7 +137,15 @@ async fn a_repeated_nonce_returns_the_original_message() {
     assert!(!first.duplicate && again.duplicate);
     assert_eq!(again.message.message_id, first.message.message_id);
     assert_eq!(again.message.text.as_deref(), Some("a"));
-    assert_eq!(store.messages_after(group, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .messages_after(group, 0, 10, usize::MAX)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        1
+    );
     // The retry took no seq: the next message follows the original without a gap.
     let next = store
         .append_message(message(group, Some("n2"), "c"))
@@ -158,7 +175,15 @@ async fn a_retry_is_recognized_after_a_restart_but_not_from_another_sender() {
     assert_eq!(again.message.message_id, first.message.message_id);
     let other = store.append_message(post(group, 2)).await.unwrap();
     assert!(!other.duplicate);
-    assert_eq!(store.messages_after(group, 0, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .messages_after(group, 0, 10, usize::MAX)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -220,7 +245,15 @@ async fn a_failing_write_does_not_undo_its_batch_neighbours() {
         }
     }
     assert_eq!(ok, 25);
-    assert_eq!(store.messages_after(group, 0, 100).await.unwrap().len(), 25);
+    assert_eq!(
+        store
+            .messages_after(group, 0, 100, usize::MAX)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        25
+    );
 }
 
 #[tokio::test]
@@ -322,9 +355,10 @@ async fn listing_by_id_bounds_matches_ids_from_any_group() {
                 above_seq,
                 offset: 0,
                 limit: 100,
+                max_bytes: usize::MAX,
                 oldest_first,
             };
-            let got = store.list_messages(a, query).await.unwrap();
+            let got = store.list_messages(a, query).await.unwrap().messages;
             got.iter().map(|m| m.message_id).collect::<Vec<u64>>()
         }
     };
@@ -423,4 +457,63 @@ async fn concurrent_reads_share_a_bounded_set_of_connections() {
         (1..=crate::READERS).contains(&open),
         "{open} reader connections"
     );
+}
+
+#[tokio::test]
+async fn listings_stop_at_their_byte_limit_and_say_there_is_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let group = conference(&store, "big").await;
+    let text = "x".repeat(1000);
+    for _ in 0..10 {
+        store
+            .append_message(message(group, None, &text))
+            .await
+            .unwrap();
+    }
+    let one = store
+        .messages_after(group, 0, 1, usize::MAX)
+        .await
+        .unwrap()
+        .messages[0]
+        .listed_bytes();
+    assert!(one > 2000, "text and body both count: {one}");
+    // Room for three and a half: three are listed, and there is more.
+    let page = store
+        .messages_after(group, 0, 100, one * 7 / 2)
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 3);
+    assert!(page.more);
+    // The next page goes on from the last one.
+    let next = store
+        .messages_after(group, page.messages[2].seq, 100, one * 7 / 2)
+        .await
+        .unwrap();
+    assert_eq!(next.messages[0].seq, 4);
+    // A limit smaller than one message still lists one, so paging moves on.
+    let tiny = store.messages_after(group, 0, 100, 1).await.unwrap();
+    assert_eq!((tiny.messages.len(), tiny.more), (1, true));
+    // The count limit says "more" too, and an exact fit does not.
+    let counted = store.messages_after(group, 0, 4, usize::MAX).await.unwrap();
+    assert_eq!((counted.messages.len(), counted.more), (4, true));
+    let all = store
+        .messages_after(group, 0, 10, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!((all.messages.len(), all.more), (10, false));
+    // The chat listing, newest first, stops the same way.
+    let query = confer_core::model::MessageQuery {
+        before: None,
+        after: None,
+        above_seq: 0,
+        offset: 0,
+        limit: 100,
+        max_bytes: one * 7 / 2,
+        oldest_first: false,
+    };
+    let newest = store.list_messages(group, query).await.unwrap();
+    let seqs: Vec<u64> = newest.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, vec![10, 9, 8]);
+    assert!(newest.more);
 }

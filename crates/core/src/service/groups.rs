@@ -185,32 +185,26 @@ impl Core {
             conv.kind = kind;
         }
         self.require_accounts(&changes.add).await?;
-        let now = now_us();
+        // The whole change is checked before anything is written, then written in one
+        // transaction: a refused change changes nothing.
         let before = conv.occupants.clone();
-        for uin in &changes.add {
-            if conv.occupants.insert(*uin) {
-                self.storage.add_occupant(group, *uin, now).await?;
-            }
-        }
+        let added: BTreeSet<Uin> = changes.add.difference(&before).copied().collect();
+        let removed: BTreeSet<Uin> = changes.remove.intersection(&before).copied().collect();
+        let mut occupants: BTreeSet<Uin> = before.union(&added).copied().collect();
+        occupants.retain(|u| !changes.remove.contains(u));
         let new_owner = changes.owner.unwrap_or(conv.owner);
         if changes.remove.contains(&new_owner) {
             return Err(CoreError::InvalidOperation(
                 "the owner cannot be removed".into(),
             ));
         }
-        if !conv.occupants.contains(&new_owner) {
+        if !occupants.contains(&new_owner) {
             return Err(CoreError::InvalidValue("owner_uin must be a member".into()));
         }
-        let mut removed = BTreeSet::new();
-        for uin in &changes.remove {
-            if conv.occupants.remove(uin) {
-                self.storage.remove_occupant(group, *uin, now).await?;
-                removed.insert(*uin);
-            }
-        }
-        if conv.occupants.len() > MAX_MEMBERS {
+        if occupants.len() > MAX_MEMBERS {
             return Err(CoreError::TooLarge("occupants_uins"));
         }
+        conv.occupants = occupants;
         conv.owner = new_owner;
         if let Some(name) = changes.name {
             conv.name = Some(name);
@@ -218,8 +212,12 @@ impl Core {
         if let Some(avatar) = changes.avatar_url {
             conv.avatar_url = Some(avatar);
         }
-        self.storage.update_group(conv.clone(), now).await?;
+        let now = now_us();
+        self.storage
+            .change_group(conv.clone(), added, removed.clone(), now)
+            .await?;
         conv.updated_at_us = now;
+        self.end_call_participation(group, &removed).await;
         let (stayed, added): (Vec<Uin>, Vec<Uin>) =
             conv.occupants.iter().partition(|u| before.contains(u));
         self.push_group(stayed, "update_group", &conv);
@@ -235,6 +233,8 @@ impl Core {
         let now = now_us();
         self.storage.remove_occupant(group, caller.uin, now).await?;
         conv.occupants.remove(&caller.uin);
+        self.end_call_participation(group, &BTreeSet::from([caller.uin]))
+            .await;
         self.push_group([caller.uin], "delete_group", &conv);
         let Some(heir) = conv.occupants.iter().next().copied() else {
             self.storage.mark_destroyed(group, now).await?;

@@ -53,9 +53,13 @@ pub struct CoreSettings {
     pub forward_timeout: Duration,
     /// The most messages one listing returns.
     pub max_list: usize,
+    /// The most bytes of messages one listing returns ([`Message::listed_bytes`]).
+    ///
+    /// [`Message::listed_bytes`]: crate::model::Message::listed_bytes
+    pub max_list_bytes: usize,
     /// How long a call rings before it times out.
     pub call_timeout: Duration,
-    /// The largest chat message text (bytes).
+    /// The largest message, through any door (text + attachments + body, bytes).
     pub max_message_bytes: usize,
 }
 

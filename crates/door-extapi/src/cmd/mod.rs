@@ -40,6 +40,9 @@ use crate::error::{CmdError, NOT_AUTHENTICATED, UNKNOWN_COMMAND};
 pub enum Reply {
     /// Answer now with this data (`None`: no data).
     Data(Option<Value>),
+    /// Answer now with one page of a listing; `more` (sent beside `data` as
+    /// `"more":true`) when the listing stopped at a limit with items left beyond it.
+    Page { list: Value, more: bool },
     /// The command answers later: it left a [`Deferred`] in the context.
     Deferred,
 }

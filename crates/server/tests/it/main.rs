@@ -10,5 +10,6 @@ mod files;
 mod gelf;
 mod http;
 mod http_limits;
+mod integrity;
 mod login;
 mod sessions;
