@@ -574,3 +574,14 @@ async fn compress_video_audio_and_image_with_ffmpeg() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_half_written_upload_left_by_a_crash_is_removed_at_start() {
+    let server = TestServer::start().await;
+    let staging = server.data_dir().join("files").join("staging");
+    std::fs::write(staging.join("0123456789abcdef"), b"half of a file").unwrap();
+    assert!(!staging_is_empty(&server));
+    let server = server.restart().await;
+    assert!(staging_is_empty(&server), "staging is cleared at start");
+    server.stop().await;
+}
