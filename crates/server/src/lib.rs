@@ -195,9 +195,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
         tracker.clone(),
     );
+    let blobs = open_blobs(&config)?;
+    // Half-written files of a crashed run: nothing refers to them.
+    match blobs.clear_staging() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed half-written uploads from staging"),
+        Err(e) => tracing::warn!(error = %e, "could not clear the staging folder"),
+    }
     let files = Arc::new(confer_door_files::FilesApi {
         core: core.clone(),
-        blobs: Arc::new(open_blobs(&config)?),
+        blobs: Arc::new(blobs),
         max_upload: config.max_upload_bytes,
     });
     let app = confer_door_http::router(core.clone())

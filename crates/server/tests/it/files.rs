@@ -574,3 +574,62 @@ async fn compress_video_audio_and_image_with_ffmpeg() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_half_written_upload_left_by_a_crash_is_removed_at_start() {
+    let server = TestServer::start().await;
+    let staging = server.data_dir().join("files").join("staging");
+    std::fs::write(staging.join("0123456789abcdef"), b"half of a file").unwrap();
+    assert!(!staging_is_empty(&server));
+    let server = server.restart().await;
+    assert!(staging_is_empty(&server), "staging is cleared at start");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn add_file_takes_json_as_curl_d_sends_it_forms_and_explains_a_bad_body() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "pw").await;
+    let t = token(&server, "alice").await;
+    let form_ct = [("Content-Type", "application/x-www-form-urlencoded")];
+    for api in ["/api/v1/attachments", "/local/chat_attachments/api.php"] {
+        // The README's line: `curl -d "{json}"` labels a JSON text as a form.
+        let item = upload(&server, &t, "a.txt", b"a").await.1["item_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let body = format!(r#"{{"token":"{t}","method":"add_file","item_id":{item}}}"#);
+        let (s, answer) = server.http("POST", api, &form_ct, &body).await;
+        assert_eq!((s, answer.as_str()), (200, r#"{"success":true}"#), "{api}");
+
+        // Form parameters, as the Moodle plugin posted them.
+        let item = upload(&server, &t, "b.txt", b"b").await.1["item_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let body = format!("token={t}&method=add_file&item_id={item}");
+        let (s, answer) = server.http("POST", api, &form_ct, &body).await;
+        assert_eq!((s, answer.as_str()), (200, r#"{"success":true}"#), "{api}");
+
+        // An unreadable body is told what is wrong with it.
+        for (ct, body, says) in [
+            ("application/json", r#"{"token": "x", "#, "not valid JSON"),
+            ("application/x-www-form-urlencoded", "", "empty"),
+            (
+                "text/plain",
+                "hello there",
+                "neither a JSON object nor a form",
+            ),
+        ] {
+            let (s, answer) = server
+                .http("POST", api, &[("Content-Type", ct)], body)
+                .await;
+            assert_eq!(s, 400, "{api} {body}");
+            let answer: Value = serde_json::from_str(&answer).unwrap();
+            assert_eq!(answer["errorcode"], "invalidparameter");
+            let message = answer["message"].as_str().unwrap();
+            assert!(message.contains(says), "{api} {body}: {message}");
+        }
+    }
+    server.stop().await;
+}
