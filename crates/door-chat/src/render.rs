@@ -230,9 +230,39 @@ pub fn call(c: &Call) -> Value {
     Value::Object(obj)
 }
 
+/// Every event the server pushes to a chat socket besides `login`
+/// ([`LOGIN`](crate::session::LOGIN)): [`push`] sends no other name, so this table is the
+/// door's list of pushes (docs/asyncapi.yaml is checked against it).
+pub const PUSHES: &[&str] = &[
+    "message",
+    "update_message",
+    "delete_message",
+    "group",
+    "update_group",
+    "delete_group",
+    "pin_group",
+    "unpin_group",
+    "user_status",
+    "event",
+    "start_call",
+    "answer_call",
+    "stop_call",
+    "ice_sdp",
+    "ice_candidate",
+];
+
 /// The event name and payload (JSON text) a pushed core event becomes, if it is for this
-/// door.
+/// door. A name missing from [`PUSHES`] is an undocumented push: it is not sent.
 pub fn push(event: &Event) -> Option<(String, String)> {
+    let (name, payload) = push_unchecked(event)?;
+    if !PUSHES.contains(&name.as_str()) {
+        tracing::error!(event = %name, "chat push not in render::PUSHES: not sent");
+        return None;
+    }
+    Some((name, payload))
+}
+
+fn push_unchecked(event: &Event) -> Option<(String, String)> {
     let name = event.kind.clone()?;
     let payload = match &event.body {
         EventBody::Message(m) => {

@@ -34,6 +34,9 @@ use crate::{cmd, render, ChatApi};
 pub const WS_READ_BUFFER: usize = 512;
 /// Commands one socket may have running; beyond it, its next packets wait to be read.
 const MAX_IN_FLIGHT: usize = 32;
+/// The event that tells a socket whether it is logged in (`{result, uin?}`): after the
+/// namespace CONNECT, and before the server disconnects it (expired, conflict).
+pub const LOGIN: &str = "login";
 /// Deliveries written in one go when several are waiting.
 const DRAIN_BATCH: usize = 64;
 /// Bytes of packets tungstenite gathers before it writes to the socket; each turn of a
@@ -414,14 +417,11 @@ impl Socket {
             },
         };
         let Some((who, info, rx, cut)) = who else {
-            self.emit("login", &json!({"result": SESSION_EXPIRED}));
+            self.emit(LOGIN, &json!({"result": SESSION_EXPIRED}));
             return Err(Ending::server(CLOSE_NORMAL, ""));
         };
         door.core.metrics().connection_opened(cmd::DOOR);
-        self.emit(
-            "login",
-            &json!({"result": OK, "uin": who.uin.0.to_string()}),
-        );
+        self.emit(LOGIN, &json!({"result": OK, "uin": who.uin.0.to_string()}));
         self.session = Some(Arc::new(ChatSession { who, info }));
         self.deliveries = Some(rx);
         self.cut = cut;
@@ -480,7 +480,7 @@ impl Socket {
                 } else {
                     SESSION_EXPIRED
                 };
-                self.emit("login", &json!({ "result": result }));
+                self.emit(LOGIN, &json!({ "result": result }));
                 Err(Ending::server(CLOSE_NORMAL, ""))
             }
         }
