@@ -204,7 +204,7 @@ impl Core {
         let mut removed = BTreeSet::new();
         for uin in &changes.remove {
             if conv.occupants.remove(uin) {
-                self.storage.remove_occupant(group, *uin, now).await?;
+                self.remove_occupant(group, *uin, now).await?;
                 removed.insert(*uin);
             }
         }
@@ -233,7 +233,7 @@ impl Core {
     pub async fn leave_group(&self, caller: &Principal, group: GroupId) -> CoreResult<()> {
         let mut conv = self.member_group(caller, group).await?;
         let now = now_us();
-        self.storage.remove_occupant(group, caller.uin, now).await?;
+        self.remove_occupant(group, caller.uin, now).await?;
         conv.occupants.remove(&caller.uin);
         self.push_group([caller.uin], "delete_group", &conv);
         let Some(heir) = conv.occupants.iter().next().copied() else {

@@ -57,6 +57,8 @@ pub struct CoreSettings {
     pub call_timeout: Duration,
     /// The largest chat message text (bytes).
     pub max_message_bytes: usize,
+    /// The most subscriptions one session may add (its own two are not counted).
+    pub max_subscriptions_per_session: usize,
 }
 
 /// The shared core. Cheap to clone behind an `Arc`; every field is itself shared.
