@@ -14,6 +14,7 @@
 //! - [`event`]: events, subscriptions and their wildcard matching, the per-door render cache.
 //! - [`store`]: one storage trait per aggregate; backends live in their own crates.
 //! - [`bus`]: the event bus and session registry traits, deliveries and mailboxes.
+//! - [`rate`]: the token bucket every door rate-limits a session's commands with.
 //! - [`auth`]: Argon2 password hashes and random session tokens.
 //! - [`logsink`]: where `session log` records go (GELF in the binary).
 //! - [`metrics`]: counters and histograms rendered in Prometheus text format.
@@ -28,11 +29,12 @@ pub mod ids;
 pub mod logsink;
 pub mod metrics;
 pub mod model;
+pub mod rate;
 pub mod service;
 pub mod store;
 
 pub use error::{CoreError, CoreResult};
-pub use event::{Event, EventBody, Json, Subscription};
+pub use event::{Event, EventBody, Grant, Json, Subscription};
 pub use ids::{GroupId, SessionId, Uin};
 pub use model::{Account, Conversation, ConversationKind, Message, Principal};
 pub use service::{Core, CoreSettings};

@@ -16,6 +16,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use confer_core::bus::{Delivery, Mailbox, MailboxReceiver, RemoteError, SessionInfo};
 use confer_core::event::DoorSlot;
+use confer_core::rate::RateBucket;
 use confer_core::{Event, Principal};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
@@ -77,28 +78,6 @@ pub fn open_packet(door: &ChatApi, sid: &str, upgrade: bool) -> String {
     )
 }
 
-/// Token bucket for rate limiting: tokens and the last refill.
-struct RateBucket {
-    tokens: f64,
-    at: std::time::Instant,
-}
-
-impl RateBucket {
-    /// Take one request from the bucket; `false` when the socket is over its rate.
-    fn allow(&mut self, per_sec: u32, burst: u32) -> bool {
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(per_sec);
-        self.tokens = (self.tokens + refill).min(f64::from(burst));
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// How a socket ends: whether the server says DISCONNECT first, and the close code.
 struct Ending {
     disconnect: bool,
@@ -149,10 +128,7 @@ struct Socket {
 pub fn run(door: Arc<ChatApi>, link: Link, hello: Hello) -> impl Future<Output = ()> {
     // The socket is built before the future: an `async fn` would keep room for its
     // arguments all the socket's life, beside the socket they were moved into.
-    let bucket = RateBucket {
-        tokens: f64::from(door.settings.rate_burst),
-        at: std::time::Instant::now(),
-    };
+    let bucket = RateBucket::full(door.settings.rate_burst);
     let mut socket = Socket {
         cut: door.shutdown.clone(),
         door,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use confer_core::bus::{Delivery, Mailbox, RemoteError};
 use confer_core::event::DoorSlot;
+use confer_core::rate::RateBucket;
 use confer_core::{EventBody, Json};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
@@ -22,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::args::Args;
 use crate::cmd::{Command, ConnState, Ctx, Deferred, Reply, DOOR};
-use crate::error::{CmdError, SYNTAX_ERROR};
+use crate::error::{CmdError, RATE_LIMITED, SYNTAX_ERROR};
 use crate::frame::{self, Incoming, Request};
 use crate::render;
 use crate::ExtApi;
@@ -50,6 +51,8 @@ struct Conn {
     deadlines: BTreeSet<(Instant, u64)>,
     /// Commands that answer later (a forwarded `session cmd`), run beside the rest.
     deferred: FuturesUnordered<Deferred>,
+    /// The connection's command rate (answers to server requests are not counted).
+    bucket: RateBucket,
 }
 
 /// Why the loop ended, and what to tell the client.
@@ -88,6 +91,7 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, remote: String) {
         pending: HashMap::new(),
         deadlines: BTreeSet::new(),
         deferred: FuturesUnordered::new(),
+        bucket: RateBucket::full(door.settings.rate_burst),
         door,
     };
     let period = conn.door.settings.ping_interval;
@@ -213,6 +217,15 @@ impl Conn {
     async fn on_request(&mut self, req: Request) -> Step {
         let tid = req.tid;
         let name = format!("{}/{}/{}", req.class, req.subclass, req.cmd);
+        let settings = &self.door.settings;
+        if !self
+            .bucket
+            .allow(settings.rate_per_sec, settings.rate_burst)
+        {
+            // Answered, not run: a flood costs its sender, never its target.
+            let e = CmdError::new(RATE_LIMITED, "rate limited: too many commands");
+            return self.answer(tid, &name, Err(e)).await;
+        }
         let outcome = self.run_command(req).await;
         match outcome {
             Ok(Reply::Deferred) => Ok(()),

@@ -15,6 +15,9 @@ pub const INVALID_SESSION_ID: u64 = 100035;
 pub const INVALID_OPERATION: u64 = 100040;
 pub const INVALID_PARAMETERS: u64 = 100041;
 pub const UNKNOWN_COMMAND: u64 = 100042;
+/// Not in the original list (its gap): a command over the connection's
+/// `extapi_rate_per_sec`/`extapi_rate_burst`, not run.
+pub const RATE_LIMITED: u64 = 100043;
 pub const SYNTAX_ERROR: u64 = 100044;
 pub const MISSING_FIELD: u64 = 100045;
 pub const INVALID_VALUE: u64 = 100046;

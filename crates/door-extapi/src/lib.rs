@@ -52,6 +52,10 @@ pub struct Settings {
     pub outbound_queue: usize,
     /// How long one write to a client may take before the connection is cut.
     pub write_timeout: Duration,
+    /// Commands a connection may make per second, sustained, and in one burst; beyond
+    /// them a command is answered with [`error::RATE_LIMITED`].
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
 }
 
 /// What every connection of the door shares.

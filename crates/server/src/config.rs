@@ -84,6 +84,19 @@ config! {
     chat_rate_per_sec: u32 = 50;
     /// Chat API requests a socket may make in one burst.
     chat_rate_burst: u32 = 200;
+    /// External API commands each connection may make per second (sustained); beyond it
+    /// a command is answered with error 100043 "rate limited" (answers to the server's
+    /// own requests are never limited).
+    extapi_rate_per_sec: u32 = 100;
+    /// External API commands a connection may make in one burst.
+    extapi_rate_burst: u32 = 400;
+    /// The most subscriptions one session may add (External API `event subscribe`;
+    /// its own two are not counted); beyond it: error 100040.
+    max_subscriptions_per_session: usize = 1_000;
+    /// How often each live session's login token is checked again (milliseconds): a
+    /// token revoked (logout, `user passwd`, also by another process on the same
+    /// database) or expired ends the sessions that used it. One indexed read per token.
+    token_check_interval_ms: u64 = 1_000;
     /// Largest attachment upload (bytes).
     max_upload_bytes: u64 = 100 * 1024 * 1024;
     /// The most hyper's read buffer per HTTP connection may grow to (bytes, at least

@@ -91,6 +91,7 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
         max_list_bytes: config.max_list_bytes,
         call_timeout: Duration::from_millis(config.call_timeout_ms),
         max_message_bytes: config.max_message_bytes,
+        max_subscriptions_per_session: config.max_subscriptions_per_session,
     };
     Ok(Arc::new(Core::new(
         storage, bus, registry, logs, metrics, settings,
@@ -177,6 +178,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             max_frame_bytes: config.max_frame_bytes,
             outbound_queue: config.outbound_queue,
             write_timeout: Duration::from_millis(config.write_timeout_ms),
+            rate_per_sec: config.extapi_rate_per_sec,
+            rate_burst: config.extapi_rate_burst,
         },
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),

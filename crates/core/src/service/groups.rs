@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
-use crate::event::EventBody;
+use crate::event::{EventBody, Grant};
 use crate::ids::{GroupId, Uin};
 use crate::model::{
     now_us, Conversation, ConversationKind, GroupListing, MemberState, NewConversation, Principal,
@@ -216,6 +216,9 @@ impl Core {
         self.storage
             .change_group(conv.clone(), added, removed.clone(), now)
             .await?;
+        for uin in &removed {
+            self.revoke_grant(Grant::Member { group, uin: *uin });
+        }
         conv.updated_at_us = now;
         self.end_call_participation(group, &removed).await;
         let (stayed, added): (Vec<Uin>, Vec<Uin>) =
@@ -231,7 +234,7 @@ impl Core {
     pub async fn leave_group(&self, caller: &Principal, group: GroupId) -> CoreResult<()> {
         let mut conv = self.member_group(caller, group).await?;
         let now = now_us();
-        self.storage.remove_occupant(group, caller.uin, now).await?;
+        self.remove_occupant(group, caller.uin, now).await?;
         conv.occupants.remove(&caller.uin);
         self.end_call_participation(group, &BTreeSet::from([caller.uin]))
             .await;

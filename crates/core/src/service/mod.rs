@@ -61,6 +61,8 @@ pub struct CoreSettings {
     pub call_timeout: Duration,
     /// The largest message, through any door (text + attachments + body, bytes).
     pub max_message_bytes: usize,
+    /// The most subscriptions one session may add (its own two are not counted).
+    pub max_subscriptions_per_session: usize,
 }
 
 /// The shared core. Cheap to clone behind an `Arc`; every field is itself shared.

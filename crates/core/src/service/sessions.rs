@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use crate::bus::{Delivery, ForwardedRequest, Mailbox, PushError, SessionInfo};
 use crate::error::{CoreError, CoreResult};
-use crate::event::{Event, EventBody, Json, Subscription};
+use crate::event::{Event, EventBody, Grant, Json, Subscription};
 use crate::ids::SessionId;
 use crate::logsink::LogRecord;
 use crate::model::Principal;
@@ -59,13 +59,18 @@ impl Core {
             return Err(CoreError::DuplicateSession);
         }
         let session_id = &info.session_id;
+        // Its own, for its whole life: no grant, and not counted against the cap.
         self.bus.subscribe(
             session_id,
             Subscription::to_object("core", "session_event", session_id.as_str()),
+            None,
+            usize::MAX,
         );
         self.bus.subscribe(
             session_id,
             Subscription::to_object("core", "user_event", &info.user),
+            None,
+            usize::MAX,
         );
         Ok(info)
     }
@@ -85,6 +90,9 @@ impl Core {
         }
         self.bus.drop_session(&session.session_id);
         self.registry.unregister(&session.session_id);
+        // Whoever watched this session's events watched this session, not its name: a
+        // later session with the same id is not theirs to watch.
+        self.revoke_grant(Grant::Session(session.session_id.clone()));
     }
 
     /// Users with live sessions and their session ids. The admin sees everybody; any other
