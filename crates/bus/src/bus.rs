@@ -421,6 +421,7 @@ mod tests {
                 remote: "test".into(),
                 door: "test",
                 token_id: None,
+                started_at_us: 0,
             },
             mailbox,
         ));

@@ -180,6 +180,8 @@ pub struct SessionInfo {
     /// A short hash of the login token the session used, if any: a second connection
     /// with the same token replaces the first (Chat API "conflict").
     pub token_id: Option<String>,
+    /// When it was registered (µs since the epoch).
+    pub started_at_us: i64,
 }
 
 /// A session's presence in a conference.

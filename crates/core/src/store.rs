@@ -60,6 +60,8 @@ pub trait ConversationStore: Send + Sync {
     async fn conversation_by_alias(&self, alias: &str) -> StoreResult<Option<Conversation>>;
     /// Conferences (not chat groups), optionally only those `member` occupies.
     async fn list_conferences(&self, member: Option<Uin>) -> StoreResult<Vec<Conversation>>;
+    /// Every live (not destroyed) chat group, by id: the admin's listing.
+    async fn list_chat_groups(&self) -> StoreResult<Vec<Conversation>>;
     async fn add_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()>;
     async fn remove_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()>;
     async fn mark_destroyed(&self, id: GroupId, now_us: i64) -> StoreResult<()>;

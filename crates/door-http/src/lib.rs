@@ -7,6 +7,7 @@
 //!   the body: revokes it.
 //! - `GET /healthz`: 200 `ok` while the server runs.
 //! - `GET /metrics`: Prometheus text format.
+//! - `/api/v1/admin/…`: the admin HTTP API ([`admin`]).
 //!
 //! JSON bodies are parsed by hand from bytes, so a malformed one gets this door's own
 //! JSON error rather than the framework's plain-text rejection.
@@ -23,13 +24,17 @@ use confer_core::{Core, CoreError};
 use serde::Deserialize;
 use serde_json::json;
 
+pub mod admin;
+
 pub fn router(core: Arc<Core>) -> Router {
+    let admin = admin::router(core.clone());
     Router::new()
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(core)
+        .merge(admin)
 }
 
 #[derive(Deserialize)]

@@ -7,10 +7,13 @@
 //! - [`config`]: the one `Config` struct (file + env + flags) and its generated example.
 //! - [`gelf`]: the GELF 1.1 sender behind the core's `LogSink`.
 //! - [`attachments`]: the `confer attachments clean-up` and `compress` tools.
-//! - `main.rs`: the CLI (`serve`, `user`, `config example`) and logging set-up.
+//! - [`admin_client`]: the admin HTTP API's client, for `confer group|message|session`.
+//! - `main.rs`: the CLI (`serve`, `user`, `attachments`, `group`, `message`, `session`,
+//!   `config example`) and logging set-up.
 //!
 //! This is the only crate that knows every other one; `anyhow` lives only here.
 
+pub mod admin_client;
 pub mod attachments;
 pub mod config;
 pub mod gelf;

@@ -1,4 +1,6 @@
-//! The `confer` command: `serve`, `user add|list|passwd`, `attachments`, `config example`.
+//! The `confer` command: `serve`, `user add|list|passwd`, `attachments`, `config example`,
+//! and `group`, `message`, `session`, which act on the running server through its admin
+//! HTTP API (`confer_server::admin_client`).
 //!
 //! Errors are printed as one line, `error: …`, and exit non-zero (2 for bad usage).
 
@@ -8,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use confer_server::admin_client::{segment, AdminClient};
 use confer_server::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +36,18 @@ struct Common {
     data_dir: Option<PathBuf>,
 }
 
+/// Flags of the commands that act on the running server through its admin API.
+#[derive(Args, Clone)]
+struct Remote {
+    /// TOML configuration file; its `listen` and `admin_password` (or CONFER_LISTEN,
+    /// CONFER_ADMIN_PASSWORD) say where the server is and how to log in.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// The server's address, e.g. http://127.0.0.1:8080 (default: from `listen`).
+    #[arg(long, global = true)]
+    server: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the server.
@@ -56,6 +71,27 @@ enum Cmd {
         common: Common,
         #[command(subcommand)]
         action: AttachmentsCmd,
+    },
+    /// Chat groups of the running server.
+    Group {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        action: GroupCmd,
+    },
+    /// Send a message through the running server, as a group member.
+    Message {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        action: MessageCmd,
+    },
+    /// Live sessions of the running server.
+    Session {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        action: SessionCmd,
     },
     /// Configuration helpers.
     Config {
@@ -99,6 +135,51 @@ enum UserCmd {
         #[arg(long)]
         password: String,
     },
+}
+
+#[derive(Subcommand)]
+enum GroupCmd {
+    /// List every chat group: id, type, name, owner's uin, members' uins.
+    List,
+    /// Create a chat group (users by login or uin).
+    Create {
+        name: String,
+        /// Its owner, a member.
+        #[arg(long)]
+        owner: String,
+        /// Another member (repeat for more).
+        #[arg(long = "member")]
+        members: Vec<String>,
+        /// 1 private (two members), 2 group, 3 public.
+        #[arg(long = "type", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
+        kind: u8,
+    },
+    /// Add a member to a group.
+    #[command(name = "add-member")]
+    AddMember { group: String, user: String },
+    /// Remove a member (not the owner) from a group.
+    #[command(name = "remove-member")]
+    RemoveMember { group: String, user: String },
+}
+
+#[derive(Subcommand)]
+enum MessageCmd {
+    /// Post a text message in a group; its members see it like any other.
+    Send {
+        group: String,
+        text: String,
+        /// The member it is sent as (login or uin); the group's owner when left out.
+        #[arg(long = "as")]
+        sender: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionCmd {
+    /// List live sessions: id, user, door, remote address, start (Unix seconds).
+    List,
+    /// Disconnect a live session.
+    Stop { session_id: String },
 }
 
 #[derive(Subcommand)]
@@ -249,8 +330,138 @@ fn one_line(text: &str) -> String {
         .join(" ")
 }
 
+/// A JSON string field, or "".
+fn text<'a>(v: &'a serde_json::Value, field: &str) -> &'a str {
+    v.get(field)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+}
+
+/// A group's members, comma-separated.
+fn members(group: &serde_json::Value) -> String {
+    group["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(serde_json::Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn admin_client(remote: &Remote) -> anyhow::Result<AdminClient> {
+    let config = Config::load(remote.config.as_deref(), std::env::vars(), &[])?;
+    AdminClient::new(&config, remote.server.as_deref())
+}
+
+async fn group_command(remote: Remote, action: GroupCmd) -> anyhow::Result<()> {
+    let client = admin_client(&remote)?;
+    match action {
+        GroupCmd::List => {
+            let groups = client.call("GET", "/api/v1/admin/groups", None).await?;
+            for g in groups.as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    text(g, "group_id"),
+                    g["type"],
+                    text(g, "name"),
+                    text(g, "owner_uin"),
+                    members(g)
+                );
+            }
+        }
+        GroupCmd::Create {
+            name,
+            owner,
+            members: others,
+            kind,
+        } => {
+            let body =
+                serde_json::json!({"name": name, "owner": owner, "members": others, "type": kind});
+            let g = client
+                .call("POST", "/api/v1/admin/groups", Some(&body))
+                .await?;
+            println!(
+                "created group {} ({}): owner {}, members {}",
+                text(&g, "group_id"),
+                text(&g, "name"),
+                text(&g, "owner_uin"),
+                members(&g)
+            );
+        }
+        GroupCmd::AddMember { group, user } => {
+            let path = format!("/api/v1/admin/groups/{}/members", segment(&group));
+            let body = serde_json::json!({ "user": user });
+            let g = client.call("POST", &path, Some(&body)).await?;
+            println!("group {}: members {}", text(&g, "group_id"), members(&g));
+        }
+        GroupCmd::RemoveMember { group, user } => {
+            let path = format!(
+                "/api/v1/admin/groups/{}/members/{}",
+                segment(&group),
+                segment(&user)
+            );
+            let g = client.call("DELETE", &path, None).await?;
+            println!("group {}: members {}", text(&g, "group_id"), members(&g));
+        }
+    }
+    Ok(())
+}
+
+async fn message_command(remote: Remote, action: MessageCmd) -> anyhow::Result<()> {
+    let client = admin_client(&remote)?;
+    let MessageCmd::Send {
+        group,
+        text: message,
+        sender,
+    } = action;
+    let path = format!("/api/v1/admin/groups/{}/messages", segment(&group));
+    let mut body = serde_json::json!({ "text": message });
+    if let Some(sender) = sender {
+        body["as"] = sender.into();
+    }
+    let m = client.call("POST", &path, Some(&body)).await?;
+    println!(
+        "sent message {} (seq {}) to group {} as {}",
+        text(&m, "message_id"),
+        m["seq"],
+        text(&m, "group_id"),
+        text(&m, "sender_uin")
+    );
+    Ok(())
+}
+
+async fn session_command(remote: Remote, action: SessionCmd) -> anyhow::Result<()> {
+    let client = admin_client(&remote)?;
+    match action {
+        SessionCmd::List => {
+            let sessions = client.call("GET", "/api/v1/admin/sessions", None).await?;
+            for s in sessions.as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    text(s, "session_id"),
+                    text(s, "user"),
+                    text(s, "door"),
+                    text(s, "remote"),
+                    s["started_at"]
+                );
+            }
+        }
+        SessionCmd::Stop { session_id } => {
+            let path = format!("/api/v1/admin/sessions/{}", segment(&session_id));
+            client.call("DELETE", &path, None).await?;
+            println!("stopped {session_id}");
+        }
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Cmd::Group { remote, action } => group_command(remote, action).await,
+        Cmd::Message { remote, action } => message_command(remote, action).await,
+        Cmd::Session { remote, action } => session_command(remote, action).await,
         Cmd::Config {
             action: ConfigCmd::Example,
         } => {

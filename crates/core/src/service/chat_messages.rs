@@ -117,6 +117,18 @@ impl Core {
         group: GroupId,
         input: ChatMessageInput,
     ) -> CoreResult<(Arc<Message>, bool)> {
+        self.post_chat_message_from(caller, Some(session.clone()), group, input)
+            .await
+    }
+
+    /// Post a chat message from `caller`, through a session or (the admin API) none.
+    pub(super) async fn post_chat_message_from(
+        &self,
+        caller: &Principal,
+        session: Option<SessionId>,
+        group: GroupId,
+        input: ChatMessageInput,
+    ) -> CoreResult<(Arc<Message>, bool)> {
         if !MESSAGE_TYPES.contains(&input.kind) {
             return Err(CoreError::InvalidValue("type".into()));
         }
@@ -128,7 +140,7 @@ impl Core {
             group_id: group,
             sender: caller.uin,
             sender_login: caller.login.clone(),
-            session_id: Some(session.clone()),
+            session_id: session,
             kind: input.kind,
             text: input.text,
             attachments: input.attachments,

@@ -10,8 +10,10 @@
 //! - `conferences`: conferences and their live rooms.
 //! - `messages`: storing and listing conversation messages.
 //! - `attachments`: uploaded files' metadata, ownership and who may read them.
+//! - `admin`: the admin's operations on a running server (groups, messages, sessions).
 
 mod accounts;
+mod admin;
 mod attachments;
 mod calls;
 mod chat_messages;

@@ -53,6 +53,7 @@ impl Core {
             remote,
             door: CHAT_DOOR,
             token_id: Some(token_id),
+            started_at_us: crate::model::now_us(),
         };
         let info = self.register_session(info, mailbox)?;
         if !was_online {

@@ -45,6 +45,7 @@ impl Core {
             remote,
             door,
             token_id: None,
+            started_at_us: crate::model::now_us(),
         };
         self.register_session(info, mailbox)
     }
