@@ -11,13 +11,11 @@
 //! ## Layout
 //! - [`blobs`]: the blob store trait and its local-disk backend.
 //! - `upload`, `add_file`, `serve`: one file per endpoint.
-//! - [`references`]: how messages name uploaded files (shared by the message doors).
 //! - `auth`: the token from a bearer header, a `token` parameter or the session cookie.
 
 mod add_file;
 mod auth;
 pub mod blobs;
-pub mod references;
 mod serve;
 mod upload;
 

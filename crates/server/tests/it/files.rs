@@ -633,3 +633,55 @@ async fn add_file_takes_json_as_curl_d_sends_it_forms_and_explains_a_bad_body() 
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn msglog_messages_carry_each_upload_url_name_type_and_size() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "pw").await;
+    server.add_user("bob", "pw").await;
+    let (alice_t, bob_t) = (token(&server, "alice").await, token(&server, "bob").await);
+    let content = png_like(5_000);
+    let up = upload(&server, &alice_t, "cat.png", &content).await.1;
+    let item = up["item_id"].as_str().unwrap().to_string();
+    let (alice, _) = server.login("alice", "pw").await;
+    let (bob, _) = server.login("bob", "pw").await;
+    ok_data(
+        &alice
+            .call("media", "conf", "create", json!({"conf_id": "pics"}))
+            .await,
+    );
+    ok_data(
+        &bob.call("media", "conf", "join", json!({"conf_id": "pics"}))
+            .await,
+    );
+    ok_data(
+        &alice
+            .call(
+                "media",
+                "conf",
+                "msglog_send",
+                json!({"conf_id": "pics", "msg": {"text": "look", "attachments": [item]}}),
+            )
+            .await,
+    );
+    let expected = json!([{
+        "item_id": item,
+        "url": format!("/files/{item}/cat.png"),
+        "filename": "cat.png",
+        "mimetype": "image/png",
+        "size": content.len(),
+    }]);
+    let event = bob.event_of_type("msglog_new_msg").await;
+    assert_eq!(event["body"]["files"], expected, "{event}");
+    let log = ok_data(
+        &bob.call("media", "conf", "msglog_get", json!({"conf_id": "pics"}))
+            .await,
+    );
+    assert_eq!(log[0]["files"], expected, "{log}");
+
+    // The url is all a recipient needs.
+    let url = event["body"]["files"][0]["url"].as_str().unwrap();
+    let (s, _, got) = get(&server, &format!("{url}?token={bob_t}"), &[]).await;
+    assert_eq!((s, got), (200, content));
+    server.stop().await;
+}
