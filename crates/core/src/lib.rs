@@ -11,6 +11,7 @@
 //! ## Layout
 //! - [`ids`]: typed identifiers (`Uin`, `GroupId`, `SessionId`).
 //! - [`model`]: accounts, principals, conversations, messages.
+//! - [`references`]: how a message names uploaded files, and an upload's URL.
 //! - [`event`]: events, subscriptions and their wildcard matching, the per-door render cache.
 //! - [`store`]: one storage trait per aggregate; backends live in their own crates.
 //! - [`bus`]: the event bus and session registry traits, deliveries and mailboxes.
@@ -30,6 +31,7 @@ pub mod logsink;
 pub mod metrics;
 pub mod model;
 pub mod rate;
+pub mod references;
 pub mod service;
 pub mod store;
 

@@ -1,7 +1,7 @@
 //! How core values look on the Chat API. 64-bit ids are decimal strings, group times are
 //! seconds, message times microseconds, as the original server sent them.
 
-use confer_core::model::{Call, GroupListing};
+use confer_core::model::{Call, GroupListing, MessageFile};
 use confer_core::{Conversation, ConversationKind, Event, EventBody, Json, Message};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -102,6 +102,9 @@ pub fn message_json(m: &Message) -> String {
     o.int("version", m.version);
     o.int("created_at", m.created_at_us);
     o.int("updated_at", m.updated_at_us);
+    if !m.files.is_empty() {
+        o.raw("files", &files(&m.files).to_string());
+    }
     let body = m.body.as_ref().map(|b| b.as_str());
     if m.text.is_none() && m.kind == 0 {
         // A message from the External API carries its `msg` object; show it as `body`.
@@ -119,9 +122,24 @@ pub fn message_json(m: &Message) -> String {
     o.finish()
 }
 
-/// The fields a message object always has; display fields stored with it never replace
-/// them.
-const MESSAGE_FIELDS: [&str; 11] = [
+/// The uploads a message carries: `[{item_id, url, filename, mimetype, size}]`.
+pub fn files(files: &[MessageFile]) -> Value {
+    files
+        .iter()
+        .map(|f| {
+            json!({
+                "item_id": id(f.item_id),
+                "url": f.url(),
+                "filename": f.filename,
+                "mimetype": f.mimetype,
+                "size": f.size,
+            })
+        })
+        .collect()
+}
+
+/// The fields a message object has; display fields stored with it never replace them.
+const MESSAGE_FIELDS: [&str; 12] = [
     "message_id",
     "group_id",
     "type",
@@ -133,6 +151,7 @@ const MESSAGE_FIELDS: [&str; 11] = [
     "version",
     "created_at",
     "updated_at",
+    "files",
 ];
 
 /// A JSON object written as text. Keys given as `&'static str` are this door's own and
@@ -318,6 +337,7 @@ mod tests {
             created_at_us: 5,
             updated_at_us: 6,
             deleted: false,
+            files: Vec::new(),
         }
     }
 

@@ -139,7 +139,7 @@ async fn store(
             "mimetype": a.mimetype,
             "size": a.size,
             "sha256": a.sha256,
-            "url": format!("/files/{}/{}", a.item_id, a.filename),
+            "url": confer_core::references::file_url(a.item_id, &a.filename),
         }))
         .into_response(),
         Err(e) => {

@@ -58,9 +58,11 @@ impl Core {
         if conv.blocked.contains(&caller.uin) {
             return Err(CoreError::Blocked);
         }
-        self.check_own_attachments(caller.uin, attachment_ids)
+        let files = self.own_attachments(caller.uin, attachment_ids).await?;
+        let appended = self
+            .storage
+            .append_message(NewMessage { files, ..new })
             .await?;
-        let appended = self.storage.append_message(new).await?;
         if appended.duplicate {
             return Ok((appended.message, true));
         }
@@ -148,6 +150,7 @@ impl Core {
             nonce: input.nonce,
             version: input.version,
             created_at_us: now_us(),
+            files: Vec::new(),
         };
         let (message, duplicate) = self
             .store_message(&conv, caller, new, &input.attachment_ids)
