@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -42,13 +43,24 @@ pub async fn upload(
     State(api): State<Arc<FilesApi>>,
     headers: HeaderMap,
     uri: Uri,
-    mut multipart: Multipart,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
     let Some(who) = auth::principal(&api.core, auth::token_of(&headers, &uri)).await else {
         return error(
             StatusCode::UNAUTHORIZED,
             "a valid session token is required",
         );
+    };
+    // Not multipart at all (no or another Content-Type, no boundary): said in this door's
+    // JSON, not as the framework's plain-text rejection.
+    let mut multipart = match multipart {
+        Ok(m) => m,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body must be multipart/form-data: {}", e.body_text()),
+            )
+        }
     };
     loop {
         let field = match multipart.next_field().await {

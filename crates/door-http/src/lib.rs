@@ -87,22 +87,17 @@ async fn logout(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let token = match bearer {
-        Some(t) => t,
-        None => {
-            let req: LogoutRequest = if body.is_empty() {
-                LogoutRequest::default()
-            } else {
-                match serde_json::from_slice(&body) {
-                    Ok(r) => r,
-                    Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")),
-                }
-            };
-            match req.session {
-                Some(t) => t,
-                None => return error(StatusCode::UNAUTHORIZED, "no session token"),
-            }
+    // A body is read even beside a bearer token, so a malformed one is never ignored.
+    let req: LogoutRequest = if body.is_empty() {
+        LogoutRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")),
         }
+    };
+    let Some(token) = bearer.or(req.session) else {
+        return error(StatusCode::UNAUTHORIZED, "no session token");
     };
     match core.revoke_token(&token).await {
         Ok(true) => Json(json!({ "result": "ok" })).into_response(),
