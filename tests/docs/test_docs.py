@@ -8,8 +8,10 @@
    the doors' own dispatch tables (printed by the hidden `confer doc commands`) has an
    operation in docs/asyncapi.yaml, and every operation names one that exists;
 3. true: `schemathesis` runs docs/openapi.yaml against the real server (a scratch data
-   folder, a user, the admin password), with every check: no 5xx, every status, header,
-   content type and body as documented.
+   folder, three users, the admin password): no 5xx, every status, header, content type and
+   body as documented; and every request example of docs/asyncapi.yaml is sent to the
+   same server through both real-time doors, its answer (and every event and push that
+   arrives meanwhile) must match the document, with an error code the operation lists.
 
 CONFER_BIN names the binary (scripts/test builds it)."""
 import json
@@ -24,8 +26,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import asyncio
+import queue
+
 import jsonschema
 import pytest
+import socketio
+import websockets
 import yaml
 from openapi_spec_validator import validate as validate_openapi
 
@@ -181,8 +188,9 @@ def server():
     (SIGTERM, exit 0) at the end."""
     admin_password = "docs-admin"
     with tempfile.TemporaryDirectory() as data:
-        subprocess.run([BIN, "user", "add", "alice@example.com", "--password", "secret",
-                        "--data-dir", data], check=True, capture_output=True)
+        for user in ["alice@example.com", "bob@example.com", "carol@example.com"]:  # uins 1-3, as in the examples
+            subprocess.run([BIN, "user", "add", user, "--password", "secret", "--data-dir", data],
+                           check=True, capture_output=True)
         port = free_port()
         env = dict(os.environ, CONFER_ADMIN_PASSWORD=admin_password, NO_COLOR="1")
         proc = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
@@ -228,3 +236,128 @@ def test_schemathesis_finds_the_server_as_documented(server):
     with tempfile.TemporaryDirectory() as scratch:
         run = subprocess.run(cmd, env=env, cwd=scratch, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-4000:]
+
+
+# ---------------------------------------------------------------- the real-time doors, live
+
+WAIT = 10
+
+
+def matches(doc, payload_schema, value):
+    schema = {"allOf": [payload_schema], "components": doc["components"]}
+    return jsonschema.Draft7Validator(schema).is_valid(value)
+
+
+def example_of(doc, op):
+    message = resolve(doc, op["messages"][0]["$ref"])
+    return json.loads(json.dumps(message["examples"][0]["payload"]))
+
+
+def check_reply(doc, op, answer):
+    replies = [resolve(doc, r["$ref"]) for r in op["reply"]["messages"]]
+    assert any(matches(doc, m["payload"], answer) for m in replies), (op["title"], answer)
+
+
+def login_token(server):
+    status, body = request(server["url"] + "/api/v1/login",
+                           json.dumps({"user": server["user"], "password": server["password"]}).encode(),
+                           {"Content-Type": "application/json"})
+    assert status == 200, body
+    return json.loads(body)["session"]
+
+
+def test_extapi_answers_every_example_as_documented(server, asyncapi):
+    doc = asyncapi
+    messages = doc["components"]["messages"]
+    server_requests = [messages[k]["payload"] for k in ("extEvent", "extPing", "extForwarded")]
+    ops = [op for op in doc["operations"].values() if "x-extapi-commands" in op]
+    # Log in first, destroy the conference last (the examples share one conference).
+    ops.sort(key=lambda op: {"core/user/login": 0, "media/conf/destroy": 2}.get(op["x-extapi-commands"][0], 1))
+
+    async def run():
+        outcomes, events = {}, []
+        async with websockets.connect(server["url"].replace("http", "ws", 1) + "/api/ws") as ws:
+            for tid, op in enumerate(ops, start=1):
+                frame = example_of(doc, op)
+                frame["tid"] = tid
+                await ws.send(json.dumps(frame))
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+                    if "result" in msg and msg.get("tid") == tid:
+                        break
+                    assert "cmd" in msg, msg
+                    assert any(matches(doc, p, msg) for p in server_requests), msg
+                    events.append(msg)
+                    await ws.send(json.dumps({"result": "ok", "tid": msg["tid"]}))
+                check_reply(doc, op, msg)
+                if msg["result"] == "error":
+                    assert msg["data"]["code"] in op["x-error-codes"], (op["title"], msg)
+                outcomes[op["title"]] = msg["result"]
+        return outcomes, events
+
+    outcomes, events = asyncio.run(run())
+    for title in ["core/user/login", "core/user/list", "core/user/get", "core/user/send_event",
+                  "core/event/get_subscriptions", "media/conf/create", "media/conf/msglog_send",
+                  "media/conf/msglog_get", "media/conf/get_info", "media/conf/destroy"]:
+        assert outcomes[title] == "ok", (title, outcomes)
+
+
+def test_chat_api_answers_every_example_as_documented(server, asyncapi):
+    doc = asyncapi
+    ops = [op for op in doc["operations"].values() if "x-chat-event" in op]
+    # Leaving and clearing come last: the other examples need the group.
+    ops.sort(key=lambda op: op["x-chat-event"] in ("leave_group", "delete_conversation"))
+    pushes_by_name = {op["x-chat-push"]: resolve(doc, op["messages"][0]["$ref"])
+                      for op in doc["operations"].values() if "x-chat-push" in op}
+    client = socketio.Client(reconnection=False)
+    logins, pushes = queue.Queue(), queue.Queue()
+    client.on("login", logins.put, namespace="/data")
+    client.on("*", lambda event, data: pushes.put((event, data)), namespace="/data")
+    client.connect(server["url"], namespaces=["/data"], transports=["websocket"],
+                   auth={"session": login_token(server)}, wait_timeout=WAIT)
+    try:
+        login = logins.get(timeout=WAIT)
+        assert matches(doc, pushes_by_name["login"]["payload"], login), login
+        assert login["result"] == 0
+        # The examples' ids, replaced by the real ones as the server makes them.
+        real = {}
+
+        def substitute(value):
+            if isinstance(value, dict):
+                return {k: substitute(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [substitute(v) for v in value]
+            return real.get(value, value) if isinstance(value, str) else value
+
+        outcomes = {}
+        for op in ops:
+            name = op["x-chat-event"]
+            ack = client.call(name, substitute(example_of(doc, op)), namespace="/data", timeout=WAIT)
+            check_reply(doc, op, ack)
+            assert ack["result"] in op["x-result-codes"], (name, ack)
+            outcomes[name] = ack["result"]
+            if ack["result"] == 0 and name == "create_group":
+                real["12"] = ack["group"]["group_id"]
+            if ack["result"] == 0 and name == "create_message":
+                real["100"] = ack["message"]["message_id"]
+            if ack["result"] == 0 and name == "create_call":
+                real["7"] = ack["call"]["call_id"]
+        for name in ["register_profile_token", "unregister_profile_token", "create_group",
+                     "update_group", "list_group", "block_user", "unblock_user", "mute_group",
+                     "pin_group", "create_message", "update_message", "list_message",
+                     "seen_message", "create_call", "call_status", "event", "delete_message",
+                     "leave_group"]:
+            assert outcomes[name] == 0, (name, outcomes)
+        seen = set()
+        while True:
+            try:
+                event, data = pushes.get(timeout=1)
+            except queue.Empty:
+                break
+            assert event in pushes_by_name, f"undocumented push {event}"
+            assert matches(doc, pushes_by_name[event]["payload"], data), (event, data)
+            seen.add(event)
+        assert {"group", "update_group", "message", "update_message", "delete_message",
+                "pin_group", "unpin_group", "stop_call", "delete_group"} <= seen, sorted(seen)
+    finally:
+        client.disconnect()
