@@ -1,6 +1,7 @@
 //! `POST /api/v1/files`: a multipart upload, streamed to a staging file while its SHA-256
 //! is computed, then published under that hash (stored once) and recorded as the
-//! uploader's draft. Over the size limit: 413 and the staged bytes are removed.
+//! uploader's draft. Over the size limit: 413 and the staged bytes are removed. Every
+//! error is `{"error": …}`, a body that is not multipart at all (400) included.
 
 use std::sync::Arc;
 

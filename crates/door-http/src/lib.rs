@@ -4,7 +4,8 @@
 //!   token for the other doors (External API `login {user, token}`, Chat API `session`).
 //!   401 with `{"error": …}` on bad credentials.
 //! - `POST /api/v1/logout` with the token as `Authorization: Bearer`, or `{session}` in
-//!   the body: revokes it.
+//!   the body: revokes it. A body, if any, must be that JSON object (400 otherwise, even
+//!   beside a bearer token).
 //! - `GET /healthz`: 200 `ok` while the server runs.
 //! - `GET /metrics`: Prometheus text format.
 //!
