@@ -382,4 +382,22 @@ mod tests {
         m.deleted = true;
         assert_eq!(message(&m)["status"], 4);
     }
+
+    #[test]
+    fn only_pushes_in_the_table_are_sent() {
+        let signal = |name: &str| {
+            Event::new(
+                "chat",
+                None,
+                Some(name.into()),
+                None,
+                EventBody::Signal(Json::from_validated(r#"{"sdp":"v=0"}"#)),
+            )
+        };
+        assert_eq!(
+            push(&signal("ice_sdp")),
+            Some(("ice_sdp".into(), r#"{"sdp":"v=0"}"#.into()))
+        );
+        assert_eq!(push(&signal("ice_sdp_v2")), None);
+    }
 }

@@ -4,7 +4,8 @@
 //!   token for the other doors (External API `login {user, token}`, Chat API `session`).
 //!   401 with `{"error": …}` on bad credentials.
 //! - `POST /api/v1/logout` with the token as `Authorization: Bearer`, or `{session}` in
-//!   the body: revokes it.
+//!   the body: revokes it. A body, if any, must be that JSON object (400 otherwise, even
+//!   beside a bearer token).
 //! - `GET /healthz`: 200 `ok` while the server runs.
 //! - `GET /metrics`: Prometheus text format.
 //! - `/api/v1/admin/…`: the admin HTTP API ([`admin`]).
@@ -15,6 +16,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -65,7 +67,17 @@ fn core_error(e: CoreError) -> Response {
     }
 }
 
-async fn login(State(core): State<Arc<Core>>, body: Bytes) -> Response {
+/// The request body, or this door's JSON error when it could not be read (over axum's
+/// default limit, 2 MiB: 413), not the framework's plain-text rejection.
+fn readable(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|e| error(e.status(), &e.body_text()))
+}
+
+async fn login(State(core): State<Arc<Core>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match readable(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let req: LoginRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")),
@@ -86,28 +98,31 @@ async fn login(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     }
 }
 
-async fn logout(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn logout(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match readable(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let token = match bearer {
-        Some(t) => t,
-        None => {
-            let req: LogoutRequest = if body.is_empty() {
-                LogoutRequest::default()
-            } else {
-                match serde_json::from_slice(&body) {
-                    Ok(r) => r,
-                    Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")),
-                }
-            };
-            match req.session {
-                Some(t) => t,
-                None => return error(StatusCode::UNAUTHORIZED, "no session token"),
-            }
+    // A body is read even beside a bearer token, so a malformed one is never ignored.
+    let req: LogoutRequest = if body.is_empty() {
+        LogoutRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")),
         }
+    };
+    let Some(token) = bearer.or(req.session) else {
+        return error(StatusCode::UNAUTHORIZED, "no session token");
     };
     match core.revoke_token(&token).await {
         Ok(true) => Json(json!({ "result": "ok" })).into_response(),

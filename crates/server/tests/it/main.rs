@@ -13,4 +13,5 @@ mod http;
 mod http_limits;
 mod integrity;
 mod login;
+mod reference;
 mod sessions;
