@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, driven over real sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+mod authz;
 mod bad_input;
 mod common;
 mod conferences;
