@@ -420,7 +420,7 @@ mod tests {
                 user: "u".into(),
                 remote: "test".into(),
                 door: "test",
-                token_id: None,
+                token_hash: None,
                 started_at_us: 0,
             },
             mailbox,

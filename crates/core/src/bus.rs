@@ -177,9 +177,10 @@ pub struct SessionInfo {
     pub remote: String,
     /// Which door it came through, e.g. "api_server".
     pub door: &'static str,
-    /// A short hash of the login token the session used, if any: a second connection
-    /// with the same token replaces the first (Chat API "conflict").
-    pub token_id: Option<String>,
+    /// The stored hash (SHA-256) of the login token the session used, if any: the
+    /// session ends when the token is revoked or expires, and on the Chat API a second
+    /// connection with the same token replaces the first ("conflict").
+    pub token_hash: Option<[u8; 32]>,
     /// When it was registered (µs since the epoch).
     pub started_at_us: i64,
 }

@@ -48,6 +48,8 @@ pub trait TokenStore: Send + Sync {
     /// The token if it exists and has not expired at `now_us`.
     async fn token(&self, token_hash: [u8; 32], now_us: i64) -> StoreResult<Option<TokenRecord>>;
     async fn delete_token(&self, token_hash: [u8; 32]) -> StoreResult<bool>;
+    /// Delete every token of a user (its password changed); how many.
+    async fn delete_tokens_of(&self, uin: Uin) -> StoreResult<usize>;
 }
 
 #[async_trait]

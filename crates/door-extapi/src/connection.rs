@@ -372,12 +372,21 @@ impl Conn {
                 )
                 .await
             }
-            Delivery::Stop { reason, .. } => {
+            Delivery::Stop { code, reason } => {
                 tracing::info!(%reason, "session stopped");
-                Err(Some(Ending {
-                    code: CLOSE_NORMAL,
-                    reason: "session stopped",
-                }))
+                Err(Some(
+                    if code == confer_core::service::TOKEN_ENDED_STOP_CODE {
+                        Ending {
+                            code: CLOSE_POLICY,
+                            reason: "token revoked or expired",
+                        }
+                    } else {
+                        Ending {
+                            code: CLOSE_NORMAL,
+                            reason: "session stopped",
+                        }
+                    },
+                ))
             }
         }
     }

@@ -217,6 +217,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .merge(confer_door_extapi::router(ext))
         .merge(confer_door_files::router(files))
         .merge(confer_door_chat::router(chat));
+    if config.token_check_interval_ms > 0 {
+        let every = Duration::from_millis(config.token_check_interval_ms);
+        tracker.spawn(core.clone().watch_tokens(every, shutdown.clone()));
+    }
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let token = shutdown.clone();
     let http = serve::HttpLimits {

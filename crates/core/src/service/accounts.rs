@@ -84,6 +84,10 @@ impl Core {
             .ok_or(CoreError::UserNotFound)?;
         let hash = hash_off_executor(password).await?;
         self.storage.set_password_hash(account.uin, hash).await?;
+        // The old password's tokens go with it, and the sessions they opened (here at
+        // once; a server in another process notices at its next token check).
+        self.storage.delete_tokens_of(account.uin).await?;
+        self.end_token_sessions_of(account.uin);
         Ok(())
     }
 
@@ -158,9 +162,13 @@ impl Core {
         })
     }
 
-    /// Revoke a token; `false` if it was unknown.
+    /// Revoke a token, stopping the live sessions opened with it; `false` if it was unknown.
     pub async fn revoke_token(&self, token: &str) -> CoreResult<bool> {
-        Ok(self.storage.delete_token(auth::token_hash(token)).await?)
+        let hash = auth::token_hash(token);
+        let known = self.storage.delete_token(hash).await?;
+        // Every connection that used it ends with it.
+        self.end_token_sessions(hash);
+        Ok(known)
     }
 
     /// Whether a user (account login or admin) exists.

@@ -34,9 +34,11 @@ impl Core {
     ) -> CoreResult<()> {
         let grant = self.authorize_subscription(caller, &subscription).await?;
         let max = self.settings.max_subscriptions_per_session;
+        // The session's own two (its user and session events) come on top.
+        let held = max.saturating_add(super::sessions::OWN_SUBSCRIPTIONS);
         if !self
             .bus
-            .subscribe(session, subscription.clone(), grant.clone(), max)
+            .subscribe(session, subscription.clone(), grant.clone(), held)
         {
             return Err(CoreError::InvalidOperation(format!(
                 "too many subscriptions: at most {max} per session"

@@ -11,6 +11,7 @@
 //! - `messages`: storing and listing conversation messages.
 //! - `attachments`: uploaded files' metadata, ownership and who may read them.
 //! - `admin`: the admin's operations on a running server (groups, messages, sessions).
+//! - `tokens`: live sessions end with the login token they were opened with.
 
 mod accounts;
 mod admin;
@@ -23,6 +24,7 @@ mod groups;
 mod messages;
 mod presence;
 mod sessions;
+mod tokens;
 
 pub use accounts::{admin_principal, failed_login_delay};
 pub use chat_messages::ChatMessageInput;
@@ -30,6 +32,7 @@ pub use conferences::DESTROYED_BY_REQUEST;
 pub use groups::{GroupChanges, GroupSort};
 pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
 pub use sessions::SESSION_STOP_CODE;
+pub use tokens::TOKEN_ENDED_STOP_CODE;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

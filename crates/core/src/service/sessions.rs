@@ -20,13 +20,18 @@ const MAX_SESSION_ID_LEN: usize = 128;
 /// The error code a stopped session is closed with (External API "session stop").
 pub const SESSION_STOP_CODE: u64 = 100061;
 
+/// The subscriptions every session starts with: its user's and its own session's events.
+pub(super) const OWN_SUBSCRIPTIONS: usize = 2;
+
 impl Core {
     /// Register a new live session for `who` and subscribe it to its own user and session
     /// events. `requested` is a client-chosen id; a random one is made when it is `None`.
+    /// `token` is the login token it authenticated with, if any: the session ends with it.
     pub fn open_session(
         &self,
         who: &Principal,
         requested: Option<String>,
+        token: Option<&str>,
         remote: String,
         door: &'static str,
         mailbox: Mailbox,
@@ -44,7 +49,7 @@ impl Core {
             user: who.login.clone(),
             remote,
             door,
-            token_id: None,
+            token_hash: token.map(crate::auth::token_hash),
             started_at_us: crate::model::now_us(),
         };
         self.register_session(info, mailbox)

@@ -58,9 +58,15 @@ impl UserLogin {
             .mailbox
             .clone()
             .ok_or_else(|| CmdError::new(INTERNAL_ERROR, "connection has no mailbox"))?;
+        // A session opened with a token ends when the token is revoked or expires.
+        let token = match &self.password {
+            Some(_) => None,
+            None => self.token.as_deref(),
+        };
         let session = ctx.core.open_session(
             &who,
             self.session_id,
+            token,
             ctx.state.remote.clone(),
             DOOR,
             mailbox,

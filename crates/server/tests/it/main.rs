@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 mod admin;
+mod authz;
 mod bad_input;
 mod cli;
 mod common;
