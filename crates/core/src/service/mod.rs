@@ -36,7 +36,9 @@ use std::time::Duration;
 use crate::bus::{Delivery, EventBus, SessionRegistry};
 use crate::error::CoreResult;
 use crate::event::Event;
+use crate::hasher::{HasherSettings, PasswordHasher};
 use crate::ids::Uin;
+use crate::login_limits::{LoginLimitSettings, LoginLimits};
 use crate::logsink::LogSink;
 use crate::metrics::Metrics;
 use crate::model::Call;
@@ -57,6 +59,10 @@ pub struct CoreSettings {
     pub call_timeout: Duration,
     /// The largest chat message text (bytes).
     pub max_message_bytes: usize,
+    /// Bounds of the password hasher (concurrency, queue, wait).
+    pub hasher: HasherSettings,
+    /// Login rate limits per account and per client address.
+    pub login_limits: LoginLimitSettings,
 }
 
 /// The shared core. Cheap to clone behind an `Arc`; every field is itself shared.
@@ -71,6 +77,10 @@ pub struct Core {
     /// `.await`. (Single-node state, like the in-process registry; a cluster keeps it with
     /// the registry.)
     calls: Mutex<HashMap<u64, Call>>,
+    /// Every Argon2 hash and verification runs here, bounded (`hasher.rs`).
+    hasher: PasswordHasher,
+    /// Password logins per account and address (`login_limits.rs`).
+    login_limits: LoginLimits,
 }
 
 impl Core {
@@ -87,6 +97,8 @@ impl Core {
             bus,
             registry,
             logs,
+            hasher: PasswordHasher::new(&settings.hasher, metrics.clone()),
+            login_limits: LoginLimits::new(&settings.login_limits),
             metrics,
             settings,
             calls: Mutex::new(HashMap::new()),
@@ -95,6 +107,11 @@ impl Core {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The password hasher (for its counts: tests and the benchmark).
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
     }
 
     /// Finish pending storage writes; the last step of a graceful shutdown.

@@ -9,4 +9,5 @@ mod files;
 mod gelf;
 mod http;
 mod login;
+mod login_limits;
 mod sessions;
