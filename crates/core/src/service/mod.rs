@@ -109,11 +109,6 @@ impl Core {
         &self.metrics
     }
 
-    /// The password hasher (for its counts: tests and the benchmark).
-    pub fn hasher(&self) -> &PasswordHasher {
-        &self.hasher
-    }
-
     /// Finish pending storage writes; the last step of a graceful shutdown.
     pub async fn flush(&self) -> CoreResult<()> {
         self.storage.flush().await?;
