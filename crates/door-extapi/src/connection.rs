@@ -8,6 +8,7 @@
 //! same reason.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -65,14 +66,14 @@ struct Ending {
 pub fn run(
     door: Arc<ExtApi>,
     socket: WebSocket,
-    remote: String,
+    peer: SocketAddr,
 ) -> impl std::future::Future<Output = ()> {
     // The socket moves to the heap at once: an `async fn` keeps its arguments' room in
     // the task for the connection's whole life, wherever they are moved to.
-    serve(door, Box::new(socket), remote)
+    serve(door, Box::new(socket), peer)
 }
 
-async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, remote: String) {
+async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
     let metrics = door.core.metrics().clone();
     metrics.connection_opened(DOOR);
     // One token for both ways the server ends a connection: shutdown (its parent) and
@@ -82,9 +83,9 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, remote: String) {
     let mut conn = Conn {
         ws,
         state: ConnState {
-            remote,
+            remote: peer.to_string(),
+            peer,
             login: None,
-            failed_logins: 0,
             mailbox: Some(mailbox),
         },
         next_tid: 1,

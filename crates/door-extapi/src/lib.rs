@@ -91,6 +91,6 @@ async fn upgrade(
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let tracker = door.tracker.clone();
-            tracker.track_future(connection::run(door, socket, peer.to_string()))
+            tracker.track_future(connection::run(door, socket, peer))
         })
 }

@@ -97,6 +97,29 @@ config! {
     /// token revoked (logout, `user passwd`, also by another process on the same
     /// database) or expired ends the sessions that used it. One indexed read per token.
     token_check_interval_ms: u64 = 1_000;
+    /// Argon2 password hashes run at once, each in one reused ~19 MiB memory area, so
+    /// hashing never holds more than this many areas (0: the number of CPU cores).
+    password_hash_concurrency: usize = 0;
+    /// Password checks that may wait for a free hasher; more are refused at once ("try
+    /// later": HTTP 503, External API 100050).
+    password_hash_queue: usize = 64;
+    /// How long a password check waits for a free hasher before it is refused
+    /// (milliseconds).
+    password_hash_wait_ms: u64 = 2_000;
+    /// Failed password logins one account may take in a burst, from anywhere; past it,
+    /// logins to it are refused (HTTP 429 with Retry-After, External API 100050). 0: no
+    /// per-account limit.
+    login_account_burst: u32 = 10;
+    /// Failed logins per minute an account gets back (at least 1).
+    login_account_per_minute: u32 = 6;
+    /// Failed password logins one client address (an IPv6 /64) may make in a burst,
+    /// whatever the accounts. 0: no per-address limit.
+    login_address_burst: u32 = 30;
+    /// Failed logins per minute an address gets back (at least 1).
+    login_address_per_minute: u32 = 30;
+    /// Accounts, and separately addresses, whose login limits are tracked at once; when
+    /// full, new ones are refused until some have refilled.
+    login_limit_max_tracked: usize = 100_000;
     /// Largest attachment upload (bytes).
     max_upload_bytes: u64 = 100 * 1024 * 1024;
     /// The most hyper's read buffer per HTTP connection may grow to (bytes, at least

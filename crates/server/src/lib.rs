@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use confer_bus::{LocalBus, LocalRegistry};
+use confer_core::hasher::HasherSettings;
+use confer_core::login_limits::LoginLimitSettings;
 use confer_core::logsink::LogSink;
 use confer_core::metrics::Metrics;
 use confer_core::{Core, CoreSettings};
@@ -95,6 +97,18 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
         call_timeout: Duration::from_millis(config.call_timeout_ms),
         max_message_bytes: config.max_message_bytes,
         max_subscriptions_per_session: config.max_subscriptions_per_session,
+        hasher: HasherSettings {
+            concurrency: config.password_hash_concurrency,
+            queue: config.password_hash_queue,
+            wait: Duration::from_millis(config.password_hash_wait_ms),
+        },
+        login_limits: LoginLimitSettings {
+            account_burst: config.login_account_burst,
+            account_per_minute: config.login_account_per_minute,
+            address_burst: config.login_address_burst,
+            address_per_minute: config.login_address_per_minute,
+            max_tracked: config.login_limit_max_tracked,
+        },
     };
     Ok(Arc::new(Core::new(
         storage, bus, registry, logs, metrics, settings,

@@ -41,7 +41,9 @@ use std::time::Duration;
 use crate::bus::{Delivery, EventBus, SessionRegistry};
 use crate::error::CoreResult;
 use crate::event::Event;
+use crate::hasher::{HasherSettings, PasswordHasher};
 use crate::ids::Uin;
+use crate::login_limits::{LoginLimitSettings, LoginLimits};
 use crate::logsink::LogSink;
 use crate::metrics::Metrics;
 use crate::model::Call;
@@ -68,6 +70,10 @@ pub struct CoreSettings {
     pub max_message_bytes: usize,
     /// The most subscriptions one session may add (its own two are not counted).
     pub max_subscriptions_per_session: usize,
+    /// Bounds of the password hasher (concurrency, queue, wait).
+    pub hasher: HasherSettings,
+    /// Login rate limits per account and per client address.
+    pub login_limits: LoginLimitSettings,
 }
 
 /// The shared core. Cheap to clone behind an `Arc`; every field is itself shared.
@@ -82,6 +88,10 @@ pub struct Core {
     /// `.await`. (Single-node state, like the in-process registry; a cluster keeps it with
     /// the registry.)
     calls: Mutex<HashMap<u64, Call>>,
+    /// Every Argon2 hash and verification runs here, bounded (`hasher.rs`).
+    hasher: PasswordHasher,
+    /// Password logins per account and address (`login_limits.rs`).
+    login_limits: LoginLimits,
 }
 
 impl Core {
@@ -98,6 +108,8 @@ impl Core {
             bus,
             registry,
             logs,
+            hasher: PasswordHasher::new(&settings.hasher, metrics.clone()),
+            login_limits: LoginLimits::new(&settings.login_limits),
             metrics,
             settings,
             calls: Mutex::new(HashMap::new()),

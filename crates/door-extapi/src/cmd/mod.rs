@@ -25,6 +25,7 @@ pub use user_login::DOOR;
 mod user_send_event;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -59,9 +60,9 @@ pub type Deferred = Pin<Box<dyn Future<Output = DeferredAnswer> + Send>>;
 /// A connection's login state, changed only by `login`.
 pub struct ConnState {
     pub remote: String,
+    /// The client's address, for the core's login limits.
+    pub peer: SocketAddr,
     pub login: Option<LoggedIn>,
-    /// Failed logins on this connection, for the doubling delay.
-    pub failed_logins: u32,
     /// The session's mailbox until login registers it.
     pub mailbox: Option<Mailbox>,
 }

@@ -15,4 +15,5 @@ mod http_limits;
 mod integrity;
 mod login;
 mod reference;
+mod login_limits;
 mod sessions;
