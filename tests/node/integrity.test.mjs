@@ -89,7 +89,12 @@ test('a member removed mid-call leaves the call: no answer, no SDP, told it stop
   assert.ok(await noSdp, 'the caller hears no SDP from a non-member');
   // The call goes on for those still in the group.
   assert.equal((await emit(c.socket, 'answer_call', { call_id: call.call_id, group_id: g.group_id, answer: 1 })).result, 0);
-  assert.equal((await emit(a.socket, 'stop_call', { call_id: call.call_id, group_id: g.group_id })).result, 0);
+  // Leaving ends participation too; with no callee left, the call ends for everyone.
+  const aliceStopped = once(a.socket, 'stop_call', (p) => p.call.call_id === call.call_id);
+  assert.equal((await emit(c.socket, 'leave_group', { group_id: g.group_id })).result, 0);
+  await aliceStopped;
+  assert.equal((await emit(c.socket, 'ice_sdp', { call_id: call.call_id, group_id: g.group_id, receiver_uin: a.uin, type: 2, sdp: 'v=0' })).result, 3);
+  assert.equal((await emit(a.socket, 'stop_call', { call_id: call.call_id, group_id: g.group_id })).result, 3, 'it has ended');
 });
 
 test('one message size limit for both doors: 70 KiB is refused by the Chat API and msglog_send alike', async () => {

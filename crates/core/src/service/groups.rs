@@ -234,20 +234,33 @@ impl Core {
     pub async fn leave_group(&self, caller: &Principal, group: GroupId) -> CoreResult<()> {
         let mut conv = self.member_group(caller, group).await?;
         let now = now_us();
-        self.remove_occupant(group, caller.uin, now).await?;
+        let leaving = BTreeSet::from([caller.uin]);
         conv.occupants.remove(&caller.uin);
-        self.end_call_participation(group, &BTreeSet::from([caller.uin]))
-            .await;
-        self.push_group([caller.uin], "delete_group", &conv);
-        let Some(heir) = conv.occupants.iter().next().copied() else {
-            self.storage.mark_destroyed(group, now).await?;
-            return Ok(());
-        };
-        if conv.owner == caller.uin {
-            conv.owner = heir;
-            self.storage.update_group(conv.clone(), now).await?;
+        let heir = conv.occupants.iter().next().copied();
+        match heir {
+            Some(heir) => {
+                if conv.owner == caller.uin {
+                    conv.owner = heir;
+                }
+                // One write: the member leaves and the group is handed over together.
+                self.storage
+                    .change_group(conv.clone(), BTreeSet::new(), leaving.clone(), now)
+                    .await?;
+            }
+            None => {
+                self.storage.remove_occupant(group, caller.uin, now).await?;
+                self.storage.mark_destroyed(group, now).await?;
+            }
         }
-        self.push_group(conv.occupants.iter().copied(), "update_group", &conv);
+        self.revoke_grant(Grant::Member {
+            group,
+            uin: caller.uin,
+        });
+        self.end_call_participation(group, &leaving).await;
+        self.push_group([caller.uin], "delete_group", &conv);
+        if heir.is_some() {
+            self.push_group(conv.occupants.iter().copied(), "update_group", &conv);
+        }
         Ok(())
     }
 
