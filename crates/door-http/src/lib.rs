@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -61,7 +62,17 @@ fn core_error(e: CoreError) -> Response {
     }
 }
 
-async fn login(State(core): State<Arc<Core>>, body: Bytes) -> Response {
+/// A body that could not be read (over axum's default limit, 2 MiB: 413), told in this
+/// door's JSON rather than as the framework's plain-text rejection.
+fn unreadable(e: BytesRejection) -> Response {
+    error(e.status(), &e.body_text())
+}
+
+async fn login(State(core): State<Arc<Core>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return unreadable(e),
+    };
     let req: LoginRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")),
@@ -82,7 +93,15 @@ async fn login(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     }
 }
 
-async fn logout(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn logout(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return unreadable(e),
+    };
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

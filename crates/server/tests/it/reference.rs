@@ -71,3 +71,20 @@ async fn logout_refuses_a_malformed_body_even_beside_a_bearer_token() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_login_body_over_the_limit_is_refused_in_json() {
+    let server = TestServer::start().await;
+    let big = vec![b'a'; 3 * 1024 * 1024];
+    for path in ["/api/v1/login", "/api/v1/logout"] {
+        let (status, head, body) = http_bytes(server.addr, "POST", path, &[], &big).await;
+        assert_eq!(status, 413, "{path}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("length limit"),
+            "{body}"
+        );
+    }
+    server.stop().await;
+}
