@@ -258,8 +258,9 @@ async fn main() -> anyhow::Result<()> {
                             Ok(Compressed::Smaller {
                                 before: b,
                                 after: a,
+                                filename,
                             }) => {
-                                println!("{id}: {b} -> {a} bytes");
+                                println!("{id}: {b} -> {a} bytes, now {filename}");
                                 before += b;
                                 after += a;
                             }
