@@ -156,13 +156,15 @@ pub trait AttachmentStore: Send + Sync {
     async fn attachment_visible_to(&self, item_id: u64, uin: Uin) -> StoreResult<bool>;
     /// Stored attachments all of whose messages were created before `cutoff_us`.
     async fn stale_attachments(&self, cutoff_us: i64) -> StoreResult<Vec<StaleAttachment>>;
-    /// Point an attachment at new content (compression), keeping its id.
+    /// Point an attachment at new content (compression), keeping its id; renamed to
+    /// `filename`.
     async fn replace_content(
         &self,
         item_id: u64,
         sha256: String,
         size: u64,
         mimetype: String,
+        filename: String,
     ) -> StoreResult<()>;
     /// Attachments with a file of at least `min_size` bytes, oldest first.
     async fn attachments_at_least(&self, min_size: u64) -> StoreResult<Vec<Attachment>>;
