@@ -129,6 +129,81 @@ pub struct Message {
     pub created_at_us: i64,
     pub updated_at_us: i64,
     pub deleted: bool,
+    /// The uploads the message carries, resolved when it was posted.
+    pub files: Vec<MessageFile>,
+}
+
+/// An upload a message carries: what a recipient needs to download and show it, resolved
+/// (and ownership checked) when the message is posted and kept with it, so rendering the
+/// message needs no storage read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageFile {
+    pub item_id: u64,
+    pub filename: String,
+    pub mimetype: String,
+    pub size: u64,
+}
+
+impl MessageFile {
+    /// Where it is downloaded (see [`crate::references::file_url`]).
+    pub fn url(&self) -> String {
+        crate::references::file_url(self.item_id, &self.filename)
+    }
+}
+
+impl Message {
+    /// What the message weighs in a listing: its content and names, plus a fixed share
+    /// for the other fields. Listings stop at `max_list_bytes` of it.
+    pub fn listed_bytes(&self) -> usize {
+        const FIXED: usize = 128;
+        FIXED
+            + self.sender_login.len()
+            + self.session_id.as_ref().map_or(0, |s| s.as_str().len())
+            + self.text.as_ref().map_or(0, String::len)
+            + self.attachments.as_ref().map_or(0, String::len)
+            + self.body.as_ref().map_or(0, |b| b.as_str().len())
+            + self.nonce.as_ref().map_or(0, String::len)
+            + self
+                .files
+                .iter()
+                .map(|f| 64 + f.filename.len() + f.mimetype.len())
+                .sum::<usize>()
+    }
+}
+
+/// One page of a listing: at most the count and the bytes asked for; `more` when the
+/// listing stopped at either limit before running out of messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    pub more: bool,
+}
+
+impl MessagePage {
+    /// Take rows in order until `limit` rows or `max_bytes` ([`Message::listed_bytes`])
+    /// would be passed; the first row is always taken, so paging moves on. Rows are
+    /// pulled one at a time, so what lies past the limits is never read into memory.
+    pub fn collect<E>(
+        rows: impl Iterator<Item = Result<Message, E>>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<MessagePage, E> {
+        let mut page = MessagePage::default();
+        let mut bytes = 0usize;
+        for row in rows {
+            let message = row?;
+            let size = message.listed_bytes();
+            if page.messages.len() >= limit
+                || (!page.messages.is_empty() && bytes.saturating_add(size) > max_bytes)
+            {
+                page.more = true;
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            page.messages.push(message);
+        }
+        Ok(page)
+    }
 }
 
 /// What a new message is made from; storage assigns ids and `seq`.
@@ -145,6 +220,8 @@ pub struct NewMessage {
     pub nonce: Option<String>,
     pub version: u32,
     pub created_at_us: i64,
+    /// The uploads it carries (see [`MessageFile`]).
+    pub files: Vec<MessageFile>,
 }
 
 /// The result of appending: the stored message, and whether it existed already (same
@@ -195,6 +272,8 @@ pub struct MessageQuery {
     pub above_seq: u64,
     pub offset: usize,
     pub limit: usize,
+    /// Stop before the listing passes this many bytes ([`Message::listed_bytes`]).
+    pub max_bytes: usize,
     /// Oldest first (catching up after `after`) or newest first (browsing history).
     pub oldest_first: bool,
 }

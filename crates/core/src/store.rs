@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use crate::ids::{GroupId, Uin};
 use crate::model::{
     Account, Appended, Attachment, AttachmentState, Call, Conversation, ConversationKind,
-    DeviceToken, GroupListing, MemberState, Message, MessageQuery, NewAccount, NewConversation,
-    NewMessage, StaleAttachment, TokenRecord,
+    DeviceToken, GroupListing, MemberState, Message, MessagePage, MessageQuery, NewAccount,
+    NewConversation, NewMessage, StaleAttachment, TokenRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +48,8 @@ pub trait TokenStore: Send + Sync {
     /// The token if it exists and has not expired at `now_us`.
     async fn token(&self, token_hash: [u8; 32], now_us: i64) -> StoreResult<Option<TokenRecord>>;
     async fn delete_token(&self, token_hash: [u8; 32]) -> StoreResult<bool>;
+    /// Delete every token of a user (its password changed); how many.
+    async fn delete_tokens_of(&self, uin: Uin) -> StoreResult<usize>;
 }
 
 #[async_trait]
@@ -67,6 +69,15 @@ pub trait ConversationStore: Send + Sync {
     async fn mark_destroyed(&self, id: GroupId, now_us: i64) -> StoreResult<()>;
     /// Replace a chat group's editable fields.
     async fn update_group(&self, group: Conversation, now_us: i64) -> StoreResult<()>;
+    /// Replace a chat group's editable fields and add and remove occupants, all in one
+    /// transaction: when any part fails, nothing of it is written.
+    async fn change_group(
+        &self,
+        group: Conversation,
+        add: BTreeSet<Uin>,
+        remove: BTreeSet<Uin>,
+        now_us: i64,
+    ) -> StoreResult<()>;
     async fn set_blocked(&self, id: GroupId, uin: Uin, blocked: bool) -> StoreResult<()>;
     /// A live chat group of `kind` whose occupants are exactly `occupants`.
     async fn find_group_with_occupants(
@@ -105,15 +116,18 @@ pub trait MessageStore: Send + Sync {
     /// Store a message with the next `seq` of its conversation, and move the sender's seen
     /// mark to it. Idempotent on (conversation, sender, nonce) when a nonce is given.
     async fn append_message(&self, new: NewMessage) -> StoreResult<Appended>;
-    /// Messages of a conversation with `seq > after_seq`, oldest first, at most `limit`.
+    /// Messages of a conversation with `seq > after_seq`, oldest first, at most `limit`
+    /// and at most `max_bytes` (see [`MessagePage::collect`]).
     async fn messages_after(
         &self,
         group: GroupId,
         after_seq: u64,
         limit: usize,
-    ) -> StoreResult<Vec<Message>>;
+        max_bytes: usize,
+    ) -> StoreResult<MessagePage>;
     async fn message(&self, message_id: u64) -> StoreResult<Option<Message>>;
-    /// Replace a message's text (and attachments), bumping its version.
+    /// Replace a message's text and/or attachments (`None` keeps the stored one), bumping
+    /// its version.
     async fn edit_message(
         &self,
         message_id: u64,
@@ -123,8 +137,7 @@ pub trait MessageStore: Send + Sync {
     ) -> StoreResult<Message>;
     /// Turn a message into a tombstone: content gone, `deleted` set.
     async fn delete_message(&self, message_id: u64, now_us: i64) -> StoreResult<Message>;
-    async fn list_messages(&self, group: GroupId, query: MessageQuery)
-        -> StoreResult<Vec<Message>>;
+    async fn list_messages(&self, group: GroupId, query: MessageQuery) -> StoreResult<MessagePage>;
 }
 
 #[async_trait]

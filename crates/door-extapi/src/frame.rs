@@ -128,6 +128,19 @@ pub fn ok(tid: u64, data: Option<Value>) -> String {
     Value::Object(frame).to_string()
 }
 
+/// `{"result":"ok","tid":N,"data":[…]}` for one page of a listing, with `"more":true`
+/// when items are left beyond it.
+pub fn ok_page(tid: u64, list: Value, more: bool) -> String {
+    let mut frame = Map::new();
+    frame.insert("result".into(), Value::from("ok"));
+    frame.insert("tid".into(), Value::from(tid));
+    frame.insert("data".into(), list);
+    if more {
+        frame.insert("more".into(), Value::Bool(true));
+    }
+    Value::Object(frame).to_string()
+}
+
 /// `{"result":"error","tid":N,"data":{"code":C,"error":"text"}}`.
 pub fn error(tid: u64, e: &CmdError) -> String {
     json!({"result": "error", "tid": tid, "data": {"code": e.code, "error": e.error}}).to_string()

@@ -98,6 +98,19 @@ enum Cmd {
         #[command(subcommand)]
         action: ConfigCmd,
     },
+    /// What the doors implement, for checking docs/ (tests/docs/check.sh).
+    #[command(hide = true)]
+    Doc {
+        #[command(subcommand)]
+        action: DocCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DocCmd {
+    /// Print the doors' dispatch tables as JSON: External API commands, Chat API client
+    /// events and server pushes.
+    Commands,
 }
 
 #[derive(Subcommand)]
@@ -458,6 +471,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: ConfigCmd::Example,
         } => {
             print!("{}", Config::example());
+            Ok(())
+        }
+        Cmd::Doc {
+            action: DocCmd::Commands,
+        } => {
+            let extapi: Vec<_> = confer_door_extapi::cmd::command_names()
+                .map(|(class, subclass, cmd)| {
+                    serde_json::json!({"class": class, "subclass": subclass, "cmd": cmd})
+                })
+                .collect();
+            let mut pushes = vec![confer_door_chat::session::LOGIN];
+            pushes.extend(confer_door_chat::render::PUSHES);
+            let tables = serde_json::json!({
+                "extapi_commands": extapi,
+                "chat_events": confer_door_chat::cmd::event_names().collect::<Vec<_>>(),
+                "chat_pushes": pushes,
+            });
+            println!("{tables}");
             Ok(())
         }
         Cmd::Serve { common, listen } => {

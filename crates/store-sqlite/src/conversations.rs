@@ -273,6 +273,50 @@ impl ConversationStore for SqliteStore {
         .await
     }
 
+    async fn change_group(
+        &self,
+        group: Conversation,
+        add: BTreeSet<Uin>,
+        remove: BTreeSet<Uin>,
+        now_us: i64,
+    ) -> StoreResult<()> {
+        let changed = group.group_id;
+        let id = to_sql_id(group.group_id.0)?;
+        let owner = to_sql_id(group.owner.0)?;
+        let ids = |set: BTreeSet<Uin>| -> StoreResult<Vec<i64>> {
+            set.iter().map(|u| to_sql_id(u.0)).collect()
+        };
+        let (add, remove) = (ids(add)?, ids(remove)?);
+        // One write, so one savepoint: a failure anywhere rolls back every step.
+        self.write_conversation(changed, move |conn| {
+            for uin in add {
+                exec(
+                    conn,
+                    "INSERT OR IGNORE INTO occupants (group_id, uin, joined_at) VALUES (?1, ?2, ?3)",
+                    params![id, uin, now_us],
+                )
+                .map_err(backend)?;
+            }
+            for uin in remove {
+                exec(
+                    conn,
+                    "DELETE FROM occupants WHERE group_id = ?1 AND uin = ?2",
+                    params![id, uin],
+                )
+                .map_err(backend)?;
+            }
+            let (kind, class) = kind_columns(&group.kind);
+            one_row(exec(
+                conn,
+                "UPDATE conversations SET name = ?2, avatar_url = ?3, owner = ?4, kind = ?5,
+                    conf_class = ?6 WHERE group_id = ?1",
+                params![id, group.name, group.avatar_url, owner, kind, class],
+            ))?;
+            touch(conn, id, now_us)
+        })
+        .await
+    }
+
     async fn set_blocked(&self, id: GroupId, uin: Uin, blocked: bool) -> StoreResult<()> {
         let changed = id;
         let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);

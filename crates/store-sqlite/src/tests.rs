@@ -47,6 +47,7 @@ fn message(group: GroupId, nonce: Option<&str>, text: &str) -> NewMessage {
         nonce: nonce.map(str::to_string),
         version: 0,
         created_at_us: 10,
+        files: Vec::new(),
     }
 }
 
@@ -95,10 +96,19 @@ async fn concurrent_appends(linger: std::time::Duration) {
         group
     };
     let store = open(dir.path());
-    let all = store.messages_after(group, 0, 1000).await.unwrap();
+    let all = store
+        .messages_after(group, 0, 1000, usize::MAX)
+        .await
+        .unwrap()
+        .messages;
     assert_eq!(all.len(), 200);
     assert_eq!(
-        store.messages_after(group, 195, 1000).await.unwrap().len(),
+        store
+            .messages_after(group, 195, 1000, usize::MAX)
+            .await
+            .unwrap()
+            .messages
+            .len(),
         5
     );
     let next = store
@@ -128,7 +138,15 @@ async fn a_repeated_nonce_returns_the_original_message() {
     assert!(!first.duplicate && again.duplicate);
     assert_eq!(again.message.message_id, first.message.message_id);
     assert_eq!(again.message.text.as_deref(), Some("a"));
-    assert_eq!(store.messages_after(group, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .messages_after(group, 0, 10, usize::MAX)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        1
+    );
     // The retry took no seq: the next message follows the original without a gap.
     let next = store
         .append_message(message(group, Some("n2"), "c"))
@@ -158,7 +176,15 @@ async fn a_retry_is_recognized_after_a_restart_but_not_from_another_sender() {
     assert_eq!(again.message.message_id, first.message.message_id);
     let other = store.append_message(post(group, 2)).await.unwrap();
     assert!(!other.duplicate);
-    assert_eq!(store.messages_after(group, 0, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .messages_after(group, 0, 10, usize::MAX)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -220,7 +246,15 @@ async fn a_failing_write_does_not_undo_its_batch_neighbours() {
         }
     }
     assert_eq!(ok, 25);
-    assert_eq!(store.messages_after(group, 0, 100).await.unwrap().len(), 25);
+    assert_eq!(
+        store
+            .messages_after(group, 0, 100, usize::MAX)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        25
+    );
 }
 
 #[tokio::test]
@@ -322,9 +356,10 @@ async fn listing_by_id_bounds_matches_ids_from_any_group() {
                 above_seq,
                 offset: 0,
                 limit: 100,
+                max_bytes: usize::MAX,
                 oldest_first,
             };
-            let got = store.list_messages(a, query).await.unwrap();
+            let got = store.list_messages(a, query).await.unwrap().messages;
             got.iter().map(|m| m.message_id).collect::<Vec<u64>>()
         }
     };
@@ -423,4 +458,120 @@ async fn concurrent_reads_share_a_bounded_set_of_connections() {
         (1..=crate::READERS).contains(&open),
         "{open} reader connections"
     );
+}
+
+#[tokio::test]
+async fn listings_stop_at_their_byte_limit_and_say_there_is_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let group = conference(&store, "big").await;
+    let text = "x".repeat(1000);
+    for _ in 0..10 {
+        store
+            .append_message(message(group, None, &text))
+            .await
+            .unwrap();
+    }
+    let one = store
+        .messages_after(group, 0, 1, usize::MAX)
+        .await
+        .unwrap()
+        .messages[0]
+        .listed_bytes();
+    assert!(one > 2000, "text and body both count: {one}");
+    // Room for three and a half: three are listed, and there is more.
+    let page = store
+        .messages_after(group, 0, 100, one * 7 / 2)
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 3);
+    assert!(page.more);
+    // The next page goes on from the last one.
+    let next = store
+        .messages_after(group, page.messages[2].seq, 100, one * 7 / 2)
+        .await
+        .unwrap();
+    assert_eq!(next.messages[0].seq, 4);
+    // A limit smaller than one message still lists one, so paging moves on.
+    let tiny = store.messages_after(group, 0, 100, 1).await.unwrap();
+    assert_eq!((tiny.messages.len(), tiny.more), (1, true));
+    // The count limit says "more" too, and an exact fit does not.
+    let counted = store.messages_after(group, 0, 4, usize::MAX).await.unwrap();
+    assert_eq!((counted.messages.len(), counted.more), (4, true));
+    let all = store
+        .messages_after(group, 0, 10, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!((all.messages.len(), all.more), (10, false));
+    // The chat listing, newest first, stops the same way.
+    let query = confer_core::model::MessageQuery {
+        before: None,
+        after: None,
+        above_seq: 0,
+        offset: 0,
+        limit: 100,
+        max_bytes: one * 7 / 2,
+        oldest_first: false,
+    };
+    let newest = store.list_messages(group, query).await.unwrap();
+    let seqs: Vec<u64> = newest.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, vec![10, 9, 8]);
+    assert!(newest.more);
+}
+
+#[tokio::test]
+async fn a_message_keeps_its_files_across_a_reopen_and_loses_them_when_deleted() {
+    use confer_core::model::{MessageFile, MessageQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let files = vec![
+        MessageFile {
+            item_id: 4,
+            filename: "what? #1 é.png".into(),
+            mimetype: "image/png".into(),
+            size: 1234,
+        },
+        MessageFile {
+            item_id: 9,
+            filename: "notes.txt".into(),
+            mimetype: "text/plain".into(),
+            size: 0,
+        },
+    ];
+    let (group, id) = {
+        let store = open(dir.path());
+        let group = conference(&store, "c1").await;
+        let appended = store
+            .append_message(NewMessage {
+                files: files.clone(),
+                ..message(group, None, "look")
+            })
+            .await
+            .unwrap();
+        assert_eq!(appended.message.files, files);
+        (group, appended.message.message_id)
+    };
+    let store = open(dir.path());
+    assert_eq!(store.message(id).await.unwrap().unwrap().files, files);
+    let query = MessageQuery {
+        before: None,
+        after: None,
+        above_seq: 0,
+        offset: 0,
+        limit: 10,
+        max_bytes: usize::MAX,
+        oldest_first: true,
+    };
+    let listed = store.list_messages(group, query).await.unwrap();
+    assert_eq!(listed.messages[0].files, files);
+    assert_eq!(
+        store
+            .messages_after(group, 0, 10, usize::MAX)
+            .await
+            .unwrap()
+            .messages[0]
+            .files,
+        files
+    );
+    let deleted = store.delete_message(id, 20).await.unwrap();
+    assert!(deleted.files.is_empty());
 }

@@ -209,12 +209,71 @@ impl Core {
                 nonce: Some(format!("call-{}", call.call_id)),
                 version: 0,
                 created_at_us: now,
+                files: Vec::new(),
             };
             if let Err(e) = self.store_message(&conv, &caller, new, &[]).await {
                 tracing::warn!(error = %e, call_id = call.call_id, "call record not stored");
             }
         }
         Ok(call)
+    }
+
+    /// End the call participation of members who left or were removed from `group`: a
+    /// live call they placed ends (finished); otherwise they leave its callees and hear
+    /// `stop_call`, and a call left with no callee ends. From then on they cannot answer
+    /// it or relay SDP/ICE in it: participation ends with membership.
+    pub(super) async fn end_call_participation(&self, group: GroupId, gone: &BTreeSet<Uin>) {
+        if gone.is_empty() {
+            return;
+        }
+        let affected: Vec<Call> = self
+            .calls_lock()
+            .values()
+            .filter(|c| c.group_id == group && gone.iter().any(|u| c.involves(*u)))
+            .cloned()
+            .collect();
+        for mut call in affected {
+            let call_id = call.call_id;
+            let result = if gone.contains(&call.caller) {
+                self.end_call(call, CallStatus::Finished).await.map(|_| ())
+            } else {
+                let left: Vec<Uin> = call.callees.intersection(gone).copied().collect();
+                call.callees.retain(|u| !gone.contains(u));
+                call.accepted.retain(|u| !gone.contains(u));
+                call.declined.retain(|u| !gone.contains(u));
+                let only_declined = !call.callees.is_empty() && call.declined == call.callees;
+                if call.callees.is_empty() || only_declined {
+                    // The departed still hear it end: they were in it.
+                    let mut told = call.clone();
+                    told.callees.extend(left);
+                    self.calls_lock().insert(call_id, told.clone());
+                    self.end_call(told, CallStatus::Finished).await.map(|_| ())
+                } else {
+                    let updated = {
+                        let mut calls = self.calls_lock();
+                        match calls.get_mut(&call_id) {
+                            Some(live) => {
+                                *live = call.clone();
+                                true
+                            }
+                            None => false,
+                        }
+                    };
+                    if updated {
+                        let mut ended = call.clone();
+                        ended.status = CallStatus::Finished;
+                        ended.stopped_at_us = Some(now_us());
+                        self.push_call(&ended, "stop_call", None, left);
+                        self.storage.update_call(call).await.map_err(Into::into)
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, call_id, "ending a departed member's call");
+            }
+        }
     }
 
     /// A call's state, for any member of its group.

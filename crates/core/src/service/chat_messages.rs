@@ -10,7 +10,9 @@ use std::sync::Arc;
 use crate::error::{CoreError, CoreResult};
 use crate::event::{Event, EventBody, Json};
 use crate::ids::{GroupId, SessionId};
-use crate::model::{now_us, Conversation, Message, MessageQuery, NewMessage, Principal};
+use crate::model::{
+    now_us, Conversation, Message, MessagePage, MessageQuery, NewMessage, Principal,
+};
 
 use super::Core;
 
@@ -34,6 +36,10 @@ pub struct ChatMessageInput {
 impl Core {
     /// Store a message in `conv` from `caller`, then announce it. Returns the message and
     /// whether it was a retry of one already stored (same nonce), which is not announced.
+    ///
+    /// Every door posts through here, so the checks every message needs live here: the
+    /// conversation takes messages, the caller is not blocked, and the message is within
+    /// `max_message_bytes`.
     pub(super) async fn store_message(
         &self,
         conv: &Conversation,
@@ -41,15 +47,22 @@ impl Core {
         new: NewMessage,
         attachment_ids: &[u64],
     ) -> CoreResult<(Arc<Message>, bool)> {
+        self.check_message_size(
+            new.text.as_deref(),
+            new.attachments.as_deref(),
+            new.body.as_ref(),
+        )?;
         if conv.destroyed {
             return Err(CoreError::ConversationDestroyed);
         }
         if conv.blocked.contains(&caller.uin) {
             return Err(CoreError::Blocked);
         }
-        self.check_own_attachments(caller.uin, attachment_ids)
+        let files = self.own_attachments(caller.uin, attachment_ids).await?;
+        let appended = self
+            .storage
+            .append_message(NewMessage { files, ..new })
             .await?;
-        let appended = self.storage.append_message(new).await?;
         if appended.duplicate {
             return Ok((appended.message, true));
         }
@@ -58,6 +71,25 @@ impl Core {
         self.metrics.message_stored();
         self.announce_message(conv, "message", &appended.message);
         Ok((appended.message, false))
+    }
+
+    /// A message's content (text, attachments, body) within `max_message_bytes`, whichever
+    /// door it came through.
+    fn check_message_size(
+        &self,
+        text: Option<&str>,
+        attachments: Option<&str>,
+        body: Option<&Json>,
+    ) -> CoreResult<()> {
+        let size = text.map_or(0, str::len)
+            + attachments.map_or(0, str::len)
+            + body.map_or(0, |b| b.as_str().len());
+        if size > self.settings.max_message_bytes {
+            return Err(CoreError::TooLarge(
+                "message content is larger than max_message_bytes",
+            ));
+        }
+        Ok(())
     }
 
     /// Tell the members (Chat API) and subscribers (External API) about a message.
@@ -102,12 +134,6 @@ impl Core {
         if !MESSAGE_TYPES.contains(&input.kind) {
             return Err(CoreError::InvalidValue("type".into()));
         }
-        let size = input.text.as_ref().map_or(0, String::len)
-            + input.attachments.as_ref().map_or(0, String::len)
-            + input.extra.as_ref().map_or(0, |e| e.as_str().len());
-        if size > self.settings.max_message_bytes {
-            return Err(CoreError::TooLarge("message"));
-        }
         if input.nonce.as_ref().is_some_and(|n| n.len() > 256) {
             return Err(CoreError::InvalidValue("nonce".into()));
         }
@@ -124,6 +150,7 @@ impl Core {
             nonce: input.nonce,
             version: input.version,
             created_at_us: now_us(),
+            files: Vec::new(),
         };
         let (message, duplicate) = self
             .store_message(&conv, caller, new, &input.attachment_ids)
@@ -147,7 +174,8 @@ impl Core {
         Ok((conv, message))
     }
 
-    /// Edit a message; only its sender may.
+    /// Edit a message; only its sender may, and not while blocked. A field left out
+    /// (`None`) is left as it is; leaving both out is refused.
     pub async fn edit_chat_message(
         &self,
         caller: &Principal,
@@ -156,15 +184,23 @@ impl Core {
         text: Option<String>,
         attachments: Option<String>,
     ) -> CoreResult<Arc<Message>> {
-        let size =
-            text.as_ref().map_or(0, String::len) + attachments.as_ref().map_or(0, String::len);
-        if size > self.settings.max_message_bytes {
-            return Err(CoreError::TooLarge("message"));
+        if text.is_none() && attachments.is_none() {
+            return Err(CoreError::InvalidValue(
+                "nothing to change: give message or attachments".into(),
+            ));
         }
         let (conv, message) = self.own_message(caller, group, message_id).await?;
         if message.sender != caller.uin {
             return Err(CoreError::Unauthorized);
         }
+        if conv.blocked.contains(&caller.uin) {
+            return Err(CoreError::Blocked);
+        }
+        self.check_message_size(
+            text.as_deref().or(message.text.as_deref()),
+            attachments.as_deref().or(message.attachments.as_deref()),
+            message.body.as_ref(),
+        )?;
         let edited = Arc::new(
             self.storage
                 .edit_message(message_id, text, attachments, now_us())
@@ -192,7 +228,8 @@ impl Core {
 
     /// List a group's messages for the caller. `after` (exclusive) lists oldest first, to
     /// catch up; otherwise newest first, older than `before` (exclusive). What the caller
-    /// cleared with `delete_conversation` is left out.
+    /// cleared with `delete_conversation` is left out. A page stops at `page_size`
+    /// (capped by `max_list`) or `max_list_bytes`, and says whether there is `more`.
     pub async fn list_chat_messages(
         &self,
         caller: &Principal,
@@ -201,7 +238,7 @@ impl Core {
         after: Option<u64>,
         page: usize,
         page_size: usize,
-    ) -> CoreResult<Vec<Message>> {
+    ) -> CoreResult<MessagePage> {
         self.member_group(caller, group).await?;
         let state = self
             .storage
@@ -215,6 +252,7 @@ impl Core {
             above_seq: state.cleared_seq,
             offset: page.saturating_mul(limit),
             limit,
+            max_bytes: self.settings.max_list_bytes,
             oldest_first: after.is_some() && before.is_none(),
         };
         Ok(self.storage.list_messages(group, query).await?)

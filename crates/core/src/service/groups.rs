@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
-use crate::event::EventBody;
+use crate::event::{EventBody, Grant};
 use crate::ids::{GroupId, Uin};
 use crate::model::{
     now_us, Conversation, ConversationKind, GroupListing, MemberState, NewConversation, Principal,
@@ -185,32 +185,26 @@ impl Core {
             conv.kind = kind;
         }
         self.require_accounts(&changes.add).await?;
-        let now = now_us();
+        // The whole change is checked before anything is written, then written in one
+        // transaction: a refused change changes nothing.
         let before = conv.occupants.clone();
-        for uin in &changes.add {
-            if conv.occupants.insert(*uin) {
-                self.storage.add_occupant(group, *uin, now).await?;
-            }
-        }
+        let added: BTreeSet<Uin> = changes.add.difference(&before).copied().collect();
+        let removed: BTreeSet<Uin> = changes.remove.intersection(&before).copied().collect();
+        let mut occupants: BTreeSet<Uin> = before.union(&added).copied().collect();
+        occupants.retain(|u| !changes.remove.contains(u));
         let new_owner = changes.owner.unwrap_or(conv.owner);
         if changes.remove.contains(&new_owner) {
             return Err(CoreError::InvalidOperation(
                 "the owner cannot be removed".into(),
             ));
         }
-        if !conv.occupants.contains(&new_owner) {
+        if !occupants.contains(&new_owner) {
             return Err(CoreError::InvalidValue("owner_uin must be a member".into()));
         }
-        let mut removed = BTreeSet::new();
-        for uin in &changes.remove {
-            if conv.occupants.remove(uin) {
-                self.storage.remove_occupant(group, *uin, now).await?;
-                removed.insert(*uin);
-            }
-        }
-        if conv.occupants.len() > MAX_MEMBERS {
+        if occupants.len() > MAX_MEMBERS {
             return Err(CoreError::TooLarge("occupants_uins"));
         }
+        conv.occupants = occupants;
         conv.owner = new_owner;
         if let Some(name) = changes.name {
             conv.name = Some(name);
@@ -218,8 +212,15 @@ impl Core {
         if let Some(avatar) = changes.avatar_url {
             conv.avatar_url = Some(avatar);
         }
-        self.storage.update_group(conv.clone(), now).await?;
+        let now = now_us();
+        self.storage
+            .change_group(conv.clone(), added, removed.clone(), now)
+            .await?;
+        for uin in &removed {
+            self.revoke_grant(Grant::Member { group, uin: *uin });
+        }
         conv.updated_at_us = now;
+        self.end_call_participation(group, &removed).await;
         let (stayed, added): (Vec<Uin>, Vec<Uin>) =
             conv.occupants.iter().partition(|u| before.contains(u));
         self.push_group(stayed, "update_group", &conv);
@@ -233,18 +234,33 @@ impl Core {
     pub async fn leave_group(&self, caller: &Principal, group: GroupId) -> CoreResult<()> {
         let mut conv = self.member_group(caller, group).await?;
         let now = now_us();
-        self.storage.remove_occupant(group, caller.uin, now).await?;
+        let leaving = BTreeSet::from([caller.uin]);
         conv.occupants.remove(&caller.uin);
-        self.push_group([caller.uin], "delete_group", &conv);
-        let Some(heir) = conv.occupants.iter().next().copied() else {
-            self.storage.mark_destroyed(group, now).await?;
-            return Ok(());
-        };
-        if conv.owner == caller.uin {
-            conv.owner = heir;
-            self.storage.update_group(conv.clone(), now).await?;
+        let heir = conv.occupants.iter().next().copied();
+        match heir {
+            Some(heir) => {
+                if conv.owner == caller.uin {
+                    conv.owner = heir;
+                }
+                // One write: the member leaves and the group is handed over together.
+                self.storage
+                    .change_group(conv.clone(), BTreeSet::new(), leaving.clone(), now)
+                    .await?;
+            }
+            None => {
+                self.storage.remove_occupant(group, caller.uin, now).await?;
+                self.storage.mark_destroyed(group, now).await?;
+            }
         }
-        self.push_group(conv.occupants.iter().copied(), "update_group", &conv);
+        self.revoke_grant(Grant::Member {
+            group,
+            uin: caller.uin,
+        });
+        self.end_call_participation(group, &leaving).await;
+        self.push_group([caller.uin], "delete_group", &conv);
+        if heir.is_some() {
+            self.push_group(conv.occupants.iter().copied(), "update_group", &conv);
+        }
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::CoreResult;
 use crate::event::Json;
 use crate::ids::SessionId;
-use crate::model::{now_us, Message, NewMessage, Principal};
+use crate::model::{now_us, Message, MessagePage, NewMessage, Principal};
 
 use super::Core;
 
@@ -35,6 +35,7 @@ impl Core {
             nonce: None,
             version: 0,
             created_at_us: now_us(),
+            files: Vec::new(),
         };
         let (message, _) = self
             .store_message(&conv, caller, new, attachment_ids)
@@ -43,21 +44,27 @@ impl Core {
     }
 
     /// Messages of a conversation the caller occupies, with `seq > after_seq`, oldest
-    /// first, at most `limit` (capped by the configured maximum).
+    /// first, at most `limit` (capped by `max_list`) and `max_list_bytes`; `more` when
+    /// the page stopped before the last message.
     pub async fn conference_messages(
         &self,
         caller: &Principal,
         conf_id: &str,
         after_seq: u64,
         limit: Option<usize>,
-    ) -> CoreResult<Vec<Message>> {
+    ) -> CoreResult<MessagePage> {
         let conv = self.visible_conversation(caller, conf_id).await?;
         let limit = limit
             .unwrap_or(self.settings.max_list)
             .min(self.settings.max_list);
         Ok(self
             .storage
-            .messages_after(conv.group_id, after_seq, limit)
+            .messages_after(
+                conv.group_id,
+                after_seq,
+                limit,
+                self.settings.max_list_bytes,
+            )
             .await?)
     }
 }

@@ -6,6 +6,11 @@
 //! up); otherwise newest first before `last_message_id`. Both bounds are exclusive.
 //! `seen_message {group_id, message_id}` (confer's) marks everything up to that message
 //! as seen; `unread_cnt` counts later messages from others. Posting marks as seen too.
+//! A `list_message` page stops at `psize` (capped by `max_list`) or `max_list_bytes`,
+//! whichever comes first, and answers `more: true` when messages are left beyond it:
+//! continue from the last `message_id` received (`last_message_id` newest first,
+//! `last_seen_message_id` oldest first), not by `pindex`, since a page cut by bytes is
+//! shorter than `psize`.
 
 use confer_core::service::ChatMessageInput;
 use serde_json::Value;
@@ -26,15 +31,15 @@ pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let attachment_ids = attachments
         .as_deref()
         .and_then(|a| serde_json::from_str::<Value>(a).ok())
-        .and_then(|v| confer_door_files::references::item_ids(&v))
+        .and_then(|v| confer_core::references::item_ids(&v, crate::args::upload_shape))
         .unwrap_or_default();
     let input = ChatMessageInput {
-        kind: args.opt_u64(&["type"])?.unwrap_or(0) as u32,
+        kind: args.opt_u32(&["type"])?.unwrap_or(0),
         text: args.opt_text(&["message"])?,
         attachments,
         attachment_ids,
         nonce: args.opt_str(&["nonce"])?,
-        version: args.opt_u64(&["version"])?.unwrap_or(0) as u32,
+        version: args.opt_u32(&["version"])?.unwrap_or(0),
         extra: args.extras(DISPLAY_FIELDS),
     };
     let (message, duplicate) = ctx
@@ -77,19 +82,21 @@ pub async fn list(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let size = args
         .opt_u64(&["psize"])?
         .map_or(DEFAULT_PAGE, |s| s as usize);
-    let messages = ctx
+    let listed = ctx
         .core
         .list_chat_messages(ctx.who, group, before, after, page, size)
         .await?;
     let mut list = String::from("[");
-    for (i, m) in messages.iter().enumerate() {
+    for (i, m) in listed.messages.iter().enumerate() {
         if i > 0 {
             list.push(',');
         }
         list.push_str(&render::message_json(m));
     }
     list.push(']');
-    Ok(Reply::ok().with_json("messages", list))
+    Ok(Reply::ok()
+        .with_json("messages", list)
+        .with("more", Value::Bool(listed.more)))
 }
 
 pub async fn seen(ctx: &Ctx<'_>, mut args: Args) -> Outcome {

@@ -1,6 +1,8 @@
 //! `media/conf/msglog_get {conf_id, after_msg_id?, limit?}` → the stored messages, oldest
-//! first. Without `after_msg_id` it starts at the first; `limit` is capped by the
-//! server's configured maximum (page with `after_msg_id` for more).
+//! first. Without `after_msg_id` it starts at the first. A page stops at `limit` (capped
+//! by `max_list`) or `max_list_bytes`, whichever comes first; the answer then carries
+//! `"more":true` beside `data`, and the next page starts at `after_msg_id` = the last
+//! `msg_id` received.
 
 use serde_json::Value;
 
@@ -28,13 +30,14 @@ impl MsglogGet {
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> CmdResult {
         let me = ctx.logged_in()?;
-        let list: Vec<Value> = ctx
+        let page = ctx
             .core
             .conference_messages(&me.who, &self.conf_id, self.after, self.limit)
-            .await?
-            .iter()
-            .map(render::message)
-            .collect();
-        Ok(Reply::Data(Some(Value::Array(list))))
+            .await?;
+        let list: Vec<Value> = page.messages.iter().map(render::message).collect();
+        Ok(Reply::Page {
+            list: Value::Array(list),
+            more: page.more,
+        })
     }
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 mod admin;
+mod authz;
 mod bad_input;
 mod cli;
 mod common;
@@ -10,5 +11,9 @@ mod events;
 mod files;
 mod gelf;
 mod http;
+mod http_limits;
+mod integrity;
 mod login;
+mod login_limits;
+mod reference;
 mod sessions;
