@@ -87,10 +87,10 @@ fn core_error(e: CoreError) -> Response {
     }
 }
 
-/// The request body, or this door's JSON error when it could not be read (over axum's
-/// default limit, 2 MiB: 413), not the framework's plain-text rejection.
-fn readable(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
-    body.map_err(|e| error(e.status(), &e.body_text()))
+/// A body that could not be read (over axum's default limit, 2 MiB: 413), told in this
+/// door's JSON rather than as the framework's plain-text rejection.
+fn unreadable(e: BytesRejection) -> Response {
+    error(e.status(), &e.body_text())
 }
 
 async fn login(
@@ -98,9 +98,9 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match readable(body) {
+    let body = match body {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return unreadable(e),
     };
     let req: LoginRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -130,9 +130,9 @@ async fn logout(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match readable(body) {
+    let body = match body {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return unreadable(e),
     };
     let bearer = headers
         .get(header::AUTHORIZATION)
