@@ -8,7 +8,7 @@
 //! `admin_password` (checked by the core, in constant time). Without an admin password
 //! every request is 403; missing or wrong credentials are 401 with a `WWW-Authenticate`
 //! challenge. Every error is `{"error": "text"}`. Users are named by login or by decimal
-//! `uin`. Each handler only decodes, calls one `Core::admin_*` method with the admin's
+//! `uin` (a login that reads as a number wins over the number). Each handler only decodes, calls one `Core::admin_*` method with the admin's
 //! `Principal`, and renders: the rules live in the core (`service/admin.rs`).
 
 use std::collections::BTreeSet;

@@ -35,7 +35,8 @@ config! {
     listen: String = "127.0.0.1:8080".into();
     /// Folder of the embedded database and files; created when missing.
     data_dir: PathBuf = PathBuf::from("./data");
-    /// Password of the built-in `admin` user. Unset: admin login is disabled.
+    /// Password of the built-in `admin` user (also of the admin HTTP API that the `confer
+    /// group`, `message` and `session` commands use). Unset: both are disabled.
     admin_password: Option<String> = None;
     /// GELF server for `session log`: `udp://host:port` or `tcp://host:port`. Unset: the
     /// command answers "not implemented".
