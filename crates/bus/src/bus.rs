@@ -106,7 +106,10 @@ impl<T> Level<T> {
 /// while small (most patterns name one session or one user), a map once it grows.
 enum Slot {
     Few(Vec<(SessionId, Arc<Subscription>)>),
-    Many(HashMap<SessionId, Arc<Subscription>>),
+    /// Boxed: the slot stays as small as a `Vec` (most are `Few`, one per session), one
+    /// extra allocation only for the few large ones.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<SessionId, Arc<Subscription>>>),
 }
 
 /// A slot longer than this becomes a map.
@@ -137,7 +140,7 @@ impl Slot {
                 } else {
                     let mut m: HashMap<_, _> = v.drain(..).collect();
                     m.insert(session.clone(), sub);
-                    *self = Slot::Many(m);
+                    *self = Slot::Many(Box::new(m));
                 }
             }
             Slot::Many(m) => {
