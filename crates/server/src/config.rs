@@ -90,7 +90,8 @@ config! {
     max_subscriptions_per_session: usize = 1_000;
     /// How often each live session's login token is checked again (milliseconds): a
     /// token revoked (logout, `user passwd`, also by another process on the same
-    /// database) or expired ends the sessions that used it. One indexed read per token.
+    /// database) or expired ends the sessions that used it. One indexed read per token;
+    /// 0: never (revocations by this server still act at once).
     token_check_interval_ms: u64 = 1_000;
     /// Largest attachment upload (bytes).
     max_upload_bytes: u64 = 100 * 1024 * 1024;
