@@ -48,6 +48,13 @@ pub trait TokenStore: Send + Sync {
     /// The token if it exists and has not expired at `now_us`.
     async fn token(&self, token_hash: [u8; 32], now_us: i64) -> StoreResult<Option<TokenRecord>>;
     async fn delete_token(&self, token_hash: [u8; 32]) -> StoreResult<bool>;
+    /// Those of `token_hashes` that exist and have not expired at `now_us`: one read
+    /// (and one indexed lookup per token) for the lot.
+    async fn live_tokens(
+        &self,
+        token_hashes: Vec<[u8; 32]>,
+        now_us: i64,
+    ) -> StoreResult<Vec<[u8; 32]>>;
     /// Delete every token of a user (its password changed); how many.
     async fn delete_tokens_of(&self, uin: Uin) -> StoreResult<usize>;
 }
