@@ -37,9 +37,6 @@ pub enum SendError {
     Gone,
 }
 
-/// RFC 6455: the message was larger than the server accepts.
-const CLOSE_TOO_BIG: u16 = 1009;
-
 /// A long-polling socket's HTTP side, shared by its task and its GET and POST requests.
 pub struct Poll {
     /// Packets waiting for the client's next GET.
@@ -160,17 +157,13 @@ impl Link {
         match self {
             Link::Ws(ws) => match ws.next().await {
                 Some(Ok(Message::Text(text))) => Input::Text(text),
+                // The client's Close is answered when the socket ends (`close`: tungstenite
+                // sends the queued reply, the client's code echoed).
                 Some(Ok(Message::Close(_))) | None => Input::Closed(None),
                 Some(Ok(_)) => Input::Skip,
                 Some(Err(e)) => {
-                    let too_big = matches!(
-                        std::error::Error::source(&e).and_then(|s| {
-                            s.downcast_ref::<tokio_tungstenite::tungstenite::Error>()
-                        }),
-                        Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
-                    );
                     tracing::debug!(error = %e, "chat websocket read failed");
-                    Input::Closed(too_big.then_some((CLOSE_TOO_BIG, "message too big")))
+                    Input::Closed(confer_websocket::close_for(&e))
                 }
             },
             Link::Poll(_, rx) => rx.recv().await.unwrap_or(Input::Closed(None)),
@@ -224,7 +217,12 @@ impl Link {
                     code,
                     reason: Utf8Bytes::from_static(reason),
                 });
-                let _ = tokio::time::timeout(timeout, ws.send(Message::Close(frame))).await;
+                let sent = tokio::time::timeout(timeout, ws.send(Message::Close(frame))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    // The client closed first: tungstenite refuses a close of our own but
+                    // has queued its reply to the client's; send that.
+                    confer_websocket::answer_close(ws, timeout).await;
+                }
             }
             Link::Poll(poll, _) => {
                 poll.send_now("1");

@@ -11,3 +11,4 @@ mod http;
 mod http_limits;
 mod login;
 mod sessions;
+mod websocket;
