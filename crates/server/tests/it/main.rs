@@ -10,5 +10,6 @@ mod gelf;
 mod http;
 mod http_limits;
 mod login;
+mod polling;
 mod sessions;
 mod websocket;
