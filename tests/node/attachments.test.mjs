@@ -54,3 +54,30 @@ test('an image sent in a chat message is readable by members only', async () => 
   const forged = await emit(a.socket, 'create_message', { group_id: g.group_id, type: 12, attachments: JSON.stringify([{ item_id: other.body.item_id }]) });
   assert.equal(forged.result, 3, "someone else's upload cannot be sent");
 });
+
+test('a message carries each upload\'s url, name, type and size: in its ack, its push and list_message', async () => {
+  const bytes = Buffer.from('hello from a text file');
+  const up = await upload(a, 'notes v2 #1?.txt', bytes);
+  assert.equal(up.status, 200);
+  const g = (await emit(a.socket, 'create_group', { type: 2, name: 'files', occupants_uins: [b.uin] })).group;
+  const pushed = once(b.socket, 'message', (m) => m.message.group_id === g.group_id);
+  const sent = await emit(a.socket, 'create_message', { group_id: g.group_id, type: 12, attachments: JSON.stringify([{ item_id: up.body.item_id }]) });
+  assert.equal(sent.result, 0);
+  const expected = [{
+    item_id: up.body.item_id,
+    url: `/files/${up.body.item_id}/notes%20v2%20%231%3F.txt`,
+    filename: 'notes v2 #1?.txt',
+    mimetype: 'text/plain',
+    size: bytes.length,
+  }];
+  assert.deepEqual(sent.message.files, expected, 'the ack');
+  const push = (await pushed).message;
+  assert.deepEqual(push.files, expected, 'the push');
+  const list = await emit(b.socket, 'list_message', { group_id: g.group_id });
+  assert.deepEqual(list.messages[0].files, expected, 'list_message');
+
+  // The url is all the recipient needs.
+  const got = await fetch(`${server.base}${push.files[0].url}`, { headers: { Authorization: `Bearer ${b.token}` } });
+  assert.equal(got.status, 200);
+  assert.deepEqual(Buffer.from(await got.arrayBuffer()), bytes);
+});

@@ -15,9 +15,12 @@
 //! - `drops`: fan-out while receivers are cut at random and resume with `list_message`
 //!   after the last id they saw; messages delivered once, lost, seen twice.
 //! - `storm`: N clients all cut by a server restart; how many resume, and how fast.
+//! - `logins`: password login bursts and floods of wrong guesses over HTTP: logins/s, server
+//!   RSS, a real login's latency during a flood (`logins.rs`).
 //!
 //! It measures; it never asserts a time. See BENCHMARKS.md for the commands and results.
 
+mod logins;
 mod raw_ws;
 mod sio;
 
@@ -140,6 +143,19 @@ enum Scenario {
         /// Give up waiting after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+    },
+    /// Password logins over HTTP: a burst of correct ones, then floods of wrong guesses
+    /// while a real user logs in.
+    Logins {
+        /// Correct logins in the burst (distinct accounts).
+        #[arg(long, default_value_t = 300)]
+        logins: usize,
+        /// Wrong guesses in each flood.
+        #[arg(long, default_value_t = 1000)]
+        guesses: usize,
+        /// Requests at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
     },
     /// Senders that each wait for the durable ack.
     Ingest {
@@ -405,6 +421,8 @@ fn spawn_confer(bin: &Path, data: &Path, port: u16) -> anyhow::Result<tokio::pro
         .env("CONFER_CHAT_RATE_PER_SEC", "1000000")
         .env("CONFER_CHAT_RATE_BURST", "1000000")
         .env("CONFER_OUTBOUND_QUEUE", "8192")
+        // Every simulated client comes from 127.0.0.1.
+        .env("CONFER_MAX_CONNECTIONS_PER_IP", "0")
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))
@@ -1609,6 +1627,18 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             targets,
         } => ingest(cli, *senders, *seconds, targets).await?,
         Scenario::Storm { clients, timeout } => storm(cli, *clients, *timeout).await?,
+        Scenario::Logins {
+            logins,
+            guesses,
+            concurrency,
+        } => {
+            let ask = logins::Logins {
+                logins: *logins,
+                guesses: *guesses,
+                concurrency: (*concurrency).max(1),
+            };
+            logins::logins(&confer_bin(cli), &ask).await?
+        }
         Scenario::Drops {
             groups,
             members,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Event, Json, Subscription};
+use crate::event::{Event, Grant, Json, Subscription};
 use crate::ids::{GroupId, SessionId, Uin};
 
 /// Something for a live session's connection to send to its client.
@@ -177,9 +177,12 @@ pub struct SessionInfo {
     pub remote: String,
     /// Which door it came through, e.g. "api_server".
     pub door: &'static str,
-    /// A short hash of the login token the session used, if any: a second connection
-    /// with the same token replaces the first (Chat API "conflict").
-    pub token_id: Option<String>,
+    /// The stored hash (SHA-256) of the login token the session used, if any: the
+    /// session ends when the token is revoked or expires, and on the Chat API a second
+    /// connection with the same token replaces the first ("conflict").
+    pub token_hash: Option<[u8; 32]>,
+    /// When it was registered (µs since the epoch).
+    pub started_at_us: i64,
 }
 
 /// A session's presence in a conference.
@@ -226,13 +229,24 @@ pub trait SessionRegistry: Send + Sync {
 
 /// Subscriptions and publishing. Delivery goes through the registry's mailboxes.
 pub trait EventBus: Send + Sync {
-    /// Add a subscription; one with the same pattern is replaced (its body too).
-    fn subscribe(&self, session: &SessionId, subscription: Subscription);
+    /// Add a subscription resting on `grant` (none: on the login alone); one with the
+    /// same pattern is replaced (its body and grant too). `false`, and nothing changed,
+    /// when the pattern is new and the session holds `max` subscriptions already.
+    fn subscribe(
+        &self,
+        session: &SessionId,
+        subscription: Subscription,
+        grant: Option<Grant>,
+        max: usize,
+    ) -> bool;
     /// Remove the subscription with the same pattern; `false` if there was none.
     fn unsubscribe(&self, session: &SessionId, pattern: &Subscription) -> bool;
     fn subscriptions(&self, session: &SessionId) -> Vec<Subscription>;
     /// Forget every subscription of a session that ended.
     fn drop_session(&self, session: &SessionId);
+    /// A right ended: remove every subscription, of any session, that rested on it; how
+    /// many. Matching cost does not depend on how many subscriptions one session holds.
+    fn revoke(&self, grant: &Grant) -> usize;
     /// Deliver to every matching subscription; the number of deliveries queued.
     fn publish(&self, event: Event) -> usize;
 }

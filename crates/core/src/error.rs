@@ -61,6 +61,14 @@ pub enum CoreError {
     /// The operation does not apply in the current state (e.g. joining twice).
     #[error("invalid operation: {0}")]
     InvalidOperation(String),
+    /// Too many failed logins for this account or from this address: try again after
+    /// `retry_after` (HTTP 429 with `Retry-After`).
+    #[error("too many login attempts; retry in {} s", retry_after.as_secs().max(1))]
+    LoginThrottled { retry_after: std::time::Duration },
+    /// The server is too busy to do this now (the password hasher's queue is full): try
+    /// again after `retry_after` (HTTP 503 with `Retry-After`).
+    #[error("server busy; retry in {} s", retry_after.as_secs().max(1))]
+    Busy { retry_after: std::time::Duration },
     /// The other side did not answer in time.
     #[error("timeout")]
     Timeout,

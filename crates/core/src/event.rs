@@ -8,7 +8,7 @@
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
-use crate::ids::{SessionId, Uin};
+use crate::ids::{GroupId, SessionId, Uin};
 use crate::model::{Call, Conversation, Message};
 
 /// JSON text validated by the door that received it. The core never parses it; doors
@@ -135,6 +135,18 @@ pub struct Subscription {
     /// Merged into the body of every event delivered through this subscription, when both
     /// are objects.
     pub body: Option<Json>,
+}
+
+/// The right a subscription rests on, beyond being logged in: when the right ends, the
+/// core revokes it through [`crate::bus::EventBus::revoke`] and every subscription that
+/// rested on it goes, whichever door or node holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Grant {
+    /// `uin` occupies conversation `group` (`media/conf/*/<group>`).
+    Member { group: GroupId, uin: Uin },
+    /// The session with this id is live, and is the subscriber's user's
+    /// (`core/session_event/<id>`): it ends with that session, not with its name.
+    Session(SessionId),
 }
 
 impl Subscription {

@@ -11,9 +11,11 @@
 //! ## Layout
 //! - [`ids`]: typed identifiers (`Uin`, `GroupId`, `SessionId`).
 //! - [`model`]: accounts, principals, conversations, messages.
+//! - [`references`]: how a message names uploaded files, and an upload's URL.
 //! - [`event`]: events, subscriptions and their wildcard matching, the per-door render cache.
 //! - [`store`]: one storage trait per aggregate; backends live in their own crates.
 //! - [`bus`]: the event bus and session registry traits, deliveries and mailboxes.
+//! - [`rate`]: the token bucket every door rate-limits a session's commands with.
 //! - [`auth`]: Argon2 password hashes and random session tokens.
 //! - [`logsink`]: where `session log` records go (GELF in the binary).
 //! - [`metrics`]: counters and histograms rendered in Prometheus text format.
@@ -24,15 +26,19 @@ pub mod auth;
 pub mod bus;
 pub mod error;
 pub mod event;
+pub mod hasher;
 pub mod ids;
+pub mod login_limits;
 pub mod logsink;
 pub mod metrics;
 pub mod model;
+pub mod rate;
+pub mod references;
 pub mod service;
 pub mod store;
 
 pub use error::{CoreError, CoreResult};
-pub use event::{Event, EventBody, Json, Subscription};
+pub use event::{Event, EventBody, Grant, Json, Subscription};
 pub use ids::{GroupId, SessionId, Uin};
 pub use model::{Account, Conversation, ConversationKind, Message, Principal};
 pub use service::{Core, CoreSettings};

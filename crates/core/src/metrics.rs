@@ -26,6 +26,12 @@ pub struct Metrics {
     commit_batch_ops: AtomicU64,
     /// Messages dropped or sessions cut because a client did not read.
     slow_consumers_cut: AtomicI64,
+    /// Argon2 runs started (hashes and verifications, dummy ones included).
+    password_hashes: AtomicU64,
+    /// Password work refused because the hasher's queue was full or too slow.
+    password_hashes_refused: AtomicU64,
+    /// Password logins refused by the per-account or per-address limit.
+    logins_throttled: AtomicU64,
 }
 
 impl Metrics {
@@ -56,6 +62,18 @@ impl Metrics {
 
     pub fn message_stored(&self) {
         self.messages_stored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn password_hash_run(&self) {
+        self.password_hashes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn password_hash_refused(&self) {
+        self.password_hashes_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn login_throttled(&self) {
+        self.logins_throttled.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn slow_consumer_cut(&self) {
@@ -113,6 +131,21 @@ impl Metrics {
                 "confer_storage_commit_ops_total",
                 "Write operations committed (group commit shares one transaction among many).",
                 &self.commit_batch_ops,
+            ),
+            (
+                "confer_password_hashes_total",
+                "Argon2 hashes and verifications run (an unknown user's dummy one included).",
+                &self.password_hashes,
+            ),
+            (
+                "confer_password_hashes_refused_total",
+                "Password work refused because the hasher's queue was full or too slow.",
+                &self.password_hashes_refused,
+            ),
+            (
+                "confer_logins_throttled_total",
+                "Password logins refused by the per-account or per-address limit.",
+                &self.logins_throttled,
             ),
         ];
         for (name, help, value) in simple {

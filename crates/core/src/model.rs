@@ -129,6 +129,26 @@ pub struct Message {
     pub created_at_us: i64,
     pub updated_at_us: i64,
     pub deleted: bool,
+    /// The uploads the message carries, resolved when it was posted.
+    pub files: Vec<MessageFile>,
+}
+
+/// An upload a message carries: what a recipient needs to download and show it, resolved
+/// (and ownership checked) when the message is posted and kept with it, so rendering the
+/// message needs no storage read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageFile {
+    pub item_id: u64,
+    pub filename: String,
+    pub mimetype: String,
+    pub size: u64,
+}
+
+impl MessageFile {
+    /// Where it is downloaded (see [`crate::references::file_url`]).
+    pub fn url(&self) -> String {
+        crate::references::file_url(self.item_id, &self.filename)
+    }
 }
 
 impl Message {
@@ -143,6 +163,11 @@ impl Message {
             + self.attachments.as_ref().map_or(0, String::len)
             + self.body.as_ref().map_or(0, |b| b.as_str().len())
             + self.nonce.as_ref().map_or(0, String::len)
+            + self
+                .files
+                .iter()
+                .map(|f| 64 + f.filename.len() + f.mimetype.len())
+                .sum::<usize>()
     }
 }
 
@@ -195,6 +220,8 @@ pub struct NewMessage {
     pub nonce: Option<String>,
     pub version: u32,
     pub created_at_us: i64,
+    /// The uploads it carries (see [`MessageFile`]).
+    pub files: Vec<MessageFile>,
 }
 
 /// The result of appending: the stored message, and whether it existed already (same

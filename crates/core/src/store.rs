@@ -48,6 +48,8 @@ pub trait TokenStore: Send + Sync {
     /// The token if it exists and has not expired at `now_us`.
     async fn token(&self, token_hash: [u8; 32], now_us: i64) -> StoreResult<Option<TokenRecord>>;
     async fn delete_token(&self, token_hash: [u8; 32]) -> StoreResult<bool>;
+    /// Delete every token of a user (its password changed); how many.
+    async fn delete_tokens_of(&self, uin: Uin) -> StoreResult<usize>;
 }
 
 #[async_trait]
@@ -60,6 +62,8 @@ pub trait ConversationStore: Send + Sync {
     async fn conversation_by_alias(&self, alias: &str) -> StoreResult<Option<Conversation>>;
     /// Conferences (not chat groups), optionally only those `member` occupies.
     async fn list_conferences(&self, member: Option<Uin>) -> StoreResult<Vec<Conversation>>;
+    /// Every live (not destroyed) chat group, by id: the admin's listing.
+    async fn list_chat_groups(&self) -> StoreResult<Vec<Conversation>>;
     async fn add_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()>;
     async fn remove_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()>;
     async fn mark_destroyed(&self, id: GroupId, now_us: i64) -> StoreResult<()>;

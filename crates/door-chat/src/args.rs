@@ -4,10 +4,23 @@
 
 use std::collections::BTreeSet;
 
+use confer_core::references::Shape;
 use confer_core::{GroupId, Json, Uin};
 use serde_json::{Map, Value};
 
 use crate::codes::Failure;
+
+/// A JSON value as the core's rule for naming uploads sees it
+/// ([`confer_core::references::item_ids`]).
+pub fn upload_shape(v: &Value) -> Shape<'_, Value> {
+    match v {
+        Value::Number(n) => Shape::Number(n.as_u64()),
+        Value::String(s) => Shape::Text(s),
+        Value::Object(o) => Shape::Object(o.get(confer_core::references::ITEM_ID)),
+        Value::Array(items) => Shape::List(items),
+        _ => Shape::Other,
+    }
+}
 
 pub struct Args {
     map: Map<String, Value>,

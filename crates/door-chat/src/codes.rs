@@ -66,6 +66,7 @@ impl From<CoreError> for Failure {
             CoreError::Unauthorized => FORBIDDEN,
             CoreError::Blocked => BLOCKED,
             CoreError::TooLarge(_) => TOO_LARGE,
+            CoreError::LoginThrottled { .. } | CoreError::Busy { .. } => RATE_LIMITED,
             CoreError::ConversationDestroyed
             | CoreError::InvalidOperation(_)
             | CoreError::UserExists

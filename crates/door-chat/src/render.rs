@@ -1,7 +1,7 @@
 //! How core values look on the Chat API. 64-bit ids are decimal strings, group times are
 //! seconds, message times microseconds, as the original server sent them.
 
-use confer_core::model::{Call, GroupListing};
+use confer_core::model::{Call, GroupListing, MessageFile};
 use confer_core::{Conversation, ConversationKind, Event, EventBody, Json, Message};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -102,6 +102,9 @@ pub fn message_json(m: &Message) -> String {
     o.int("version", m.version);
     o.int("created_at", m.created_at_us);
     o.int("updated_at", m.updated_at_us);
+    if !m.files.is_empty() {
+        o.raw("files", &files(&m.files).to_string());
+    }
     let body = m.body.as_ref().map(|b| b.as_str());
     if m.text.is_none() && m.kind == 0 {
         // A message from the External API carries its `msg` object; show it as `body`.
@@ -119,9 +122,24 @@ pub fn message_json(m: &Message) -> String {
     o.finish()
 }
 
-/// The fields a message object always has; display fields stored with it never replace
-/// them.
-const MESSAGE_FIELDS: [&str; 11] = [
+/// The uploads a message carries: `[{item_id, url, filename, mimetype, size}]`.
+pub fn files(files: &[MessageFile]) -> Value {
+    files
+        .iter()
+        .map(|f| {
+            json!({
+                "item_id": id(f.item_id),
+                "url": f.url(),
+                "filename": f.filename,
+                "mimetype": f.mimetype,
+                "size": f.size,
+            })
+        })
+        .collect()
+}
+
+/// The fields a message object has; display fields stored with it never replace them.
+const MESSAGE_FIELDS: [&str; 12] = [
     "message_id",
     "group_id",
     "type",
@@ -133,6 +151,7 @@ const MESSAGE_FIELDS: [&str; 11] = [
     "version",
     "created_at",
     "updated_at",
+    "files",
 ];
 
 /// A JSON object written as text. Keys given as `&'static str` are this door's own and
@@ -230,9 +249,39 @@ pub fn call(c: &Call) -> Value {
     Value::Object(obj)
 }
 
+/// Every event the server pushes to a chat socket besides `login`
+/// ([`LOGIN`](crate::session::LOGIN)): [`push`] sends no other name, so this table is the
+/// door's list of pushes (docs/asyncapi.yaml is checked against it).
+pub const PUSHES: &[&str] = &[
+    "message",
+    "update_message",
+    "delete_message",
+    "group",
+    "update_group",
+    "delete_group",
+    "pin_group",
+    "unpin_group",
+    "user_status",
+    "event",
+    "start_call",
+    "answer_call",
+    "stop_call",
+    "ice_sdp",
+    "ice_candidate",
+];
+
 /// The event name and payload (JSON text) a pushed core event becomes, if it is for this
-/// door.
+/// door. A name missing from [`PUSHES`] is an undocumented push: it is not sent.
 pub fn push(event: &Event) -> Option<(String, String)> {
+    let (name, payload) = push_unchecked(event)?;
+    if !PUSHES.contains(&name.as_str()) {
+        tracing::error!(event = %name, "chat push not in render::PUSHES: not sent");
+        return None;
+    }
+    Some((name, payload))
+}
+
+fn push_unchecked(event: &Event) -> Option<(String, String)> {
     let name = event.kind.clone()?;
     let payload = match &event.body {
         EventBody::Message(m) => {
@@ -288,6 +337,7 @@ mod tests {
             created_at_us: 5,
             updated_at_us: 6,
             deleted: false,
+            files: Vec::new(),
         }
     }
 
@@ -331,5 +381,23 @@ mod tests {
         let mut m = chat(None, None);
         m.deleted = true;
         assert_eq!(message(&m)["status"], 4);
+    }
+
+    #[test]
+    fn only_pushes_in_the_table_are_sent() {
+        let signal = |name: &str| {
+            Event::new(
+                "chat",
+                None,
+                Some(name.into()),
+                None,
+                EventBody::Signal(Json::from_validated(r#"{"sdp":"v=0"}"#)),
+            )
+        };
+        assert_eq!(
+            push(&signal("ice_sdp")),
+            Some(("ice_sdp".into(), r#"{"sdp":"v=0"}"#.into()))
+        );
+        assert_eq!(push(&signal("ice_sdp_v2")), None);
     }
 }

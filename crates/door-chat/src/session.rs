@@ -16,6 +16,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use confer_core::bus::{Delivery, Mailbox, MailboxReceiver, RemoteError, SessionInfo};
 use confer_core::event::DoorSlot;
+use confer_core::rate::RateBucket;
 use confer_core::{Event, Principal};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
@@ -34,6 +35,9 @@ use crate::{cmd, render, ChatApi};
 pub const WS_READ_BUFFER: usize = 512;
 /// Commands one socket may have running; beyond it, its next packets wait to be read.
 const MAX_IN_FLIGHT: usize = 32;
+/// The event that tells a socket whether it is logged in (`{result, uin?}`): after the
+/// namespace CONNECT, and before the server disconnects it (expired, conflict).
+pub const LOGIN: &str = "login";
 /// Deliveries written in one go when several are waiting.
 const DRAIN_BATCH: usize = 64;
 /// Bytes of packets tungstenite gathers before it writes to the socket; each turn of a
@@ -72,28 +76,6 @@ pub fn open_packet(door: &ChatApi, sid: &str, upgrade: bool) -> String {
         s.ping_timeout.as_millis(),
         s.max_payload,
     )
-}
-
-/// Token bucket for rate limiting: tokens and the last refill.
-struct RateBucket {
-    tokens: f64,
-    at: std::time::Instant,
-}
-
-impl RateBucket {
-    /// Take one request from the bucket; `false` when the socket is over its rate.
-    fn allow(&mut self, per_sec: u32, burst: u32) -> bool {
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(per_sec);
-        self.tokens = (self.tokens + refill).min(f64::from(burst));
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// How a socket ends: whether the server says DISCONNECT first, and the close code.
@@ -146,10 +128,7 @@ struct Socket {
 pub fn run(door: Arc<ChatApi>, link: Link, hello: Hello) -> impl Future<Output = ()> {
     // The socket is built before the future: an `async fn` would keep room for its
     // arguments all the socket's life, beside the socket they were moved into.
-    let bucket = RateBucket {
-        tokens: f64::from(door.settings.rate_burst),
-        at: std::time::Instant::now(),
-    };
+    let bucket = RateBucket::full(door.settings.rate_burst);
     let mut socket = Socket {
         cut: door.shutdown.clone(),
         door,
@@ -414,14 +393,11 @@ impl Socket {
             },
         };
         let Some((who, info, rx, cut)) = who else {
-            self.emit("login", &json!({"result": SESSION_EXPIRED}));
+            self.emit(LOGIN, &json!({"result": SESSION_EXPIRED}));
             return Err(Ending::server(CLOSE_NORMAL, ""));
         };
         door.core.metrics().connection_opened(cmd::DOOR);
-        self.emit(
-            "login",
-            &json!({"result": OK, "uin": who.uin.0.to_string()}),
-        );
+        self.emit(LOGIN, &json!({"result": OK, "uin": who.uin.0.to_string()}));
         self.session = Some(Arc::new(ChatSession { who, info }));
         self.deliveries = Some(rx);
         self.cut = cut;
@@ -480,7 +456,7 @@ impl Socket {
                 } else {
                     SESSION_EXPIRED
                 };
-                self.emit("login", &json!({ "result": result }));
+                self.emit(LOGIN, &json!({ "result": result }));
                 Err(Ending::server(CLOSE_NORMAL, ""))
             }
         }

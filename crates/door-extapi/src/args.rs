@@ -1,9 +1,22 @@
 //! [`Args`]: typed access to a command's `data` object that remembers which fields it
 //! read, so whatever is left is reported as `unrecognized_fields`.
 
+use confer_core::references::Shape;
 use serde_json::{Map, Value};
 
 use crate::error::{CmdError, INVALID_PARAMETERS};
+
+/// A JSON value as the core's rule for naming uploads sees it
+/// ([`confer_core::references::item_ids`]).
+pub fn upload_shape(v: &Value) -> Shape<'_, Value> {
+    match v {
+        Value::Number(n) => Shape::Number(n.as_u64()),
+        Value::String(s) => Shape::Text(s),
+        Value::Object(o) => Shape::Object(o.get(confer_core::references::ITEM_ID)),
+        Value::Array(items) => Shape::List(items),
+        _ => Shape::Other,
+    }
+}
 
 pub struct Args {
     map: Map<String, Value>,

@@ -8,11 +8,13 @@
 //! same reason.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use confer_core::bus::{Delivery, Mailbox, RemoteError};
 use confer_core::event::DoorSlot;
+use confer_core::rate::RateBucket;
 use confer_core::{EventBody, Json};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
@@ -22,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::args::Args;
 use crate::cmd::{Command, ConnState, Ctx, Deferred, Reply, DOOR};
-use crate::error::{CmdError, SYNTAX_ERROR};
+use crate::error::{CmdError, RATE_LIMITED, SYNTAX_ERROR};
 use crate::frame::{self, Incoming, Request};
 use crate::render;
 use crate::ExtApi;
@@ -50,6 +52,8 @@ struct Conn {
     deadlines: BTreeSet<(Instant, u64)>,
     /// Commands that answer later (a forwarded `session cmd`), run beside the rest.
     deferred: FuturesUnordered<Deferred>,
+    /// The connection's command rate (answers to server requests are not counted).
+    bucket: RateBucket,
 }
 
 /// Why the loop ended, and what to tell the client.
@@ -62,14 +66,14 @@ struct Ending {
 pub fn run(
     door: Arc<ExtApi>,
     socket: WebSocket,
-    remote: String,
+    peer: SocketAddr,
 ) -> impl std::future::Future<Output = ()> {
     // The socket moves to the heap at once: an `async fn` keeps its arguments' room in
     // the task for the connection's whole life, wherever they are moved to.
-    serve(door, Box::new(socket), remote)
+    serve(door, Box::new(socket), peer)
 }
 
-async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, remote: String) {
+async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
     let metrics = door.core.metrics().clone();
     metrics.connection_opened(DOOR);
     // One token for both ways the server ends a connection: shutdown (its parent) and
@@ -79,15 +83,16 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, remote: String) {
     let mut conn = Conn {
         ws,
         state: ConnState {
-            remote,
+            remote: peer.to_string(),
+            peer,
             login: None,
-            failed_logins: 0,
             mailbox: Some(mailbox),
         },
         next_tid: 1,
         pending: HashMap::new(),
         deadlines: BTreeSet::new(),
         deferred: FuturesUnordered::new(),
+        bucket: RateBucket::full(door.settings.rate_burst),
         door,
     };
     let period = conn.door.settings.ping_interval;
@@ -213,6 +218,15 @@ impl Conn {
     async fn on_request(&mut self, req: Request) -> Step {
         let tid = req.tid;
         let name = format!("{}/{}/{}", req.class, req.subclass, req.cmd);
+        let settings = &self.door.settings;
+        if !self
+            .bucket
+            .allow(settings.rate_per_sec, settings.rate_burst)
+        {
+            // Answered, not run: a flood costs its sender, never its target.
+            let e = CmdError::new(RATE_LIMITED, "rate limited: too many commands");
+            return self.answer(tid, &name, Err(e)).await;
+        }
         let outcome = self.run_command(req).await;
         match outcome {
             Ok(Reply::Deferred) => Ok(()),
@@ -359,12 +373,21 @@ impl Conn {
                 )
                 .await
             }
-            Delivery::Stop { reason, .. } => {
+            Delivery::Stop { code, reason } => {
                 tracing::info!(%reason, "session stopped");
-                Err(Some(Ending {
-                    code: CLOSE_NORMAL,
-                    reason: "session stopped",
-                }))
+                Err(Some(
+                    if code == confer_core::service::TOKEN_ENDED_STOP_CODE {
+                        Ending {
+                            code: CLOSE_POLICY,
+                            reason: "token revoked or expired",
+                        }
+                    } else {
+                        Ending {
+                            code: CLOSE_NORMAL,
+                            reason: "session stopped",
+                        }
+                    },
+                ))
             }
         }
     }

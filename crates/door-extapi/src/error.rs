@@ -15,9 +15,15 @@ pub const INVALID_SESSION_ID: u64 = 100035;
 pub const INVALID_OPERATION: u64 = 100040;
 pub const INVALID_PARAMETERS: u64 = 100041;
 pub const UNKNOWN_COMMAND: u64 = 100042;
+/// Not in the original list (its gap): a command over the connection's
+/// `extapi_rate_per_sec`/`extapi_rate_burst`, not run.
+pub const RATE_LIMITED: u64 = 100043;
 pub const SYNTAX_ERROR: u64 = 100044;
 pub const MISSING_FIELD: u64 = 100045;
 pub const INVALID_VALUE: u64 = 100046;
+/// confer's own: too many failed logins (account or address), or the server is too busy
+/// to check a password now; the text says after how many seconds to try again.
+pub const TRY_LATER: u64 = 100050;
 pub const SESSION_TIMEOUT: u64 = 100060;
 pub const SESSION_NOT_FOUND: u64 = 100062;
 pub const CONF_NOT_FOUND: u64 = 304001;
@@ -68,6 +74,7 @@ impl From<CoreError> for CmdError {
             | CoreError::AttachmentGone => INVALID_VALUE,
             CoreError::Blocked => UNAUTHORIZED,
             CoreError::Timeout => TIMEOUT,
+            CoreError::LoginThrottled { .. } | CoreError::Busy { .. } => TRY_LATER,
             CoreError::Remote { code, error } => return CmdError::new(*code, error.clone()),
             CoreError::NotConfigured(_) => NOT_IMPLEMENTED,
             CoreError::Storage(_) | CoreError::Internal(_) => {

@@ -52,6 +52,10 @@ pub struct Settings {
     pub outbound_queue: usize,
     /// How long one write to a client may take before the connection is cut.
     pub write_timeout: Duration,
+    /// Commands a connection may make per second, sustained, and in one burst; beyond
+    /// them a command is answered with [`error::RATE_LIMITED`].
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
 }
 
 /// What every connection of the door shares.
@@ -87,6 +91,6 @@ async fn upgrade(
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let tracker = door.tracker.clone();
-            tracker.track_future(connection::run(door, socket, peer.to_string()))
+            tracker.track_future(connection::run(door, socket, peer))
         })
 }

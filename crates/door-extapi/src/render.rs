@@ -1,5 +1,6 @@
 //! How core values look on the External API: events and stored messages.
 
+use confer_core::model::MessageFile;
 use confer_core::{Event, EventBody, Json, Message};
 use serde_json::{Map, Value};
 
@@ -14,8 +15,9 @@ pub fn json_value(json: &Json) -> Value {
 pub const RESERVED_MSG_KEYS: [&str; 3] = ["message_id", "type", "deleted"];
 
 /// A stored message as msglog shows it: the `msg` object plus `msg_id`, `user_id`,
-/// `session_id` and `timestamp` (µs). A message posted through the Chat API also shows
-/// its chat fields (`type`, `message`, `attachments`, `message_id`).
+/// `session_id` and `timestamp` (µs), and `files` when it carries uploads. A message
+/// posted through the Chat API also shows its chat fields (`type`, `message`,
+/// `attachments`, `message_id`).
 pub fn message(m: &Message) -> Value {
     let mut obj = match m.body.as_ref().map(json_value) {
         Some(Value::Object(map)) => map,
@@ -41,10 +43,29 @@ pub fn message(m: &Message) -> Value {
         obj.insert("session_id".into(), Value::from(s.as_str()));
     }
     obj.insert("timestamp".into(), Value::from(m.created_at_us));
+    if !m.files.is_empty() {
+        obj.insert("files".into(), files(&m.files));
+    }
     if m.deleted {
         obj.insert("deleted".into(), Value::from(true));
     }
     Value::Object(obj)
+}
+
+/// The uploads a message carries: `[{item_id, url, filename, mimetype, size}]`.
+fn files(files: &[MessageFile]) -> Value {
+    files
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "item_id": f.item_id.to_string(),
+                "url": f.url(),
+                "filename": f.filename,
+                "mimetype": f.mimetype,
+                "size": f.size,
+            })
+        })
+        .collect()
 }
 
 fn body(event: &Event) -> Option<Value> {

@@ -44,6 +44,21 @@ impl LocalBlobs {
         })
     }
 
+    /// Remove what a crash left in the staging folder (half-written uploads and
+    /// compressions); returns how many files went. Only the server calls it, at start,
+    /// before it accepts an upload.
+    pub fn clear_staging(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(self.root.join("staging"))? {
+            let path = entry?.path();
+            if path.is_file() {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn path(&self, sha256: &str) -> Option<PathBuf> {
         let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
         valid.then(|| self.root.join(&sha256[..2]).join(sha256))

@@ -6,24 +6,24 @@
 //!   "add_file", item_id}` (JSON or form): the Moodle plugin's API, answered as it did.
 //! - `GET /files/{item_id}/{filename}` and
 //!   `/pluginfile.php/1/local_chat_attachments/chat_attachment/{item_id}/{path…}/{filename}`:
-//!   the file server (owner and conversation members only; Range, ETag, 304, 410).
+//!   the file server (owner and conversation members only; Range, ETag, 304, 410; only
+//!   pictures, audio and video inline, always `nosniff` and a sandboxing CSP).
 //!
 //! ## Layout
 //! - [`blobs`]: the blob store trait and its local-disk backend.
 //! - `upload`, `add_file`, `serve`: one file per endpoint.
-//! - [`references`]: how messages name uploaded files (shared by the message doors).
 //! - `auth`: the token from a bearer header, a `token` parameter or the session cookie.
 
 mod add_file;
 mod auth;
 pub mod blobs;
-pub mod references;
 mod serve;
 mod upload;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::map_response;
 use axum::routing::{get, post};
 use axum::Router;
 use confer_core::Core;
@@ -41,11 +41,15 @@ pub struct FilesApi {
     pub max_upload: u64,
 }
 
+/// The largest request body an upload of at most `max_upload` bytes may take: room for
+/// the multipart framing around a file of the largest size. The largest body of any
+/// route, so the HTTP layer refuses a longer declared `Content-Length` before reading.
+pub fn largest_body(max_upload: u64) -> u64 {
+    max_upload.saturating_add(64 * 1024)
+}
+
 pub fn router(api: Arc<FilesApi>) -> Router {
-    // Room for the multipart framing around a file of the largest size.
-    let body_limit = usize::try_from(api.max_upload)
-        .unwrap_or(usize::MAX)
-        .saturating_add(64 * 1024);
+    let body_limit = usize::try_from(largest_body(api.max_upload)).unwrap_or(usize::MAX);
     Router::new()
         .route(
             "/api/v1/files",
@@ -53,10 +57,13 @@ pub fn router(api: Arc<FilesApi>) -> Router {
         )
         .route("/api/v1/attachments", post(add_file::add_file))
         .route("/local/chat_attachments/api.php", post(add_file::add_file))
-        .route("/files/{item_id}/{filename}", get(serve::by_id))
+        .route(
+            "/files/{item_id}/{filename}",
+            get(serve::by_id).layer(map_response(serve::harden)),
+        )
         .route(
             "/pluginfile.php/1/local_chat_attachments/chat_attachment/{item_id}/{*rest}",
-            get(serve::moodle),
+            get(serve::moodle).layer(map_response(serve::harden)),
         )
         .with_state(api)
 }

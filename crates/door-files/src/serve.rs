@@ -3,6 +3,10 @@
 //! without a valid token 401. `Range` (one range per request: 206 or 416), `ETag` (the
 //! SHA-256) with `If-None-Match` (304), `Content-Type`, `Content-Disposition`,
 //! `Cache-Control: private`. A file removed by clean-up answers 410 with a placeholder.
+//!
+//! Uploaded content must never run as a page of our origin: only pictures (not SVG),
+//! audio and video are shown `inline`, everything else is an `attachment`; every answer
+//! carries `X-Content-Type-Options: nosniff` and a sandboxing CSP ([`harden`]).
 
 use std::sync::Arc;
 
@@ -17,6 +21,62 @@ use crate::{auth, FilesApi};
 
 /// What a removed file is replaced with: a small "file missing" picture.
 const MISSING_PLACEHOLDER: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="128" height="128" viewBox="0 0 128 128"><rect width="128" height="128" fill="#eee"/><path d="M40 24h36l20 20v60H40z" fill="none" stroke="#999" stroke-width="4"/><path d="M48 56l32 32M80 56L48 88" stroke="#c33" stroke-width="6"/><text x="64" y="120" font-size="12" text-anchor="middle" fill="#666">file removed</text></svg>"##;
+
+/// Every file-server answer forbids sniffing and runs as a sandboxed, script-less
+/// document, so uploaded content never acts as a page of our origin.
+pub const CONTENT_SECURITY_POLICY: &str = "sandbox; default-src 'none'";
+
+/// Added to every file-server response (files, 304, 404, the 410 placeholder).
+pub async fn harden(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    response
+}
+
+/// Types a browser may show in place: pictures (not SVG, which is a document that can
+/// script), audio and video. Everything else is a download.
+fn shown_inline(mimetype: &str) -> bool {
+    let m = mimetype.trim().to_ascii_lowercase();
+    (m.starts_with("image/") && !m.contains("svg"))
+        || m.starts_with("audio/")
+        || m.starts_with("video/")
+}
+
+/// `inline` or `attachment`, with the name as ASCII (`filename`) and as UTF-8
+/// (`filename*`, RFC 8187).
+fn disposition(mimetype: &str, filename: &str) -> String {
+    let kind = if shown_inline(mimetype) {
+        "inline"
+    } else {
+        "attachment"
+    };
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in filename.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
 
 fn status(code: StatusCode) -> Response {
     code.into_response()
@@ -125,14 +185,9 @@ async fn serve(
     put(header::CACHE_CONTROL, "private, max-age=3600");
     put(header::ACCEPT_RANGES, "bytes");
     put(header::CONTENT_TYPE, &attachment.mimetype);
-    let safe_name: String = attachment
-        .filename
-        .chars()
-        .filter(|c| *c != '"' && *c != '\\')
-        .collect();
     put(
         header::CONTENT_DISPOSITION,
-        &format!("inline; filename=\"{safe_name}\""),
+        &disposition(&attachment.mimetype, &attachment.filename),
     );
     let matches = headers
         .get(header::IF_NONE_MATCH)
@@ -174,6 +229,19 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::RANGE, HeaderValue::from_str(value).unwrap());
         h
+    }
+
+    #[test]
+    fn only_pictures_sound_and_video_are_shown_inline() {
+        assert!(disposition("image/png", "a.png").starts_with("inline;"));
+        assert!(disposition("video/mp4", "a.mp4").starts_with("inline;"));
+        for m in ["image/svg+xml", "text/html", "text/xml", "application/pdf"] {
+            assert!(disposition(m, "a").starts_with("attachment;"), "{m}");
+        }
+        assert_eq!(
+            disposition("text/plain", "é \"x\".txt"),
+            "attachment; filename=\"_ _x_.txt\"; filename*=UTF-8''%C3%A9%20%22x%22.txt"
+        );
     }
 
     #[test]

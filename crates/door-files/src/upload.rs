@@ -1,9 +1,11 @@
 //! `POST /api/v1/files`: a multipart upload, streamed to a staging file while its SHA-256
 //! is computed, then published under that hash (stored once) and recorded as the
-//! uploader's draft. Over the size limit: 413 and the staged bytes are removed.
+//! uploader's draft. Over the size limit: 413 and the staged bytes are removed. Every
+//! error is `{"error": …}`, a body that is not multipart at all (400) included.
 
 use std::sync::Arc;
 
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -42,13 +44,24 @@ pub async fn upload(
     State(api): State<Arc<FilesApi>>,
     headers: HeaderMap,
     uri: Uri,
-    mut multipart: Multipart,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
     let Some(who) = auth::principal(&api.core, auth::token_of(&headers, &uri)).await else {
         return error(
             StatusCode::UNAUTHORIZED,
             "a valid session token is required",
         );
+    };
+    // Not multipart at all (no or another Content-Type, no boundary): said in this door's
+    // JSON, not as the framework's plain-text rejection.
+    let mut multipart = match multipart {
+        Ok(m) => m,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body must be multipart/form-data: {}", e.body_text()),
+            )
+        }
     };
     loop {
         let field = match multipart.next_field().await {
@@ -139,7 +152,7 @@ async fn store(
             "mimetype": a.mimetype,
             "size": a.size,
             "sha256": a.sha256,
-            "url": format!("/files/{}/{}", a.item_id, a.filename),
+            "url": confer_core::references::file_url(a.item_id, &a.filename),
         }))
         .into_response(),
         Err(e) => {

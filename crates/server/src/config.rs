@@ -84,13 +84,63 @@ config! {
     chat_rate_per_sec: u32 = 50;
     /// Chat API requests a socket may make in one burst.
     chat_rate_burst: u32 = 200;
+    /// External API commands each connection may make per second (sustained); beyond it
+    /// a command is answered with error 100043 "rate limited" (answers to the server's
+    /// own requests are never limited).
+    extapi_rate_per_sec: u32 = 100;
+    /// External API commands a connection may make in one burst.
+    extapi_rate_burst: u32 = 400;
+    /// The most subscriptions one session may add (External API `event subscribe`;
+    /// its own two are not counted); beyond it: error 100040.
+    max_subscriptions_per_session: usize = 1_000;
+    /// How often each live session's login token is checked again (milliseconds): a
+    /// token revoked (logout, `user passwd`, also by another process on the same
+    /// database) or expired ends the sessions that used it. One indexed read per token.
+    token_check_interval_ms: u64 = 1_000;
+    /// Argon2 password hashes run at once, each in one reused ~19 MiB memory area, so
+    /// hashing never holds more than this many areas (0: the number of CPU cores).
+    password_hash_concurrency: usize = 0;
+    /// Password checks that may wait for a free hasher; more are refused at once ("try
+    /// later": HTTP 503, External API 100050).
+    password_hash_queue: usize = 64;
+    /// How long a password check waits for a free hasher before it is refused
+    /// (milliseconds).
+    password_hash_wait_ms: u64 = 2_000;
+    /// Failed password logins one account may take in a burst, from anywhere; past it,
+    /// logins to it are refused (HTTP 429 with Retry-After, External API 100050). 0: no
+    /// per-account limit.
+    login_account_burst: u32 = 10;
+    /// Failed logins per minute an account gets back (at least 1).
+    login_account_per_minute: u32 = 6;
+    /// Failed password logins one client address (an IPv6 /64) may make in a burst,
+    /// whatever the accounts. 0: no per-address limit.
+    login_address_burst: u32 = 30;
+    /// Failed logins per minute an address gets back (at least 1).
+    login_address_per_minute: u32 = 30;
+    /// Accounts, and separately addresses, whose login limits are tracked at once; when
+    /// full, new ones are refused until some have refilled.
+    login_limit_max_tracked: usize = 100_000;
     /// Largest attachment upload (bytes).
     max_upload_bytes: u64 = 100 * 1024 * 1024;
     /// The most hyper's read buffer per HTTP connection may grow to (bytes, at least
-    /// 8192; hyper's own default): also the largest request head (longer: 431), and the
-    /// most an upload is read at once (BENCHMARKS.md: 8 KiB ~150 MB/s, this ~500 MB/s on
-    /// loopback). Upgraded connections do not keep it.
+    /// 8192; hyper's own default): the most an upload is read at once (BENCHMARKS.md:
+    /// 8 KiB ~150 MB/s, this ~500 MB/s on loopback). Upgraded connections do not keep it.
     http_read_buffer_bytes: usize = 8192 + 4096 * 100;
+    /// Largest HTTP request head, request line and headers (bytes; longer: 431). Also
+    /// bounded by `http_read_buffer_bytes`.
+    http_max_head_bytes: usize = 16 * 1024;
+    /// How long a client may take to send a request head, counted from when the
+    /// connection opened or its previous request ended, so also how long an idle
+    /// keep-alive connection stays open (milliseconds). Then it is closed.
+    http_header_timeout_ms: u64 = 10_000;
+    /// A request body that brings fewer than `http_body_min_bytes` in this long while the
+    /// server waits for it is aborted and its connection closed (milliseconds).
+    http_body_timeout_ms: u64 = 10_000;
+    /// See `http_body_timeout_ms` (bytes).
+    http_body_min_bytes: u64 = 1024;
+    /// Open connections (WebSockets included) per client address; past it a new
+    /// connection is closed at accept, unanswered (0: no cap).
+    max_connections_per_ip: usize = 256;
     /// `attachments compress`: video bitrate given to FFmpeg (e.g. "1M").
     compress_video_bitrate: String = "1M".into();
     /// `attachments compress`: the largest video height kept (pixels).

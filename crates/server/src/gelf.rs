@@ -150,11 +150,33 @@ pub fn gelf_json(record: &LogRecord) -> Value {
         "_session_id".into(),
         Value::from(record.session_id.as_str()),
     );
-    for (key, value) in &record.meta {
+    // The keys that would collide go first, so `user` is always `_meta_user`.
+    let (colliding, plain): (Vec<_>, Vec<_>) = record
+        .meta
+        .iter()
+        .partition(|(key, _)| RESERVED_META_KEYS.contains(&key.as_str()));
+    for (key, value) in colliding.into_iter().chain(plain) {
         let value = serde_json::from_str(value.as_str()).unwrap_or(Value::Null);
-        obj.insert(format!("_{key}"), value);
+        obj.insert(meta_field_name(&obj, key), value);
     }
     Value::Object(obj)
+}
+
+/// `meta` keys whose `_key` is the server's own field (`_user`, `_session_id`) or one GELF
+/// forbids (`_id`).
+const RESERVED_META_KEYS: [&str; 3] = ["user", "session_id", "id"];
+
+/// The GELF field a `meta` key becomes: `_key`, unless that name is taken (the server's
+/// own `_user` and `_session_id`, an earlier meta key) or is `_id`, which GELF forbids;
+/// then `_meta_key` (`_meta_meta_key` …) until it is free. So the server's fields always
+/// win and no meta value is lost. GELF's own fields (`version`, `host` …) cannot be
+/// reached: every meta name starts with `_`.
+fn meta_field_name(obj: &Map<String, Value>, key: &str) -> String {
+    let mut name = format!("_{key}");
+    while name == "_id" || obj.contains_key(&name) {
+        name = format!("_meta_{}", &name[1..]);
+    }
+    name
 }
 
 #[async_trait]
@@ -172,6 +194,7 @@ impl LogSink for GelfSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use confer_core::Json;
 
     #[test]
     fn small_payloads_go_whole_and_large_ones_in_numbered_chunks() {
@@ -189,6 +212,39 @@ mod tests {
         }
         assert_eq!(joined, payload);
         assert!(datagrams(&vec![0; 200 * 100], 112).is_err());
+    }
+
+    #[test]
+    fn meta_keys_never_replace_the_servers_fields() {
+        let record = LogRecord {
+            host: "h".into(),
+            short_message: "m".into(),
+            full_message: None,
+            level: 1,
+            user: "alice".into(),
+            session_id: "s1".into(),
+            meta: ["meta_user", "user", "session_id", "id", "version", "key"]
+                .iter()
+                .map(|k| {
+                    (
+                        k.to_string(),
+                        Json::from_validated(format!("\"{k}-value\"")),
+                    )
+                })
+                .collect(),
+            timestamp_us: 0,
+        };
+        let gelf = gelf_json(&record);
+        assert_eq!(gelf["_user"], "alice");
+        assert_eq!(gelf["_session_id"], "s1");
+        assert_eq!(gelf["version"], "1.1");
+        assert!(gelf.get("_id").is_none());
+        assert_eq!(gelf["_meta_user"], "user-value");
+        assert_eq!(gelf["_meta_session_id"], "session_id-value");
+        assert_eq!(gelf["_meta_id"], "id-value");
+        assert_eq!(gelf["_meta_meta_user"], "meta_user-value");
+        assert_eq!(gelf["_version"], "version-value");
+        assert_eq!(gelf["_key"], "key-value");
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //! - [`config`]: the one `Config` struct (file + env + flags) and its generated example.
 //! - [`gelf`]: the GELF 1.1 sender behind the core's `LogSink`.
 //! - [`attachments`]: the `confer attachments clean-up` and `compress` tools.
-//! - `main.rs`: the CLI (`serve`, `user`, `config example`) and logging set-up.
+//! - [`admin_client`]: the admin HTTP API's client, for `confer group|message|session`.
+//! - `main.rs`: the CLI (`serve`, `user`, `attachments`, `group`, `message`, `session`,
+//!   `config example`) and logging set-up.
 //!
 //! This is the only crate that knows every other one; `anyhow` lives only here.
 
+pub mod admin_client;
 pub mod attachments;
 pub mod config;
 pub mod gelf;
+mod limits;
 mod serve;
 
 use std::net::SocketAddr;
@@ -22,6 +26,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use confer_bus::{LocalBus, LocalRegistry};
+use confer_core::hasher::HasherSettings;
+use confer_core::login_limits::LoginLimitSettings;
 use confer_core::logsink::LogSink;
 use confer_core::metrics::Metrics;
 use confer_core::{Core, CoreSettings};
@@ -90,6 +96,19 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
         max_list_bytes: config.max_list_bytes,
         call_timeout: Duration::from_millis(config.call_timeout_ms),
         max_message_bytes: config.max_message_bytes,
+        max_subscriptions_per_session: config.max_subscriptions_per_session,
+        hasher: HasherSettings {
+            concurrency: config.password_hash_concurrency,
+            queue: config.password_hash_queue,
+            wait: Duration::from_millis(config.password_hash_wait_ms),
+        },
+        login_limits: LoginLimitSettings {
+            account_burst: config.login_account_burst,
+            account_per_minute: config.login_account_per_minute,
+            address_burst: config.login_address_burst,
+            address_per_minute: config.login_address_per_minute,
+            max_tracked: config.login_limit_max_tracked,
+        },
     };
     Ok(Arc::new(Core::new(
         storage, bus, registry, logs, metrics, settings,
@@ -176,6 +195,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             max_frame_bytes: config.max_frame_bytes,
             outbound_queue: config.outbound_queue,
             write_timeout: Duration::from_millis(config.write_timeout_ms),
+            rate_per_sec: config.extapi_rate_per_sec,
+            rate_burst: config.extapi_rate_burst,
         },
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
@@ -194,21 +215,42 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
         tracker.clone(),
     );
+    let blobs = open_blobs(&config)?;
+    // Half-written files of a crashed run: nothing refers to them.
+    match blobs.clear_staging() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed half-written uploads from staging"),
+        Err(e) => tracing::warn!(error = %e, "could not clear the staging folder"),
+    }
     let files = Arc::new(confer_door_files::FilesApi {
         core: core.clone(),
-        blobs: Arc::new(open_blobs(&config)?),
+        blobs: Arc::new(blobs),
         max_upload: config.max_upload_bytes,
     });
     let app = confer_door_http::router(core.clone())
         .merge(confer_door_extapi::router(ext))
         .merge(confer_door_files::router(files))
         .merge(confer_door_chat::router(chat));
+    if config.token_check_interval_ms > 0 {
+        let every = Duration::from_millis(config.token_check_interval_ms);
+        tracker.spawn(core.clone().watch_tokens(every, shutdown.clone()));
+    }
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let token = shutdown.clone();
-    let read_buffer = config.http_read_buffer_bytes;
+    let http = serve::HttpLimits {
+        read_buffer: config.http_read_buffer_bytes,
+        max_head: config.http_max_head_bytes,
+        header_timeout: Duration::from_millis(config.http_header_timeout_ms.max(1)),
+        body_pace: limits::Pace {
+            timeout: Duration::from_millis(config.http_body_timeout_ms.max(1)),
+            min_bytes: config.http_body_min_bytes,
+        },
+        max_body: confer_door_files::largest_body(config.max_upload_bytes),
+        per_ip: config.max_connections_per_ip,
+    };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "confer listening");
     let task = tokio::spawn(async move {
-        serve::serve(listener, app, read_buffer, token, grace).await;
+        serve::serve(listener, app, http, token, grace).await;
         tracker.close();
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the shutdown grace period");

@@ -1,9 +1,16 @@
-//! The `confer` command: `serve`, `user add|list|passwd`, `config example`.
+//! The `confer` command: `serve`, `user add|list|passwd`, `attachments`, `config example`,
+//! and `group`, `message`, `session`, which act on the running server through its admin
+//! HTTP API (`confer_server::admin_client`).
+//!
+//! Errors are printed as one line, `error: …`, and exit non-zero (2 for bad usage).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use confer_server::admin_client::{segment, AdminClient};
 use confer_server::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -27,6 +34,18 @@ struct Common {
     /// Data folder (overrides the file and CONFER_DATA_DIR).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+}
+
+/// Flags of the commands that act on the running server through its admin API.
+#[derive(Args, Clone)]
+struct Remote {
+    /// TOML configuration file; its `listen` and `admin_password` (or CONFER_LISTEN,
+    /// CONFER_ADMIN_PASSWORD) say where the server is and how to log in.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// The server's address, e.g. http://127.0.0.1:8080 (default: from `listen`).
+    #[arg(long, global = true)]
+    server: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -53,11 +72,45 @@ enum Cmd {
         #[command(subcommand)]
         action: AttachmentsCmd,
     },
+    /// Chat groups of the running server.
+    Group {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        action: GroupCmd,
+    },
+    /// Send a message through the running server, as a group member.
+    Message {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        action: MessageCmd,
+    },
+    /// Live sessions of the running server.
+    Session {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        action: SessionCmd,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
         action: ConfigCmd,
     },
+    /// What the doors implement, for checking docs/ (tests/docs/check.sh).
+    #[command(hide = true)]
+    Doc {
+        #[command(subcommand)]
+        action: DocCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DocCmd {
+    /// Print the doors' dispatch tables as JSON: External API commands, Chat API client
+    /// events and server pushes.
+    Commands,
 }
 
 #[derive(Subcommand)]
@@ -82,6 +135,51 @@ enum UserCmd {
         #[arg(long)]
         password: String,
     },
+}
+
+#[derive(Subcommand)]
+enum GroupCmd {
+    /// List every chat group: id, type, name, owner's uin, members' uins.
+    List,
+    /// Create a chat group (users by login or uin).
+    Create {
+        name: String,
+        /// Its owner, a member.
+        #[arg(long)]
+        owner: String,
+        /// Another member (repeat for more).
+        #[arg(long = "member")]
+        members: Vec<String>,
+        /// 1 private (two members), 2 group, 3 public.
+        #[arg(long = "type", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
+        kind: u8,
+    },
+    /// Add a member to a group.
+    #[command(name = "add-member")]
+    AddMember { group: String, user: String },
+    /// Remove a member (not the owner) from a group.
+    #[command(name = "remove-member")]
+    RemoveMember { group: String, user: String },
+}
+
+#[derive(Subcommand)]
+enum MessageCmd {
+    /// Post a text message in a group; its members see it like any other.
+    Send {
+        group: String,
+        text: String,
+        /// The member it is sent as (login or uin); the group's owner when left out.
+        #[arg(long = "as")]
+        sender: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionCmd {
+    /// List live sessions: id, user, door, remote address, start (Unix seconds).
+    List,
+    /// Disconnect a live session.
+    Stop { session_id: String },
 }
 
 #[derive(Subcommand)]
@@ -154,8 +252,10 @@ fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal: a file or a pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if config.log_format == "json" {
         builder.json().init();
@@ -185,14 +285,205 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// A user error is one line, `error: …` with its causes, whatever `RUST_BACKTRACE` says
+/// (returning the error from `main` would print its `Debug` form, backtrace included).
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version: their text, exit 0.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", one_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap's multi-line message (the error, its details, a usage hint) as one line: the
+/// lines before the usage, joined.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A JSON string field, or "".
+fn text<'a>(v: &'a serde_json::Value, field: &str) -> &'a str {
+    v.get(field)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+}
+
+/// A group's members, comma-separated.
+fn members(group: &serde_json::Value) -> String {
+    group["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(serde_json::Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn admin_client(remote: &Remote) -> anyhow::Result<AdminClient> {
+    let config = Config::load(remote.config.as_deref(), std::env::vars(), &[])?;
+    AdminClient::new(&config, remote.server.as_deref())
+}
+
+async fn group_command(remote: Remote, action: GroupCmd) -> anyhow::Result<()> {
+    let client = admin_client(&remote)?;
+    match action {
+        GroupCmd::List => {
+            let groups = client.call("GET", "/api/v1/admin/groups", None).await?;
+            for g in groups.as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    text(g, "group_id"),
+                    g["type"],
+                    text(g, "name"),
+                    text(g, "owner_uin"),
+                    members(g)
+                );
+            }
+        }
+        GroupCmd::Create {
+            name,
+            owner,
+            members: others,
+            kind,
+        } => {
+            let body =
+                serde_json::json!({"name": name, "owner": owner, "members": others, "type": kind});
+            let g = client
+                .call("POST", "/api/v1/admin/groups", Some(&body))
+                .await?;
+            println!(
+                "created group {} ({}): owner {}, members {}",
+                text(&g, "group_id"),
+                text(&g, "name"),
+                text(&g, "owner_uin"),
+                members(&g)
+            );
+        }
+        GroupCmd::AddMember { group, user } => {
+            let path = format!("/api/v1/admin/groups/{}/members", segment(&group));
+            let body = serde_json::json!({ "user": user });
+            let g = client.call("POST", &path, Some(&body)).await?;
+            println!("group {}: members {}", text(&g, "group_id"), members(&g));
+        }
+        GroupCmd::RemoveMember { group, user } => {
+            let path = format!(
+                "/api/v1/admin/groups/{}/members/{}",
+                segment(&group),
+                segment(&user)
+            );
+            let g = client.call("DELETE", &path, None).await?;
+            println!("group {}: members {}", text(&g, "group_id"), members(&g));
+        }
+    }
+    Ok(())
+}
+
+async fn message_command(remote: Remote, action: MessageCmd) -> anyhow::Result<()> {
+    let client = admin_client(&remote)?;
+    let MessageCmd::Send {
+        group,
+        text: message,
+        sender,
+    } = action;
+    let path = format!("/api/v1/admin/groups/{}/messages", segment(&group));
+    let mut body = serde_json::json!({ "text": message });
+    if let Some(sender) = sender {
+        body["as"] = sender.into();
+    }
+    let m = client.call("POST", &path, Some(&body)).await?;
+    println!(
+        "sent message {} (seq {}) to group {} as {}",
+        text(&m, "message_id"),
+        m["seq"],
+        text(&m, "group_id"),
+        text(&m, "sender_uin")
+    );
+    Ok(())
+}
+
+async fn session_command(remote: Remote, action: SessionCmd) -> anyhow::Result<()> {
+    let client = admin_client(&remote)?;
+    match action {
+        SessionCmd::List => {
+            let sessions = client.call("GET", "/api/v1/admin/sessions", None).await?;
+            for s in sessions.as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    text(s, "session_id"),
+                    text(s, "user"),
+                    text(s, "door"),
+                    text(s, "remote"),
+                    s["started_at"]
+                );
+            }
+        }
+        SessionCmd::Stop { session_id } => {
+            let path = format!("/api/v1/admin/sessions/{}", segment(&session_id));
+            client.call("DELETE", &path, None).await?;
+            println!("stopped {session_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Cmd::Group { remote, action } => group_command(remote, action).await,
+        Cmd::Message { remote, action } => message_command(remote, action).await,
+        Cmd::Session { remote, action } => session_command(remote, action).await,
         Cmd::Config {
             action: ConfigCmd::Example,
         } => {
             print!("{}", Config::example());
+            Ok(())
+        }
+        Cmd::Doc {
+            action: DocCmd::Commands,
+        } => {
+            let extapi: Vec<_> = confer_door_extapi::cmd::command_names()
+                .map(|(class, subclass, cmd)| {
+                    serde_json::json!({"class": class, "subclass": subclass, "cmd": cmd})
+                })
+                .collect();
+            let mut pushes = vec![confer_door_chat::session::LOGIN];
+            pushes.extend(confer_door_chat::render::PUSHES);
+            let tables = serde_json::json!({
+                "extapi_commands": extapi,
+                "chat_events": confer_door_chat::cmd::event_names().collect::<Vec<_>>(),
+                "chat_pushes": pushes,
+            });
+            println!("{tables}");
             Ok(())
         }
         Cmd::Serve { common, listen } => {

@@ -113,5 +113,6 @@ fn message(group: GroupId, sender: Uin, n: u64) -> NewMessage {
         nonce: Some(n.to_string()),
         version: 0,
         created_at_us: 0,
+        files: Vec::new(),
     }
 }

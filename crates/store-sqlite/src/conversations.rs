@@ -193,6 +193,23 @@ impl ConversationStore for SqliteStore {
         .await
     }
 
+    async fn list_chat_groups(&self) -> StoreResult<Vec<Conversation>> {
+        self.read(move |conn| {
+            let mut list: Vec<Conversation> = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM conversations WHERE kind <> {KIND_CONFERENCE}
+                     AND destroyed = 0 ORDER BY group_id"
+                ))?
+                .query_map([], conversation_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            for conv in &mut list {
+                fill(conn, conv)?;
+            }
+            Ok(list)
+        })
+        .await
+    }
+
     async fn add_occupant(&self, id: GroupId, uin: Uin, now_us: i64) -> StoreResult<()> {
         let changed = id;
         let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);

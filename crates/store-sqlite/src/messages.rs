@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use confer_core::model::{Appended, Message, MessagePage, MessageQuery, NewMessage};
+use confer_core::model::{
+    Appended, Message, MessageFile, MessagePage, MessageQuery, NewMessage,
+};
 use confer_core::store::{MessageStore, StoreError, StoreResult};
 use confer_core::{GroupId, Json, SessionId, Uin};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -14,7 +16,7 @@ use crate::{backend, exec, one_row, query_row, to_sql_id, SqliteStore};
 
 pub(crate) const COLUMNS: &str =
     "message_id, group_id, seq, sender, sender_login, session_id, kind, text, \
-                       attachments, body, nonce, version, created_at, updated_at, deleted";
+                       attachments, body, nonce, version, created_at, updated_at, deleted, files";
 
 pub(crate) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -34,7 +36,49 @@ pub(crate) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         created_at_us: row.get(12)?,
         updated_at_us: row.get(13)?,
         deleted: row.get::<_, i64>(14)? != 0,
+        files: decode_files(row.get::<_, Option<String>>(15)?.as_deref()),
     })
+}
+
+/// A message's files as text: one line per file, `item_id TAB size TAB mimetype TAB
+/// filename` (file names and types hold no control characters: the core strips them from
+/// names, and types are the server's own). `None` when there are none.
+fn encode_files(files: &[MessageFile]) -> Option<String> {
+    if files.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let clean = |s: &str| s.replace(['\t', '\n'], " ");
+            format!(
+                "{}\t{}\t{}\t{}",
+                f.item_id,
+                f.size,
+                clean(&f.mimetype),
+                clean(&f.filename)
+            )
+        })
+        .collect();
+    Some(lines.join("\n"))
+}
+
+/// The inverse of [`encode_files`]; a line that does not parse is left out.
+fn decode_files(text: Option<&str>) -> Vec<MessageFile> {
+    let Some(text) = text else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(4, '\t');
+            Some(MessageFile {
+                item_id: parts.next()?.parse().ok()?,
+                size: parts.next()?.parse().ok()?,
+                mimetype: parts.next()?.to_string(),
+                filename: parts.next()?.to_string(),
+            })
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -77,8 +121,8 @@ impl MessageStore for SqliteStore {
             exec(
                 conn,
                 "INSERT INTO messages (group_id, seq, sender, sender_login, session_id, kind, text,
-                    attachments, body, nonce, version, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                    attachments, body, nonce, version, created_at, updated_at, files)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
                 params![
                     group,
                     seq,
@@ -92,6 +136,7 @@ impl MessageStore for SqliteStore {
                     new.nonce,
                     new.version,
                     new.created_at_us,
+                    encode_files(&new.files),
                 ],
             )
             .map_err(|e| match e {
@@ -124,6 +169,7 @@ impl MessageStore for SqliteStore {
                     created_at_us: new.created_at_us,
                     updated_at_us: new.created_at_us,
                     deleted: false,
+                    files: new.files,
                 }),
                 duplicate: false,
             })
@@ -185,7 +231,7 @@ impl MessageStore for SqliteStore {
         self.write(move |conn| {
             one_row(exec(
                 conn,
-                "UPDATE messages SET text = NULL, attachments = NULL, body = NULL, deleted = 1,
+                "UPDATE messages SET text = NULL, attachments = NULL, body = NULL, files = NULL, deleted = 1,
                         updated_at = ?2
                      WHERE message_id = ?1 AND deleted = 0",
                 params![id, now_us],

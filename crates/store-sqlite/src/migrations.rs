@@ -155,6 +155,9 @@ const MIGRATIONS: &[&str] = &[
     FROM messages;
     DROP TABLE messages;
     ALTER TABLE messages_v7 RENAME TO messages;",
+    // 8: the uploads a message carries (id, size, type, name), resolved when it was
+    // posted, so listing or pushing it needs no other read (`messages::encode_files`).
+    "ALTER TABLE messages ADD COLUMN files TEXT;",
 ];
 
 /// Apply every migration the database has not seen, each in its own transaction.

@@ -47,6 +47,7 @@ fn message(group: GroupId, nonce: Option<&str>, text: &str) -> NewMessage {
         nonce: nonce.map(str::to_string),
         version: 0,
         created_at_us: 10,
+        files: Vec::new(),
     }
 }
 
@@ -516,4 +517,61 @@ async fn listings_stop_at_their_byte_limit_and_say_there_is_more() {
     let seqs: Vec<u64> = newest.messages.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, vec![10, 9, 8]);
     assert!(newest.more);
+}
+
+#[tokio::test]
+async fn a_message_keeps_its_files_across_a_reopen_and_loses_them_when_deleted() {
+    use confer_core::model::{MessageFile, MessageQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let files = vec![
+        MessageFile {
+            item_id: 4,
+            filename: "what? #1 é.png".into(),
+            mimetype: "image/png".into(),
+            size: 1234,
+        },
+        MessageFile {
+            item_id: 9,
+            filename: "notes.txt".into(),
+            mimetype: "text/plain".into(),
+            size: 0,
+        },
+    ];
+    let (group, id) = {
+        let store = open(dir.path());
+        let group = conference(&store, "c1").await;
+        let appended = store
+            .append_message(NewMessage {
+                files: files.clone(),
+                ..message(group, None, "look")
+            })
+            .await
+            .unwrap();
+        assert_eq!(appended.message.files, files);
+        (group, appended.message.message_id)
+    };
+    let store = open(dir.path());
+    assert_eq!(store.message(id).await.unwrap().unwrap().files, files);
+    let query = MessageQuery {
+        before: None,
+        after: None,
+        above_seq: 0,
+        offset: 0,
+        limit: 10,
+        max_bytes: usize::MAX,
+        oldest_first: true,
+    };
+    let listed = store.list_messages(group, query).await.unwrap();
+    assert_eq!(listed.messages[0].files, files);
+    assert_eq!(
+        store
+            .messages_after(group, 0, 10, usize::MAX)
+            .await
+            .unwrap()
+            .messages[0]
+            .files,
+        files
+    );
+    let deleted = store.delete_message(id, 20).await.unwrap();
+    assert!(deleted.files.is_empty());
 }

@@ -57,4 +57,13 @@ impl TokenStore for SqliteStore {
         })
         .await
     }
+
+    async fn delete_tokens_of(&self, uin: Uin) -> StoreResult<usize> {
+        let uin = to_sql_id(uin.0)?;
+        self.write(move |conn| {
+            conn.execute("DELETE FROM tokens WHERE uin = ?1", [uin])
+                .map_err(backend)
+        })
+        .await
+    }
 }

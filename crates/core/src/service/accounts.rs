@@ -1,6 +1,10 @@
 //! Accounts, passwords and login tokens.
+//!
+//! Every password is hashed and verified by the core's bounded hasher (`hasher.rs`);
+//! password logins pass the per-account and per-address limits (`login_limits.rs`) first.
 
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use crate::auth;
 use crate::error::{CoreError, CoreResult};
@@ -14,7 +18,7 @@ use super::Core;
 const MAX_LOGIN_LEN: usize = 256;
 
 impl Core {
-    /// Create an account. The password is hashed with Argon2id off the async executor.
+    /// Create an account. The password is hashed by the bounded hasher.
     pub async fn add_account(
         &self,
         login: &str,
@@ -26,7 +30,7 @@ impl Core {
             return Err(CoreError::InvalidValue("password must not be empty".into()));
         }
         check_new_login(login, uin)?;
-        let password_hash = hash_off_executor(password).await?;
+        let password_hash = self.hasher.hash(password).await?;
         self.insert_account(login, password_hash, uin, name).await
     }
 
@@ -40,9 +44,9 @@ impl Core {
         name: Option<String>,
     ) -> CoreResult<Account> {
         check_new_login(login, uin)?;
-        if !password_hash.starts_with("$argon2") {
+        if !password_hash.starts_with("$argon2") || !self.hasher.accepts(password_hash) {
             return Err(CoreError::InvalidValue(
-                "an Argon2 PHC hash is required".into(),
+                "an Argon2 PHC hash is required, with at most the default memory cost".into(),
             ));
         }
         self.insert_account(login, password_hash.to_string(), uin, name)
@@ -82,17 +86,46 @@ impl Core {
             .account_by_login(login)
             .await?
             .ok_or(CoreError::UserNotFound)?;
-        let hash = hash_off_executor(password).await?;
+        let hash = self.hasher.hash(password).await?;
         self.storage.set_password_hash(account.uin, hash).await?;
+        // The old password's tokens go with it, and the sessions they opened (here at
+        // once; a server in another process notices at its next token check).
+        self.storage.delete_tokens_of(account.uin).await?;
+        self.end_token_sessions_of(account.uin);
         Ok(())
     }
 
-    /// Check a login and password: the configured admin, or an account.
+    /// Check a login and password from client address `from`: the configured admin, or an
+    /// account. The attempt must first pass the login limits of the account and of the
+    /// address (else [`CoreError::LoginThrottled`], before any hashing); an unknown user
+    /// costs one Argon2 verification like a wrong password; a failure is answered after
+    /// the doubling delay of the account's or address's recent failures.
     pub async fn authenticate_password(
         &self,
         login: &str,
         password: &str,
+        from: IpAddr,
     ) -> CoreResult<Principal> {
+        let attempt = match self.login_limits.admit(login, from, Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(retry_after) => {
+                self.metrics.login_throttled();
+                return Err(CoreError::LoginThrottled { retry_after });
+            }
+        };
+        let checked = self.check_password(login, password).await;
+        match &checked {
+            Ok(_) => self.login_limits.succeeded(&attempt, Instant::now()),
+            Err(CoreError::InvalidCredentials) => {
+                let failures = self.login_limits.failed(&attempt);
+                tokio::time::sleep(failed_login_delay(failures)).await;
+            }
+            Err(_) => self.login_limits.not_tried(&attempt, Instant::now()),
+        }
+        checked
+    }
+
+    async fn check_password(&self, login: &str, password: &str) -> CoreResult<Principal> {
         if login == ADMIN_LOGIN {
             return match &self.settings.admin_password {
                 Some(expected)
@@ -103,22 +136,18 @@ impl Core {
                 _ => Err(CoreError::InvalidCredentials),
             };
         }
-        let Some(account) = self.storage.account_by_login(login).await? else {
-            return Err(CoreError::InvalidCredentials);
-        };
-        let password = password.to_string();
-        let hash = account.password_hash.clone();
-        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-            .await
-            .map_err(|e| CoreError::Internal(e.to_string()))?;
-        if !ok {
-            return Err(CoreError::InvalidCredentials);
+        let account = self.storage.account_by_login(login).await?;
+        let stored = account.as_ref().map(|a| a.password_hash.as_str());
+        // Unknown users verify against a dummy hash: both answers cost the same.
+        let matches = self.hasher.verify(password, stored).await?;
+        match account {
+            Some(account) if matches => Ok(Principal {
+                uin: account.uin,
+                login: account.login,
+                admin: false,
+            }),
+            _ => Err(CoreError::InvalidCredentials),
         }
-        Ok(Principal {
-            uin: account.uin,
-            login: account.login,
-            admin: false,
-        })
     }
 
     /// Issue a login token for an authenticated principal: the token and its expiry (µs).
@@ -158,9 +187,13 @@ impl Core {
         })
     }
 
-    /// Revoke a token; `false` if it was unknown.
+    /// Revoke a token, stopping the live sessions opened with it; `false` if it was unknown.
     pub async fn revoke_token(&self, token: &str) -> CoreResult<bool> {
-        Ok(self.storage.delete_token(auth::token_hash(token)).await?)
+        let hash = auth::token_hash(token);
+        let known = self.storage.delete_token(hash).await?;
+        // Every connection that used it ends with it.
+        self.end_token_sessions(hash);
+        Ok(known)
     }
 
     /// Whether a user (account login or admin) exists.
@@ -199,16 +232,8 @@ fn check_new_login(login: &str, uin: Option<u64>) -> CoreResult<()> {
     Ok(())
 }
 
-/// Hash a password off the async executor (Argon2 takes tens of milliseconds).
-async fn hash_off_executor(password: &str) -> CoreResult<String> {
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| CoreError::Internal(e.to_string()))?
-}
-
-/// How long to wait before answering the `n`th failed login on one connection: 100 ms,
-/// doubling, capped at 10 s.
+/// How long to wait before answering a failed login, the `n`th recent one of its account
+/// or address (whichever has more, on any connection): 100 ms, doubling, capped at 10 s.
 pub fn failed_login_delay(failures: u32) -> Duration {
     let shift = failures.saturating_sub(1).min(7);
     Duration::from_millis((100u64 << shift).min(10_000))

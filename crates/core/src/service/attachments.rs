@@ -8,7 +8,7 @@
 
 use crate::error::{CoreError, CoreResult};
 use crate::ids::{GroupId, Uin};
-use crate::model::{now_us, Attachment, AttachmentState, Principal, StaleAttachment};
+use crate::model::{now_us, Attachment, AttachmentState, MessageFile, Principal, StaleAttachment};
 
 use super::Core;
 
@@ -100,19 +100,31 @@ impl Core {
         Ok(attachment)
     }
 
-    /// Check that every id is an attachment of `sender` that still has its file.
-    pub(super) async fn check_own_attachments(
+    /// The files a message of `sender` carries: every id must be an attachment of the
+    /// sender that still has its file. Each id counts once, in the order given.
+    pub(super) async fn own_attachments(
         &self,
         sender: Uin,
         item_ids: &[u64],
-    ) -> CoreResult<()> {
+    ) -> CoreResult<Vec<MessageFile>> {
+        let mut files: Vec<MessageFile> = Vec::with_capacity(item_ids.len());
         for id in item_ids {
+            if files.iter().any(|f| f.item_id == *id) {
+                continue;
+            }
             match self.storage.attachment(*id).await? {
-                Some(a) if a.owner == sender && a.state != AttachmentState::Missing => {}
+                Some(a) if a.owner == sender && a.state != AttachmentState::Missing => {
+                    files.push(MessageFile {
+                        item_id: a.item_id,
+                        filename: a.filename,
+                        mimetype: a.mimetype,
+                        size: a.size,
+                    })
+                }
                 _ => return Err(CoreError::AttachmentNotFound),
             }
         }
-        Ok(())
+        Ok(files)
     }
 
     pub(super) async fn link_attachments(

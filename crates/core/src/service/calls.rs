@@ -209,6 +209,7 @@ impl Core {
                 nonce: Some(format!("call-{}", call.call_id)),
                 version: 0,
                 created_at_us: now,
+                files: Vec::new(),
             };
             if let Err(e) = self.store_message(&conv, &caller, new, &[]).await {
                 tracing::warn!(error = %e, call_id = call.call_id, "call record not stored");

@@ -58,9 +58,11 @@ impl Core {
         if conv.blocked.contains(&caller.uin) {
             return Err(CoreError::Blocked);
         }
-        self.check_own_attachments(caller.uin, attachment_ids)
+        let files = self.own_attachments(caller.uin, attachment_ids).await?;
+        let appended = self
+            .storage
+            .append_message(NewMessage { files, ..new })
             .await?;
-        let appended = self.storage.append_message(new).await?;
         if appended.duplicate {
             return Ok((appended.message, true));
         }
@@ -117,6 +119,18 @@ impl Core {
         group: GroupId,
         input: ChatMessageInput,
     ) -> CoreResult<(Arc<Message>, bool)> {
+        self.post_chat_message_from(caller, Some(session.clone()), group, input)
+            .await
+    }
+
+    /// Post a chat message from `caller`, through a session or (the admin API) none.
+    pub(super) async fn post_chat_message_from(
+        &self,
+        caller: &Principal,
+        session: Option<SessionId>,
+        group: GroupId,
+        input: ChatMessageInput,
+    ) -> CoreResult<(Arc<Message>, bool)> {
         if !MESSAGE_TYPES.contains(&input.kind) {
             return Err(CoreError::InvalidValue("type".into()));
         }
@@ -128,7 +142,7 @@ impl Core {
             group_id: group,
             sender: caller.uin,
             sender_login: caller.login.clone(),
-            session_id: Some(session.clone()),
+            session_id: session,
             kind: input.kind,
             text: input.text,
             attachments: input.attachments,
@@ -136,6 +150,7 @@ impl Core {
             nonce: input.nonce,
             version: input.version,
             created_at_us: now_us(),
+            files: Vec::new(),
         };
         let (message, duplicate) = self
             .store_message(&conv, caller, new, &input.attachment_ids)

@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 
 use crate::bus::RoomMember;
 use crate::error::{CoreError, CoreResult};
-use crate::event::{Event, EventBody, Subscription};
-use crate::ids::{GroupId, SessionId};
+use crate::event::{Event, EventBody, Grant, Subscription};
+use crate::ids::{GroupId, SessionId, Uin};
 use crate::model::{now_us, Conversation, ConversationKind, NewConversation, Principal};
 use crate::store::StoreError;
 
@@ -127,6 +127,25 @@ impl Core {
         for member in self.registry.clear_room(conv.group_id) {
             self.bus.unsubscribe(&member.session_id, &pattern);
         }
+        for uin in conv.occupants {
+            self.revoke_grant(Grant::Member {
+                group: conv.group_id,
+                uin,
+            });
+        }
+        Ok(())
+    }
+
+    /// Take `uin` out of a conversation's occupants: the one path by which a membership
+    /// ends, so every subscription it authorised ends with it.
+    pub(super) async fn remove_occupant(
+        &self,
+        group: GroupId,
+        uin: Uin,
+        at_us: i64,
+    ) -> CoreResult<()> {
+        self.storage.remove_occupant(group, uin, at_us).await?;
+        self.revoke_grant(Grant::Member { group, uin });
         Ok(())
     }
 
@@ -182,8 +201,16 @@ impl Core {
             return Err(CoreError::InvalidOperation("already joined".into()));
         }
         let public_id = conv.public_id();
-        self.bus
-            .subscribe(session, conference_subscription(&public_id));
+        let grant = Grant::Member {
+            group: conv.group_id,
+            uin: caller.uin,
+        };
+        self.bus.subscribe(
+            session,
+            conference_subscription(&public_id),
+            Some(grant),
+            usize::MAX,
+        );
         self.publish_member_change(public_id, member, "started_member");
         Ok(conv)
     }
@@ -209,8 +236,7 @@ impl Core {
             .iter()
             .any(|m| m.uin == caller.uin);
         if !still_there && conv.owner != caller.uin {
-            self.storage
-                .remove_occupant(conv.group_id, caller.uin, now_us())
+            self.remove_occupant(conv.group_id, caller.uin, now_us())
                 .await?;
         }
         Ok(())

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
-use crate::event::EventBody;
+use crate::event::{EventBody, Grant};
 use crate::ids::{GroupId, Uin};
 use crate::model::{
     now_us, Conversation, ConversationKind, GroupListing, MemberState, NewConversation, Principal,
@@ -216,6 +216,9 @@ impl Core {
         self.storage
             .change_group(conv.clone(), added, removed.clone(), now)
             .await?;
+        for uin in &removed {
+            self.revoke_grant(Grant::Member { group, uin: *uin });
+        }
         conv.updated_at_us = now;
         self.end_call_participation(group, &removed).await;
         let (stayed, added): (Vec<Uin>, Vec<Uin>) =
@@ -249,6 +252,10 @@ impl Core {
                 self.storage.mark_destroyed(group, now).await?;
             }
         }
+        self.revoke_grant(Grant::Member {
+            group,
+            uin: caller.uin,
+        });
         self.end_call_participation(group, &leaving).await;
         self.push_group([caller.uin], "delete_group", &conv);
         if heir.is_some() {

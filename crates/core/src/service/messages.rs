@@ -35,6 +35,7 @@ impl Core {
             nonce: None,
             version: 0,
             created_at_us: now_us(),
+            files: Vec::new(),
         };
         let (message, _) = self
             .store_message(&conv, caller, new, attachment_ids)

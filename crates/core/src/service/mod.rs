@@ -10,8 +10,11 @@
 //! - `conferences`: conferences and their live rooms.
 //! - `messages`: storing and listing conversation messages.
 //! - `attachments`: uploaded files' metadata, ownership and who may read them.
+//! - `admin`: the admin's operations on a running server (groups, messages, sessions).
+//! - `tokens`: live sessions end with the login token they were opened with.
 
 mod accounts;
+mod admin;
 mod attachments;
 mod calls;
 mod chat_messages;
@@ -21,6 +24,7 @@ mod groups;
 mod messages;
 mod presence;
 mod sessions;
+mod tokens;
 
 pub use accounts::{admin_principal, failed_login_delay};
 pub use chat_messages::ChatMessageInput;
@@ -28,6 +32,7 @@ pub use conferences::DESTROYED_BY_REQUEST;
 pub use groups::{GroupChanges, GroupSort};
 pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
 pub use sessions::SESSION_STOP_CODE;
+pub use tokens::TOKEN_ENDED_STOP_CODE;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,7 +41,9 @@ use std::time::Duration;
 use crate::bus::{Delivery, EventBus, SessionRegistry};
 use crate::error::CoreResult;
 use crate::event::Event;
+use crate::hasher::{HasherSettings, PasswordHasher};
 use crate::ids::Uin;
+use crate::login_limits::{LoginLimitSettings, LoginLimits};
 use crate::logsink::LogSink;
 use crate::metrics::Metrics;
 use crate::model::Call;
@@ -61,6 +68,12 @@ pub struct CoreSettings {
     pub call_timeout: Duration,
     /// The largest message, through any door (text + attachments + body, bytes).
     pub max_message_bytes: usize,
+    /// The most subscriptions one session may add (its own two are not counted).
+    pub max_subscriptions_per_session: usize,
+    /// Bounds of the password hasher (concurrency, queue, wait).
+    pub hasher: HasherSettings,
+    /// Login rate limits per account and per client address.
+    pub login_limits: LoginLimitSettings,
 }
 
 /// The shared core. Cheap to clone behind an `Arc`; every field is itself shared.
@@ -75,6 +88,10 @@ pub struct Core {
     /// `.await`. (Single-node state, like the in-process registry; a cluster keeps it with
     /// the registry.)
     calls: Mutex<HashMap<u64, Call>>,
+    /// Every Argon2 hash and verification runs here, bounded (`hasher.rs`).
+    hasher: PasswordHasher,
+    /// Password logins per account and address (`login_limits.rs`).
+    login_limits: LoginLimits,
 }
 
 impl Core {
@@ -91,6 +108,8 @@ impl Core {
             bus,
             registry,
             logs,
+            hasher: PasswordHasher::new(&settings.hasher, metrics.clone()),
+            login_limits: LoginLimits::new(&settings.login_limits),
             metrics,
             settings,
             calls: Mutex::new(HashMap::new()),

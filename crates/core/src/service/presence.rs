@@ -5,8 +5,6 @@
 //! A user is online while it has at least one chat session; the users who share a chat
 //! group with it hear `user_status` when that changes.
 
-use sha2::{Digest, Sha256};
-
 use crate::bus::{Delivery, Mailbox, SessionInfo};
 use crate::error::CoreResult;
 use crate::event::EventBody;
@@ -31,11 +29,11 @@ impl Core {
         remote: String,
         mailbox: Mailbox,
     ) -> CoreResult<SessionInfo> {
-        let token_id = hex::encode(&Sha256::digest(token.as_bytes())[..16]);
+        let token_hash = crate::auth::token_hash(token);
         let mine = self.registry.sessions_of_uin(who.uin);
         for old in mine
             .iter()
-            .filter(|s| s.door == CHAT_DOOR && s.token_id.as_deref() == Some(&token_id))
+            .filter(|s| s.door == CHAT_DOOR && s.token_hash == Some(token_hash))
         {
             let stop = Delivery::Stop {
                 code: CONFLICT_STOP_CODE,
@@ -52,7 +50,8 @@ impl Core {
             user: who.login.clone(),
             remote,
             door: CHAT_DOOR,
-            token_id: Some(token_id),
+            token_hash: Some(token_hash),
+            started_at_us: crate::model::now_us(),
         };
         let info = self.register_session(info, mailbox)?;
         if !was_online {

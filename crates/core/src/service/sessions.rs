@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use crate::bus::{Delivery, ForwardedRequest, Mailbox, PushError, SessionInfo};
 use crate::error::{CoreError, CoreResult};
-use crate::event::{Event, EventBody, Json, Subscription};
+use crate::event::{Event, EventBody, Grant, Json, Subscription};
 use crate::ids::SessionId;
 use crate::logsink::LogRecord;
 use crate::model::Principal;
@@ -20,13 +20,18 @@ const MAX_SESSION_ID_LEN: usize = 128;
 /// The error code a stopped session is closed with (External API "session stop").
 pub const SESSION_STOP_CODE: u64 = 100061;
 
+/// The subscriptions every session starts with: its user's and its own session's events.
+pub(super) const OWN_SUBSCRIPTIONS: usize = 2;
+
 impl Core {
     /// Register a new live session for `who` and subscribe it to its own user and session
     /// events. `requested` is a client-chosen id; a random one is made when it is `None`.
+    /// `token` is the login token it authenticated with, if any: the session ends with it.
     pub fn open_session(
         &self,
         who: &Principal,
         requested: Option<String>,
+        token: Option<&str>,
         remote: String,
         door: &'static str,
         mailbox: Mailbox,
@@ -44,7 +49,8 @@ impl Core {
             user: who.login.clone(),
             remote,
             door,
-            token_id: None,
+            token_hash: token.map(crate::auth::token_hash),
+            started_at_us: crate::model::now_us(),
         };
         self.register_session(info, mailbox)
     }
@@ -59,13 +65,18 @@ impl Core {
             return Err(CoreError::DuplicateSession);
         }
         let session_id = &info.session_id;
+        // Its own, for its whole life: no grant, and not counted against the cap.
         self.bus.subscribe(
             session_id,
             Subscription::to_object("core", "session_event", session_id.as_str()),
+            None,
+            usize::MAX,
         );
         self.bus.subscribe(
             session_id,
             Subscription::to_object("core", "user_event", &info.user),
+            None,
+            usize::MAX,
         );
         Ok(info)
     }
@@ -85,6 +96,9 @@ impl Core {
         }
         self.bus.drop_session(&session.session_id);
         self.registry.unregister(&session.session_id);
+        // Whoever watched this session's events watched this session, not its name: a
+        // later session with the same id is not theirs to watch.
+        self.revoke_grant(Grant::Session(session.session_id.clone()));
     }
 
     /// Users with live sessions and their session ids. The admin sees everybody; any other

@@ -31,7 +31,7 @@ pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let attachment_ids = attachments
         .as_deref()
         .and_then(|a| serde_json::from_str::<Value>(a).ok())
-        .and_then(|v| confer_door_files::references::item_ids(&v))
+        .and_then(|v| confer_core::references::item_ids(&v, crate::args::upload_shape))
         .unwrap_or_default();
     let input = ChatMessageInput {
         kind: args.opt_u32(&["type"])?.unwrap_or(0),

@@ -1,5 +1,5 @@
 //! The client events, by area. Each handler parses its own arguments, calls the core and
-//! returns the ack's fields; [`handle`] runs one event by name, [`answer`] turns the
+//! returns the ack's fields; [`handle`] runs one event by name (found in `EVENTS`), [`answer`] turns the
 //! outcome into `{result, …}`.
 //!
 //! - `tokens`: register/unregister_profile_token.
@@ -88,68 +88,112 @@ pub const DISPLAY_FIELDS: &[(&str, &str)] = &[
     ("sender_avatar", "send_avatar"),
 ];
 
-/// Every client event the door answers.
-const EVENTS: &[&str] = &[
-    "register_profile_token",
-    "unregister_profile_token",
-    "create_group",
-    "update_group",
-    "leave_group",
-    "delete_conversation",
-    "list_group",
-    "block_user",
-    "unblock_user",
-    "check_group",
-    "mute_group",
-    "unmute_group",
-    "pin_group",
-    "unpin_group",
-    "create_message",
-    "update_message",
-    "delete_message",
-    "list_message",
-    "seen_message",
-    "create_call",
-    "answer_call",
-    "stop_call",
-    "call_status",
-    "ice_sdp",
-    "ice_candidate",
-    "event",
+/// A client event, once its name is known.
+#[derive(Clone, Copy)]
+enum Ev {
+    RegisterProfileToken,
+    UnregisterProfileToken,
+    CreateGroup,
+    UpdateGroup,
+    LeaveGroup,
+    DeleteConversation,
+    ListGroup,
+    BlockUser,
+    UnblockUser,
+    CheckGroup,
+    MuteGroup,
+    UnmuteGroup,
+    PinGroup,
+    UnpinGroup,
+    CreateMessage,
+    UpdateMessage,
+    DeleteMessage,
+    ListMessage,
+    SeenMessage,
+    CreateCall,
+    AnswerCall,
+    StopCall,
+    CallStatus,
+    IceSdp,
+    IceCandidate,
+    Event,
+}
+
+/// Every client event the door answers, by name. [`dispatch`] finds events here and
+/// nowhere else, and its `match` on [`Ev`] is exhaustive, so this table is the door's list
+/// of events (see [`event_names`]; docs/asyncapi.yaml is checked against it).
+const EVENTS: &[(&str, Ev)] = &[
+    ("register_profile_token", Ev::RegisterProfileToken),
+    ("unregister_profile_token", Ev::UnregisterProfileToken),
+    ("create_group", Ev::CreateGroup),
+    ("update_group", Ev::UpdateGroup),
+    ("leave_group", Ev::LeaveGroup),
+    ("delete_conversation", Ev::DeleteConversation),
+    ("list_group", Ev::ListGroup),
+    ("block_user", Ev::BlockUser),
+    ("unblock_user", Ev::UnblockUser),
+    ("check_group", Ev::CheckGroup),
+    ("mute_group", Ev::MuteGroup),
+    ("unmute_group", Ev::UnmuteGroup),
+    ("pin_group", Ev::PinGroup),
+    ("unpin_group", Ev::UnpinGroup),
+    ("create_message", Ev::CreateMessage),
+    ("update_message", Ev::UpdateMessage),
+    ("delete_message", Ev::DeleteMessage),
+    ("list_message", Ev::ListMessage),
+    ("seen_message", Ev::SeenMessage),
+    ("create_call", Ev::CreateCall),
+    ("answer_call", Ev::AnswerCall),
+    ("stop_call", Ev::StopCall),
+    ("call_status", Ev::CallStatus),
+    ("ice_sdp", Ev::IceSdp),
+    ("ice_candidate", Ev::IceCandidate),
+    ("event", Ev::Event),
 ];
 
+/// The name of every client event the door answers, in table order.
+pub fn event_names() -> impl Iterator<Item = &'static str> {
+    EVENTS.iter().map(|(name, _)| *name)
+}
+
+fn find(name: &str) -> Option<Ev> {
+    EVENTS.iter().find(|(n, _)| *n == name).map(|(_, ev)| *ev)
+}
+
 async fn dispatch(name: &str, ctx: &Ctx<'_>, args: Args) -> Outcome {
-    match name {
-        "register_profile_token" => tokens::register(ctx, args).await,
-        "unregister_profile_token" => tokens::unregister(ctx, args).await,
-        "create_group" => groups::create(ctx, args).await,
-        "update_group" => groups::update(ctx, args).await,
-        "leave_group" => groups::leave(ctx, args).await,
-        "delete_conversation" => groups::delete_conversation(ctx, args).await,
-        "list_group" => groups::list(ctx, args).await,
-        "check_group" => groups::check(ctx, args).await,
-        "block_user" => prefs::block(ctx, args, true).await,
-        "unblock_user" => prefs::block(ctx, args, false).await,
-        "mute_group" => prefs::mute(ctx, args, true).await,
-        "unmute_group" => prefs::mute(ctx, args, false).await,
-        "pin_group" => prefs::pin(ctx, args, true).await,
-        "unpin_group" => prefs::pin(ctx, args, false).await,
-        "create_message" => messages::create(ctx, args).await,
-        "update_message" => messages::update(ctx, args).await,
-        "delete_message" => messages::delete(ctx, args).await,
-        "list_message" => messages::list(ctx, args).await,
-        "seen_message" => messages::seen(ctx, args).await,
-        "create_call" => calls::create(ctx, args).await,
-        "answer_call" => calls::answer(ctx, args).await,
-        "stop_call" => calls::stop(ctx, args).await,
-        "call_status" => calls::status(ctx, args).await,
-        "ice_sdp" => calls::signal(ctx, args, "ice_sdp").await,
-        "ice_candidate" => calls::signal(ctx, args, "ice_candidate").await,
-        "event" => calls::event(ctx, args).await,
-        _ => Err(Failure::new(
+    let Some(ev) = find(name) else {
+        return Err(Failure::new(
             UNKNOWN_EVENT,
             format!("unknown event: {name}"),
-        )),
+        ));
+    };
+    match ev {
+        Ev::RegisterProfileToken => tokens::register(ctx, args).await,
+        Ev::UnregisterProfileToken => tokens::unregister(ctx, args).await,
+        Ev::CreateGroup => groups::create(ctx, args).await,
+        Ev::UpdateGroup => groups::update(ctx, args).await,
+        Ev::LeaveGroup => groups::leave(ctx, args).await,
+        Ev::DeleteConversation => groups::delete_conversation(ctx, args).await,
+        Ev::ListGroup => groups::list(ctx, args).await,
+        Ev::BlockUser => prefs::block(ctx, args, true).await,
+        Ev::UnblockUser => prefs::block(ctx, args, false).await,
+        Ev::CheckGroup => groups::check(ctx, args).await,
+        Ev::MuteGroup => prefs::mute(ctx, args, true).await,
+        Ev::UnmuteGroup => prefs::mute(ctx, args, false).await,
+        Ev::PinGroup => prefs::pin(ctx, args, true).await,
+        Ev::UnpinGroup => prefs::pin(ctx, args, false).await,
+        Ev::CreateMessage => messages::create(ctx, args).await,
+        Ev::UpdateMessage => messages::update(ctx, args).await,
+        Ev::DeleteMessage => messages::delete(ctx, args).await,
+        Ev::ListMessage => messages::list(ctx, args).await,
+        Ev::SeenMessage => messages::seen(ctx, args).await,
+        Ev::CreateCall => calls::create(ctx, args).await,
+        Ev::AnswerCall => calls::answer(ctx, args).await,
+        Ev::StopCall => calls::stop(ctx, args).await,
+        Ev::CallStatus => calls::status(ctx, args).await,
+        Ev::IceSdp => calls::signal(ctx, args, "ice_sdp").await,
+        Ev::IceCandidate => calls::signal(ctx, args, "ice_candidate").await,
+        Ev::Event => calls::event(ctx, args).await,
     }
 }
 
@@ -203,7 +247,7 @@ pub async fn handle(
             }
         }
     };
-    let label = if EVENTS.contains(&name) {
+    let label = if find(name).is_some() {
         name
     } else {
         "unknown"
@@ -231,5 +275,17 @@ mod tests {
             serde_json::from_str::<Value>(&failed).unwrap(),
             json!({"result": 1, "message": "no \"group_id\""})
         );
+    }
+
+    #[test]
+    fn every_event_is_found_by_its_name_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for name in event_names() {
+            assert!(seen.insert(name), "{name} twice");
+            assert!(find(name).is_some());
+        }
+        assert_eq!(seen.len(), 26);
+        assert!(find("login").is_none());
+        assert!(find("create_messages").is_none());
     }
 }

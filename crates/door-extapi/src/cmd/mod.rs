@@ -1,5 +1,5 @@
 //! One file per command. Each parses its own `data`, applies itself to the core and says
-//! what to answer; [`Command::parse`] only matches the name, as in mini-redis.
+//! what to answer; [`Command::parse`] only finds the name in [`COMMANDS`], as in mini-redis.
 
 mod conf_create;
 mod conf_destroy;
@@ -25,6 +25,7 @@ pub use user_login::DOOR;
 mod user_send_event;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -59,9 +60,9 @@ pub type Deferred = Pin<Box<dyn Future<Output = DeferredAnswer> + Send>>;
 /// A connection's login state, changed only by `login`.
 pub struct ConnState {
     pub remote: String,
+    /// The client's address, for the core's login limits.
+    pub peer: SocketAddr,
     pub login: Option<LoggedIn>,
-    /// Failed logins on this connection, for the doubling delay.
-    pub failed_logins: u32,
     /// The session's mailbox until login registers it.
     pub mailbox: Option<Mailbox>,
 }
@@ -116,6 +117,92 @@ pub enum Command {
 /// A command's parser, found by name.
 type Parser = fn(&mut Args) -> Result<Command, CmdError>;
 
+/// Every command the door takes, by `(class, subclass, cmd)`, with its parser.
+/// [`Command::parse`] finds commands here and nowhere else, so this table is the door's
+/// list of commands (see [`command_names`]; docs/asyncapi.yaml is checked against it).
+const COMMANDS: &[(&str, &str, &str, Parser)] = {
+    use Command as C;
+    &[
+        ("core", "user", "login", |a| {
+            Ok(C::UserLogin(user_login::UserLogin::parse(a)?))
+        }),
+        ("core", "user", "list", |_| {
+            Ok(C::UserList(user_list::UserList))
+        }),
+        ("core", "user", "get", |a| {
+            Ok(C::UserGet(user_get::UserGet::parse(a)?))
+        }),
+        ("core", "user", "send_event", |a| {
+            Ok(C::UserSendEvent(user_send_event::UserSendEvent::parse(a)?))
+        }),
+        ("core", "session", "stop", |a| {
+            Ok(C::SessionStop(session_stop::SessionStop::parse(a)?))
+        }),
+        ("core", "session", "send_event", |a| {
+            Ok(C::SessionSendEvent(
+                session_send_event::SessionSendEvent::parse(a)?,
+            ))
+        }),
+        ("core", "session", "cmd", |a| {
+            Ok(C::SessionCmd(session_cmd::SessionCmd::parse(a)?))
+        }),
+        ("core", "session", "log", |a| {
+            Ok(C::SessionLog(session_log::SessionLog::parse(a)?))
+        }),
+        ("core", "event", "subscribe", |a| {
+            Ok(C::EventSubscribe(event_subscribe::EventSubscribe::parse(
+                a,
+            )?))
+        }),
+        ("core", "event", "unsubscribe", |a| {
+            Ok(C::EventUnsubscribe(
+                event_unsubscribe::EventUnsubscribe::parse(a)?,
+            ))
+        }),
+        ("core", "event", "get_subscriptions", |_| {
+            Ok(C::EventGetSubscriptions(
+                event_get_subscriptions::EventGetSubscriptions,
+            ))
+        }),
+        // The original code names it `send`, its document `send_event`: both are taken.
+        ("core", "event", "send", |a| {
+            Ok(C::EventSend(event_send::EventSend::parse(a)?))
+        }),
+        ("core", "event", "send_event", |a| {
+            Ok(C::EventSend(event_send::EventSend::parse(a)?))
+        }),
+        ("media", "conf", "create", |a| {
+            Ok(C::ConfCreate(conf_create::ConfCreate::parse(a)?))
+        }),
+        ("media", "conf", "destroy", |a| {
+            Ok(C::ConfDestroy(conf_destroy::ConfDestroy::parse(a)?))
+        }),
+        ("media", "conf", "get_list", |_| {
+            Ok(C::ConfGetList(conf_get_list::ConfGetList))
+        }),
+        ("media", "conf", "get_info", |a| {
+            Ok(C::ConfGetInfo(conf_get_info::ConfGetInfo::parse(a)?))
+        }),
+        ("media", "conf", "join", |a| {
+            Ok(C::ConfJoin(conf_join::ConfJoin::parse(a)?))
+        }),
+        ("media", "conf", "leave", |a| {
+            Ok(C::ConfLeave(conf_leave::ConfLeave::parse(a)?))
+        }),
+        ("media", "conf", "msglog_send", |a| {
+            Ok(C::MsglogSend(msglog_send::MsglogSend::parse(a)?))
+        }),
+        ("media", "conf", "msglog_get", |a| {
+            Ok(C::MsglogGet(msglog_get::MsglogGet::parse(a)?))
+        }),
+    ]
+};
+
+/// The `(class, subclass, cmd)` of every command the door takes, in table order.
+pub fn command_names() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    COMMANDS.iter().map(|(c, s, m, _)| (*c, *s, *m))
+}
+
 impl Command {
     /// Find the command by name and let it parse its data. `login` is the only command
     /// taken before login; an unknown name is told as such even before login.
@@ -139,64 +226,10 @@ impl Command {
     }
 
     fn lookup(class: &str, subclass: &str, cmd: &str) -> Option<Parser> {
-        use Command as C;
-        let parser: Parser = match (class, subclass, cmd) {
-            ("core", "user", "login") => |a| Ok(C::UserLogin(user_login::UserLogin::parse(a)?)),
-            ("core", "user", "list") => |_| Ok(C::UserList(user_list::UserList)),
-            ("core", "user", "get") => |a| Ok(C::UserGet(user_get::UserGet::parse(a)?)),
-            ("core", "user", "send_event") => {
-                |a| Ok(C::UserSendEvent(user_send_event::UserSendEvent::parse(a)?))
-            }
-            ("core", "session", "stop") => {
-                |a| Ok(C::SessionStop(session_stop::SessionStop::parse(a)?))
-            }
-            ("core", "session", "send_event") => |a| {
-                Ok(C::SessionSendEvent(
-                    session_send_event::SessionSendEvent::parse(a)?,
-                ))
-            },
-            ("core", "session", "cmd") => |a| Ok(C::SessionCmd(session_cmd::SessionCmd::parse(a)?)),
-            ("core", "session", "log") => |a| Ok(C::SessionLog(session_log::SessionLog::parse(a)?)),
-            ("core", "event", "subscribe") => |a| {
-                Ok(C::EventSubscribe(event_subscribe::EventSubscribe::parse(
-                    a,
-                )?))
-            },
-            ("core", "event", "unsubscribe") => |a| {
-                Ok(C::EventUnsubscribe(
-                    event_unsubscribe::EventUnsubscribe::parse(a)?,
-                ))
-            },
-            ("core", "event", "get_subscriptions") => |_| {
-                Ok(C::EventGetSubscriptions(
-                    event_get_subscriptions::EventGetSubscriptions,
-                ))
-            },
-            // The original code names it `send`, its document `send_event`: both are taken.
-            ("core", "event", "send" | "send_event") => {
-                |a| Ok(C::EventSend(event_send::EventSend::parse(a)?))
-            }
-            ("media", "conf", "create") => {
-                |a| Ok(C::ConfCreate(conf_create::ConfCreate::parse(a)?))
-            }
-            ("media", "conf", "destroy") => {
-                |a| Ok(C::ConfDestroy(conf_destroy::ConfDestroy::parse(a)?))
-            }
-            ("media", "conf", "get_list") => |_| Ok(C::ConfGetList(conf_get_list::ConfGetList)),
-            ("media", "conf", "get_info") => {
-                |a| Ok(C::ConfGetInfo(conf_get_info::ConfGetInfo::parse(a)?))
-            }
-            ("media", "conf", "join") => |a| Ok(C::ConfJoin(conf_join::ConfJoin::parse(a)?)),
-            ("media", "conf", "leave") => |a| Ok(C::ConfLeave(conf_leave::ConfLeave::parse(a)?)),
-            ("media", "conf", "msglog_send") => {
-                |a| Ok(C::MsglogSend(msglog_send::MsglogSend::parse(a)?))
-            }
-            ("media", "conf", "msglog_get") => {
-                |a| Ok(C::MsglogGet(msglog_get::MsglogGet::parse(a)?))
-            }
-            _ => return None,
-        };
-        Some(parser)
+        COMMANDS
+            .iter()
+            .find(|(c, s, m, _)| (*c, *s, *m) == (class, subclass, cmd))
+            .map(|(.., parser)| *parser)
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> CmdResult {
@@ -233,4 +266,24 @@ pub fn body_arg(args: &mut Args, key: &str) -> Result<Option<Json>, CmdError> {
 /// A JSON object as validated text for the core.
 pub fn object_json(map: Map<String, Value>) -> Json {
     Json::from_validated(Value::Object(map).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_found_by_its_name_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (class, subclass, cmd) in command_names() {
+            assert!(
+                seen.insert((class, subclass, cmd)),
+                "{class}/{subclass}/{cmd} twice"
+            );
+            assert!(Command::lookup(class, subclass, cmd).is_some());
+        }
+        assert_eq!(seen.len(), 21);
+        assert!(Command::lookup("core", "user", "logout").is_none());
+        assert!(Command::lookup("media", "user", "login").is_none());
+    }
 }

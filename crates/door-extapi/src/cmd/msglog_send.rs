@@ -32,7 +32,7 @@ impl MsglogSend {
         }
         let attachment_ids = match msg.get("attachments") {
             None => Vec::new(),
-            Some(list) => confer_door_files::references::item_ids(list)
+            Some(list) => confer_core::references::item_ids(list, crate::args::upload_shape)
                 .ok_or_else(|| CmdError::invalid("msg.attachments"))?,
         };
         Ok(MsglogSend {

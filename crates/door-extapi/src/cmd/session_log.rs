@@ -1,6 +1,8 @@
 //! `core/session/log {source, message, level?, full_message?, meta?}`: ship a log record
 //! (GELF 1.1 in the binary). The caller's user and session id are added; `meta` values
-//! must be integers or strings, as GELF additional fields.
+//! must be integers or strings, as GELF additional fields. A meta key that would replace
+//! one of the server's fields (`user`, `session_id`) or GELF's forbidden `_id` is renamed
+//! by the sink (`_meta_user`), never dropped and never in the server's place.
 
 use confer_core::logsink::LogRecord;
 use confer_core::model::now_us;
@@ -29,7 +31,6 @@ impl SessionLog {
         let mut meta = Vec::new();
         for (key, value) in args.opt_object("meta")?.unwrap_or_default() {
             let valid_key = !key.is_empty()
-                && key != "id"
                 && key
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));

@@ -1,10 +1,10 @@
 //! `core/user/login {user, password | token, session_id?}` → `{session_id}`.
 //!
 //! The admin logs in with the configured password; accounts with theirs, or with a token
-//! from `POST /api/v1/login`. Each failed attempt on a connection waits longer before
-//! answering (100 ms, doubling), which makes guessing slow.
+//! from `POST /api/v1/login`. The core's login limits apply to password logins: a failed
+//! one is answered after a delay that doubles with the recent failures of its account or
+//! address (on any connection), and past the limit the answer is 100050 (try later).
 
-use confer_core::service::failed_login_delay;
 use confer_core::CoreError;
 use serde_json::json;
 
@@ -40,15 +40,18 @@ impl UserLogin {
             ));
         }
         let checked = match (&self.password, &self.token) {
-            (Some(password), _) => ctx.core.authenticate_password(&self.user, password).await,
+            (Some(password), _) => {
+                let from = ctx.state.peer.ip();
+                ctx.core
+                    .authenticate_password(&self.user, password, from)
+                    .await
+            }
             (None, Some(token)) => ctx.core.authenticate_token(Some(&self.user), token).await,
             (None, None) => return Err(CmdError::missing("password")),
         };
         let who = match checked {
             Ok(who) => who,
             Err(CoreError::InvalidCredentials) => {
-                ctx.state.failed_logins += 1;
-                tokio::time::sleep(failed_login_delay(ctx.state.failed_logins)).await;
                 return Err(CmdError::new(UNAUTHORIZED, "invalid user or password"));
             }
             Err(other) => return Err(other.into()),
@@ -58,9 +61,15 @@ impl UserLogin {
             .mailbox
             .clone()
             .ok_or_else(|| CmdError::new(INTERNAL_ERROR, "connection has no mailbox"))?;
+        // A session opened with a token ends when the token is revoked or expires.
+        let token = match &self.password {
+            Some(_) => None,
+            None => self.token.as_deref(),
+        };
         let session = ctx.core.open_session(
             &who,
             self.session_id,
+            token,
             ctx.state.remote.clone(),
             DOOR,
             mailbox,

@@ -384,6 +384,11 @@ async fn clean_up_frees_old_files_and_keeps_the_messages() {
     let (s, head, body) = get(&server, &old_url, &[]).await;
     assert_eq!(s, 410);
     assert!(head.contains("image/svg+xml"));
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(
+        head.contains("content-security-policy: sandbox; default-src 'none'"),
+        "{head}"
+    );
     assert!(String::from_utf8_lossy(&body).contains("file removed"));
     assert_eq!(
         get(
@@ -572,5 +577,171 @@ async fn compress_video_audio_and_image_with_ffmpeg() {
         .0,
         200
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_half_written_upload_left_by_a_crash_is_removed_at_start() {
+    let server = TestServer::start().await;
+    let staging = server.data_dir().join("files").join("staging");
+    std::fs::write(staging.join("0123456789abcdef"), b"half of a file").unwrap();
+    assert!(!staging_is_empty(&server));
+    let server = server.restart().await;
+    assert!(staging_is_empty(&server), "staging is cleared at start");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn add_file_takes_json_as_curl_d_sends_it_forms_and_explains_a_bad_body() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "pw").await;
+    let t = token(&server, "alice").await;
+    let form_ct = [("Content-Type", "application/x-www-form-urlencoded")];
+    for api in ["/api/v1/attachments", "/local/chat_attachments/api.php"] {
+        // The README's line: `curl -d "{json}"` labels a JSON text as a form.
+        let item = upload(&server, &t, "a.txt", b"a").await.1["item_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let body = format!(r#"{{"token":"{t}","method":"add_file","item_id":{item}}}"#);
+        let (s, answer) = server.http("POST", api, &form_ct, &body).await;
+        assert_eq!((s, answer.as_str()), (200, r#"{"success":true}"#), "{api}");
+
+        // Form parameters, as the Moodle plugin posted them.
+        let item = upload(&server, &t, "b.txt", b"b").await.1["item_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let body = format!("token={t}&method=add_file&item_id={item}");
+        let (s, answer) = server.http("POST", api, &form_ct, &body).await;
+        assert_eq!((s, answer.as_str()), (200, r#"{"success":true}"#), "{api}");
+
+        // An unreadable body is told what is wrong with it.
+        for (ct, body, says) in [
+            ("application/json", r#"{"token": "x", "#, "not valid JSON"),
+            ("application/x-www-form-urlencoded", "", "empty"),
+            (
+                "text/plain",
+                "hello there",
+                "neither a JSON object nor a form",
+            ),
+        ] {
+            let (s, answer) = server
+                .http("POST", api, &[("Content-Type", ct)], body)
+                .await;
+            assert_eq!(s, 400, "{api} {body}");
+            let answer: Value = serde_json::from_str(&answer).unwrap();
+            assert_eq!(answer["errorcode"], "invalidparameter");
+            let message = answer["message"].as_str().unwrap();
+            assert!(message.contains(says), "{api} {body}: {message}");
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn msglog_messages_carry_each_upload_url_name_type_and_size() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "pw").await;
+    server.add_user("bob", "pw").await;
+    let (alice_t, bob_t) = (token(&server, "alice").await, token(&server, "bob").await);
+    let content = png_like(5_000);
+    let up = upload(&server, &alice_t, "cat.png", &content).await.1;
+    let item = up["item_id"].as_str().unwrap().to_string();
+    let (alice, _) = server.login("alice", "pw").await;
+    let (bob, _) = server.login("bob", "pw").await;
+    ok_data(
+        &alice
+            .call("media", "conf", "create", json!({"conf_id": "pics"}))
+            .await,
+    );
+    ok_data(
+        &bob.call("media", "conf", "join", json!({"conf_id": "pics"}))
+            .await,
+    );
+    ok_data(
+        &alice
+            .call(
+                "media",
+                "conf",
+                "msglog_send",
+                json!({"conf_id": "pics", "msg": {"text": "look", "attachments": [item]}}),
+            )
+            .await,
+    );
+    let expected = json!([{
+        "item_id": item,
+        "url": format!("/files/{item}/cat.png"),
+        "filename": "cat.png",
+        "mimetype": "image/png",
+        "size": content.len(),
+    }]);
+    let event = bob.event_of_type("msglog_new_msg").await;
+    assert_eq!(event["body"]["files"], expected, "{event}");
+    let log = ok_data(
+        &bob.call("media", "conf", "msglog_get", json!({"conf_id": "pics"}))
+            .await,
+    );
+    assert_eq!(log[0]["files"], expected, "{log}");
+
+    // The url is all a recipient needs.
+    let url = event["body"]["files"][0]["url"].as_str().unwrap();
+    let (s, _, got) = get(&server, &format!("{url}?token={bob_t}"), &[]).await;
+    assert_eq!((s, got), (200, content));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn uploaded_pages_are_downloads_never_pages_of_our_origin_and_urls_are_encoded() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "pw").await;
+    let t = token(&server, "alice").await;
+    let page = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>";
+    let xhtml = b"<?xml version=\"1.0\"?><html xmlns=\"http://www.w3.org/1999/xhtml\"><script>alert(1)</script></html>";
+    let svg = b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>";
+    let png = png_like(300);
+    for (name, content, disposition) in [
+        ("page.html", &page[..], "attachment"),
+        ("page.xhtml", &xhtml[..], "attachment"),
+        ("logo.svg", &svg[..], "attachment"),
+        ("notes.txt", b"just text", "attachment"),
+        ("cat.png", &png[..], "inline"),
+        ("what? #1 100% été.png", &png[..], "inline"),
+    ] {
+        let (s, up) = upload(&server, &t, name, content).await;
+        assert_eq!(s, 200, "{up}");
+        assert_eq!(up["filename"], name);
+        let url = up["url"].as_str().unwrap();
+        assert!(
+            url.is_ascii() && !url[1..].contains(['?', '#', ' ']),
+            "{url}"
+        );
+        let (s, head, got) = get(&server, &format!("{url}?token={t}"), &[]).await;
+        assert_eq!(s, 200, "{name} via {url}");
+        assert_eq!(got, content, "{name}");
+        assert!(
+            head.contains(&format!("content-disposition: {disposition};")),
+            "{name}: {head}"
+        );
+        assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+        assert!(
+            head.contains("content-security-policy: sandbox; default-src 'none'"),
+            "{head}"
+        );
+        // The Moodle form of the URL is served the same way.
+        let item = up["item_id"].as_str().unwrap();
+        let encoded = url.rsplit('/').next().unwrap();
+        let moodle = format!(
+            "/pluginfile.php/1/local_chat_attachments/chat_attachment/{item}/x/{encoded}?token={t}"
+        );
+        let (s, head, _) = get(&server, &moodle, &[]).await;
+        assert_eq!(s, 200, "{moodle}");
+        assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+        assert!(head.contains("content-security-policy: sandbox"), "{head}");
+    }
+    // Even a refusal carries them.
+    let (s, head, _) = get(&server, "/files/999/x.html", &[]).await;
+    assert_eq!(s, 401);
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
     server.stop().await;
 }

@@ -1,4 +1,5 @@
-//! `session log` reaches a GELF server over UDP (whole and chunked) and TCP.
+//! `session log` reaches a GELF server over UDP (whole and chunked) and TCP, and its
+//! `meta` cannot stand in for the server's own fields.
 
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
@@ -82,6 +83,29 @@ async fn udp_gelf_whole_and_chunked() {
         code(&admin.call("core", "session", "log", bad_meta).await),
         100046
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn meta_keys_cannot_forge_the_servers_fields() {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("udp://{}", socket.local_addr().unwrap());
+    let server = TestServer::start_with(|c| c.gelf = Some(url)).await;
+    server.add_user("mallory", "mallory-pw").await;
+    let (mallory, session) = server.login("mallory", "mallory-pw").await;
+
+    let forged = json!({"source": "h", "message": "m",
+        "meta": {"user": "admin", "session_id": "forged", "id": 7, "version": "0.1"}});
+    ok_data(&mallory.call("core", "session", "log", forged).await);
+    let (gelf, _) = receive_udp(&socket).await;
+    assert_eq!(gelf["_user"], "mallory");
+    assert_eq!(gelf["_session_id"], session);
+    assert_eq!(gelf["version"], "1.1");
+    assert!(gelf.get("_id").is_none(), "GELF forbids _id: {gelf}");
+    assert_eq!(gelf["_meta_user"], "admin");
+    assert_eq!(gelf["_meta_session_id"], "forged");
+    assert_eq!(gelf["_meta_id"], 7);
+    assert_eq!(gelf["_version"], "0.1");
     server.stop().await;
 }
 

@@ -1,13 +1,19 @@
 //! Integration tests: the real server on 127.0.0.1:0, driven over real sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+mod admin;
+mod authz;
 mod bad_input;
+mod cli;
 mod common;
 mod conferences;
 mod events;
 mod files;
 mod gelf;
 mod http;
+mod http_limits;
 mod integrity;
 mod login;
+mod reference;
+mod login_limits;
 mod sessions;

@@ -1,0 +1,103 @@
+//! Live sessions end with the login token they were opened with.
+//!
+//! A session opened with a token from `POST /api/v1/login` (every Chat API socket, an
+//! External API `login {user, token}`) carries the token's hash in its [`SessionInfo`].
+//! When the token is revoked (logout, a password change) or expires, every such session
+//! is stopped with [`TOKEN_ENDED_STOP_CODE`]: the Chat API says `login {result: 2}` and
+//! disconnects, the External API closes (1008, "token revoked or expired").
+//!
+//! Revocations in this process end their sessions at once. For those made by another
+//! process on the same database (`confer user passwd`), and for expiry, the server checks
+//! each live session's token again every `token_check_interval_ms`: one indexed read per
+//! distinct token, whatever the number of sessions sharing it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Delivery, SessionInfo};
+use crate::ids::Uin;
+use crate::model::now_us;
+
+use super::Core;
+
+/// The stop code of a session whose token was revoked or expired (the External API's
+/// "unauthorized"; the Chat API says `login {result: 2}`).
+pub const TOKEN_ENDED_STOP_CODE: u64 = 100030;
+
+impl Core {
+    /// Stop every live session opened with the token of this hash; how many.
+    pub(super) fn end_token_sessions(&self, token_hash: [u8; 32]) -> usize {
+        let ended: Vec<SessionInfo> = self
+            .registry
+            .all_sessions()
+            .into_iter()
+            .filter(|s| s.token_hash == Some(token_hash))
+            .collect();
+        self.stop_token_sessions(&ended);
+        ended.len()
+    }
+
+    /// Stop the live sessions of a user that were opened with a token (its tokens were
+    /// all revoked).
+    pub(super) fn end_token_sessions_of(&self, uin: Uin) {
+        let ended: Vec<SessionInfo> = self
+            .registry
+            .sessions_of_uin(uin)
+            .into_iter()
+            .filter(|s| s.token_hash.is_some())
+            .collect();
+        self.stop_token_sessions(&ended);
+    }
+
+    fn stop_token_sessions(&self, sessions: &[SessionInfo]) {
+        for s in sessions {
+            tracing::info!(user = %s.user, session = %s.session_id, "token ended: session stopped");
+            let stop = Delivery::Stop {
+                code: TOKEN_ENDED_STOP_CODE,
+                reason: "token revoked or expired".into(),
+            };
+            // A full queue has cut the session already; a closed one is gone.
+            let _ = self.registry.deliver(&s.session_id, stop);
+        }
+    }
+
+    /// Check the token of every live session once; stop the sessions whose token was
+    /// revoked (here or by another process) or has expired. How many were stopped.
+    pub async fn check_tokens(&self) -> usize {
+        let tokens: HashSet<[u8; 32]> = self
+            .registry
+            .all_sessions()
+            .into_iter()
+            .filter_map(|s| s.token_hash)
+            .collect();
+        let mut ended = 0;
+        for hash in tokens {
+            match self.storage.token(hash, now_us()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => ended += self.end_token_sessions(hash),
+                // Storage trouble is not a revocation: look again next time.
+                Err(e) => {
+                    tracing::warn!(error = %e, "token check: storage unavailable");
+                    return ended;
+                }
+            }
+        }
+        ended
+    }
+
+    /// Run [`Core::check_tokens`] every `interval` until `stop` is cancelled.
+    pub async fn watch_tokens(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            self.check_tokens().await;
+        }
+    }
+}
