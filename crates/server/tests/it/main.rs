@@ -14,6 +14,6 @@ mod http;
 mod http_limits;
 mod integrity;
 mod login;
-mod reference;
 mod login_limits;
+mod reference;
 mod sessions;
