@@ -292,9 +292,10 @@ impl Link {
                     reason: Utf8Bytes::from_static(reason),
                 });
                 let sent = tokio::time::timeout(timeout, ws.send(Message::Close(frame))).await;
-                if !matches!(sent, Ok(Ok(()))) {
+                if let Ok(Err(_)) = sent {
                     // The client closed first: tungstenite refuses a close of our own but
-                    // has queued its reply to the client's; send that.
+                    // has queued its reply to the client's; send that. (Not after a
+                    // timeout: a client that does not read would only cost another.)
                     confer_websocket::answer_close(ws, timeout).await;
                 }
             }
