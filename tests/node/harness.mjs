@@ -24,12 +24,23 @@ function freePort() {
 }
 
 // `dataDir` reuses the data folder of a server that was stopped (a restart).
-export async function startServer(env = {}, dataDir = join(mkdtempSync(join(tmpdir(), 'confer-node-')), 'data')) {
+// `opts.ignoreSigxfsz`: start it through `sh` with SIGXFSZ ignored (kept across exec), so
+// a file size limit set later (`prlimit`) fails its writes instead of killing it.
+// `opts.captureStderr`: keep what it logs in `server.stderr` (still shown).
+export async function startServer(env = {}, dataDir = join(mkdtempSync(join(tmpdir(), 'confer-node-')), 'data'), opts = {}) {
   const port = await freePort();
-  const proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
+  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir];
+  const [cmd, argv] = opts.ignoreSigxfsz
+    ? ['sh', ['-c', 'trap "" XFSZ; exec "$0" "$@"', BIN, ...args]]
+    : [BIN, args];
+  const proc = spawn(cmd, argv, {
     env: { ...process.env, CONFER_ADMIN_PASSWORD: ADMIN_PASSWORD, CONFER_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', 'ignore', opts.captureStderr ? 'pipe' : 'inherit'],
   });
+  let stderr = '';
+  if (opts.captureStderr) {
+    proc.stderr.on('data', (d) => { stderr += d; process.stderr.write(d); });
+  }
   const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30000;
   for (;;) {
@@ -41,6 +52,8 @@ export async function startServer(env = {}, dataDir = join(mkdtempSync(join(tmpd
     await new Promise((r) => setTimeout(r, 50));
   }
   const server = {
+    pid: proc.pid,
+    get stderr() { return stderr; },
     port,
     base,
     dataDir,

@@ -29,11 +29,9 @@ use crate::frame::{self, Incoming, Request};
 use crate::render;
 use crate::ExtApi;
 
-/// Close codes (RFC 6455) and reasons this door uses.
-const CLOSE_NORMAL: u16 = 1000;
-const CLOSE_GOING_AWAY: u16 = 1001;
-const CLOSE_POLICY: u16 = 1008;
-const CLOSE_TOO_BIG: u16 = 1009;
+/// Close codes (RFC 6455) this door uses; protocol errors map to theirs in
+/// `confer_websocket`, shared with the Chat API.
+use confer_websocket::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY};
 
 /// A server request waiting for the client's answer.
 enum Pending {
@@ -108,7 +106,12 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
                 Err(Some(Ending { code: CLOSE_POLICY, reason: "outbound queue full: client too slow" }))
             },
             incoming = conn.ws.next() => match incoming {
-                None | Some(Ok(Message::Close(_))) => Err(None),
+                None => Err(None),
+                Some(Ok(Message::Close(_))) => {
+                    // RFC 6455 §5.5.1: answer with a Close frame (the client's code echoed).
+                    confer_websocket::answer_close(&mut conn.ws, conn.door.settings.write_timeout).await;
+                    Err(None)
+                }
                 // Boxed: a command's state lives on the heap only while it runs, instead of
                 // making every idle connection's task as large as the largest command.
                 Some(Ok(Message::Text(text))) => Box::pin(conn.on_text(text.as_str())).await,
@@ -117,7 +120,7 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
                     conn.send(frame::error(0, &e)).await
                 }
                 Some(Ok(_)) => Ok(()),
-                Some(Err(e)) => Err(Some(read_error(&e))),
+                Some(Err(e)) => Err(confer_websocket::close_for(&e).map(|(code, reason)| Ending { code, reason })),
             },
             delivery = deliveries.recv() => conn.on_delivery(delivery).await,
             Some((tid, answer)) = conn.deferred.next(), if !conn.deferred.is_empty() => {
@@ -159,23 +162,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-fn read_error(e: &axum::Error) -> Ending {
-    // tungstenite reports an oversize frame as a capacity error; anything else is a
-    // broken connection.
-    let text = e.to_string();
-    if text.contains("too long") || text.contains("Space limit") {
-        Ending {
-            code: CLOSE_TOO_BIG,
-            reason: "frame too large",
-        }
-    } else {
-        Ending {
-            code: CLOSE_NORMAL,
-            reason: "protocol error",
-        }
     }
 }
 

@@ -222,4 +222,16 @@ mod tests {
             r#"{"class":"core","cmd":"event","tid":2,"data":{}}"#
         );
     }
+
+    #[test]
+    fn a_page_says_more_beside_its_data_only_when_there_is_more() {
+        assert_eq!(
+            ok_page(3, json!([1]), true),
+            r#"{"result":"ok","tid":3,"data":[1],"more":true}"#
+        );
+        assert_eq!(
+            ok_page(3, json!([]), false),
+            r#"{"result":"ok","tid":3,"data":[]}"#
+        );
+    }
 }

@@ -12,7 +12,7 @@ pub fn json_value(json: &Json) -> Value {
 
 /// Keys of a shown message that only the server sets, yet not on every message (so a
 /// client's own would pass for the server's): `msglog_send` refuses them in `msg`.
-pub const RESERVED_MSG_KEYS: [&str; 3] = ["message_id", "type", "deleted"];
+pub const RESERVED_MSG_KEYS: [&str; 4] = ["message_id", "type", "deleted", "files"];
 
 /// A stored message as msglog shows it: the `msg` object plus `msg_id`, `user_id`,
 /// `session_id` and `timestamp` (µs), and `files` when it carries uploads. A message

@@ -81,6 +81,15 @@ config! {
     /// Largest message through any door (text + attachments + display fields or msglog
     /// `msg` JSON, bytes).
     max_message_bytes: usize = 64 * 1024;
+    /// Bytes of packets that may wait for a Chat API long-polling client's next GET
+    /// (besides `outbound_queue` packets); past it the socket is cut. One answer larger
+    /// than this still reaches a client that polls.
+    poll_outbox_bytes: usize = 4 << 20;
+    /// How often the Chat API pings each socket (Engine.IO `pingInterval`, milliseconds).
+    chat_ping_interval_ms: u64 = 25_000;
+    /// How long a Chat API socket may take to answer a ping (`pingTimeout`,
+    /// milliseconds). A long-polling socket with no GET for both together is closed.
+    chat_ping_timeout_ms: u64 = 20_000;
     /// Chat API requests each socket may make per second (sustained).
     chat_rate_per_sec: u32 = 50;
     /// Chat API requests a socket may make in one burst.
@@ -96,7 +105,8 @@ config! {
     max_subscriptions_per_session: usize = 1_000;
     /// How often each live session's login token is checked again (milliseconds): a
     /// token revoked (logout, `user passwd`, also by another process on the same
-    /// database) or expired ends the sessions that used it. One indexed read per token.
+    /// database) or expired ends the sessions that used it. One indexed read per token;
+    /// 0: never (revocations by this server still act at once).
     token_check_interval_ms: u64 = 1_000;
     /// Argon2 password hashes run at once, each in one reused ~19 MiB memory area, so
     /// hashing never holds more than this many areas (0: the number of CPU cores).

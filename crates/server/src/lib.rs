@@ -36,10 +36,6 @@ use confer_store_sqlite::{SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Engine.IO's usual heartbeat, which Socket.IO clients expect.
-const CHAT_PING_INTERVAL: Duration = Duration::from_secs(25);
-const CHAT_PING_TIMEOUT: Duration = Duration::from_secs(20);
-
 pub use config::Config;
 
 /// The last step of a graceful shutdown: flush storage (the WAL checkpoint). Every write
@@ -208,8 +204,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             rate_per_sec: config.chat_rate_per_sec,
             rate_burst: config.chat_rate_burst,
             max_payload: config.max_frame_bytes,
-            ping_interval: CHAT_PING_INTERVAL,
-            ping_timeout: CHAT_PING_TIMEOUT,
+            poll_outbox_bytes: config.poll_outbox_bytes,
+            ping_interval: Duration::from_millis(config.chat_ping_interval_ms.max(1)),
+            ping_timeout: Duration::from_millis(config.chat_ping_timeout_ms.max(1)),
             write_timeout: Duration::from_millis(config.write_timeout_ms),
         },
         shutdown.clone(),

@@ -554,8 +554,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             Ok(Compressed::Smaller {
                                 before: b,
                                 after: a,
+                                filename,
                             }) => {
-                                println!("{id}: {b} -> {a} bytes");
+                                println!("{id}: {b} -> {a} bytes, now {filename}");
                                 before += b;
                                 after += a;
                             }

@@ -3,8 +3,9 @@
 //!
 //! The stored message is shown as `msg` plus the server's fields. The server's fields
 //! always win: `msg_id`, `user_id`, `session_id` and `timestamp` in `msg` are replaced,
-//! and `message_id`, `type` and `deleted`, which the server shows only on some messages,
-//! are refused here (100046), so no client can pass its own for the server's.
+//! and `message_id`, `type`, `deleted` and `files` (the uploads a message carries, with
+//! their urls), which the server shows only on some messages, are refused here (100046),
+//! so no client can pass its own for the server's.
 
 use serde_json::json;
 

@@ -107,7 +107,7 @@ async fn msglog_get_stops_at_max_list_bytes_says_more_and_pages_on() {
 async fn msglog_send_cannot_pass_its_own_keys_for_the_servers() {
     let server = TestServer::start().await;
     let alice = conference(&server, "room").await;
-    for key in ["message_id", "type", "deleted"] {
+    for key in ["message_id", "type", "deleted", "files"] {
         let mut msg = json!({"text": "hi"});
         msg[key] = json!("forged");
         let refused = send(&alice, "room", msg).await;

@@ -16,4 +16,6 @@ mod integrity;
 mod login;
 mod login_limits;
 mod reference;
+mod polling;
 mod sessions;
+mod websocket;
