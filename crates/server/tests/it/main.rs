@@ -15,7 +15,7 @@ mod http_limits;
 mod integrity;
 mod login;
 mod login_limits;
-mod reference;
 mod polling;
+mod reference;
 mod sessions;
 mod websocket;
