@@ -130,7 +130,10 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
                     .unwrap_or(0);
                 conn.request(Pending::Ping, "core", None, "ping", Some(json!({"time": time}))).await
             }
-            _ = sleep_until(deadline) => Err(Some(Ending { code: CLOSE_POLICY, reason: "session timeout: no answer to a server request" })),
+            _ = sleep_until(deadline) => {
+                conn.expire_first();
+                Err(Some(Ending { code: CLOSE_POLICY, reason: "session timeout: no answer to a server request" }))
+            }
         };
         if let Err(ending) = step {
             break ending;
@@ -212,6 +215,11 @@ impl Conn {
                 self.extend(tid);
                 Ok(())
             }
+            Ok(Incoming::Stray(why)) => {
+                // The server's tid space: answering would speak in the client's.
+                tracing::debug!(why, "stray answer ignored");
+                Ok(())
+            }
         }
     }
 
@@ -229,7 +237,8 @@ impl Conn {
         }
         let outcome = self.run_command(req).await;
         match outcome {
-            Ok(Reply::Deferred) => Ok(()),
+            // Taken, answered later (a forwarded `session cmd`): the caller is told so.
+            Ok(Reply::Deferred) => self.send(frame::ack(tid)).await,
             Ok(Reply::Data(data)) => self.answer(tid, &name, Ok(data)).await,
             Ok(Reply::Page { list, more }) => {
                 self.door.core.metrics().command(DOOR, &name, true);
@@ -249,6 +258,7 @@ impl Conn {
             state: &mut self.state,
             deferred: &mut self.deferred,
             tid: req.tid,
+            service: &self.door.settings.service,
         };
         let reply = cmd.apply(&mut ctx).await?;
         if let (false, Some(login)) = (unrecognized.is_empty(), &self.state.login) {
@@ -308,6 +318,21 @@ impl Conn {
                     error: e.error,
                 });
             let _ = reply.send(relayed);
+        }
+    }
+
+    /// The earliest server request went unanswered past its deadline (the connection
+    /// closes next): a forwarded command's caller is told it timed out, not that the
+    /// session vanished.
+    fn expire_first(&mut self) {
+        let Some((_, tid)) = self.deadlines.pop_first() else {
+            return;
+        };
+        if let Some((Pending::Forwarded(reply), _)) = self.pending.remove(&tid) {
+            let _ = reply.send(Err(RemoteError {
+                code: crate::error::TIMEOUT,
+                error: "timeout: the session did not answer in time".into(),
+            }));
         }
     }
 

@@ -9,7 +9,7 @@ use crate::bus::{Delivery, ForwardedRequest, Mailbox, PushError, SessionInfo};
 use crate::error::{CoreError, CoreResult};
 use crate::event::{Event, EventBody, Grant, Json, Subscription};
 use crate::ids::SessionId;
-use crate::logsink::LogRecord;
+use crate::logsink::{LogError, LogRecord};
 use crate::model::Principal;
 
 use super::Core;
@@ -229,6 +229,9 @@ impl Core {
     /// Ship a log record to the configured sink.
     pub async fn log(&self, record: LogRecord) -> CoreResult<()> {
         let sink = self.logs.as_ref().ok_or(CoreError::NotConfigured("gelf"))?;
-        sink.send(record).await.map_err(CoreError::Internal)
+        sink.send(record).await.map_err(|e| match e {
+            LogError::TooLarge(why) => CoreError::InvalidValue(why),
+            LogError::Failed(why) => CoreError::Internal(why),
+        })
     }
 }

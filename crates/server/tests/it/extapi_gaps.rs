@@ -1,0 +1,203 @@
+//! The External API where it used to differ from NkSERVICE (issue 15): `session cmd`
+//! acks and timeouts, login metadata, `service`, overlapping subscriptions, `session log`
+//! bounds, frames with an `ack` key, stray answers, conference ids, slow consumers.
+
+use serde_json::{json, Value};
+
+use crate::common::{code, ok_data, Client, TestServer, ADMIN_PASSWORD};
+
+#[tokio::test]
+async fn session_log_takes_levels_1_to_7_and_refuses_a_record_too_large_for_gelf() {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("udp://{}", socket.local_addr().unwrap());
+    let server = TestServer::start_with(|c| c.gelf = Some(url)).await;
+    let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
+    for level in [0, 8] {
+        let reply = admin
+            .call(
+                "core",
+                "session",
+                "log",
+                json!({"source": "h", "message": "m", "level": level}),
+            )
+            .await;
+        assert_eq!(code(&reply), 100046, "level {level}: {reply}");
+    }
+    // 128 chunks of 1,420 bytes hold about 180 KB; this needs more.
+    let huge = "x".repeat(400_000);
+    let reply = admin
+        .call(
+            "core",
+            "session",
+            "log",
+            json!({"source": "h", "message": "m", "full_message": huge}),
+        )
+        .await;
+    assert_eq!(code(&reply), 100046, "{reply}");
+    assert!(
+        reply["data"]["error"].as_str().unwrap().contains("128"),
+        "{reply}"
+    );
+    ok_data(
+        &admin
+            .call(
+                "core",
+                "session",
+                "log",
+                json!({"source": "h", "message": "m", "level": 7}),
+            )
+            .await,
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_with_an_ack_key_is_still_a_request() {
+    let server = TestServer::start().await;
+    let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
+    let reply = admin
+        .raw_call(
+            77,
+            r#"{"class":"core","subclass":"user","cmd":"list","tid":77,"ack":5}"#,
+        )
+        .await;
+    assert_eq!(reply["result"], "ok", "{reply}");
+    assert!(reply["data"]["admin"].is_array(), "{reply}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stray_answer_is_ignored_not_answered_in_the_clients_tid_space() {
+    let server = TestServer::start().await;
+    let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
+    admin.send_text(r#"{"result":"maybe","tid":1}"#);
+    admin.send_text(r#"{"result":"ok","tid":12345}"#);
+    // The next answer the client sees under tid 1 is its own request's, not an error
+    // about the stray frames.
+    let reply = admin
+        .raw_call(
+            1,
+            r#"{"class":"core","subclass":"user","cmd":"list","tid":1}"#,
+        )
+        .await;
+    assert_eq!(reply["result"], "ok", "{reply}");
+    ok_data(&admin.call("core", "user", "list", Value::Null).await);
+    server.stop().await;
+}
+
+/// The next frame `{"ack":N}` a client received.
+async fn next_ack(client: &Client) -> Value {
+    loop {
+        let r = client.next_request().await;
+        if r.get("ack").is_some() {
+            return r;
+        }
+    }
+}
+
+/// The next request forwarded to `client` with `cmd`.
+async fn forwarded(client: &Client, cmd: &str) -> Value {
+    loop {
+        let r = client.next_request().await;
+        if r["cmd"] == cmd {
+            return r;
+        }
+    }
+}
+
+#[tokio::test]
+async fn session_cmd_is_acked_and_a_silent_target_is_a_timeout() {
+    let server = TestServer::start_with(|c| {
+        c.reply_timeout_ms = 300;
+        c.acked_reply_timeout_ms = 1000;
+    })
+    .await;
+    let (caller, _) = server.login("admin", ADMIN_PASSWORD).await;
+    let login = json!({"user": "admin", "password": ADMIN_PASSWORD});
+
+    // A target that never answers: the caller is acked, then told 100005, not "session
+    // not found" (the target is closed for not answering).
+    let silent = Client::connect(&server.ws_url(), false).await;
+    let sid = ok_data(&silent.login_with(login.clone()).await)["session_id"].clone();
+    let reply = caller
+        .raw_call(
+            41,
+            &json!({"class": "core", "subclass": "session", "cmd": "cmd", "tid": 41,
+                    "data": {"session_id": sid, "class": "x", "cmd": "never"}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(code(&reply), 100005, "{reply}");
+    assert_eq!(next_ack(&caller).await, json!({"ack": 41}));
+    forwarded(&silent, "never").await;
+
+    // A target that acks and then never answers: 100005 once its acked timeout
+    // (`acked_reply_timeout_ms`) is over, not at a fixed 30 s.
+    let slow = Client::connect(&server.ws_url(), false).await;
+    let sid = ok_data(&slow.login_with(login).await)["session_id"].clone();
+    let acking = async {
+        let req = forwarded(&slow, "later").await;
+        slow.answer(json!({"ack": req["tid"]}));
+    };
+    let calling = caller.call(
+        "core",
+        "session",
+        "cmd",
+        json!({"session_id": sid, "class": "x", "cmd": "later"}),
+    );
+    let ((), reply) = tokio::join!(acking, calling);
+    assert_eq!(code(&reply), 100005, "{reply}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn service_names_this_server_or_is_not_found() {
+    let server = TestServer::start().await;
+    let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
+    ok_data(
+        &admin
+            .call(
+                "core",
+                "event",
+                "subscribe",
+                json!({"class": "app", "service": "confer"}),
+            )
+            .await,
+    );
+    ok_data(
+        &admin
+            .call(
+                "core",
+                "event",
+                "send",
+                json!({"class": "app", "type": "t", "service": "confer"}),
+            )
+            .await,
+    );
+    let e = admin.event_of_type("t").await;
+    assert_eq!(e["class"], "app");
+    // No `unrecognized_fields` event came for `service`: the next event is the marker.
+    ok_data(
+        &admin
+            .call(
+                "core",
+                "event",
+                "send",
+                json!({"class": "app", "type": "marker"}),
+            )
+            .await,
+    );
+    assert_eq!(admin.next_event().await["type"], "marker");
+    for cmd in ["subscribe", "send"] {
+        let reply = admin
+            .call(
+                "core",
+                "event",
+                cmd,
+                json!({"class": "app", "service": "elsewhere"}),
+            )
+            .await;
+        assert_eq!(code(&reply), 100020, "{cmd}: {reply}");
+    }
+    server.stop().await;
+}
