@@ -18,12 +18,9 @@ use crate::ids::{GroupId, SessionId, Uin};
 /// Something for a live session's connection to send to its client.
 #[derive(Debug)]
 pub enum Delivery {
-    /// An event that matched one of the session's subscriptions; `merge` is that
-    /// subscription's body.
-    Event {
-        event: Arc<Event>,
-        merge: Option<Json>,
-    },
+    /// An event that matched the session's subscriptions (delivered once however many
+    /// matched); `merge` holds the bodies of those that have one, most specific first.
+    Event { event: Arc<Event>, merge: Vec<Json> },
     /// A command another session sent with `session cmd`; the connection answers `reply`.
     /// Boxed: it is rare and large, and every mailbox slot is as big as the largest variant.
     Request(Box<ForwardedRequest>),
@@ -183,6 +180,9 @@ pub struct SessionInfo {
     pub token_hash: Option<[u8; 32]>,
     /// When it was registered (µs since the epoch).
     pub started_at_us: i64,
+    /// What the client told about itself at login (External API: the login's extra
+    /// fields, a JSON object the door validated and bounded), shown by `user get`.
+    pub meta: Option<Json>,
 }
 
 /// A session's presence in a conference.

@@ -372,17 +372,17 @@ impl Conn {
         match delivery {
             Delivery::Event { event, merge } => {
                 let tid = self.track(Pending::Event);
-                let text = match merge {
+                let text = match merge.is_empty() {
                     // The common case: rendered once for every recipient on this door.
-                    None => frame::event(
+                    true => frame::event(
                         tid,
                         &event
                             .rendered(DoorSlot::ExternalApi, |e| {
-                                Arc::<str>::from(render::event_data(e, None))
+                                Arc::<str>::from(render::event_data(e, &[]))
                             })
                             .unwrap_or_default(),
                     ),
-                    Some(body) => frame::event(tid, &render::event_data(&event, Some(&body))),
+                    false => frame::event(tid, &render::event_data(&event, &merge)),
                 };
                 self.send(text).await
             }

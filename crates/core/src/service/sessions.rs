@@ -27,6 +27,8 @@ impl Core {
     /// Register a new live session for `who` and subscribe it to its own user and session
     /// events. `requested` is a client-chosen id; a random one is made when it is `None`.
     /// `token` is the login token it authenticated with, if any: the session ends with it.
+    /// `meta` is what the client said about itself, kept with the session.
+    #[allow(clippy::too_many_arguments)]
     pub fn open_session(
         &self,
         who: &Principal,
@@ -35,6 +37,7 @@ impl Core {
         remote: String,
         door: &'static str,
         mailbox: Mailbox,
+        meta: Option<Json>,
     ) -> CoreResult<SessionInfo> {
         let session_id = match requested {
             Some(id) if id.is_empty() || id.len() > MAX_SESSION_ID_LEN => {
@@ -51,6 +54,7 @@ impl Core {
             door,
             token_hash: token.map(crate::auth::token_hash),
             started_at_us: crate::model::now_us(),
+            meta,
         };
         self.register_session(info, mailbox)
     }

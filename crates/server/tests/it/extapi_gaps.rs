@@ -201,3 +201,96 @@ async fn service_names_this_server_or_is_not_found() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn login_metadata_is_kept_with_the_session_and_shown_by_user_get() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let login = client
+        .login_with(json!({"user": "admin", "password": ADMIN_PASSWORD,
+                           "meta1": "value1", "type": "forged"}))
+        .await;
+    let session = ok_data(&login)["session_id"].as_str().unwrap().to_string();
+    let info = ok_data(
+        &client
+            .call("core", "user", "get", json!({"user": "admin"}))
+            .await,
+    );
+    assert_eq!(info[&session]["meta1"], "value1", "{info}");
+    assert_eq!(
+        info[&session]["type"], "api_server",
+        "the server's field wins"
+    );
+    assert!(info[&session]["remote"].is_string(), "{info}");
+    // The extra fields were not reported as unrecognized: the first event is the marker.
+    ok_data(
+        &client
+            .call(
+                "core",
+                "user",
+                "send_event",
+                json!({"user": "admin", "type": "marker"}),
+            )
+            .await,
+    );
+    assert_eq!(client.next_event().await["type"], "marker");
+
+    let big = client_with_meta(&server, "x".repeat(5000)).await;
+    assert_eq!(code(&big), 100046, "{big}");
+    server.stop().await;
+}
+
+async fn client_with_meta(server: &TestServer, meta: String) -> Value {
+    server
+        .connect()
+        .await
+        .login_with(json!({"user": "admin", "password": ADMIN_PASSWORD, "meta1": meta}))
+        .await
+}
+
+#[tokio::test]
+async fn overlapping_subscriptions_deliver_once_with_every_body_merged() {
+    let server = TestServer::start().await;
+    // The admin, who may subscribe to every user's events.
+    let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
+    // Beside the automatic `core/user_event/admin`: the same events of type z, with a body.
+    ok_data(
+        &admin
+            .call(
+                "core",
+                "event",
+                "subscribe",
+                json!({"class": "core", "subclass": "user_event", "type": "z",
+                       "obj_id": "admin", "body": {"m": 1}}),
+            )
+            .await,
+    );
+    ok_data(
+        &admin
+            .call(
+                "core",
+                "event",
+                "subscribe",
+                json!({"class": "core", "subclass": "user_event", "type": "z",
+                       "body": {"w": 2, "m": 9}}),
+            )
+            .await,
+    );
+    for (kind, body) in [("z", json!({"n": 0})), ("marker", json!({"n": 0}))] {
+        ok_data(
+            &admin
+                .call(
+                    "core",
+                    "user",
+                    "send_event",
+                    json!({"user": "admin", "type": kind, "body": body}),
+                )
+                .await,
+        );
+    }
+    let z = admin.next_event().await;
+    assert_eq!(z["type"], "z");
+    assert_eq!(z["body"], json!({"n": 0, "m": 1, "w": 2}), "{z}");
+    assert_eq!(admin.next_event().await["type"], "marker", "z came once");
+    server.stop().await;
+}
