@@ -294,3 +294,50 @@ async fn overlapping_subscriptions_deliver_once_with_every_body_merged() {
     assert_eq!(admin.next_event().await["type"], "marker", "z came once");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_creator_sees_created_and_a_destroyed_conf_id_is_answered_destroyed() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "a").await;
+    let (alice, _) = server.login("alice", "a").await;
+    ok_data(
+        &alice
+            .call("media", "conf", "create", json!({"conf_id": "room1"}))
+            .await,
+    );
+    let created = alice.next_event().await;
+    assert_eq!(
+        created,
+        json!({"class": "media", "subclass": "conf", "type": "created", "obj_id": "room1"})
+    );
+    // Creating is not joining: the room has no members yet.
+    let info = ok_data(
+        &alice
+            .call("media", "conf", "get_info", json!({"conf_id": "room1"}))
+            .await,
+    );
+    assert_eq!(info["members"], json!({}), "{info}");
+
+    let taken = alice
+        .call("media", "conf", "create", json!({"conf_id": "room1"}))
+        .await;
+    assert_eq!(code(&taken), 304002, "{taken}");
+    ok_data(
+        &alice
+            .call("media", "conf", "destroy", json!({"conf_id": "room1"}))
+            .await,
+    );
+    assert_eq!(alice.event_of_type("destroyed").await["obj_id"], "room1");
+    let again = alice
+        .call("media", "conf", "create", json!({"conf_id": "room1"}))
+        .await;
+    assert_eq!(code(&again), 304003, "{again}");
+    assert!(
+        again["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("destroyed"),
+        "{again}"
+    );
+    server.stop().await;
+}
