@@ -388,10 +388,8 @@ impl EventBus for LocalBus {
             };
             match self.registry.deliver(&session, delivery) {
                 Ok(()) => delivered += 1,
-                Err(PushError::Full) => {
-                    tracing::warn!(%session, "outbound queue full: session cut");
-                }
-                Err(PushError::Closed) => {}
+                // Counted by the mailbox; its connection logs the cut once, with the count.
+                Err(PushError::Full) | Err(PushError::Closed) => {}
             }
         }
         delivered

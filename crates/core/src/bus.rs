@@ -6,7 +6,7 @@
 //! by id, through [`SessionRegistry`], and events only through [`EventBus`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{oneshot, Notify};
@@ -66,6 +66,9 @@ struct MailboxShared {
     /// The receiver is gone.
     closed: AtomicBool,
     overflow: CancellationToken,
+    /// Deliveries refused because the queue was full (counted, never logged one by
+    /// one: the connection reports the total once, [`crate::Core::report_dropped`]).
+    dropped: AtomicU64,
 }
 
 impl MailboxShared {
@@ -94,6 +97,11 @@ impl MailboxReceiver {
             // above and this wait is not missed.
             self.shared.ready.notified().await;
         }
+    }
+
+    /// How many deliveries the full queue refused so far.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// The next delivery if one is waiting.
@@ -135,6 +143,7 @@ impl Mailbox {
             ready: Notify::new(),
             closed: AtomicBool::new(false),
             overflow: cut,
+            dropped: AtomicU64::new(0),
         });
         (
             Mailbox {
@@ -154,6 +163,7 @@ impl Mailbox {
             let mut queue = shared.queue();
             if queue.len() >= shared.capacity {
                 drop(queue);
+                shared.dropped.fetch_add(1, Ordering::Relaxed);
                 shared.overflow.cancel();
                 return Err(PushError::Full);
             }
@@ -291,8 +301,10 @@ mod tests {
         assert!(!overflow.is_cancelled());
         assert_eq!(mailbox.push(stop(3)), Err(PushError::Full));
         assert!(overflow.is_cancelled());
+        assert_eq!(mailbox.push(stop(4)), Err(PushError::Full));
+        assert_eq!(rx.dropped(), 2);
         drop(rx);
-        assert_eq!(mailbox.push(stop(4)), Err(PushError::Closed));
+        assert_eq!(mailbox.push(stop(5)), Err(PushError::Closed));
     }
 
     #[test]

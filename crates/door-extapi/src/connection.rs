@@ -152,9 +152,15 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
         }));
         let _ = tokio::time::timeout(conn.door.settings.write_timeout, conn.ws.send(close)).await;
     }
-    if let Some(login) = conn.state.login.take() {
-        conn.door.core.close_session(&login.session).await;
+    let session = conn.state.login.take().map(|login| login.session);
+    if let Some(session) = &session {
+        conn.door.core.close_session(session).await;
     }
+    // Closed, so nothing more is queued: the count is final, and told once.
+    let session_id = session.as_ref().map(|s| &s.session_id);
+    conn.door
+        .core
+        .report_dropped(session_id, DOOR, deliveries.dropped());
     metrics.connection_closed(DOOR);
 }
 

@@ -105,6 +105,26 @@ impl Core {
         self.revoke_grant(Grant::Session(session.session_id.clone()));
     }
 
+    /// A connection ended whose full queue refused `dropped` deliveries (read from its
+    /// mailbox once the session is closed, so the count is final): one log line for the
+    /// cut, whatever the count, and the count in `/metrics`. Every door calls it.
+    pub fn report_dropped(&self, session: Option<&SessionId>, door: &'static str, dropped: u64) {
+        if dropped == 0 {
+            return;
+        }
+        self.metrics.deliveries_dropped(dropped);
+        match session {
+            Some(s) => {
+                tracing::warn!(session = %s, door, dropped, "outbound queue full: session cut, deliveries dropped")
+            }
+            None => tracing::warn!(
+                door,
+                dropped,
+                "outbound queue full: connection cut, deliveries dropped"
+            ),
+        }
+    }
+
     /// Users with live sessions and their session ids. The admin sees everybody; any other
     /// user sees only itself.
     pub fn list_users(&self, caller: &Principal) -> BTreeMap<String, Vec<SessionId>> {

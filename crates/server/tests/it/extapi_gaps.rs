@@ -341,3 +341,115 @@ async fn the_creator_sees_created_and_a_destroyed_conf_id_is_answered_destroyed(
     );
     server.stop().await;
 }
+
+/// Log lines the server writes on this test's thread (a current-thread runtime runs the
+/// whole server there).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_logged_once_with_its_drop_count_and_drops_are_in_metrics() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = TestServer::start_with(|c| {
+        c.outbound_queue = 8;
+        c.write_timeout_ms = 1000;
+        c.reply_timeout_ms = 60_000;
+        c.extapi_rate_burst = 100_000;
+    })
+    .await;
+    let (admin, _) = server.login("admin", ADMIN_PASSWORD).await;
+    // A client that logs in, subscribes, and never reads again, with a tiny buffer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(server.ws_url(), stream)
+        .await
+        .unwrap();
+    for frame in [
+        json!({"class": "core", "subclass": "user", "cmd": "login", "data": {"user": "admin", "password": ADMIN_PASSWORD, "session_id": "slow"}, "tid": 1}),
+        json!({"class": "core", "subclass": "event", "cmd": "subscribe", "data": {"class": "flood"}, "tid": 2}),
+    ] {
+        ws.send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+        let answer = ws.next().await.unwrap().unwrap();
+        assert!(answer.to_text().unwrap().contains("\"ok\""), "{answer}");
+    }
+    let body = json!({"pad": "x".repeat(4096)});
+    for _ in 0..2000 {
+        ok_data(
+            &admin
+                .call(
+                    "core",
+                    "event",
+                    "send",
+                    json!({"class": "flood", "body": body}),
+                )
+                .await,
+        );
+    }
+    // Wait for the cut to be over: the session is gone from the list.
+    let mut gone = false;
+    for _ in 0..200 {
+        let users = ok_data(&admin.call("core", "user", "list", Value::Null).await);
+        if !users["admin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "slow")
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the slow session should have been cut");
+    let text = logs.text();
+    let cuts: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("outbound queue full"))
+        .collect();
+    assert_eq!(cuts.len(), 1, "one line for the cut: {cuts:?}");
+    assert!(cuts[0].contains("session=slow"), "{}", cuts[0]);
+    let dropped: u64 = cuts[0]
+        .split("dropped=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("the count of dropped deliveries");
+    assert!(dropped > 1, "{}", cuts[0]);
+    let (_, metrics) = server.http("GET", "/metrics", &[], "").await;
+    assert!(
+        metrics.contains(&format!("confer_deliveries_dropped_total {dropped}")),
+        "{metrics}"
+    );
+    drop(ws);
+    server.stop().await;
+}
