@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use confer_core::model::{Appended, Message, MessageFile, MessagePage, MessageQuery, NewMessage};
+use confer_core::model::{
+    Appended, Message, MessageFile, MessagePage, MessageQuery, NewMessage,
+};
 use confer_core::store::{MessageStore, StoreError, StoreResult};
 use confer_core::{GroupId, Json, SessionId, Uin};
 use rusqlite::{params, Connection, OptionalExtension, Row};
