@@ -10,7 +10,7 @@
 //! one's body is merged). Subscriptions that rest on a [`Grant`] are also indexed by it,
 //! so revoking the right removes them all at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use confer_core::bus::{Delivery, EventBus, PushError, SessionRegistry};
@@ -363,19 +363,24 @@ impl EventBus for LocalBus {
 
     fn publish(&self, event: Event) -> usize {
         let event = Arc::new(event);
-        let targets: Vec<(SessionId, Option<confer_core::Json>)> = {
+        // One delivery per session, carrying the body of every subscription of it that
+        // matched, most specific first (`reached` yields a field's own entry before its
+        // wildcard's, level by level).
+        let targets: Vec<(SessionId, Vec<confer_core::Json>)> = {
             let index = self.read();
             let Some(class) = index.by_pattern.get(&event.class) else {
                 return 0;
             };
-            let mut seen = HashSet::new();
-            let mut targets = Vec::new();
+            let mut seen: HashMap<SessionId, usize> = HashMap::new();
+            let mut targets: Vec<(SessionId, Vec<confer_core::Json>)> = Vec::new();
             for sub in class.reached(event.subclass.as_deref()) {
                 for kind in sub.reached(event.kind.as_deref()) {
                     for slot in kind.reached(event.obj_id.as_deref()) {
-                        slot.for_each(|session, s| {
-                            if seen.insert(session.clone()) {
-                                targets.push((session.clone(), s.body.clone()));
+                        slot.for_each(|session, s| match seen.get(session) {
+                            Some(&at) => targets[at].1.extend(s.body.clone()),
+                            None => {
+                                seen.insert(session.clone(), targets.len());
+                                targets.push((session.clone(), s.body.iter().cloned().collect()));
                             }
                         });
                     }
@@ -391,10 +396,8 @@ impl EventBus for LocalBus {
             };
             match self.registry.deliver(&session, delivery) {
                 Ok(()) => delivered += 1,
-                Err(PushError::Full) => {
-                    tracing::warn!(%session, "outbound queue full: session cut");
-                }
-                Err(PushError::Closed) => {}
+                // Counted by the mailbox; its connection logs the cut once, with the count.
+                Err(PushError::Full) | Err(PushError::Closed) => {}
             }
         }
         delivered
@@ -430,6 +433,7 @@ mod tests {
                 door: "test",
                 token_hash: None,
                 started_at_us: 0,
+                meta: None,
             },
             mailbox,
         ));

@@ -285,6 +285,10 @@ impl Socket {
         if let Some(session) = self.session.take() {
             self.door.core.close_chat_session(&session.info).await;
             self.door.core.metrics().connection_closed(cmd::DOOR);
+            // Closed, so the count of refused deliveries is final: told once.
+            let dropped = self.deliveries.as_ref().map_or(0, MailboxReceiver::dropped);
+            let id = &session.info.session_id;
+            self.door.core.report_dropped(Some(id), cmd::DOOR, dropped);
         }
     }
 

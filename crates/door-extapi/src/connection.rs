@@ -133,7 +133,10 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
                     .unwrap_or(0);
                 conn.request(Pending::Ping, "core", None, "ping", Some(json!({"time": time}))).await
             }
-            _ = sleep_until(deadline) => Err(Some(Ending { code: CLOSE_POLICY, reason: "session timeout: no answer to a server request" })),
+            _ = sleep_until(deadline) => {
+                conn.expire_first();
+                Err(Some(Ending { code: CLOSE_POLICY, reason: "session timeout: no answer to a server request" }))
+            }
         };
         if let Err(ending) = step {
             break ending;
@@ -152,9 +155,15 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
         }));
         let _ = tokio::time::timeout(conn.door.settings.write_timeout, conn.ws.send(close)).await;
     }
-    if let Some(login) = conn.state.login.take() {
-        conn.door.core.close_session(&login.session).await;
+    let session = conn.state.login.take().map(|login| login.session);
+    if let Some(session) = &session {
+        conn.door.core.close_session(session).await;
     }
+    // Closed, so nothing more is queued: the count is final, and told once.
+    let session_id = session.as_ref().map(|s| &s.session_id);
+    conn.door
+        .core
+        .report_dropped(session_id, DOOR, deliveries.dropped());
     metrics.connection_closed(DOOR);
 }
 
@@ -198,6 +207,11 @@ impl Conn {
                 self.extend(tid);
                 Ok(())
             }
+            Ok(Incoming::Stray(why)) => {
+                // The server's tid space: answering would speak in the client's.
+                tracing::debug!(why, "stray answer ignored");
+                Ok(())
+            }
         }
     }
 
@@ -215,7 +229,8 @@ impl Conn {
         }
         let outcome = self.run_command(req).await;
         match outcome {
-            Ok(Reply::Deferred) => Ok(()),
+            // Taken, answered later (a forwarded `session cmd`): the caller is told so.
+            Ok(Reply::Deferred) => self.send(frame::ack(tid)).await,
             Ok(Reply::Data(data)) => self.answer(tid, &name, Ok(data)).await,
             Ok(Reply::Page { list, more }) => {
                 self.door.core.metrics().command(DOOR, &name, true);
@@ -235,6 +250,7 @@ impl Conn {
             state: &mut self.state,
             deferred: &mut self.deferred,
             tid: req.tid,
+            service: &self.door.settings.service,
         };
         let reply = cmd.apply(&mut ctx).await?;
         if let (false, Some(login)) = (unrecognized.is_empty(), &self.state.login) {
@@ -297,6 +313,21 @@ impl Conn {
         }
     }
 
+    /// The earliest server request went unanswered past its deadline (the connection
+    /// closes next): a forwarded command's caller is told it timed out, not that the
+    /// session vanished.
+    fn expire_first(&mut self) {
+        let Some((_, tid)) = self.deadlines.pop_first() else {
+            return;
+        };
+        if let Some((Pending::Forwarded(reply), _)) = self.pending.remove(&tid) {
+            let _ = reply.send(Err(RemoteError {
+                code: crate::error::TIMEOUT,
+                error: "timeout: the session did not answer in time".into(),
+            }));
+        }
+    }
+
     /// The client acked a server request: it gets the longer timeout.
     fn extend(&mut self, tid: u64) {
         let longer = Instant::now() + self.door.settings.acked_reply_timeout;
@@ -333,17 +364,17 @@ impl Conn {
         match delivery {
             Delivery::Event { event, merge } => {
                 let tid = self.track(Pending::Event);
-                let text = match merge {
+                let text = match merge.is_empty() {
                     // The common case: rendered once for every recipient on this door.
-                    None => frame::event(
+                    true => frame::event(
                         tid,
                         &event
                             .rendered(DoorSlot::ExternalApi, |e| {
-                                Arc::<str>::from(render::event_data(e, None))
+                                Arc::<str>::from(render::event_data(e, &[]))
                             })
                             .unwrap_or_default(),
                     ),
-                    Some(body) => frame::event(tid, &render::event_data(&event, Some(&body))),
+                    false => frame::event(tid, &render::event_data(&event, &merge)),
                 };
                 self.send(text).await
             }

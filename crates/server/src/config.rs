@@ -49,8 +49,14 @@ config! {
     reply_timeout_ms: u64 = 5_000;
     /// How long, once the client acknowledged the request with `{ack: tid}` (milliseconds).
     acked_reply_timeout_ms: u64 = 180_000;
-    /// How long `session cmd` waits for the target session's answer (milliseconds).
+    /// The longest `session cmd` waits for the target session's answer (milliseconds).
+    /// The target's own timeouts end the wait first (`reply_timeout_ms`, or
+    /// `acked_reply_timeout_ms` once it acked; the caller gets 100005), so this is raised
+    /// to their sum: it only bounds a target that neither answers nor times out.
     forward_timeout_ms: u64 = 30_000;
+    /// The External API's service name: `event subscribe`/`send` may name it in
+    /// `service`; any other service is error 100020 (this server is one service).
+    extapi_service: String = "confer".into();
     /// How long a login token from `POST /api/v1/login` stays valid (seconds).
     token_lifetime_secs: u64 = 30 * 24 * 3600;
     /// Largest WebSocket frame accepted (bytes); larger closes the connection with 1009.

@@ -87,7 +87,12 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
     let settings = CoreSettings {
         admin_password: config.admin_password.clone(),
         token_lifetime: Duration::from_secs(config.token_lifetime_secs),
-        forward_timeout: Duration::from_millis(config.forward_timeout_ms),
+        // The target's door times out first and says so (100005); this is the backstop.
+        forward_timeout: Duration::from_millis(
+            config
+                .forward_timeout_ms
+                .max(config.reply_timeout_ms + config.acked_reply_timeout_ms),
+        ),
         max_list: config.max_list.max(1),
         max_list_bytes: config.max_list_bytes,
         call_timeout: Duration::from_millis(config.call_timeout_ms),
@@ -193,6 +198,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             write_timeout: Duration::from_millis(config.write_timeout_ms),
             rate_per_sec: config.extapi_rate_per_sec,
             rate_burst: config.extapi_rate_burst,
+            service: config.extapi_service.clone(),
         },
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),

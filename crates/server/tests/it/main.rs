@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod conferences;
 mod events;
+mod extapi_gaps;
 mod files;
 mod gelf;
 mod http;
