@@ -29,8 +29,8 @@ use crate::frame::{self, Incoming, Request};
 use crate::render;
 use crate::ExtApi;
 
-/// Close codes (RFC 6455) this door uses; protocol errors map to theirs in
-/// `confer_websocket`, shared with the Chat API.
+// Close codes (RFC 6455) this door uses; protocol errors map to theirs in
+// `confer_websocket`, shared with the Chat API.
 use confer_websocket::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY};
 
 /// A server request waiting for the client's answer.
