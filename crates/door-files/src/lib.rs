@@ -13,10 +13,13 @@
 //! - `upload`, `add_file`, `serve`: one file per endpoint.
 //! - [`references`]: how messages name uploaded files (shared by the message doors).
 //! - `auth`: the token from a bearer header, a `token` parameter or the session cookie.
+//! - `fuzzing` (hidden): the Range and multipart decoders, for the fuzz targets in `fuzz/`.
 
 mod add_file;
 mod auth;
 pub mod blobs;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod references;
 mod serve;
 mod upload;
