@@ -56,7 +56,7 @@ impl Drop for Args {
 }
 
 /// Turn the document's single-quoted form into JSON: single-quoted strings become
-/// double-quoted ones; double-quoted strings pass through.
+/// double-quoted ones; double-quoted strings pass through. Inside either, `\'` is a quote.
 fn relaxed_to_json(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     let mut quote: Option<char> = None;
@@ -76,11 +76,14 @@ fn relaxed_to_json(text: &str) -> String {
             },
             Some(q) => {
                 if escaped {
+                    // `\'` is a quote (JavaScript's and Python's escape, not JSON's).
                     escaped = false;
+                    if c != '\'' {
+                        out.push('\\');
+                    }
                     out.push(c);
                 } else if c == '\\' {
                     escaped = true;
-                    out.push(c);
                 } else if c == q {
                     quote = None;
                     out.push('"');
@@ -272,6 +275,14 @@ mod tests {
         let (args, unread) = Args::tracked(json!({"sdp": "x"})).unwrap();
         let _ = args.rest();
         assert!(unread.names().is_empty(), "relayed fields are read");
+    }
+
+    #[test]
+    fn an_escaped_single_quote_inside_single_quotes_is_a_quote() {
+        // Found by the fuzz target chat_args: `\'` became an invalid JSON escape.
+        let mut a = Args::parse(json!(r#"{'note': 'it\'s', 'path': 'a\\'}"#)).unwrap();
+        assert_eq!(a.str(&["note"]).unwrap(), "it's");
+        assert_eq!(a.str(&["path"]).unwrap(), "a\\");
     }
 
     #[test]

@@ -13,10 +13,13 @@
 //! - [`blobs`]: the blob store trait and its local-disk backend.
 //! - `upload`, `add_file`, `serve`: one file per endpoint.
 //! - `auth`: the token from a bearer header, a `token` parameter or the session cookie.
+//! - `fuzzing` (hidden): the Range and multipart decoders, for the fuzz targets in `fuzz/`.
 
 mod add_file;
 mod auth;
 pub mod blobs;
+#[doc(hidden)]
+pub mod fuzzing;
 mod serve;
 mod upload;
 

@@ -110,7 +110,7 @@ pub async fn moodle(
 
 /// A parsed `Range: bytes=…` header for a file of `size` bytes: `Ok(None)` means the whole
 /// file (no header, or several ranges, which RFC 9110 lets a server ignore).
-fn range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
+pub(crate) fn range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use axum::extract::multipart::MultipartRejection;
+use axum::extract::multipart::Field;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::{auth, FilesApi};
 
@@ -85,45 +86,18 @@ async fn store(
     api: &FilesApi,
     who: &confer_core::Principal,
     filename: String,
-    mut field: axum::extract::multipart::Field<'_>,
+    field: Field<'_>,
 ) -> Response {
     let staged = api.blobs.staging_path();
     let result = async {
         let mut file = tokio::fs::File::create(&staged)
             .await
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        let mut head = Vec::with_capacity(SNIFF);
-        loop {
-            let chunk = match field.chunk().await {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
-                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    return Err((StatusCode::PAYLOAD_TOO_LARGE, "file too large".to_string()))
-                }
-                Err(e) => return Err((e.status(), e.body_text())),
-            };
-            size += chunk.len() as u64;
-            if size > api.max_upload {
-                return Err((
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("file too large (limit {} bytes)", api.max_upload),
-                ));
-            }
-            if head.len() < SNIFF {
-                let take = (SNIFF - head.len()).min(chunk.len());
-                head.extend_from_slice(&chunk[..take]);
-            }
-            hasher.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        }
+        let received = receive(field, api.max_upload, &mut file).await?;
         file.sync_all()
             .await
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        Ok((hex::encode(hasher.finalize()), size, mimetype(&head)))
+        Ok(received)
     }
     .await;
     let (sha, size, mime) = match result {
@@ -163,6 +137,44 @@ async fn store(
             )
         }
     }
+}
+
+/// A file part's bytes written to `out`, at most `max_upload` of them: its SHA-256 (hex),
+/// size and MIME type.
+pub(crate) async fn receive(
+    mut field: Field<'_>,
+    max_upload: u64,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<(String, u64, String), (StatusCode, String)> {
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    let mut head = Vec::with_capacity(SNIFF);
+    loop {
+        let chunk = match field.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err((StatusCode::PAYLOAD_TOO_LARGE, "file too large".to_string()))
+            }
+            Err(e) => return Err((e.status(), e.body_text())),
+        };
+        size += chunk.len() as u64;
+        if size > max_upload {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("file too large (limit {max_upload} bytes)"),
+            ));
+        }
+        if head.len() < SNIFF {
+            let take = (SNIFF - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
+    Ok((hex::encode(hasher.finalize()), size, mimetype(&head)))
 }
 
 #[cfg(test)]
