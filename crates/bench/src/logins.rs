@@ -42,7 +42,7 @@ pub async fn logins(bin: &Path, ask: &Logins) -> anyhow::Result<Vec<Row>> {
     let accounts = ask.logins.max(2);
     let mut rows = Vec::new();
 
-    let server = start(bin, accounts, false).await?;
+    let server = start(bin, accounts, true).await?;
     rows.push(row(
         "burst",
         "server RSS before",
@@ -70,6 +70,12 @@ pub async fn logins(bin: &Path, ask: &Logins) -> anyhow::Result<Vec<Row>> {
     let ok = statuses.iter().filter(|s| **s == 200).count();
     rows.push(row("burst", "logins/s (200 only)", ok as f64 / took, "/s"));
     rows.push(row("burst", "answered 200", ok as f64, ""));
+    rows.push(row(
+        "burst",
+        "answered 429 limited",
+        count(&statuses, 429),
+        "",
+    ));
     rows.push(row("burst", "answered 503 busy", count(&statuses, 503), ""));
     rows.push(row(
         "burst",

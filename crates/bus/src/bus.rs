@@ -10,7 +10,7 @@
 //! one's body is merged). Subscriptions that rest on a [`Grant`] are also indexed by it,
 //! so revoking the right removes them all at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use confer_core::bus::{Delivery, EventBus, PushError, SessionRegistry};
@@ -28,15 +28,12 @@ pub struct LocalBus {
 /// with two).
 #[derive(Default)]
 struct Index {
-    by_session: HashMap<SessionId, Vec<Held>>,
+    by_session: HashMap<SessionId, Vec<Arc<Subscription>>>,
     by_pattern: HashMap<String, Level<Level<Level<Slot>>>>,
     by_grant: HashMap<Grant, Vec<(SessionId, Arc<Subscription>)>>,
-}
-
-/// One subscription as its session holds it.
-struct Held {
-    sub: Arc<Subscription>,
-    grant: Option<Grant>,
+    /// The grant of each subscription that rests on one, by session: kept apart so that
+    /// a session with none (most: their own two rest on the login) pays nothing for it.
+    granted: HashMap<SessionId, Vec<(Arc<Subscription>, Grant)>>,
 }
 
 /// One field of a pattern: concrete values, and the wildcard.
@@ -106,7 +103,10 @@ impl<T> Level<T> {
 /// while small (most patterns name one session or one user), a map once it grows.
 enum Slot {
     Few(Vec<(SessionId, Arc<Subscription>)>),
-    Many(HashMap<SessionId, Arc<Subscription>>),
+    /// Boxed: the slot stays as small as a `Vec` (most are `Few`, one per session), one
+    /// extra allocation only for the few large ones.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<SessionId, Arc<Subscription>>>),
 }
 
 /// A slot longer than this becomes a map.
@@ -137,7 +137,7 @@ impl Slot {
                 } else {
                     let mut m: HashMap<_, _> = v.drain(..).collect();
                     m.insert(session.clone(), sub);
-                    *self = Slot::Many(m);
+                    *self = Slot::Many(Box::new(m));
                 }
             }
             Slot::Many(m) => {
@@ -209,12 +209,20 @@ impl Index {
         }
     }
 
-    /// Remove one held subscription from every index but `by_session`.
-    fn forget(&mut self, session: &SessionId, held: &Held) {
-        self.unindex(session, &held.sub);
-        if let Some(grant) = &held.grant {
-            self.ungrant(grant, session, &held.sub);
+    /// Remove one subscription of `session` from every index but `by_session`.
+    fn forget(&mut self, session: &SessionId, sub: &Arc<Subscription>) {
+        self.unindex(session, sub);
+        let Some(list) = self.granted.get_mut(session) else {
+            return;
+        };
+        let Some(at) = list.iter().position(|(s, _)| Arc::ptr_eq(s, sub)) else {
+            return;
+        };
+        let (_, grant) = list.remove(at);
+        if list.is_empty() {
+            self.granted.remove(session);
         }
+        self.ungrant(&grant, session, sub);
     }
 }
 
@@ -252,21 +260,13 @@ impl EventBus for LocalBus {
             // The same pattern again: swap it in place (found through the pattern index,
             // so only a replacement looks through the session's list).
             Some(old) => {
+                index.forget(session, old);
                 let mine = index.by_session.entry(session.clone()).or_default();
-                let Some(at) = mine.iter().position(|h| Arc::ptr_eq(&h.sub, old)) else {
+                let Some(at) = mine.iter().position(|s| Arc::ptr_eq(s, old)) else {
                     tracing::error!(%session, "subscription index out of step");
                     return false;
                 };
-                let held = std::mem::replace(
-                    &mut mine[at],
-                    Held {
-                        sub: Arc::clone(&sub),
-                        grant: grant.clone(),
-                    },
-                );
-                if let Some(g) = &held.grant {
-                    index.ungrant(g, session, &held.sub);
-                }
+                mine[at] = Arc::clone(&sub);
             }
             None => {
                 let mine = index.by_session.entry(session.clone()).or_default();
@@ -278,10 +278,7 @@ impl EventBus for LocalBus {
                 }
                 // Grown one at a time: most sessions hold a handful for their whole life.
                 mine.reserve_exact(1);
-                mine.push(Held {
-                    sub: Arc::clone(&sub),
-                    grant: grant.clone(),
-                });
+                mine.push(Arc::clone(&sub));
             }
         }
         index
@@ -293,6 +290,11 @@ impl EventBus for LocalBus {
             .entry(&sub.obj_id)
             .insert(session, Arc::clone(&sub));
         if let Some(g) = grant {
+            index
+                .granted
+                .entry(session.clone())
+                .or_default()
+                .push((Arc::clone(&sub), g.clone()));
             index
                 .by_grant
                 .entry(g)
@@ -307,7 +309,7 @@ impl EventBus for LocalBus {
         let Some(mine) = index.by_session.get_mut(session) else {
             return false;
         };
-        let Some(at) = mine.iter().position(|h| h.sub.same_pattern(pattern)) else {
+        let Some(at) = mine.iter().position(|s| s.same_pattern(pattern)) else {
             return false;
         };
         let held = mine.remove(at);
@@ -322,7 +324,7 @@ impl EventBus for LocalBus {
         self.read()
             .by_session
             .get(session)
-            .map(|subs| subs.iter().map(|h| Subscription::clone(&h.sub)).collect())
+            .map(|subs| subs.iter().map(|s| Subscription::clone(s)).collect())
             .unwrap_or_default()
     }
 
@@ -331,8 +333,8 @@ impl EventBus for LocalBus {
         let Some(subs) = index.by_session.remove(session) else {
             return;
         };
-        for held in &subs {
-            index.forget(session, held);
+        for sub in &subs {
+            index.forget(session, sub);
         }
     }
 
@@ -344,9 +346,15 @@ impl EventBus for LocalBus {
         for (session, sub) in &list {
             index.unindex(session, sub);
             if let Some(mine) = index.by_session.get_mut(session) {
-                mine.retain(|h| !Arc::ptr_eq(&h.sub, sub));
+                mine.retain(|s| !Arc::ptr_eq(s, sub));
                 if mine.is_empty() {
                     index.by_session.remove(session);
+                }
+            }
+            if let Some(list) = index.granted.get_mut(session) {
+                list.retain(|(s, _)| !Arc::ptr_eq(s, sub));
+                if list.is_empty() {
+                    index.granted.remove(session);
                 }
             }
         }
@@ -355,19 +363,24 @@ impl EventBus for LocalBus {
 
     fn publish(&self, event: Event) -> usize {
         let event = Arc::new(event);
-        let targets: Vec<(SessionId, Option<confer_core::Json>)> = {
+        // One delivery per session, carrying the body of every subscription of it that
+        // matched, most specific first (`reached` yields a field's own entry before its
+        // wildcard's, level by level).
+        let targets: Vec<(SessionId, Vec<confer_core::Json>)> = {
             let index = self.read();
             let Some(class) = index.by_pattern.get(&event.class) else {
                 return 0;
             };
-            let mut seen = HashSet::new();
-            let mut targets = Vec::new();
+            let mut seen: HashMap<SessionId, usize> = HashMap::new();
+            let mut targets: Vec<(SessionId, Vec<confer_core::Json>)> = Vec::new();
             for sub in class.reached(event.subclass.as_deref()) {
                 for kind in sub.reached(event.kind.as_deref()) {
                     for slot in kind.reached(event.obj_id.as_deref()) {
-                        slot.for_each(|session, s| {
-                            if seen.insert(session.clone()) {
-                                targets.push((session.clone(), s.body.clone()));
+                        slot.for_each(|session, s| match seen.get(session) {
+                            Some(&at) => targets[at].1.extend(s.body.clone()),
+                            None => {
+                                seen.insert(session.clone(), targets.len());
+                                targets.push((session.clone(), s.body.iter().cloned().collect()));
                             }
                         });
                     }
@@ -383,10 +396,8 @@ impl EventBus for LocalBus {
             };
             match self.registry.deliver(&session, delivery) {
                 Ok(()) => delivered += 1,
-                Err(PushError::Full) => {
-                    tracing::warn!(%session, "outbound queue full: session cut");
-                }
-                Err(PushError::Closed) => {}
+                // Counted by the mailbox; its connection logs the cut once, with the count.
+                Err(PushError::Full) | Err(PushError::Closed) => {}
             }
         }
         delivered
@@ -422,6 +433,7 @@ mod tests {
                 door: "test",
                 token_hash: None,
                 started_at_us: 0,
+                meta: None,
             },
             mailbox,
         ));
@@ -519,6 +531,12 @@ mod tests {
         assert!(bus.subscribe(&b, sub("media", Some("g7")), None, 10));
         assert_eq!(bus.revoke(&member(2)), 0);
         assert_eq!(bus.subscriptions(&b).len(), 1);
+        assert!(bus.subscribe(&a, sub("media", None), Some(member(1)), 10));
+        bus.drop_session(&a);
+        bus.drop_session(&b);
+        let index = bus.read();
+        assert!(index.by_grant.is_empty() && index.granted.is_empty());
+        assert!(index.by_pattern.is_empty() && index.by_session.is_empty());
     }
 
     #[test]

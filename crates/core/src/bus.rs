@@ -6,7 +6,7 @@
 //! by id, through [`SessionRegistry`], and events only through [`EventBus`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{oneshot, Notify};
@@ -18,12 +18,9 @@ use crate::ids::{GroupId, SessionId, Uin};
 /// Something for a live session's connection to send to its client.
 #[derive(Debug)]
 pub enum Delivery {
-    /// An event that matched one of the session's subscriptions; `merge` is that
-    /// subscription's body.
-    Event {
-        event: Arc<Event>,
-        merge: Option<Json>,
-    },
+    /// An event that matched the session's subscriptions (delivered once however many
+    /// matched); `merge` holds the bodies of those that have one, most specific first.
+    Event { event: Arc<Event>, merge: Vec<Json> },
     /// A command another session sent with `session cmd`; the connection answers `reply`.
     /// Boxed: it is rare and large, and every mailbox slot is as big as the largest variant.
     Request(Box<ForwardedRequest>),
@@ -69,6 +66,9 @@ struct MailboxShared {
     /// The receiver is gone.
     closed: AtomicBool,
     overflow: CancellationToken,
+    /// Deliveries refused because the queue was full (counted, never logged one by
+    /// one: the connection reports the total once, [`crate::Core::report_dropped`]).
+    dropped: AtomicU64,
 }
 
 impl MailboxShared {
@@ -97,6 +97,11 @@ impl MailboxReceiver {
             // above and this wait is not missed.
             self.shared.ready.notified().await;
         }
+    }
+
+    /// How many deliveries the full queue refused so far.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// The next delivery if one is waiting.
@@ -138,6 +143,7 @@ impl Mailbox {
             ready: Notify::new(),
             closed: AtomicBool::new(false),
             overflow: cut,
+            dropped: AtomicU64::new(0),
         });
         (
             Mailbox {
@@ -157,6 +163,7 @@ impl Mailbox {
             let mut queue = shared.queue();
             if queue.len() >= shared.capacity {
                 drop(queue);
+                shared.dropped.fetch_add(1, Ordering::Relaxed);
                 shared.overflow.cancel();
                 return Err(PushError::Full);
             }
@@ -183,6 +190,9 @@ pub struct SessionInfo {
     pub token_hash: Option<[u8; 32]>,
     /// When it was registered (µs since the epoch).
     pub started_at_us: i64,
+    /// What the client told about itself at login (External API: the login's extra
+    /// fields, a JSON object the door validated and bounded), shown by `user get`.
+    pub meta: Option<Json>,
 }
 
 /// A session's presence in a conference.
@@ -291,8 +301,10 @@ mod tests {
         assert!(!overflow.is_cancelled());
         assert_eq!(mailbox.push(stop(3)), Err(PushError::Full));
         assert!(overflow.is_cancelled());
+        assert_eq!(mailbox.push(stop(4)), Err(PushError::Full));
+        assert_eq!(rx.dropped(), 2);
         drop(rx);
-        assert_eq!(mailbox.push(stop(4)), Err(PushError::Closed));
+        assert_eq!(mailbox.push(stop(5)), Err(PushError::Closed));
     }
 
     #[test]

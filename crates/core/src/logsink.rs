@@ -20,7 +20,19 @@ pub struct LogRecord {
     pub timestamp_us: i64,
 }
 
+/// Why a record was not shipped.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The record cannot be shipped as it is (e.g. more than GELF's 128 UDP chunks): the
+    /// client's to fix, so it is told (External API 100046).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The sink failed (network, server): an internal error.
+    #[error("{0}")]
+    Failed(String),
+}
+
 #[async_trait]
 pub trait LogSink: Send + Sync {
-    async fn send(&self, record: LogRecord) -> Result<(), String>;
+    async fn send(&self, record: LogRecord) -> Result<(), LogError>;
 }

@@ -26,6 +26,8 @@ pub struct Metrics {
     commit_batch_ops: AtomicU64,
     /// Messages dropped or sessions cut because a client did not read.
     slow_consumers_cut: AtomicI64,
+    /// Deliveries refused by a full session queue (the session is cut at the first).
+    deliveries_dropped: AtomicU64,
     /// Argon2 runs started (hashes and verifications, dummy ones included).
     password_hashes: AtomicU64,
     /// Password work refused because the hasher's queue was full or too slow.
@@ -74,6 +76,10 @@ impl Metrics {
 
     pub fn login_throttled(&self) {
         self.logins_throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn deliveries_dropped(&self, n: u64) {
+        self.deliveries_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn slow_consumer_cut(&self) {
@@ -141,6 +147,11 @@ impl Metrics {
                 "confer_password_hashes_refused_total",
                 "Password work refused because the hasher's queue was full or too slow.",
                 &self.password_hashes_refused,
+            ),
+            (
+                "confer_deliveries_dropped_total",
+                "Deliveries (events, forwarded commands) refused by a full session queue; the session is cut at the first.",
+                &self.deliveries_dropped,
             ),
             (
                 "confer_logins_throttled_total",

@@ -1,5 +1,5 @@
-//! How a message names uploaded files, and the URL an upload is downloaded from: one
-//! definition for every door.
+//! How a message names uploaded files, the URL an upload is downloaded from, and what a
+//! file is called after re-encoding: one definition for every door.
 //!
 //! A message names uploads with an item id (a whole number, or a decimal string), an
 //! object with an `item_id` member, or a list of those. The core has no JSON type, so each
@@ -57,6 +57,27 @@ pub fn file_url(item_id: u64, filename: &str) -> String {
     url
 }
 
+/// `filename` with its extension replaced by `extension` (or given it, when it has none):
+/// what a file is called once re-encoded into another format (`cat.png` → `cat.webp`).
+pub fn with_extension(filename: &str, extension: &str) -> String {
+    format!("{}.{extension}", stem(filename))
+}
+
+/// The name without its extension (a leading dot does not start one).
+fn stem(filename: &str) -> &str {
+    match filename.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => filename,
+    }
+}
+
+/// Whether `requested` names the same file as `current` under an extension the file had
+/// before it was re-encoded (`cat.png` for what is now `cat.webp`), so an old URL still
+/// leads to it.
+pub fn is_former_name(requested: &str, current: &str) -> bool {
+    requested != current && stem(requested) == stem(current)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +120,18 @@ mod tests {
             None,
             "flat lists only"
         );
+    }
+
+    #[test]
+    fn a_re_encoded_file_gets_the_new_extension_and_keeps_its_former_names() {
+        assert_eq!(with_extension("cat.png", "webp"), "cat.webp");
+        assert_eq!(with_extension("a.b.png", "webp"), "a.b.webp");
+        assert_eq!(with_extension("README", "txt"), "README.txt");
+        assert_eq!(with_extension(".hidden", "webp"), ".hidden.webp");
+        assert!(is_former_name("cat.png", "cat.webp"));
+        assert!(is_former_name("cat", "cat.webp"));
+        assert!(!is_former_name("cat.webp", "cat.webp"));
+        assert!(!is_former_name("dog.png", "cat.webp"));
     }
 
     #[test]

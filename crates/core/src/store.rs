@@ -48,6 +48,13 @@ pub trait TokenStore: Send + Sync {
     /// The token if it exists and has not expired at `now_us`.
     async fn token(&self, token_hash: [u8; 32], now_us: i64) -> StoreResult<Option<TokenRecord>>;
     async fn delete_token(&self, token_hash: [u8; 32]) -> StoreResult<bool>;
+    /// Those of `token_hashes` that exist and have not expired at `now_us`: one read
+    /// (and one indexed lookup per token) for the lot.
+    async fn live_tokens(
+        &self,
+        token_hashes: Vec<[u8; 32]>,
+        now_us: i64,
+    ) -> StoreResult<Vec<[u8; 32]>>;
     /// Delete every token of a user (its password changed); how many.
     async fn delete_tokens_of(&self, uin: Uin) -> StoreResult<usize>;
 }
@@ -156,13 +163,15 @@ pub trait AttachmentStore: Send + Sync {
     async fn attachment_visible_to(&self, item_id: u64, uin: Uin) -> StoreResult<bool>;
     /// Stored attachments all of whose messages were created before `cutoff_us`.
     async fn stale_attachments(&self, cutoff_us: i64) -> StoreResult<Vec<StaleAttachment>>;
-    /// Point an attachment at new content (compression), keeping its id.
+    /// Point an attachment at new content (compression), keeping its id; renamed to
+    /// `filename`.
     async fn replace_content(
         &self,
         item_id: u64,
         sha256: String,
         size: u64,
         mimetype: String,
+        filename: String,
     ) -> StoreResult<()>;
     /// Attachments with a file of at least `min_size` bytes, oldest first.
     async fn attachments_at_least(&self, min_size: u64) -> StoreResult<Vec<Attachment>>;

@@ -1,8 +1,10 @@
 //! Chat API arguments. Real clients emit JSON objects; the document's examples emit
 //! strings, some with single quotes (`"{'group_id': 123}"`). All three are accepted. Ids
 //! may be numbers or decimal strings; the document's misspellings are accepted as aliases.
+//! Fields a command does not read are named in its ack (`unknown_fields`, [`Unread`]).
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use confer_core::references::Shape;
 use confer_core::{GroupId, Json, Uin};
@@ -22,8 +24,35 @@ pub fn upload_shape(v: &Value) -> Shape<'_, Value> {
     }
 }
 
+/// The fields a command left unread, filled in when its [`Args`] is dropped (see
+/// [`Args::tracked`]).
+#[derive(Clone, Default)]
+pub struct Unread(Arc<Mutex<Vec<String>>>);
+
+impl Unread {
+    /// The unread field names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        names.sort();
+        names
+    }
+}
+
+/// A command's arguments. Every read takes the field out, so what is left when the
+/// command is done is what it did not understand: reported in the ack as
+/// `unknown_fields` (the documented misspellings are read like the names they stand for).
 pub struct Args {
     map: Map<String, Value>,
+    unread: Option<Unread>,
+}
+
+impl Drop for Args {
+    fn drop(&mut self) {
+        if let Some(unread) = &self.unread {
+            let mut names = unread.0.lock().unwrap_or_else(|e| e.into_inner());
+            names.extend(std::mem::take(&mut self.map).into_iter().map(|(k, _)| k));
+        }
+    }
 }
 
 /// Turn the document's single-quoted form into JSON: single-quoted strings become
@@ -78,18 +107,34 @@ impl Args {
             other => other,
         };
         match value {
-            Value::Object(map) => Ok(Args { map }),
-            Value::Null => Ok(Args { map: Map::new() }),
+            Value::Object(map) => Ok(Args { map, unread: None }),
+            Value::Null => Ok(Args {
+                map: Map::new(),
+                unread: None,
+            }),
             _ => Err(Failure::invalid("arguments must be an object")),
         }
     }
 
-    /// The first of `names` present (the documented name first, then misspellings).
+    /// [`Args::parse`], and the names of the fields the command will have left unread
+    /// once it is done with these arguments (they are dropped).
+    pub fn tracked(payload: Value) -> Result<(Args, Unread), Failure> {
+        let mut args = Args::parse(payload)?;
+        let unread = Unread::default();
+        args.unread = Some(unread.clone());
+        Ok((args, unread))
+    }
+
+    /// The first of `names` present (the documented name first, then misspellings); the
+    /// others count as read too.
     fn take(&mut self, names: &[&str]) -> Option<Value> {
-        names
-            .iter()
-            .find_map(|n| self.map.remove(*n))
-            .filter(|v| !v.is_null())
+        let mut found = None;
+        for n in names {
+            if let Some(v) = self.map.remove(*n) {
+                found = found.or(Some(v));
+            }
+        }
+        found.filter(|v| !v.is_null())
     }
 
     pub fn opt_u64(&mut self, names: &[&str]) -> Result<Option<u64>, Failure> {
@@ -184,8 +229,8 @@ impl Args {
     }
 
     /// Everything not taken yet, as a JSON object (relayed signalling).
-    pub fn rest(self) -> Map<String, Value> {
-        self.map
+    pub fn rest(mut self) -> Map<String, Value> {
+        std::mem::take(&mut self.map)
     }
 }
 
@@ -211,6 +256,22 @@ mod tests {
             .unwrap();
         assert_eq!(uins, BTreeSet::from([Uin(123), Uin(456)]));
         assert_eq!(c.str(&["note"]).unwrap(), "it\"s");
+    }
+
+    #[test]
+    fn fields_left_unread_are_reported_sorted_and_aliases_count_as_read() {
+        let (mut args, unread) = Args::tracked(json!(
+            {"group_id": 1, "text": "hi", "members": [2], "occupants_uin": [3], "occupants_uins": [4]}
+        ))
+        .unwrap();
+        args.group().unwrap();
+        let uins = args.opt_uins(&["occupants_uins", "occupants_uin"]).unwrap();
+        assert_eq!(uins, Some(BTreeSet::from([Uin(4)])));
+        drop(args);
+        assert_eq!(unread.names(), ["members", "text"]);
+        let (args, unread) = Args::tracked(json!({"sdp": "x"})).unwrap();
+        let _ = args.rest();
+        assert!(unread.names().is_empty(), "relayed fields are read");
     }
 
     #[test]

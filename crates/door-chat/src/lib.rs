@@ -47,6 +47,9 @@ pub struct Settings {
     pub rate_burst: u32,
     /// Largest Socket.IO message or polling body accepted (bytes).
     pub max_payload: usize,
+    /// The most bytes of packets that may wait for a long-polling client's next GET
+    /// (beside `outbound_queue` packets); past it the socket is cut.
+    pub poll_outbox_bytes: usize,
     /// How often the server pings each socket, and how long it waits for the pong.
     pub ping_interval: Duration,
     pub ping_timeout: Duration,

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::codes::{CONFLICT, INVALID_PARAMETERS, OK, SESSION_EXPIRED};
 use crate::sio::packet::{self, EnginePacket, SioKind, NAMESPACE};
-use crate::sio::transport::{Input, Link, SendError};
+use crate::sio::transport::{Input, Link, OutboxLimit, SendError};
 use crate::{cmd, render, ChatApi};
 
 /// tungstenite's read buffer per WebSocket: it lives as long as the socket, so it is
@@ -46,10 +46,14 @@ const DRAIN_BATCH: usize = 64;
 pub const WS_WRITE_BUFFER: usize = 4096;
 /// A socket that has not connected the namespace by then is closed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+/// The longest data a client's Engine.IO ping may carry (`probe` is what clients send);
+/// a longer one closes the socket, since its pong would echo it back.
+const MAX_PING_DATA: usize = 32;
 
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
+const CLOSE_PROTOCOL: u16 = confer_websocket::CLOSE_PROTOCOL;
 
 /// A logged-in socket's identity, shared with the commands it runs.
 pub struct ChatSession {
@@ -189,7 +193,15 @@ impl Socket {
                     Ok(())
                 }
                 _ = &mut heartbeat => {
-                    if ping_out {
+                    let unpolled = match &self.link {
+                        Link::Poll(poll, _) => poll.unpolled_for(),
+                        Link::Ws(_) => Duration::ZERO,
+                    };
+                    if unpolled > settings.ping_interval + settings.ping_timeout {
+                        // It never reads its pings, whatever it POSTs (an unasked pong
+                        // included): its packets would only pile up.
+                        Err(Ending::client(Some((CLOSE_POLICY, "no poll in time"))))
+                    } else if ping_out {
                         Err(Ending::client(Some((CLOSE_POLICY, "ping timeout"))))
                     } else {
                         ping_out = true;
@@ -236,11 +248,11 @@ impl Socket {
             return true;
         }
         let s = &self.door.settings;
-        match self
-            .link
-            .send(&mut self.out, s.outbound_queue, s.write_timeout)
-            .await
-        {
+        let limit = OutboxLimit {
+            packets: s.outbound_queue,
+            bytes: s.poll_outbox_bytes,
+        };
+        match self.link.send(&mut self.out, limit, s.write_timeout).await {
             Ok(()) => true,
             Err(SendError::Gone) => false,
             Err(SendError::Slow) => {
@@ -273,6 +285,10 @@ impl Socket {
         if let Some(session) = self.session.take() {
             self.door.core.close_chat_session(&session.info).await;
             self.door.core.metrics().connection_closed(cmd::DOOR);
+            // Closed, so the count of refused deliveries is final: told once.
+            let dropped = self.deliveries.as_ref().map_or(0, MailboxReceiver::dropped);
+            let id = &session.info.session_id;
+            self.door.core.report_dropped(Some(id), cmd::DOOR, dropped);
         }
     }
 
@@ -295,6 +311,9 @@ impl Socket {
                 self.ponged = true;
                 Ok(())
             }
+            Some(EnginePacket::Ping(data)) if data.len() > MAX_PING_DATA => Err(Ending::client(
+                Some((CLOSE_PROTOCOL, "ping payload too large")),
+            )),
             Some(EnginePacket::Ping(data)) => {
                 self.out.push(format!("3{data}").into());
                 Ok(())

@@ -77,6 +77,12 @@ impl Args {
     }
 
     /// The names of the fields no parser took, sorted.
+    /// Every field not read yet, taken: a command that keeps whatever else it is given
+    /// (`login`'s session metadata) leaves nothing unrecognized.
+    pub fn rest(&mut self) -> Map<String, Value> {
+        std::mem::take(&mut self.map)
+    }
+
     pub fn unrecognized(self) -> Vec<String> {
         let mut keys: Vec<String> = self.map.into_iter().map(|(k, _)| k).collect();
         keys.sort();

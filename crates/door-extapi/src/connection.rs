@@ -29,11 +29,9 @@ use crate::frame::{self, Incoming, Request};
 use crate::render;
 use crate::ExtApi;
 
-/// Close codes (RFC 6455) and reasons this door uses.
-const CLOSE_NORMAL: u16 = 1000;
-const CLOSE_GOING_AWAY: u16 = 1001;
-const CLOSE_POLICY: u16 = 1008;
-const CLOSE_TOO_BIG: u16 = 1009;
+// Close codes (RFC 6455) this door uses; protocol errors map to theirs in
+// `confer_websocket`, shared with the Chat API.
+use confer_websocket::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY};
 
 /// A server request waiting for the client's answer.
 enum Pending {
@@ -108,7 +106,12 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
                 Err(Some(Ending { code: CLOSE_POLICY, reason: "outbound queue full: client too slow" }))
             },
             incoming = conn.ws.next() => match incoming {
-                None | Some(Ok(Message::Close(_))) => Err(None),
+                None => Err(None),
+                Some(Ok(Message::Close(_))) => {
+                    // RFC 6455 §5.5.1: answer with a Close frame (the client's code echoed).
+                    confer_websocket::answer_close(&mut conn.ws, conn.door.settings.write_timeout).await;
+                    Err(None)
+                }
                 // Boxed: a command's state lives on the heap only while it runs, instead of
                 // making every idle connection's task as large as the largest command.
                 Some(Ok(Message::Text(text))) => Box::pin(conn.on_text(text.as_str())).await,
@@ -117,7 +120,7 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
                     conn.send(frame::error(0, &e)).await
                 }
                 Some(Ok(_)) => Ok(()),
-                Some(Err(e)) => Err(Some(read_error(&e))),
+                Some(Err(e)) => Err(confer_websocket::close_for(&e).map(|(code, reason)| Ending { code, reason })),
             },
             delivery = deliveries.recv() => conn.on_delivery(delivery).await,
             Some((tid, answer)) = conn.deferred.next(), if !conn.deferred.is_empty() => {
@@ -130,7 +133,10 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
                     .unwrap_or(0);
                 conn.request(Pending::Ping, "core", None, "ping", Some(json!({"time": time}))).await
             }
-            _ = sleep_until(deadline) => Err(Some(Ending { code: CLOSE_POLICY, reason: "session timeout: no answer to a server request" })),
+            _ = sleep_until(deadline) => {
+                conn.expire_first();
+                Err(Some(Ending { code: CLOSE_POLICY, reason: "session timeout: no answer to a server request" }))
+            }
         };
         if let Err(ending) = step {
             break ending;
@@ -149,9 +155,15 @@ async fn serve(door: Arc<ExtApi>, ws: Box<WebSocket>, peer: SocketAddr) {
         }));
         let _ = tokio::time::timeout(conn.door.settings.write_timeout, conn.ws.send(close)).await;
     }
-    if let Some(login) = conn.state.login.take() {
-        conn.door.core.close_session(&login.session).await;
+    let session = conn.state.login.take().map(|login| login.session);
+    if let Some(session) = &session {
+        conn.door.core.close_session(session).await;
     }
+    // Closed, so nothing more is queued: the count is final, and told once.
+    let session_id = session.as_ref().map(|s| &s.session_id);
+    conn.door
+        .core
+        .report_dropped(session_id, DOOR, deliveries.dropped());
     metrics.connection_closed(DOOR);
 }
 
@@ -159,23 +171,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-fn read_error(e: &axum::Error) -> Ending {
-    // tungstenite reports an oversize frame as a capacity error; anything else is a
-    // broken connection.
-    let text = e.to_string();
-    if text.contains("too long") || text.contains("Space limit") {
-        Ending {
-            code: CLOSE_TOO_BIG,
-            reason: "frame too large",
-        }
-    } else {
-        Ending {
-            code: CLOSE_NORMAL,
-            reason: "protocol error",
-        }
     }
 }
 
@@ -212,6 +207,11 @@ impl Conn {
                 self.extend(tid);
                 Ok(())
             }
+            Ok(Incoming::Stray(why)) => {
+                // The server's tid space: answering would speak in the client's.
+                tracing::debug!(why, "stray answer ignored");
+                Ok(())
+            }
         }
     }
 
@@ -229,7 +229,8 @@ impl Conn {
         }
         let outcome = self.run_command(req).await;
         match outcome {
-            Ok(Reply::Deferred) => Ok(()),
+            // Taken, answered later (a forwarded `session cmd`): the caller is told so.
+            Ok(Reply::Deferred) => self.send(frame::ack(tid)).await,
             Ok(Reply::Data(data)) => self.answer(tid, &name, Ok(data)).await,
             Ok(Reply::Page { list, more }) => {
                 self.door.core.metrics().command(DOOR, &name, true);
@@ -249,6 +250,7 @@ impl Conn {
             state: &mut self.state,
             deferred: &mut self.deferred,
             tid: req.tid,
+            service: &self.door.settings.service,
         };
         let reply = cmd.apply(&mut ctx).await?;
         if let (false, Some(login)) = (unrecognized.is_empty(), &self.state.login) {
@@ -311,6 +313,21 @@ impl Conn {
         }
     }
 
+    /// The earliest server request went unanswered past its deadline (the connection
+    /// closes next): a forwarded command's caller is told it timed out, not that the
+    /// session vanished.
+    fn expire_first(&mut self) {
+        let Some((_, tid)) = self.deadlines.pop_first() else {
+            return;
+        };
+        if let Some((Pending::Forwarded(reply), _)) = self.pending.remove(&tid) {
+            let _ = reply.send(Err(RemoteError {
+                code: crate::error::TIMEOUT,
+                error: "timeout: the session did not answer in time".into(),
+            }));
+        }
+    }
+
     /// The client acked a server request: it gets the longer timeout.
     fn extend(&mut self, tid: u64) {
         let longer = Instant::now() + self.door.settings.acked_reply_timeout;
@@ -347,17 +364,17 @@ impl Conn {
         match delivery {
             Delivery::Event { event, merge } => {
                 let tid = self.track(Pending::Event);
-                let text = match merge {
+                let text = match merge.is_empty() {
                     // The common case: rendered once for every recipient on this door.
-                    None => frame::event(
+                    true => frame::event(
                         tid,
                         &event
                             .rendered(DoorSlot::ExternalApi, |e| {
-                                Arc::<str>::from(render::event_data(e, None))
+                                Arc::<str>::from(render::event_data(e, &[]))
                             })
                             .unwrap_or_default(),
                     ),
-                    Some(body) => frame::event(tid, &render::event_data(&event, Some(&body))),
+                    false => frame::event(tid, &render::event_data(&event, &merge)),
                 };
                 self.send(text).await
             }

@@ -5,6 +5,8 @@ use confer_core::CoreError;
 pub const INTERNAL_ERROR: u64 = 100002;
 pub const INVALID_STATE: u64 = 100004;
 pub const TIMEOUT: u64 = 100005;
+/// `service` in `event subscribe`/`send` names a service other than this server.
+pub const SERVICE_NOT_FOUND: u64 = 100020;
 pub const NOT_IMPLEMENTED: u64 = 100006;
 pub const UNAUTHORIZED: u64 = 100030;
 pub const NOT_AUTHENTICATED: u64 = 100031;

@@ -2,7 +2,10 @@
 //!
 //! A client frame is one of three things: a request `{class, subclass?, cmd, data?, tid}`,
 //! an answer to a server request `{result, tid, data?}`, or `{ack: tid}` asking for more
-//! time to answer one.
+//! time to answer one. A frame with a `cmd` is a request whatever other keys it carries;
+//! only a frame without one is an answer or an ack. An answer that cannot be read (a
+//! `result` other than `ok`/`error`, no usable `tid`) is [`Incoming::Stray`]: it belongs to
+//! the server's tid space, so it is logged and ignored, never answered under the client's.
 
 use serde_json::{json, Map, Value};
 
@@ -20,6 +23,8 @@ pub enum Incoming {
     Ack {
         tid: u64,
     },
+    /// An answer frame that cannot be read; why.
+    Stray(&'static str),
 }
 
 #[derive(Debug)]
@@ -51,11 +56,16 @@ pub fn decode(text: &str) -> Result<Incoming, Undecodable> {
         });
     };
     let fail = |tid: u64, error: CmdError| Undecodable { tid, error };
-    if let Some(ack) = map.get("ack") {
-        let tid = ack
-            .as_u64()
-            .ok_or_else(|| fail(0, CmdError::invalid("ack")))?;
-        return Ok(Incoming::Ack { tid });
+    if !map.contains_key("cmd") {
+        if let Some(ack) = map.get("ack") {
+            let tid = ack
+                .as_u64()
+                .ok_or_else(|| fail(0, CmdError::invalid("ack")))?;
+            return Ok(Incoming::Ack { tid });
+        }
+        if map.contains_key("result") {
+            return Ok(answer(map));
+        }
     }
     let tid = match map.remove("tid") {
         Some(Value::Number(n)) => n
@@ -64,15 +74,6 @@ pub fn decode(text: &str) -> Result<Incoming, Undecodable> {
         Some(_) => return Err(fail(0, CmdError::invalid("tid"))),
         None => return Err(fail(0, CmdError::missing("tid"))),
     };
-    if let Some(result) = map.remove("result") {
-        let data = map.remove("data");
-        let result = match result.as_str() {
-            Some("ok") => Ok(data),
-            Some("error") => Err(answer_error(data)),
-            _ => return Err(fail(tid, CmdError::invalid("result"))),
-        };
-        return Ok(Incoming::Answer { tid, result });
-    }
     let mut string = |key: &str, default: Option<&str>| -> Result<String, Undecodable> {
         match map.remove(key) {
             Some(Value::String(s)) => Ok(s),
@@ -99,6 +100,20 @@ pub fn decode(text: &str) -> Result<Incoming, Undecodable> {
         data: map.remove("data"),
         tid,
     }))
+}
+
+/// A client's answer to a server request: `{result, tid, data?}`.
+fn answer(mut map: Map<String, Value>) -> Incoming {
+    let Some(tid) = map.get("tid").and_then(Value::as_u64) else {
+        return Incoming::Stray("an answer without a valid tid");
+    };
+    let data = map.remove("data");
+    let result = match map.get("result").and_then(Value::as_str) {
+        Some("ok") => Ok(data),
+        Some("error") => Err(answer_error(data)),
+        _ => return Incoming::Stray("an answer whose result is neither ok nor error"),
+    };
+    Incoming::Answer { tid, result }
 }
 
 /// The error inside a client's `{"result":"error","data":{code,error}}` answer.
@@ -144,6 +159,11 @@ pub fn ok_page(tid: u64, list: Value, more: bool) -> String {
 /// `{"result":"error","tid":N,"data":{"code":C,"error":"text"}}`.
 pub fn error(tid: u64, e: &CmdError) -> String {
     json!({"result": "error", "tid": tid, "data": {"code": e.code, "error": e.error}}).to_string()
+}
+
+/// `{"ack":N}`: the request `tid` was taken and will be answered later.
+pub fn ack(tid: u64) -> String {
+    format!("{{\"ack\":{tid}}}")
 }
 
 /// A server-originated request.
@@ -193,6 +213,23 @@ mod tests {
         assert!(matches!(
             decode(r#"{"ack":7}"#).unwrap(),
             Incoming::Ack { tid: 7 }
+        ));
+    }
+
+    #[test]
+    fn a_cmd_makes_a_request_and_unreadable_answers_are_stray() {
+        match decode(r#"{"class":"core","subclass":"user","cmd":"list","tid":77,"ack":5}"#).unwrap()
+        {
+            Incoming::Request(r) => assert_eq!(r.tid, 77),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decode(r#"{"result":"maybe","tid":1}"#).unwrap(),
+            Incoming::Stray(_)
+        ));
+        assert!(matches!(
+            decode(r#"{"result":"ok"}"#).unwrap(),
+            Incoming::Stray(_)
         ));
     }
 

@@ -56,6 +56,8 @@ pub struct Settings {
     /// them a command is answered with [`error::RATE_LIMITED`].
     pub rate_per_sec: u32,
     pub rate_burst: u32,
+    /// This server's service name, which `service` in `event subscribe`/`send` may give.
+    pub service: String,
 }
 
 /// What every connection of the door shares.

@@ -106,9 +106,10 @@ fn body(event: &Event) -> Option<Value> {
 }
 
 /// The `data` of an event frame: `{class, subclass?, type?, obj_id?, body?}`, with
-/// wildcard fields and an empty body left out. `merge` is the matching subscription's
-/// body, merged in when both are objects.
-pub fn event_data(event: &Event, merge: Option<&Json>) -> String {
+/// wildcard fields and an empty body left out. `merge` holds the bodies of the matching
+/// subscriptions, most specific first, merged in when both are objects: a key the
+/// event's body has keeps its value, then the first subscription's to name it wins.
+pub fn event_data(event: &Event, merge: &[Json]) -> String {
     let mut data = Map::new();
     data.insert("class".into(), Value::from(event.class.as_str()));
     for (key, value) in [
@@ -121,7 +122,7 @@ pub fn event_data(event: &Event, merge: Option<&Json>) -> String {
         }
     }
     let mut body = body(event);
-    if let Some(extra) = merge.map(json_value) {
+    for extra in merge.iter().map(json_value) {
         body = match (body, extra) {
             (Some(Value::Object(mut b)), Value::Object(e)) => {
                 for (k, v) in e {
@@ -157,15 +158,21 @@ mod tests {
             EventBody::Json(Json::from_validated(r#"{"a":1}"#)),
         );
         assert_eq!(
-            event_data(&e, None),
+            event_data(&e, &[]),
             r#"{"class":"app","subclass":"s","body":{"a":1}}"#
         );
-        let merged = event_data(&e, Some(&Json::from_validated(r#"{"b":2,"a":9}"#)));
+        let merged = event_data(
+            &e,
+            &[
+                Json::from_validated(r#"{"b":2,"a":9}"#),
+                Json::from_validated(r#"{"b":3,"c":4}"#),
+            ],
+        );
         assert_eq!(
             merged,
-            r#"{"class":"app","subclass":"s","body":{"a":1,"b":2}}"#
+            r#"{"class":"app","subclass":"s","body":{"a":1,"b":2,"c":4}}"#
         );
         let empty = Event::new("app", None, None, None, EventBody::Empty);
-        assert_eq!(event_data(&empty, None), r#"{"class":"app"}"#);
+        assert_eq!(event_data(&empty, &[]), r#"{"class":"app"}"#);
     }
 }

@@ -3,6 +3,8 @@
 //! without a valid token 401. `Range` (one range per request: 206 or 416), `ETag` (the
 //! SHA-256) with `If-None-Match` (304), `Content-Type`, `Content-Disposition`,
 //! `Cache-Control: private`. A file removed by clean-up answers 410 with a placeholder.
+//! A file re-encoded by `attachments compress` took the new format's extension; its
+//! former name answers 301 to the new URL.
 //!
 //! Uploaded content must never run as a page of our origin: only pictures (not SVG),
 //! audio and video are shown `inline`, everything else is an `attachment`; every answer
@@ -172,6 +174,22 @@ async fn serve(
         }
     };
     if attachment.filename != filename {
+        // Re-encoded since (`cat.png` is now `cat.webp`): the old URL leads to the new one.
+        if confer_core::references::is_former_name(filename, &attachment.filename) {
+            let mut location =
+                confer_core::references::file_url(attachment.item_id, &attachment.filename);
+            if let Some(query) = uri.query() {
+                location.push('?');
+                location.push_str(query);
+            }
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                return (
+                    StatusCode::MOVED_PERMANENTLY,
+                    [(header::LOCATION, location)],
+                )
+                    .into_response();
+            }
+        }
         return status(StatusCode::NOT_FOUND);
     }
     let etag = format!("\"{}\"", attachment.sha256);

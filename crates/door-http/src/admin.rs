@@ -8,7 +8,7 @@
 //! `admin_password` (checked by the core, in constant time). Without an admin password
 //! every request is 403; missing or wrong credentials are 401 with a `WWW-Authenticate`
 //! challenge. Every error is `{"error": "text"}`. Users are named by login or by decimal
-//! `uin`. Each handler only decodes, calls one `Core::admin_*` method with the admin's
+//! `uin` (a login that reads as a number wins over the number). Each handler only decodes, calls one `Core::admin_*` method with the admin's
 //! `Principal`, and renders: the rules live in the core (`service/admin.rs`).
 
 use std::collections::BTreeSet;
@@ -57,6 +57,10 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 fn core_error(e: CoreError) -> Response {
+    if matches!(e, CoreError::ConversationNotFound) {
+        // The core's word is the External API's ("conference"); here it is a group.
+        return error(StatusCode::NOT_FOUND, "group not found");
+    }
     let status = match &e {
         CoreError::InvalidValue(_) | CoreError::TooLarge(_) => StatusCode::BAD_REQUEST,
         CoreError::UserNotFound
@@ -118,7 +122,7 @@ fn authenticate(core: &Core, headers: &HeaderMap) -> Result<Principal, Refused> 
         .map_err(|_| unauthorized("invalid admin credentials"))
 }
 
-/// A JSON body of type `T`; unknown fields are refused by name.
+/// A JSON body of type `T`; unknown fields are refused by name, as is `null` for a field.
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Refused> {
     serde_json::from_slice(bytes).map_err(|e| {
         Box::new(error(
@@ -128,13 +132,17 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Refused> {
     })
 }
 
+/// A group id: a decimal number (one too large for any group is simply not found).
 fn group_id(raw: &str) -> Result<GroupId, Refused> {
-    raw.parse().map(GroupId).map_err(|_| {
-        Box::new(error(
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             &format!("group_id must be a decimal number, not {raw:?}"),
-        ))
-    })
+        )));
+    }
+    raw.parse()
+        .map(GroupId)
+        .map_err(|_| Box::new(error(StatusCode::NOT_FOUND, "group not found")))
 }
 
 /// A user named by login or uin.
@@ -216,14 +224,21 @@ async fn list_groups(State(core): State<Arc<Core>>, headers: HeaderMap) -> Respo
     }
 }
 
+/// An optional field that, when present, must not be `null`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateGroup {
-    name: Option<String>,
+    name: String,
     owner: String,
     #[serde(default)]
     members: Vec<String>,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default, deserialize_with = "present")]
     kind: Option<u8>,
 }
 
@@ -247,7 +262,7 @@ async fn create_group(State(core): State<Arc<Core>>, headers: HeaderMap, bytes: 
         members.insert(or_answer!(user(&core, name).await));
     }
     match core
-        .admin_create_group(&admin, kind, req.name, owner, members)
+        .admin_create_group(&admin, kind, Some(req.name), owner, members)
         .await
     {
         Ok(group) => (StatusCode::CREATED, Json(group_json(&group))).into_response(),
@@ -288,7 +303,7 @@ async fn remove_member(
     match core.admin_remove_member(&admin, group, uin).await {
         Ok(group) => Json(group_json(&group)).into_response(),
         Err(CoreError::UserNotFound) => error(
-            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
             &format!("{member} is not a member of group {group}"),
         ),
         Err(e) => core_error(e),
@@ -299,7 +314,7 @@ async fn remove_member(
 #[serde(deny_unknown_fields)]
 struct SendMessage {
     text: String,
-    #[serde(rename = "as")]
+    #[serde(rename = "as", default, deserialize_with = "present")]
     sender: Option<String>,
 }
 

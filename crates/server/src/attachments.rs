@@ -91,8 +91,13 @@ impl CompressSettings {
 /// What happened to one attachment.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Compressed {
-    /// Replaced: sizes before and after.
-    Smaller { before: u64, after: u64 },
+    /// Replaced: sizes before and after, and the file's name now (its extension follows
+    /// the new format; the old name's URL redirects to the new one).
+    Smaller {
+        before: u64,
+        after: u64,
+        filename: String,
+    },
     /// The re-encoded file was not smaller; the original stays.
     NotSmaller { before: u64, after: u64 },
     /// Not audio, video or an image.
@@ -109,8 +114,9 @@ pub enum CompressError {
     Other(#[from] anyhow::Error),
 }
 
-/// The FFmpeg output arguments and resulting MIME type for a MIME type.
-fn plan(mime: &str, s: &CompressSettings) -> Option<(Vec<String>, &'static str)> {
+/// The FFmpeg output arguments, and the resulting MIME type and file extension, for a
+/// MIME type.
+fn plan(mime: &str, s: &CompressSettings) -> Option<(Vec<String>, &'static str, &'static str)> {
     let args = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     if mime.starts_with("video/") {
         let scale = format!("scale=-2:'min({},ih)'", s.video_height);
@@ -130,17 +136,17 @@ fn plan(mime: &str, s: &CompressSettings) -> Option<(Vec<String>, &'static str)>
             "-f",
             "mp4",
         ]));
-        Some((a, "video/mp4"))
+        Some((a, "video/mp4", "mp4"))
     } else if mime.starts_with("audio/") {
-        let (codec, format, out_mime) = if s.audio_codec == "aac" {
-            ("aac", "ipod", "audio/mp4")
+        let (codec, format, out_mime, ext) = if s.audio_codec == "aac" {
+            ("aac", "ipod", "audio/mp4", "m4a")
         } else {
-            ("libopus", "ogg", "audio/ogg")
+            ("libopus", "ogg", "audio/ogg", "ogg")
         };
         let mut a = args(&["-vn", "-c:a", codec, "-b:a"]);
         a.push(s.audio_bitrate.clone());
         a.extend(args(&["-f", format]));
-        Some((a, out_mime))
+        Some((a, out_mime, ext))
     } else if mime.starts_with("image/") && mime != "image/gif" && mime != "image/svg+xml" {
         let scale = format!(
             "scale='min({m},iw)':'min({m},ih)':force_original_aspect_ratio=decrease",
@@ -150,10 +156,10 @@ fn plan(mime: &str, s: &CompressSettings) -> Option<(Vec<String>, &'static str)>
         a.push(scale);
         if s.image_format == "jpeg" {
             a.extend(args(&["-c:v", "mjpeg", "-q:v", "5", "-f", "image2"]));
-            Some((a, "image/jpeg"))
+            Some((a, "image/jpeg", "jpg"))
         } else {
             a.extend(args(&["-c:v", "libwebp", "-quality", "80", "-f", "webp"]));
-            Some((a, "image/webp"))
+            Some((a, "image/webp", "webp"))
         }
     } else {
         None
@@ -216,7 +222,7 @@ pub async fn compress(
         .attachment_for_admin(item_id)
         .await
         .map_err(anyhow::Error::from)?;
-    let Some((output_args, mime)) = plan(&a.mimetype, settings) else {
+    let Some((output_args, mime, extension)) = plan(&a.mimetype, settings) else {
         return Ok(Compressed::Skipped);
     };
     let input = blobs
@@ -289,7 +295,8 @@ pub async fn compress(
         .publish(&staged, &sha)
         .await
         .map_err(anyhow::Error::from)?;
-    core.replace_attachment_content(item_id, sha, after, mime.to_string())
+    let filename = core
+        .replace_attachment_content(item_id, sha, after, mime.to_string(), extension)
         .await
         .map_err(anyhow::Error::from)?;
     if !core
@@ -302,5 +309,6 @@ pub async fn compress(
     Ok(Compressed::Smaller {
         before: a.size,
         after,
+        filename,
     })
 }

@@ -35,7 +35,8 @@ config! {
     listen: String = "127.0.0.1:8080".into();
     /// Folder of the embedded database and files; created when missing.
     data_dir: PathBuf = PathBuf::from("./data");
-    /// Password of the built-in `admin` user. Unset: admin login is disabled.
+    /// Password of the built-in `admin` user (also of the admin HTTP API that the `confer
+    /// group`, `message` and `session` commands use). Unset: both are disabled.
     admin_password: Option<String> = None;
     /// GELF server for `session log`: `udp://host:port` or `tcp://host:port`. Unset: the
     /// command answers "not implemented".
@@ -48,8 +49,14 @@ config! {
     reply_timeout_ms: u64 = 5_000;
     /// How long, once the client acknowledged the request with `{ack: tid}` (milliseconds).
     acked_reply_timeout_ms: u64 = 180_000;
-    /// How long `session cmd` waits for the target session's answer (milliseconds).
+    /// The longest `session cmd` waits for the target session's answer (milliseconds).
+    /// The target's own timeouts end the wait first (`reply_timeout_ms`, or
+    /// `acked_reply_timeout_ms` once it acked; the caller gets 100005), so this is raised
+    /// to their sum: it only bounds a target that neither answers nor times out.
     forward_timeout_ms: u64 = 30_000;
+    /// The External API's service name: `event subscribe`/`send` may name it in
+    /// `service`; any other service is error 100020 (this server is one service).
+    extapi_service: String = "confer".into();
     /// How long a login token from `POST /api/v1/login` stays valid (seconds).
     token_lifetime_secs: u64 = 30 * 24 * 3600;
     /// Largest WebSocket frame accepted (bytes); larger closes the connection with 1009.
@@ -80,6 +87,15 @@ config! {
     /// Largest message through any door (text + attachments + display fields or msglog
     /// `msg` JSON, bytes).
     max_message_bytes: usize = 64 * 1024;
+    /// Bytes of packets that may wait for a Chat API long-polling client's next GET
+    /// (besides `outbound_queue` packets); past it the socket is cut. One answer larger
+    /// than this still reaches a client that polls.
+    poll_outbox_bytes: usize = 4 << 20;
+    /// How often the Chat API pings each socket (Engine.IO `pingInterval`, milliseconds).
+    chat_ping_interval_ms: u64 = 25_000;
+    /// How long a Chat API socket may take to answer a ping (`pingTimeout`,
+    /// milliseconds). A long-polling socket with no GET for both together is closed.
+    chat_ping_timeout_ms: u64 = 20_000;
     /// Chat API requests each socket may make per second (sustained).
     chat_rate_per_sec: u32 = 50;
     /// Chat API requests a socket may make in one burst.
@@ -95,7 +111,8 @@ config! {
     max_subscriptions_per_session: usize = 1_000;
     /// How often each live session's login token is checked again (milliseconds): a
     /// token revoked (logout, `user passwd`, also by another process on the same
-    /// database) or expired ends the sessions that used it. One indexed read per token.
+    /// database) or expired ends the sessions that used it. One indexed read per token;
+    /// 0: never (revocations by this server still act at once).
     token_check_interval_ms: u64 = 1_000;
     /// Argon2 password hashes run at once, each in one reused ~19 MiB memory area, so
     /// hashing never holds more than this many areas (0: the number of CPU cores).

@@ -2,7 +2,7 @@
 //! as GELF specifies) or a TCP stream of null-terminated messages.
 
 use async_trait::async_trait;
-use confer_core::logsink::{LogRecord, LogSink};
+use confer_core::logsink::{LogError, LogRecord, LogSink};
 use rand::RngCore;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
@@ -58,7 +58,17 @@ impl GelfSink {
         })
     }
 
-    async fn send_udp(&self, payload: &[u8]) -> std::io::Result<()> {
+    async fn send_udp(&self, payload: &[u8]) -> Result<(), LogError> {
+        // Checked first: a record too large for GELF's chunks is the client's to fix.
+        let datagrams = datagrams(payload, self.chunk_size).map_err(|e| {
+            LogError::TooLarge(format!("log record too large for GELF over UDP: {e}"))
+        })?;
+        self.send_datagrams(datagrams)
+            .await
+            .map_err(|e| LogError::Failed(format!("gelf to {}: {e}", self.address)))
+    }
+
+    async fn send_datagrams(&self, datagrams: Vec<Vec<u8>>) -> std::io::Result<()> {
         let bind = if self.address.starts_with('[') {
             "[::]:0"
         } else {
@@ -66,7 +76,7 @@ impl GelfSink {
         };
         let socket = UdpSocket::bind(bind).await?;
         socket.connect(&self.address).await?;
-        for datagram in datagrams(payload, self.chunk_size)? {
+        for datagram in datagrams {
             socket.send(&datagram).await?;
         }
         Ok(())
@@ -181,13 +191,15 @@ fn meta_field_name(obj: &Map<String, Value>, key: &str) -> String {
 
 #[async_trait]
 impl LogSink for GelfSink {
-    async fn send(&self, record: LogRecord) -> Result<(), String> {
+    async fn send(&self, record: LogRecord) -> Result<(), LogError> {
         let payload = gelf_json(&record).to_string().into_bytes();
-        let sent = match &self.transport {
+        match &self.transport {
             Transport::Udp => self.send_udp(&payload).await,
-            Transport::Tcp(stream) => self.send_tcp(stream, &payload).await,
-        };
-        sent.map_err(|e| format!("gelf to {}: {e}", self.address))
+            Transport::Tcp(stream) => self
+                .send_tcp(stream, &payload)
+                .await
+                .map_err(|e| LogError::Failed(format!("gelf to {}: {e}", self.address))),
+        }
     }
 }
 

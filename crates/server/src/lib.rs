@@ -36,10 +36,6 @@ use confer_store_sqlite::{SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Engine.IO's usual heartbeat, which Socket.IO clients expect.
-const CHAT_PING_INTERVAL: Duration = Duration::from_secs(25);
-const CHAT_PING_TIMEOUT: Duration = Duration::from_secs(20);
-
 pub use config::Config;
 
 /// The last step of a graceful shutdown: flush storage (the WAL checkpoint). Every write
@@ -91,7 +87,12 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
     let settings = CoreSettings {
         admin_password: config.admin_password.clone(),
         token_lifetime: Duration::from_secs(config.token_lifetime_secs),
-        forward_timeout: Duration::from_millis(config.forward_timeout_ms),
+        // The target's door times out first and says so (100005); this is the backstop.
+        forward_timeout: Duration::from_millis(
+            config
+                .forward_timeout_ms
+                .max(config.reply_timeout_ms + config.acked_reply_timeout_ms),
+        ),
         max_list: config.max_list.max(1),
         max_list_bytes: config.max_list_bytes,
         call_timeout: Duration::from_millis(config.call_timeout_ms),
@@ -197,6 +198,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             write_timeout: Duration::from_millis(config.write_timeout_ms),
             rate_per_sec: config.extapi_rate_per_sec,
             rate_burst: config.extapi_rate_burst,
+            service: config.extapi_service.clone(),
         },
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
@@ -208,8 +210,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             rate_per_sec: config.chat_rate_per_sec,
             rate_burst: config.chat_rate_burst,
             max_payload: config.max_frame_bytes,
-            ping_interval: CHAT_PING_INTERVAL,
-            ping_timeout: CHAT_PING_TIMEOUT,
+            poll_outbox_bytes: config.poll_outbox_bytes,
+            ping_interval: Duration::from_millis(config.chat_ping_interval_ms.max(1)),
+            ping_timeout: Duration::from_millis(config.chat_ping_timeout_ms.max(1)),
             write_timeout: Duration::from_millis(config.write_timeout_ms),
         },
         shutdown.clone(),

@@ -295,6 +295,11 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `confer` or `confer group` alone: the help, as a hint, and bad usage.
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("{}", one_line(&e.render().to_string()));
             return ExitCode::from(2);
@@ -549,8 +554,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             Ok(Compressed::Smaller {
                                 before: b,
                                 after: a,
+                                filename,
                             }) => {
-                                println!("{id}: {b} -> {a} bytes");
+                                println!("{id}: {b} -> {a} bytes, now {filename}");
                                 before += b;
                                 after += a;
                             }

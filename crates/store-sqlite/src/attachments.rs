@@ -158,14 +158,16 @@ impl AttachmentStore for SqliteStore {
         sha256: String,
         size: u64,
         mimetype: String,
+        filename: String,
     ) -> StoreResult<()> {
         let id = to_sql_id(item_id)?;
         let size = to_sql_id(size)?;
         self.write(move |conn| {
             one_row(exec(
                 conn,
-                "UPDATE attachments SET sha256 = ?2, size = ?3, mimetype = ?4 WHERE item_id = ?1",
-                params![id, sha256, size, mimetype],
+                "UPDATE attachments SET sha256 = ?2, size = ?3, mimetype = ?4, filename = ?5
+                 WHERE item_id = ?1",
+                params![id, sha256, size, mimetype, filename],
             ))?;
             Ok(())
         })

@@ -58,6 +58,25 @@ impl TokenStore for SqliteStore {
         .await
     }
 
+    async fn live_tokens(
+        &self,
+        token_hashes: Vec<[u8; 32]>,
+        now_us: i64,
+    ) -> StoreResult<Vec<[u8; 32]>> {
+        self.read(move |conn| {
+            let mut live = Vec::with_capacity(token_hashes.len());
+            let mut stmt = conn
+                .prepare_cached("SELECT 1 FROM tokens WHERE token_hash = ?1 AND expires_at > ?2")?;
+            for hash in token_hashes {
+                if stmt.exists(params![&hash[..], now_us])? {
+                    live.push(hash);
+                }
+            }
+            Ok(live)
+        })
+        .await
+    }
+
     async fn delete_tokens_of(&self, uin: Uin) -> StoreResult<usize> {
         let uin = to_sql_id(uin.0)?;
         self.write(move |conn| {

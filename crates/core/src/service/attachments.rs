@@ -154,18 +154,24 @@ impl Core {
             .await?)
     }
 
-    /// Point an attachment at new (compressed) content.
+    /// Point an attachment at new (compressed) content of another format, whose files end
+    /// in `extension`: the attachment is renamed to match (`cat.png` → `cat.webp`), and the
+    /// file server leads its former name there ([`crate::references::is_former_name`]).
+    /// Returns the new name.
     pub async fn replace_attachment_content(
         &self,
         item_id: u64,
         sha256: String,
         size: u64,
         mimetype: String,
-    ) -> CoreResult<()> {
-        Ok(self
-            .storage
-            .replace_content(item_id, sha256, size, mimetype)
-            .await?)
+        extension: &str,
+    ) -> CoreResult<String> {
+        let current = self.attachment_for_admin(item_id).await?;
+        let filename = crate::references::with_extension(&current.filename, extension);
+        self.storage
+            .replace_content(item_id, sha256, size, mimetype, filename.clone())
+            .await?;
+        Ok(filename)
     }
 
     /// Whether another attachment still needs this blob.

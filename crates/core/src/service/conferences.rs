@@ -2,7 +2,10 @@
 //! that joined them (kept by the session registry, so it can span nodes).
 //!
 //! Who may do what: any logged-in user creates a conference and becomes its owner and
-//! first occupant; anyone who knows a conference's id may join it (joining makes the user
+//! first occupant (creating does not join the room: the creating session is subscribed
+//! to the conference's events, `created` first, and joins like anyone else). A destroyed
+//! conference's id is never used again: creating with it is "destroyed" (304003), so an
+//! old reference can never reach a new conference. Anyone who knows a conference's id may join it (joining makes the user
 //! an occupant and subscribes the session to the conference's events); only occupants see
 //! it in `get_list` and `get_info` (others are told it does not exist); only the owner or
 //! the admin destroys it. Leaving takes the session out of the room, and the user stops
@@ -55,9 +58,12 @@ impl Core {
         }
     }
 
+    /// Create a conference owned by `caller`; `session` (the creating one) is subscribed
+    /// to its events, so it sees `created`.
     pub async fn create_conference(
         &self,
         caller: &Principal,
+        session: &SessionId,
         conf_id: Option<String>,
         class: String,
     ) -> CoreResult<Conversation> {
@@ -90,9 +96,27 @@ impl Core {
             created_at_us: now_us(),
         };
         let conv = match self.storage.create_conversation(new).await {
-            Err(StoreError::Conflict(_)) => return Err(CoreError::ConversationExists),
+            Err(StoreError::Conflict(_)) => {
+                // Ids are not reused: say why this one is taken.
+                let taken = self.storage.conversation_by_alias(&alias).await?;
+                return Err(match taken {
+                    Some(c) if c.destroyed => CoreError::ConversationDestroyed,
+                    _ => CoreError::ConversationExists,
+                });
+            }
             other => other?,
         };
+        let grant = Grant::Member {
+            group: conv.group_id,
+            uin: caller.uin,
+        };
+        // Within the session's cap; past it the conference is still made, unwatched.
+        let max = self
+            .settings
+            .max_subscriptions_per_session
+            .saturating_add(super::sessions::OWN_SUBSCRIPTIONS);
+        self.bus
+            .subscribe(session, conference_subscription(&alias), Some(grant), max);
         self.publish(Event::new(
             "media",
             Some("conf".into()),

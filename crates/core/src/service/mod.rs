@@ -152,7 +152,7 @@ impl Core {
         let event = Arc::new(event);
         let make = || Delivery::Event {
             event: event.clone(),
-            merge: None,
+            merge: Vec::new(),
         };
         let delivered = self
             .registry

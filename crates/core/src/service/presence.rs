@@ -52,6 +52,7 @@ impl Core {
             door: CHAT_DOOR,
             token_hash: Some(token_hash),
             started_at_us: crate::model::now_us(),
+            meta: None,
         };
         let info = self.register_session(info, mailbox)?;
         if !was_online {

@@ -9,7 +9,7 @@ use crate::bus::{Delivery, ForwardedRequest, Mailbox, PushError, SessionInfo};
 use crate::error::{CoreError, CoreResult};
 use crate::event::{Event, EventBody, Grant, Json, Subscription};
 use crate::ids::SessionId;
-use crate::logsink::LogRecord;
+use crate::logsink::{LogError, LogRecord};
 use crate::model::Principal;
 
 use super::Core;
@@ -27,6 +27,8 @@ impl Core {
     /// Register a new live session for `who` and subscribe it to its own user and session
     /// events. `requested` is a client-chosen id; a random one is made when it is `None`.
     /// `token` is the login token it authenticated with, if any: the session ends with it.
+    /// `meta` is what the client said about itself, kept with the session.
+    #[allow(clippy::too_many_arguments)]
     pub fn open_session(
         &self,
         who: &Principal,
@@ -35,6 +37,7 @@ impl Core {
         remote: String,
         door: &'static str,
         mailbox: Mailbox,
+        meta: Option<Json>,
     ) -> CoreResult<SessionInfo> {
         let session_id = match requested {
             Some(id) if id.is_empty() || id.len() > MAX_SESSION_ID_LEN => {
@@ -51,6 +54,7 @@ impl Core {
             door,
             token_hash: token.map(crate::auth::token_hash),
             started_at_us: crate::model::now_us(),
+            meta,
         };
         self.register_session(info, mailbox)
     }
@@ -99,6 +103,26 @@ impl Core {
         // Whoever watched this session's events watched this session, not its name: a
         // later session with the same id is not theirs to watch.
         self.revoke_grant(Grant::Session(session.session_id.clone()));
+    }
+
+    /// A connection ended whose full queue refused `dropped` deliveries (read from its
+    /// mailbox once the session is closed, so the count is final): one log line for the
+    /// cut, whatever the count, and the count in `/metrics`. Every door calls it.
+    pub fn report_dropped(&self, session: Option<&SessionId>, door: &'static str, dropped: u64) {
+        if dropped == 0 {
+            return;
+        }
+        self.metrics.deliveries_dropped(dropped);
+        match session {
+            Some(s) => {
+                tracing::warn!(session = %s, door, dropped, "outbound queue full: session cut, deliveries dropped")
+            }
+            None => tracing::warn!(
+                door,
+                dropped,
+                "outbound queue full: connection cut, deliveries dropped"
+            ),
+        }
     }
 
     /// Users with live sessions and their session ids. The admin sees everybody; any other
@@ -229,6 +253,9 @@ impl Core {
     /// Ship a log record to the configured sink.
     pub async fn log(&self, record: LogRecord) -> CoreResult<()> {
         let sink = self.logs.as_ref().ok_or(CoreError::NotConfigured("gelf"))?;
-        sink.send(record).await.map_err(CoreError::Internal)
+        sink.send(record).await.map_err(|e| match e {
+            LogError::TooLarge(why) => CoreError::InvalidValue(why),
+            LogError::Failed(why) => CoreError::Internal(why),
+        })
     }
 }

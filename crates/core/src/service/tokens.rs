@@ -11,7 +11,7 @@
 //! each live session's token again every `token_check_interval_ms`: one indexed read per
 //! distinct token, whatever the number of sessions sharing it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,9 @@ use super::Core;
 /// The stop code of a session whose token was revoked or expired (the External API's
 /// "unauthorized"; the Chat API says `login {result: 2}`).
 pub const TOKEN_ENDED_STOP_CODE: u64 = 100030;
+
+/// Tokens checked per storage read.
+const CHECK_BATCH: usize = 256;
 
 impl Core {
     /// Stop every live session opened with the token of this hash; how many.
@@ -67,21 +70,29 @@ impl Core {
     /// Check the token of every live session once; stop the sessions whose token was
     /// revoked (here or by another process) or has expired. How many were stopped.
     pub async fn check_tokens(&self) -> usize {
-        let tokens: HashSet<[u8; 32]> = self
-            .registry
-            .all_sessions()
-            .into_iter()
-            .filter_map(|s| s.token_hash)
-            .collect();
+        let mut by_token: HashMap<[u8; 32], Vec<SessionInfo>> = HashMap::new();
+        for s in self.registry.all_sessions() {
+            if let Some(hash) = s.token_hash {
+                by_token.entry(hash).or_default().push(s);
+            }
+        }
+        let tokens: Vec<[u8; 32]> = by_token.keys().copied().collect();
         let mut ended = 0;
-        for hash in tokens {
-            match self.storage.token(hash, now_us()).await {
-                Ok(Some(_)) => {}
-                Ok(None) => ended += self.end_token_sessions(hash),
-                // Storage trouble is not a revocation: look again next time.
-                Err(e) => {
-                    tracing::warn!(error = %e, "token check: storage unavailable");
-                    return ended;
+        // A batch per read, so that a check never holds a reader for long.
+        for batch in tokens.chunks(CHECK_BATCH) {
+            let live: HashSet<[u8; 32]> =
+                match self.storage.live_tokens(batch.to_vec(), now_us()).await {
+                    Ok(live) => live.into_iter().collect(),
+                    // Storage trouble is not a revocation: look again next time.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "token check: storage unavailable");
+                        return ended;
+                    }
+                };
+            for hash in batch.iter().filter(|h| !live.contains(*h)) {
+                if let Some(sessions) = by_token.get(hash) {
+                    self.stop_token_sessions(sessions);
+                    ended += sessions.len();
                 }
             }
         }

@@ -61,6 +61,18 @@ impl Reply {
         self
     }
 
+    /// `unknown_fields`: the argument fields the command did not read, when there are any
+    /// (it ran without them).
+    pub fn with_unknown_fields(self, names: Vec<String>) -> Reply {
+        if names.is_empty() {
+            return self;
+        }
+        self.with(
+            "unknown_fields",
+            Value::Array(names.into_iter().map(Value::String).collect()),
+        )
+    }
+
     /// A field whose value is JSON text already.
     pub fn with_json(mut self, key: &'static str, json: String) -> Reply {
         self.fields.push((key, Field::Json(json)));
@@ -234,16 +246,18 @@ pub async fn handle(
     let outcome = if !allowed {
         Err(Failure::new(RATE_LIMITED, "too many requests"))
     } else {
-        match data.map(Args::parse) {
+        match data.map(Args::tracked) {
             None => Err(Failure::new(INVALID_PARAMETERS, "arguments missing")),
             Some(Err(f)) => Err(f),
-            Some(Ok(args)) => {
+            Some(Ok((args, unread))) => {
                 let ctx = Ctx {
                     core: &door.core,
                     who: &session.who,
                     session: &session.info,
                 };
-                dispatch(name, &ctx, args).await
+                dispatch(name, &ctx, args)
+                    .await
+                    .map(|reply| reply.with_unknown_fields(unread.names()))
             }
         }
     };

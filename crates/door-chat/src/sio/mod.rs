@@ -164,7 +164,11 @@ async fn on_get(
                         tracker.track_future(async move {
                             let open = session::open_packet(&door, &hello.sid, false);
                             let mut open = vec![open.into()];
-                            let sent = link.send(&mut open, 1, door.settings.write_timeout).await;
+                            let one = transport::OutboxLimit {
+                                packets: 1,
+                                bytes: usize::MAX,
+                            };
+                            let sent = link.send(&mut open, one, door.settings.write_timeout).await;
                             if sent.is_ok() {
                                 session::run(door, link, hello).await;
                             }
@@ -230,6 +234,12 @@ async fn on_post(
     };
     let Some(poll) = query.sid.as_deref().and_then(|sid| door.engine.find(sid)) else {
         return refuse(1, "Session ID unknown");
+    };
+    let Some(_posting) = poll.posting() else {
+        // Engine.IO: overlapping POSTs are a protocol violation, and end the socket.
+        poll.closed.cancel();
+        let _ = poll.inbound.try_send(Input::Closed(None));
+        return refuse(3, "Bad request");
     };
     let Ok(bytes) = axum::body::to_bytes(body, door.settings.max_payload).await else {
         // Too large (or cut): Engine.IO closes such a socket.

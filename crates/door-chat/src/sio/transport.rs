@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -37,16 +37,44 @@ pub enum SendError {
     Gone,
 }
 
-/// RFC 6455: the message was larger than the server accepts.
-const CLOSE_TOO_BIG: u16 = 1009;
+/// Packets waiting for the client's next GET, and their size.
+#[derive(Default)]
+struct Outbox {
+    packets: VecDeque<Utf8Bytes>,
+    bytes: usize,
+}
+
+impl Outbox {
+    fn push(&mut self, packet: Utf8Bytes) {
+        self.bytes += packet.as_str().len();
+        self.packets.push_back(packet);
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Utf8Bytes> + '_ {
+        self.bytes = 0;
+        self.packets.drain(..)
+    }
+}
+
+/// The bounds of a polling socket's outbox.
+#[derive(Clone, Copy, Debug)]
+pub struct OutboxLimit {
+    pub packets: usize,
+    pub bytes: usize,
+}
 
 /// A long-polling socket's HTTP side, shared by its task and its GET and POST requests.
 pub struct Poll {
     /// Packets waiting for the client's next GET.
-    outbox: Mutex<VecDeque<Utf8Bytes>>,
+    outbox: Mutex<Outbox>,
     ready: Notify,
     /// A GET is waiting: Engine.IO allows one at a time.
     getting: AtomicBool,
+    /// A POST is being read: one at a time too, so a socket buffers one body at most.
+    posting: AtomicBool,
+    /// When the last GET ended (or the socket opened): a socket that stops polling is
+    /// closed, whatever it POSTs.
+    last_poll: Mutex<Instant>,
     /// The client's packets (POSTs) and its upgraded WebSocket, to the socket's task.
     pub inbound: mpsc::Sender<Input>,
     /// The socket ended or moved to a WebSocket: GETs stop waiting.
@@ -67,17 +95,49 @@ impl Poll {
     pub fn new() -> (Arc<Poll>, mpsc::Receiver<Input>) {
         let (inbound, rx) = mpsc::channel(INBOUND_QUEUE);
         let poll = Poll {
-            outbox: Mutex::new(VecDeque::new()),
+            outbox: Mutex::new(Outbox::default()),
             ready: Notify::new(),
             getting: AtomicBool::new(false),
+            posting: AtomicBool::new(false),
+            last_poll: Mutex::new(Instant::now()),
             inbound,
             closed: CancellationToken::new(),
         };
         (Arc::new(poll), rx)
     }
 
-    fn outbox(&self) -> std::sync::MutexGuard<'_, VecDeque<Utf8Bytes>> {
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn polled_now(&self) {
+        *self.last_poll.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// How long the client has gone without a GET waiting (zero while one waits).
+    pub fn unpolled_for(&self) -> Duration {
+        if self.getting.load(Ordering::Acquire) {
+            return Duration::ZERO;
+        }
+        self.last_poll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
+
+    /// Mark a POST as being read: `None` when another one is (the caller ends the
+    /// socket); the guard clears the mark however the POST ends.
+    pub fn posting(&self) -> Option<impl Drop + '_> {
+        if self.posting.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        struct Posting<'a>(&'a AtomicBool);
+        impl Drop for Posting<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        Some(Posting(&self.posting))
     }
 
     /// A GET: wait until packets are waiting (the server pings often enough that this
@@ -88,20 +148,21 @@ impl Poll {
         }
         // Cleared however the GET ends: hyper drops this future when the client hangs up
         // mid-poll, and the next GET must not count as a second one.
-        struct Getting<'a>(&'a AtomicBool);
+        struct Getting<'a>(&'a Poll);
         impl Drop for Getting<'_> {
             fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
+                self.0.polled_now();
+                self.0.getting.store(false, Ordering::Release);
             }
         }
-        let _getting = Getting(&self.getting);
+        let _getting = Getting(self);
         loop {
             let notified = self.ready.notified();
             {
                 let mut outbox = self.outbox();
-                if !outbox.is_empty() {
-                    let mut body = String::new();
-                    for (i, packet) in outbox.drain(..).enumerate() {
+                if !outbox.packets.is_empty() {
+                    let mut body = String::with_capacity(outbox.bytes + outbox.packets.len());
+                    for (i, packet) in outbox.drain().enumerate() {
                         if i > 0 {
                             body.push(SEPARATOR);
                         }
@@ -131,16 +192,26 @@ impl Poll {
 
     /// Queue one Engine.IO packet of the server's own and wake a waiting GET.
     fn send_now(&self, packet: &'static str) {
-        self.outbox().push_back(Utf8Bytes::from_static(packet));
+        self.outbox().push(Utf8Bytes::from_static(packet));
         self.ready.notify_one();
     }
 
-    fn push(&self, packets: &mut Vec<Utf8Bytes>, limit: usize) -> bool {
+    /// Queue one turn's packets for the next GET; `false` (and the outbox emptied: the
+    /// socket is about to be cut, nobody will read them) when they would pass `limit`.
+    /// One turn's packets always fit an empty outbox, so a client that polls gets even
+    /// an answer larger than the byte limit.
+    fn push(&self, packets: &mut Vec<Utf8Bytes>, limit: OutboxLimit) -> bool {
         let mut outbox = self.outbox();
-        if outbox.len() + packets.len() > limit {
+        let bytes: usize = packets.iter().map(|p| p.as_str().len()).sum();
+        let too_many = outbox.packets.len() + packets.len() > limit.packets;
+        let too_big = !outbox.packets.is_empty() && outbox.bytes + bytes > limit.bytes;
+        if too_many || too_big {
+            *outbox = Outbox::default();
             return false;
         }
-        outbox.extend(packets.drain(..));
+        for packet in packets.drain(..) {
+            outbox.push(packet);
+        }
         drop(outbox);
         self.ready.notify_one();
         true
@@ -160,17 +231,13 @@ impl Link {
         match self {
             Link::Ws(ws) => match ws.next().await {
                 Some(Ok(Message::Text(text))) => Input::Text(text),
+                // The client's Close is answered when the socket ends (`close`: tungstenite
+                // sends the queued reply, the client's code echoed).
                 Some(Ok(Message::Close(_))) | None => Input::Closed(None),
                 Some(Ok(_)) => Input::Skip,
                 Some(Err(e)) => {
-                    let too_big = matches!(
-                        std::error::Error::source(&e).and_then(|s| {
-                            s.downcast_ref::<tokio_tungstenite::tungstenite::Error>()
-                        }),
-                        Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
-                    );
                     tracing::debug!(error = %e, "chat websocket read failed");
-                    Input::Closed(too_big.then_some((CLOSE_TOO_BIG, "message too big")))
+                    Input::Closed(confer_websocket::close_for(&e))
                 }
             },
             Link::Poll(_, rx) => rx.recv().await.unwrap_or(Input::Closed(None)),
@@ -181,7 +248,7 @@ impl Link {
     pub async fn send(
         &mut self,
         packets: &mut Vec<Utf8Bytes>,
-        limit: usize,
+        limit: OutboxLimit,
         timeout: Duration,
     ) -> Result<(), SendError> {
         match self {
@@ -208,7 +275,7 @@ impl Link {
     /// GET, if any, is released with a noop, as Engine.IO asks.
     pub fn upgrade(&mut self, ws: Box<WebSocket>, packets: &mut Vec<Utf8Bytes>) {
         if let Link::Poll(poll, _) = self {
-            let waiting: Vec<Utf8Bytes> = poll.outbox().drain(..).collect();
+            let waiting: Vec<Utf8Bytes> = poll.outbox().drain().collect();
             packets.splice(0..0, waiting);
             poll.noop();
             poll.closed.cancel();
@@ -224,7 +291,13 @@ impl Link {
                     code,
                     reason: Utf8Bytes::from_static(reason),
                 });
-                let _ = tokio::time::timeout(timeout, ws.send(Message::Close(frame))).await;
+                let sent = tokio::time::timeout(timeout, ws.send(Message::Close(frame))).await;
+                if let Ok(Err(_)) = sent {
+                    // The client closed first: tungstenite refuses a close of our own but
+                    // has queued its reply to the client's; send that. (Not after a
+                    // timeout: a client that does not read would only cost another.)
+                    confer_websocket::answer_close(ws, timeout).await;
+                }
             }
             Link::Poll(poll, _) => {
                 poll.send_now("1");
@@ -248,7 +321,7 @@ mod tests {
             Utf8Bytes::from_static("2"),
             Utf8Bytes::from_static("42/data,[\"x\"]"),
         ];
-        assert!(poll.push(&mut packets, 10));
+        assert!(poll.push(&mut packets, limit(10, 1000)));
         assert_eq!(poll.take().await, Ok("2\u{1e}42/data,[\"x\"]".to_string()));
     }
 
@@ -265,8 +338,26 @@ mod tests {
         }
         assert_eq!(poll.take().await, Err(PollError::Overlap));
         let mut three = vec![Utf8Bytes::from_static("6"); 3];
-        assert!(!poll.push(&mut three, 2), "over the limit");
+        assert!(!poll.push(&mut three, limit(2, 1000)), "over the limit");
         poll.noop();
         assert_eq!(first.await.unwrap(), Ok("6".to_string()));
+    }
+
+    #[tokio::test]
+    async fn an_outbox_is_bounded_in_bytes_and_emptied_when_over() {
+        let (poll, _rx) = Poll::new();
+        let big = Utf8Bytes::from("x".repeat(600));
+        assert!(poll.push(&mut vec![big.clone()], limit(100, 1000)));
+        assert!(
+            !poll.push(&mut vec![big.clone()], limit(100, 1000)),
+            "1,200 bytes"
+        );
+        assert_eq!(poll.outbox().bytes, 0, "what nobody will read is freed");
+        // Alone, one turn's packets fit even when larger than the limit.
+        assert!(poll.push(&mut vec![big.clone(), big], limit(100, 1000)));
+    }
+
+    fn limit(packets: usize, bytes: usize) -> OutboxLimit {
+        OutboxLimit { packets, bytes }
     }
 }

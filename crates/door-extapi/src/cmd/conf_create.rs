@@ -1,5 +1,7 @@
 //! `media/conf/create {conf_id?, class: "sfu"|"mcu"}` → `{conf_id}`. The caller owns the
-//! new conference; without a `conf_id` a random one is made.
+//! new conference; without a `conf_id` a random one is made. The calling session is
+//! subscribed to the conference's events (it gets `created`) but has not joined it.
+//! A destroyed conference's id is not reused (304003).
 
 use serde_json::json;
 
@@ -24,7 +26,7 @@ impl ConfCreate {
         let me = ctx.logged_in()?;
         let conv = ctx
             .core
-            .create_conference(&me.who, self.conf_id, self.class)
+            .create_conference(&me.who, &me.session.session_id, self.conf_id, self.class)
             .await?;
         Ok(Reply::Data(Some(json!({ "conf_id": conv.public_id() }))))
     }

@@ -1,5 +1,6 @@
-//! `core/event/subscribe {class, subclass?, type?, obj_id?, body?}`. Omitted or `"*"`
-//! fields match anything. The core checks the caller may observe those events.
+//! `core/event/subscribe {class, subclass?, type?, obj_id?, body?, service?}`. Omitted or
+//! `"*"` fields match anything. The core checks the caller may observe those events.
+//! `service`, when given, must be this server's (100020 otherwise).
 
 use confer_core::Subscription;
 
@@ -9,6 +10,7 @@ use crate::error::CmdError;
 
 pub struct EventSubscribe {
     subscription: Subscription,
+    service: Option<String>,
 }
 
 /// The pattern fields of a subscription, as both subscribe and unsubscribe read them.
@@ -26,10 +28,12 @@ impl EventSubscribe {
     pub fn parse(args: &mut Args) -> Result<Self, CmdError> {
         Ok(EventSubscribe {
             subscription: parse_subscription(args)?,
+            service: args.opt_str("service")?,
         })
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        ctx.this_service(self.service.as_deref())?;
         let me = ctx.logged_in()?;
         ctx.core
             .subscribe(&me.who, &me.session.session_id, self.subscription)

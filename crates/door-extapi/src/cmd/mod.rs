@@ -35,7 +35,7 @@ use futures_util::stream::FuturesUnordered;
 use serde_json::{Map, Value};
 
 use crate::args::Args;
-use crate::error::{CmdError, NOT_AUTHENTICATED, UNKNOWN_COMMAND};
+use crate::error::{CmdError, NOT_AUTHENTICATED, SERVICE_NOT_FOUND, UNKNOWN_COMMAND};
 
 /// What a command answers.
 pub enum Reply {
@@ -79,6 +79,8 @@ pub struct Ctx<'a> {
     /// Where commands that answer later leave the rest of their work.
     pub deferred: &'a mut FuturesUnordered<Deferred>,
     pub tid: u64,
+    /// This server's service name (`service` in `event subscribe`/`send`).
+    pub service: &'a str,
 }
 
 impl Ctx<'_> {
@@ -87,6 +89,17 @@ impl Ctx<'_> {
             .login
             .as_ref()
             .ok_or_else(|| CmdError::new(NOT_AUTHENTICATED, "not authenticated"))
+    }
+
+    /// A command's optional `service` must be this server's: there is no other.
+    pub fn this_service(&self, service: Option<&str>) -> Result<(), CmdError> {
+        match service {
+            Some(s) if s != self.service => Err(CmdError::new(
+                SERVICE_NOT_FOUND,
+                format!("service not found: {s}"),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

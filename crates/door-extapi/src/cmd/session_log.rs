@@ -2,7 +2,9 @@
 //! (GELF 1.1 in the binary). The caller's user and session id are added; `meta` values
 //! must be integers or strings, as GELF additional fields. A meta key that would replace
 //! one of the server's fields (`user`, `session_id`) or GELF's forbidden `_id` is renamed
-//! by the sink (`_meta_user`), never dropped and never in the server's place.
+//! by the sink (`_meta_user`), never dropped and never in the server's place. `level` is
+//! 1–7 (the spec's range; 0, emergency, is not a client's to send). A record too large to
+//! ship (over GELF's 128 UDP chunks) is refused with 100046, not dropped.
 
 use confer_core::logsink::LogRecord;
 use confer_core::model::now_us;
@@ -25,7 +27,7 @@ impl SessionLog {
     pub fn parse(args: &mut Args) -> Result<Self, CmdError> {
         let level = match args.opt_u64("level")? {
             None => 1,
-            Some(l @ 0..=7) => l as u8,
+            Some(l @ 1..=7) => l as u8,
             Some(_) => return Err(CmdError::invalid("level")),
         };
         let mut meta = Vec::new();

@@ -1,5 +1,6 @@
-//! `core/user/get {user}` → `{session_id: {remote, type}}` for each live session of the
-//! user. The user itself or the admin may ask.
+//! `core/user/get {user}` → `{session_id: {remote, type, uin, …}}` for each live session
+//! of the user, with the session's login metadata beside the server's fields (which win
+//! a key both have). The user itself or the admin may ask.
 
 use serde_json::{json, Map, Value};
 
@@ -25,10 +26,14 @@ impl UserGet {
             .user_sessions(&me.who, &self.user)?
             .into_iter()
             .map(|s| {
-                (
-                    s.session_id.to_string(),
-                    json!({"remote": s.remote, "type": s.door, "uin": s.uin.0}),
-                )
+                let mut info = match s.meta.as_ref().map(crate::render::json_value) {
+                    Some(Value::Object(meta)) => meta,
+                    _ => Map::new(),
+                };
+                info.insert("remote".into(), json!(s.remote));
+                info.insert("type".into(), json!(s.door));
+                info.insert("uin".into(), json!(s.uin.0));
+                (s.session_id.to_string(), Value::Object(info))
             })
             .collect();
         Ok(Reply::Data(Some(Value::Object(sessions))))

@@ -1,4 +1,8 @@
-//! `core/user/login {user, password | token, session_id?}` → `{session_id}`.
+//! `core/user/login {user, password | token, session_id?, …}` → `{session_id}`.
+//!
+//! Any other field is session metadata (the spec's `meta1: "value1"`): kept with the
+//! session and shown by `user get` beside the server's own fields, at most
+//! [`MAX_META_BYTES`] of it as JSON.
 //!
 //! The admin logs in with the configured password; accounts with theirs, or with a token
 //! from `POST /api/v1/login`. The core's login limits apply to password logins: a failed
@@ -6,20 +10,24 @@
 //! address (on any connection), and past the limit the answer is 100050 (try later).
 
 use confer_core::CoreError;
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use super::{CmdResult, Ctx, LoggedIn, Reply};
 use crate::args::Args;
-use crate::error::{CmdError, ALREADY_AUTHENTICATED, INTERNAL_ERROR, UNAUTHORIZED};
+use crate::error::{CmdError, ALREADY_AUTHENTICATED, INTERNAL_ERROR, INVALID_VALUE, UNAUTHORIZED};
 
 /// The door name sessions of this door carry (`user get` shows it as `type`).
 pub const DOOR: &str = "api_server";
+
+/// The most login metadata a session keeps (its JSON text, bytes).
+pub const MAX_META_BYTES: usize = 4096;
 
 pub struct UserLogin {
     user: String,
     password: Option<String>,
     token: Option<String>,
     session_id: Option<String>,
+    meta: Map<String, Value>,
 }
 
 impl UserLogin {
@@ -29,6 +37,7 @@ impl UserLogin {
             password: args.opt_str("password")?,
             token: args.opt_str("token")?,
             session_id: args.opt_str("session_id")?,
+            meta: args.rest(),
         })
     }
 
@@ -39,6 +48,19 @@ impl UserLogin {
                 "already authenticated",
             ));
         }
+        let meta = match self.meta.is_empty() {
+            true => None,
+            false => {
+                let text = Value::Object(self.meta).to_string();
+                if text.len() > MAX_META_BYTES {
+                    return Err(CmdError::new(
+                        INVALID_VALUE,
+                        format!("invalid value: login metadata over {MAX_META_BYTES} bytes"),
+                    ));
+                }
+                Some(confer_core::Json::from_validated(text))
+            }
+        };
         let checked = match (&self.password, &self.token) {
             (Some(password), _) => {
                 let from = ctx.state.peer.ip();
@@ -73,6 +95,7 @@ impl UserLogin {
             ctx.state.remote.clone(),
             DOOR,
             mailbox,
+            meta,
         )?;
         let session_id = session.session_id.to_string();
         tracing::info!(user = %who.login, %session_id, "external api login");

@@ -178,7 +178,19 @@ async fn groups_are_created_listed_and_their_members_changed() {
         (
             "POST",
             "/api/v1/admin/groups".to_string(),
-            json!({"owner": "alice@example.com", "type": 7}),
+            json!({"name": "X", "owner": "alice@example.com", "type": 7}),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/admin/groups".to_string(),
+            json!({"name": "X", "owner": "alice@example.com", "type": null}),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/admin/groups".to_string(),
+            json!({"owner": "alice@example.com"}),
             400,
         ),
         (
@@ -192,7 +204,7 @@ async fn groups_are_created_listed_and_their_members_changed() {
             "DELETE",
             format!("{members}/bob@example.com"),
             Value::Null,
-            404,
+            409,
         ),
         (
             "POST",
@@ -377,6 +389,7 @@ async fn a_message_sent_by_the_admin_reaches_both_doors_clients() {
         (json!({"text": "x", "as": "nobody"}), 404),
         (json!({"text": ""}), 400),
         (json!({"message": "x"}), 400),
+        (json!({"text": "x", "as": null}), 400),
     ] {
         let (status, answer) = admin(&server, "POST", &messages, body.clone()).await;
         assert_eq!(status, expected, "{body}: {answer}");

@@ -211,3 +211,56 @@ async fn group_message_and_session_commands_act_on_the_running_server() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn ffmpeg_missing_is_one_line_even_with_rust_backtrace_set() {
+    let server = TestServer::start().await;
+    server.add_user("alice", "pw").await;
+    let (_, body) = server
+        .http(
+            "POST",
+            "/api/v1/login",
+            &[],
+            r#"{"user":"alice","password":"pw"}"#,
+        )
+        .await;
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let auth = format!("Bearer {}", token["session"].as_str().unwrap());
+    let mut upload =
+        b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cat.png\"\r\n\
+        Content-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n"
+            .to_vec();
+    upload.extend_from_slice(b"\r\n--b--\r\n");
+    let (status, _, answer) = crate::common::http_bytes(
+        server.addr,
+        "POST",
+        "/api/v1/files",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "multipart/form-data; boundary=b"),
+        ],
+        &upload,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let item: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    let item = item["item_id"].as_str().unwrap().to_string();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_confer"))
+        .args(["attachments", "compress", &item])
+        .env("CONFER_DATA_DIR", server.data_dir())
+        .env("PATH", "/nonexistent")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(
+        non_log_lines(&stderr),
+        [format!(
+            "error: attachment {item}: ffmpeg was not found on PATH: install it (e.g. apt-get install ffmpeg)"
+        )],
+        "{stderr}"
+    );
+    server.stop().await;
+}

@@ -143,6 +143,9 @@ async fn create_join_leave_info_list_and_destroy_with_member_events() {
             .call("media", "conf", "destroy", json!({"conf_id": "standup"}))
             .await,
     );
+    // Bob created (so watched) and destroyed the generated one: its `destroyed` first.
+    let generated_gone = bob.event_of_type("destroyed").await;
+    assert_eq!(generated_gone["obj_id"], generated["conf_id"]);
     let destroyed = bob.event_of_type("destroyed").await;
     assert_eq!(destroyed["obj_id"], "standup");
     assert_eq!(destroyed["body"]["code"], 100001);

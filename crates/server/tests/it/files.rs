@@ -495,10 +495,10 @@ async fn compress_video_audio_and_image_with_ffmpeg() {
     let core = confer_server::build_core(&server.config).unwrap();
     let blobs = confer_server::open_blobs(&server.config).unwrap();
     let settings = confer_server::attachments::CompressSettings::from_config(&server.config);
-    for (file, expect_codec, expect_mime) in [
-        ("clip.mp4", "h264", "video/mp4"),
-        ("tone.wav", "opus", "audio/ogg"),
-        ("frame.png", "webp", "image/webp"),
+    for (file, expect_codec, expect_mime, renamed) in [
+        ("clip.mp4", "h264", "video/mp4", "clip.mp4"),
+        ("tone.wav", "opus", "audio/ogg", "tone.ogg"),
+        ("frame.png", "webp", "image/webp", "frame.webp"),
     ] {
         let original = std::fs::read(work.path().join(file)).unwrap();
         let up = upload(&server, &t, file, &original).await.1;
@@ -509,12 +509,30 @@ async fn compress_video_audio_and_image_with_ffmpeg() {
         let outcome = confer_server::attachments::compress(&core, &blobs, item, &settings, true)
             .await
             .unwrap();
-        let confer_server::attachments::Compressed::Smaller { before, after } = outcome else {
+        let confer_server::attachments::Compressed::Smaller {
+            before,
+            after,
+            filename,
+        } = outcome
+        else {
             panic!("{file}: {outcome:?}");
         };
         assert!(after < before, "{file}");
+        assert_eq!(filename, renamed, "the name follows the new format");
 
-        let (s, head_after, served) = get(&server, &url, &[]).await;
+        // The old URL leads to the new one, which serves the new content.
+        let new_url = format!("/files/{item}/{renamed}?token={t}");
+        let (s, head_after, served) = if renamed == file {
+            get(&server, &url, &[]).await
+        } else {
+            let (s, head, _) = get(&server, &url, &[]).await;
+            assert_eq!(s, 301, "{file}: {head}");
+            assert!(
+                head.contains(&format!("location: {}", new_url.to_lowercase())),
+                "{head}"
+            );
+            get(&server, &new_url, &[]).await
+        };
         assert_eq!(s, 200);
         assert_eq!(served.len() as u64, after);
         assert!(
