@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { startServer, emit } from './harness.mjs';
 
 test('a full disk at the final flush is logged, the exit is clean, and no message is lost', async () => {
-  const server = await startServer({}, undefined, { ignoreSigxfsz: true, captureStderr: true });
+  const server = await startServer({ CONFER_CHAT_RATE_BURST: '1000' }, undefined, { ignoreSigxfsz: true, captureStderr: true });
   const alice = await server.user('alice');
   const bob = await server.user('bob');
   const g = (await emit(alice.socket, 'create_group', { name: 'Full', type: 2, occupants_uins: [bob.uin] })).group;
