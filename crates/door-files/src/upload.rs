@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::multipart::MultipartRejection;
 use axum::extract::multipart::Field;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};

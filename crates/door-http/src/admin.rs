@@ -12,10 +12,11 @@
 //! `Principal`, and renders: the rules live in the core (`service/admin.rs`).
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -83,7 +84,11 @@ fn core_error(e: CoreError) -> Response {
 }
 
 /// The admin, from the request's Basic credentials; otherwise the answer to send.
-fn authenticate(core: &Core, headers: &HeaderMap) -> Result<Principal, Refused> {
+async fn authenticate(
+    core: &Core,
+    headers: &HeaderMap,
+    from: IpAddr,
+) -> Result<Principal, Refused> {
     if !core.admin_enabled() {
         return Err(Box::new(error(
             StatusCode::FORBIDDEN,
@@ -118,8 +123,19 @@ fn authenticate(core: &Core, headers: &HeaderMap) -> Result<Principal, Refused> 
     if user != ADMIN_LOGIN {
         return Err(unauthorized("invalid admin credentials"));
     }
-    core.authenticate_admin(password)
-        .map_err(|_| unauthorized("invalid admin credentials"))
+    // The same path as every password login: the login limits of the account `admin`
+    // and of the client address, and the doubling delay after a failure, so the admin
+    // password cannot be guessed any faster here than at `POST /api/v1/login`.
+    match core
+        .authenticate_password(ADMIN_LOGIN, password, from)
+        .await
+    {
+        Ok(admin) if admin.admin => Ok(admin),
+        Ok(_) | Err(CoreError::InvalidCredentials) => {
+            Err(unauthorized("invalid admin credentials"))
+        }
+        Err(e) => Err(Box::new(crate::core_error(e))),
+    }
 }
 
 /// A JSON body of type `T`; unknown fields are refused by name, as is `null` for a field.
@@ -198,8 +214,8 @@ fn session_json(s: &SessionInfo) -> Value {
 
 /// The admin, or answer the authentication failure.
 macro_rules! as_admin {
-    ($core:expr, $headers:expr) => {
-        match authenticate(&$core, &$headers) {
+    ($core:expr, $headers:expr, $peer:expr) => {
+        match authenticate(&$core, &$headers, $peer.ip()).await {
             Ok(admin) => admin,
             Err(response) => return *response,
         }
@@ -216,8 +232,12 @@ macro_rules! or_answer {
     };
 }
 
-async fn list_groups(State(core): State<Arc<Core>>, headers: HeaderMap) -> Response {
-    let admin = as_admin!(core, headers);
+async fn list_groups(
+    State(core): State<Arc<Core>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let admin = as_admin!(core, headers, peer);
     match core.admin_list_groups(&admin).await {
         Ok(groups) => Json(groups.iter().map(group_json).collect::<Vec<_>>()).into_response(),
         Err(e) => core_error(e),
@@ -242,8 +262,13 @@ struct CreateGroup {
     kind: Option<u8>,
 }
 
-async fn create_group(State(core): State<Arc<Core>>, headers: HeaderMap, bytes: Bytes) -> Response {
-    let admin = as_admin!(core, headers);
+async fn create_group(
+    State(core): State<Arc<Core>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let admin = as_admin!(core, headers, peer);
     let req: CreateGroup = or_answer!(body(&bytes));
     let kind = match req.kind.unwrap_or(2) {
         1 => ConversationKind::Private,
@@ -278,11 +303,12 @@ struct AddMember {
 
 async fn add_member(
     State(core): State<Arc<Core>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(group): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let admin = as_admin!(core, headers);
+    let admin = as_admin!(core, headers, peer);
     let group = or_answer!(group_id(&group));
     let req: AddMember = or_answer!(body(&bytes));
     let uin = or_answer!(user(&core, &req.user).await);
@@ -294,10 +320,11 @@ async fn add_member(
 
 async fn remove_member(
     State(core): State<Arc<Core>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((group, member)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let admin = as_admin!(core, headers);
+    let admin = as_admin!(core, headers, peer);
     let group = or_answer!(group_id(&group));
     let uin = or_answer!(user(&core, &member).await);
     match core.admin_remove_member(&admin, group, uin).await {
@@ -320,11 +347,12 @@ struct SendMessage {
 
 async fn send_message(
     State(core): State<Arc<Core>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(group): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let admin = as_admin!(core, headers);
+    let admin = as_admin!(core, headers, peer);
     let group = or_answer!(group_id(&group));
     let req: SendMessage = or_answer!(body(&bytes));
     let sender = match &req.sender {
@@ -350,8 +378,12 @@ async fn send_message(
     }
 }
 
-async fn list_sessions(State(core): State<Arc<Core>>, headers: HeaderMap) -> Response {
-    let admin = as_admin!(core, headers);
+async fn list_sessions(
+    State(core): State<Arc<Core>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let admin = as_admin!(core, headers, peer);
     match core.admin_sessions(&admin) {
         Ok(sessions) => Json(sessions.iter().map(session_json).collect::<Vec<_>>()).into_response(),
         Err(e) => core_error(e),
@@ -360,10 +392,11 @@ async fn list_sessions(State(core): State<Arc<Core>>, headers: HeaderMap) -> Res
 
 async fn stop_session(
     State(core): State<Arc<Core>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(session): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let admin = as_admin!(core, headers);
+    let admin = as_admin!(core, headers, peer);
     match core.stop_session(&admin, &SessionId::new(session.as_str())) {
         Ok(()) => Json(json!({ "stopped": true })).into_response(),
         Err(CoreError::SessionNotFound) => {
@@ -373,7 +406,11 @@ async fn stop_session(
     }
 }
 
-async fn unknown(State(core): State<Arc<Core>>, headers: HeaderMap) -> Response {
-    as_admin!(core, headers);
+async fn unknown(
+    State(core): State<Arc<Core>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    as_admin!(core, headers, peer);
     error(StatusCode::NOT_FOUND, "no such admin endpoint")
 }

@@ -68,7 +68,7 @@ fn try_later(status: StatusCode, retry_after: Duration, message: &str) -> Respon
     response
 }
 
-fn core_error(e: CoreError) -> Response {
+pub(crate) fn core_error(e: CoreError) -> Response {
     match e {
         CoreError::InvalidCredentials => {
             error(StatusCode::UNAUTHORIZED, "invalid user or password")

@@ -11,7 +11,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::auth;
 use crate::bus::SessionInfo;
 use crate::error::{CoreError, CoreResult};
 use crate::ids::{GroupId, Uin};
@@ -39,21 +38,6 @@ impl Core {
     /// Whether an admin password is configured (without one the admin cannot log in).
     pub fn admin_enabled(&self) -> bool {
         self.settings.admin_password.is_some()
-    }
-
-    /// Check the admin's password (compared in constant time). No configured password
-    /// is [`CoreError::NotConfigured`]; a wrong one [`CoreError::InvalidCredentials`].
-    pub fn authenticate_admin(&self, password: &str) -> CoreResult<Principal> {
-        let expected = self
-            .settings
-            .admin_password
-            .as_ref()
-            .ok_or(CoreError::NotConfigured("admin_password"))?;
-        if auth::constant_time_eq(expected.as_bytes(), password.as_bytes()) {
-            Ok(super::admin_principal())
-        } else {
-            Err(CoreError::InvalidCredentials)
-        }
     }
 
     /// An account named by its login, or by its decimal `uin`.

@@ -448,3 +448,49 @@ async fn live_sessions_are_listed_and_a_stopped_one_is_disconnected() {
     assert!(answer["error"].is_string());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn guessing_the_admin_password_is_limited_like_any_password_login() {
+    let server = TestServer::start_with(|c| {
+        c.login_account_burst = 3;
+        c.login_address_burst = 100;
+    })
+    .await;
+    let wrong = basic("admin", "guess");
+    for _ in 0..3 {
+        let (status, _, _) = http_bytes(
+            server.addr,
+            "GET",
+            "/api/v1/admin/groups",
+            &[("Authorization", wrong.as_str())],
+            b"",
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    // Past the account's burst even the right password is refused, before it is checked,
+    // and the limit is the one `POST /api/v1/login` applies to the same account.
+    let right = basic("admin", ADMIN_PASSWORD);
+    let (status, head, body) = http_bytes(
+        server.addr,
+        "GET",
+        "/api/v1/admin/groups",
+        &[("Authorization", right.as_str())],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 429, "{head}");
+    assert!(head.contains("retry-after:"), "{head}");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    let (status, _) = server
+        .http(
+            "POST",
+            "/api/v1/login",
+            &[],
+            &json!({"user": "admin", "password": ADMIN_PASSWORD}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 429);
+    server.stop().await;
+}
