@@ -1,11 +1,17 @@
 //! Calls and their WebRTC signalling.
 //!
-//! A call belongs to a group: the caller and the callees must be members. Callees hear
-//! `start_call`; an answer is told to everyone in the call (`answer_call`); a call nobody
-//! accepted within the configured timeout ends with status 2 (timeout), and a stopped
-//! call with status 3 (finished); either way everyone hears `stop_call` and a call message
-//! (type 1) with its duration lands in the group's history. SDP and ICE go only from one
-//! participant of an ongoing call to another.
+//! A call belongs to a group: the caller and the callees must be members, and a group has
+//! at most one live call (a second `create_call` is refused with
+//! [`CoreError::CallInProgress`]). Callees hear `start_call`, except those who are busy (in
+//! another live call, ringing or accepted) or unreachable (no chat socket): the caller hears
+//! an `event` of type 7 for each of them at once, and they count as having declined. An
+//! answer is told to everyone in the call (`answer_call`). A call ends (everyone hears
+//! `stop_call` and a call message, type 1, with its duration lands in the group's
+//! history) with status 2 (timeout) when nobody accepted within the configured timeout or
+//! the last callee to decline answered 3 (timeout), and with status 3 (finished) when it
+//! is stopped, every callee rejected or was unavailable, or its caller left. SDP and ICE
+//! go only from one participant of a live call to another. The state machine is written
+//! down in ARCHITECTURE.md ("Calls").
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,6 +25,11 @@ use super::Core;
 
 /// Answers, numbered as the Chat API does.
 pub const ANSWER_ACCEPT: u8 = 1;
+/// The callee's device gave up ringing: ends the call as timed out if it was the last.
+pub const ANSWER_TIMEOUT: u8 = 3;
+/// The `event` type the caller gets for a callee who cannot be rung ("check call
+/// availability" in the Chat API document), with `data` "busy" or "unreachable".
+pub const EVENT_CALL_AVAILABILITY: u8 = 7;
 
 /// The message type of a call record in history.
 const CALL_MESSAGE: u32 = 1;
@@ -68,7 +79,16 @@ impl Core {
         if !callees.is_subset(&conv.occupants) {
             return Err(CoreError::UserNotFound);
         }
-        let call = self
+        if self.calls_lock().values().any(|c| c.group_id == group) {
+            return Err(CoreError::CallInProgress);
+        }
+        // Whether each callee has a chat socket, read before the calls lock is taken.
+        let online: BTreeSet<Uin> = callees
+            .iter()
+            .copied()
+            .filter(|u| self.is_online(*u))
+            .collect();
+        let mut call = self
             .storage
             .insert_call(Call {
                 call_id: 0,
@@ -85,8 +105,60 @@ impl Core {
                 stopped_at_us: None,
             })
             .await?;
-        self.calls_lock().insert(call.call_id, call.clone());
-        self.push_call(&call, "start_call", None, call.callees.iter().copied());
+        // Checked again with the insertion, under one lock: of two racing calls in a group
+        // only the first becomes live.
+        let unavailable: Option<Vec<(Uin, &'static str)>> = {
+            let mut calls = self.calls_lock();
+            if calls.values().any(|c| c.group_id == group) {
+                None
+            } else {
+                let unavailable: Vec<(Uin, &'static str)> = call
+                    .callees
+                    .iter()
+                    .filter_map(|u| {
+                        if calls.values().any(|c| Self::in_call(c, *u)) {
+                            Some((*u, "busy"))
+                        } else if !online.contains(u) {
+                            Some((*u, "unreachable"))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                call.declined.extend(unavailable.iter().map(|(u, _)| *u));
+                calls.insert(call.call_id, call.clone());
+                Some(unavailable)
+            }
+        };
+        let Some(unavailable) = unavailable else {
+            call.status = CallStatus::Finished;
+            call.stopped_at_us = Some(now_us());
+            self.storage.update_call(call).await?;
+            return Err(CoreError::CallInProgress);
+        };
+        let ringing: Vec<Uin> = call.callees.difference(&call.declined).copied().collect();
+        self.push_call(&call, "start_call", None, ringing.iter().copied());
+        for (callee, reason) in &unavailable {
+            let body = format!(
+                "{{\"type\":{},\"group_id\":\"{}\",\"call_id\":\"{}\",\"sender_uin\":\"{}\",\"receiver_uin\":\"{}\",\"data\":\"{}\"}}",
+                EVENT_CALL_AVAILABILITY, group, call.call_id, callee, caller.uin, reason
+            );
+            self.push_chat(
+                [caller.uin],
+                "event",
+                group.to_string(),
+                EventBody::Signal(Json::from_validated(body)),
+            );
+        }
+        if ringing.is_empty() {
+            // Nobody to ring: over at once, told only to the caller.
+            return self
+                .end_call_told(call, CallStatus::Finished, Some(vec![caller.uin]))
+                .await;
+        }
+        if !unavailable.is_empty() {
+            self.storage.update_call(call.clone()).await?;
+        }
         let core = self.clone();
         let call_id = call.call_id;
         let timeout = self.settings.call_timeout;
@@ -95,6 +167,12 @@ impl Core {
             core.ring_timeout(call_id).await;
         });
         Ok(call)
+    }
+
+    /// Whether `uin` is in the live call `call`: its caller, or a callee who has not
+    /// declined (ringing or accepted).
+    fn in_call(call: &Call, uin: Uin) -> bool {
+        call.caller == uin || (call.callees.contains(&uin) && !call.declined.contains(&uin))
     }
 
     fn calls_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Call>> {
@@ -140,7 +218,12 @@ impl Core {
             Self::everyone(&call),
         );
         if call.declined == call.callees {
-            return self.end_call(call, CallStatus::Finished).await;
+            let status = if answer == ANSWER_TIMEOUT {
+                CallStatus::Timeout
+            } else {
+                CallStatus::Finished
+            };
+            return self.end_call(call, status).await;
         }
         Ok(call)
     }
@@ -169,7 +252,17 @@ impl Core {
         }
     }
 
-    async fn end_call(&self, mut call: Call, status: CallStatus) -> CoreResult<Call> {
+    async fn end_call(&self, call: Call, status: CallStatus) -> CoreResult<Call> {
+        self.end_call_told(call, status, None).await
+    }
+
+    /// End a live call; `stop_call` goes to `to`, or to everyone in it when `None`.
+    async fn end_call_told(
+        &self,
+        mut call: Call,
+        status: CallStatus,
+        to: Option<Vec<Uin>>,
+    ) -> CoreResult<Call> {
         // Whoever removes it from the live map ends it; a racing stop finds nothing.
         if self.calls_lock().remove(&call.call_id).is_none() {
             return Err(CoreError::CallNotFound);
@@ -178,7 +271,8 @@ impl Core {
         call.status = status;
         call.stopped_at_us = Some(now);
         self.storage.update_call(call.clone()).await?;
-        self.push_call(&call, "stop_call", None, Self::everyone(&call));
+        let to = to.unwrap_or_else(|| Self::everyone(&call).into_iter().collect());
+        self.push_call(&call, "stop_call", None, to);
         let duration_s = call
             .accepted_at_us
             .map_or(0, |a| (now - a).max(0) / 1_000_000);
@@ -316,11 +410,14 @@ impl Core {
 
     /// Relay a client `event` (typing, call events) to one member, or to every other
     /// member of the group when `receiver` is `None`.
+    /// `kind` is the event's type: typing (8, 9) is also noted, so that it ends by itself
+    /// (`typing.rs`).
     pub async fn relay_group_event(
-        &self,
+        self: &Arc<Self>,
         caller: &Principal,
         group: GroupId,
         receiver: Option<Uin>,
+        kind: u8,
         payload: Json,
     ) -> CoreResult<usize> {
         let conv = self.member_group(caller, group).await?;
@@ -334,11 +431,13 @@ impl Core {
                 .filter(|u| *u != caller.uin)
                 .collect(),
         };
-        Ok(self.push_chat(
+        let told = self.push_chat(
             targets,
             "event",
             group.to_string(),
             EventBody::Signal(payload),
-        ))
+        );
+        self.note_typing(caller.uin, group, receiver, kind);
+        Ok(told)
     }
 }

@@ -12,6 +12,7 @@
 //! - `attachments`: uploaded files' metadata, ownership and who may read them.
 //! - `admin`: the admin's operations on a running server (groups, messages, sessions).
 //! - `tokens`: live sessions end with the login token they were opened with.
+//! - `typing`: typing indicators end by themselves (timeout, last socket gone).
 
 mod accounts;
 mod admin;
@@ -25,6 +26,7 @@ mod messages;
 mod presence;
 mod sessions;
 mod tokens;
+mod typing;
 
 pub use accounts::{admin_principal, failed_login_delay};
 pub use chat_messages::ChatMessageInput;
@@ -66,6 +68,9 @@ pub struct CoreSettings {
     pub max_list_bytes: usize,
     /// How long a call rings before it times out.
     pub call_timeout: Duration,
+    /// How long a typing indicator (chat `event` type 8) lasts without a renewal before
+    /// the core says type 9 itself.
+    pub typing_timeout: Duration,
     /// The largest message, through any door (text + attachments + body, bytes).
     pub max_message_bytes: usize,
     /// The most subscriptions one session may add (its own two are not counted).
@@ -88,6 +93,8 @@ pub struct Core {
     /// `.await`. (Single-node state, like the in-process registry; a cluster keeps it with
     /// the registry.)
     calls: Mutex<HashMap<u64, Call>>,
+    /// Who is typing where, until when (`typing.rs`): one entry per typer per group.
+    typing: typing::TypingState,
     /// Every Argon2 hash and verification runs here, bounded (`hasher.rs`).
     hasher: PasswordHasher,
     /// Password logins per account and address (`login_limits.rs`).
@@ -113,6 +120,7 @@ impl Core {
             metrics,
             settings,
             calls: Mutex::new(HashMap::new()),
+            typing: typing::TypingState::default(),
         }
     }
 
