@@ -13,7 +13,7 @@
 //! go only from one participant of a live call to another. The state machine is written
 //! down in ARCHITECTURE.md ("Calls").
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
@@ -33,6 +33,77 @@ pub const EVENT_CALL_AVAILABILITY: u8 = 7;
 
 /// The message type of a call record in history.
 const CALL_MESSAGE: u32 = 1;
+
+/// The live calls (ringing or accepted), with the indexes busy handling reads: the one
+/// live call of each group, and how many live calls each user is in (caller, or a callee
+/// who has not declined). Every change goes through `start`, `update` and `remove`, which
+/// keep the indexes true; nothing scans the calls.
+#[derive(Default)]
+pub(super) struct LiveCalls {
+    by_id: HashMap<u64, Call>,
+    by_group: HashMap<GroupId, u64>,
+    in_calls: HashMap<Uin, usize>,
+}
+
+impl LiveCalls {
+    fn get(&self, call_id: u64) -> Option<&Call> {
+        self.by_id.get(&call_id)
+    }
+
+    /// The live call of a group.
+    fn of_group(&self, group: GroupId) -> Option<&Call> {
+        self.by_group.get(&group).and_then(|id| self.by_id.get(id))
+    }
+
+    /// Whether `uin` is in a live call (its caller, or a callee who has not declined).
+    fn busy(&self, uin: Uin) -> bool {
+        self.in_calls.contains_key(&uin)
+    }
+
+    fn count(&mut self, call: &Call, add: bool) {
+        let members =
+            std::iter::once(call.caller).chain(call.callees.difference(&call.declined).copied());
+        for uin in members {
+            if add {
+                *self.in_calls.entry(uin).or_default() += 1;
+            } else if let Some(n) = self.in_calls.get_mut(&uin) {
+                *n -= 1;
+                if *n == 0 {
+                    self.in_calls.remove(&uin);
+                }
+            }
+        }
+    }
+
+    /// Make a call live, unless its group has one already.
+    fn start(&mut self, call: Call) -> bool {
+        if self.by_group.contains_key(&call.group_id) {
+            return false;
+        }
+        self.by_group.insert(call.group_id, call.call_id);
+        self.count(&call, true);
+        self.by_id.insert(call.call_id, call);
+        true
+    }
+
+    /// Replace a live call's state; `false` (and nothing changed) if it has ended.
+    fn update(&mut self, call: Call) -> bool {
+        let Some(old) = self.by_id.remove(&call.call_id) else {
+            return false;
+        };
+        self.count(&old, false);
+        self.count(&call, true);
+        self.by_id.insert(call.call_id, call);
+        true
+    }
+
+    fn remove(&mut self, call_id: u64) -> Option<Call> {
+        let call = self.by_id.remove(&call_id)?;
+        self.by_group.remove(&call.group_id);
+        self.count(&call, false);
+        Some(call)
+    }
+}
 
 impl Core {
     fn push_call(
@@ -79,7 +150,7 @@ impl Core {
         if !callees.is_subset(&conv.occupants) {
             return Err(CoreError::UserNotFound);
         }
-        if self.calls_lock().values().any(|c| c.group_id == group) {
+        if self.calls_lock().of_group(group).is_some() {
             return Err(CoreError::CallInProgress);
         }
         // Whether each callee has a chat socket, read before the calls lock is taken.
@@ -109,14 +180,14 @@ impl Core {
         // only the first becomes live.
         let unavailable: Option<Vec<(Uin, &'static str)>> = {
             let mut calls = self.calls_lock();
-            if calls.values().any(|c| c.group_id == group) {
+            if calls.of_group(group).is_some() {
                 None
             } else {
                 let unavailable: Vec<(Uin, &'static str)> = call
                     .callees
                     .iter()
                     .filter_map(|u| {
-                        if calls.values().any(|c| Self::in_call(c, *u)) {
+                        if calls.busy(*u) {
                             Some((*u, "busy"))
                         } else if !online.contains(u) {
                             Some((*u, "unreachable"))
@@ -126,7 +197,7 @@ impl Core {
                     })
                     .collect();
                 call.declined.extend(unavailable.iter().map(|(u, _)| *u));
-                calls.insert(call.call_id, call.clone());
+                calls.start(call.clone());
                 Some(unavailable)
             }
         };
@@ -169,19 +240,13 @@ impl Core {
         Ok(call)
     }
 
-    /// Whether `uin` is in the live call `call`: its caller, or a callee who has not
-    /// declined (ringing or accepted).
-    fn in_call(call: &Call, uin: Uin) -> bool {
-        call.caller == uin || (call.callees.contains(&uin) && !call.declined.contains(&uin))
-    }
-
-    fn calls_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Call>> {
+    fn calls_lock(&self) -> std::sync::MutexGuard<'_, LiveCalls> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// An ongoing call of `group` that the caller takes part in.
     fn live_call(&self, caller: &Principal, group: GroupId, call_id: u64) -> CoreResult<Call> {
-        match self.calls_lock().get(&call_id) {
+        match self.calls_lock().get(call_id) {
             Some(call) if call.group_id == group && call.involves(caller.uin) => Ok(call.clone()),
             _ => Err(CoreError::CallNotFound),
         }
@@ -210,7 +275,10 @@ impl Core {
             call.accepted.remove(&caller.uin);
         }
         self.storage.update_call(call.clone()).await?;
-        self.calls_lock().insert(call_id, call.clone());
+        // A call ended meanwhile stays ended.
+        if !self.calls_lock().update(call.clone()) {
+            return Err(CoreError::CallNotFound);
+        }
         self.push_call(
             &call,
             "answer_call",
@@ -242,7 +310,7 @@ impl Core {
     async fn ring_timeout(&self, call_id: u64) {
         let ringing = self
             .calls_lock()
-            .get(&call_id)
+            .get(call_id)
             .filter(|c| c.accepted.is_empty())
             .cloned();
         if let Some(call) = ringing {
@@ -264,7 +332,7 @@ impl Core {
         to: Option<Vec<Uin>>,
     ) -> CoreResult<Call> {
         // Whoever removes it from the live map ends it; a racing stop finds nothing.
-        if self.calls_lock().remove(&call.call_id).is_none() {
+        if self.calls_lock().remove(call.call_id).is_none() {
             return Err(CoreError::CallNotFound);
         }
         let now = now_us();
@@ -320,11 +388,13 @@ impl Core {
         if gone.is_empty() {
             return;
         }
+        // A group has at most one live call.
         let affected: Vec<Call> = self
             .calls_lock()
-            .values()
-            .filter(|c| c.group_id == group && gone.iter().any(|u| c.involves(*u)))
+            .of_group(group)
+            .filter(|c| gone.iter().any(|u| c.involves(*u)))
             .cloned()
+            .into_iter()
             .collect();
         for mut call in affected {
             let call_id = call.call_id;
@@ -340,19 +410,13 @@ impl Core {
                     // The departed still hear it end: they were in it.
                     let mut told = call.clone();
                     told.callees.extend(left);
-                    self.calls_lock().insert(call_id, told.clone());
-                    self.end_call(told, CallStatus::Finished).await.map(|_| ())
+                    if self.calls_lock().update(told.clone()) {
+                        self.end_call(told, CallStatus::Finished).await.map(|_| ())
+                    } else {
+                        Ok(())
+                    }
                 } else {
-                    let updated = {
-                        let mut calls = self.calls_lock();
-                        match calls.get_mut(&call_id) {
-                            Some(live) => {
-                                *live = call.clone();
-                                true
-                            }
-                            None => false,
-                        }
-                    };
+                    let updated = self.calls_lock().update(call.clone());
                     if updated {
                         let mut ended = call.clone();
                         ended.status = CallStatus::Finished;
@@ -439,5 +503,50 @@ impl Core {
         );
         self.note_typing(caller.uin, group, receiver, kind);
         Ok(told)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: u64, group: u64, caller: u64, callees: &[u64]) -> Call {
+        Call {
+            call_id: id,
+            group_id: GroupId(group),
+            media_type: 1,
+            status: CallStatus::Ongoing,
+            caller: Uin(caller),
+            callees: callees.iter().map(|u| Uin(*u)).collect(),
+            accepted: BTreeSet::new(),
+            declined: BTreeSet::new(),
+            extra: None,
+            started_at_us: 0,
+            accepted_at_us: None,
+            stopped_at_us: None,
+        }
+    }
+
+    #[test]
+    fn the_indexes_follow_every_change() {
+        let mut live = LiveCalls::default();
+        assert!(live.start(call(1, 10, 1, &[2, 3])));
+        assert!(!live.start(call(2, 10, 4, &[5])), "one live call per group");
+        assert!(live.start(call(3, 11, 4, &[2])));
+        assert!(live.busy(Uin(2)) && live.busy(Uin(3)) && live.busy(Uin(4)));
+        // Declining one call leaves 2 in the other; 3 is free.
+        let mut declined = call(1, 10, 1, &[2, 3]);
+        declined.declined = [Uin(2), Uin(3)].into_iter().collect();
+        assert!(live.update(declined));
+        assert!(live.busy(Uin(2)) && !live.busy(Uin(3)) && live.busy(Uin(1)));
+        assert!(live.remove(3).is_some());
+        assert!(!live.busy(Uin(2)) && !live.busy(Uin(4)));
+        assert!(live.remove(1).is_some());
+        assert!(live.in_calls.is_empty() && live.by_group.is_empty() && live.by_id.is_empty());
+        assert!(
+            !live.update(call(1, 10, 1, &[2])),
+            "an ended call stays ended"
+        );
+        assert!(live.of_group(GroupId(10)).is_none());
     }
 }

@@ -36,7 +36,6 @@ pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
 pub use sessions::SESSION_STOP_CODE;
 pub use tokens::TOKEN_ENDED_STOP_CODE;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,7 +47,6 @@ use crate::ids::Uin;
 use crate::login_limits::{LoginLimitSettings, LoginLimits};
 use crate::logsink::LogSink;
 use crate::metrics::Metrics;
-use crate::model::Call;
 use crate::store::Storage;
 
 /// The knobs the core itself needs (the binary's config holds the rest).
@@ -92,7 +90,7 @@ pub struct Core {
     /// Calls still ringing or in progress, by id. A std `Mutex`: never held across
     /// `.await`. (Single-node state, like the in-process registry; a cluster keeps it with
     /// the registry.)
-    calls: Mutex<HashMap<u64, Call>>,
+    calls: Mutex<calls::LiveCalls>,
     /// Who is typing where, until when (`typing.rs`): one entry per typer per group.
     typing: typing::TypingState,
     /// Every Argon2 hash and verification runs here, bounded (`hasher.rs`).
@@ -119,7 +117,7 @@ impl Core {
             login_limits: LoginLimits::new(&settings.login_limits),
             metrics,
             settings,
-            calls: Mutex::new(HashMap::new()),
+            calls: Mutex::new(calls::LiveCalls::default()),
             typing: typing::TypingState::default(),
         }
     }
