@@ -227,9 +227,6 @@ impl Core {
                 .end_call_told(call, CallStatus::Finished, Some(vec![caller.uin]))
                 .await;
         }
-        if !unavailable.is_empty() {
-            self.storage.update_call(call.clone()).await?;
-        }
         let core = self.clone();
         let call_id = call.call_id;
         let timeout = self.settings.call_timeout;
@@ -237,6 +234,13 @@ impl Core {
             tokio::time::sleep(timeout).await;
             core.ring_timeout(call_id).await;
         });
+        // The call is live and its timer runs: a failed write of who declined is logged,
+        // not answered, so the caller still holds a call that will end.
+        if !unavailable.is_empty() {
+            if let Err(e) = self.storage.update_call(call.clone()).await {
+                tracing::warn!(error = %e, call_id, "storing a call's unavailable callees");
+            }
+        }
         Ok(call)
     }
 
