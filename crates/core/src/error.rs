@@ -43,6 +43,9 @@ pub enum CoreError {
     /// No call with that id in that conversation.
     #[error("call not found")]
     CallNotFound,
+    /// The group has a live call already (ringing or accepted).
+    #[error("a call is already live in this group")]
+    CallInProgress,
     /// No attachment with that id that the caller may see.
     #[error("attachment not found")]
     AttachmentNotFound,

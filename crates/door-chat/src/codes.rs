@@ -26,6 +26,8 @@ pub const INTERNAL_ERROR: u64 = 9;
 pub const INVALID_STATE: u64 = 10;
 /// Unknown event name.
 pub const UNKNOWN_EVENT: u64 = 11;
+/// `create_call` in a group whose call is still live (ringing or accepted).
+pub const BUSY: u64 = 12;
 /// A retried `create_message` (same nonce): the original message is returned.
 pub const DUPLICATE_MESSAGE: u64 = 13;
 
@@ -65,6 +67,7 @@ impl From<CoreError> for Failure {
             | CoreError::SessionNotFound => NOT_FOUND,
             CoreError::Unauthorized => FORBIDDEN,
             CoreError::Blocked => BLOCKED,
+            CoreError::CallInProgress => BUSY,
             CoreError::TooLarge(_) => TOO_LARGE,
             CoreError::LoginThrottled { .. } | CoreError::Busy { .. } => RATE_LIMITED,
             CoreError::ConversationDestroyed

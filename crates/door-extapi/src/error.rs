@@ -61,7 +61,9 @@ impl From<CoreError> for CmdError {
         let code = match &e {
             CoreError::Unauthorized | CoreError::InvalidCredentials => UNAUTHORIZED,
             CoreError::UserNotFound => USER_NOT_FOUND,
-            CoreError::UserExists | CoreError::InvalidOperation(_) => INVALID_OPERATION,
+            CoreError::UserExists | CoreError::InvalidOperation(_) | CoreError::CallInProgress => {
+                INVALID_OPERATION
+            }
             CoreError::DuplicateSession => DUPLICATED_SESSION_ID,
             CoreError::InvalidSessionId => INVALID_SESSION_ID,
             CoreError::SessionNotFound | CoreError::SessionUnavailable => SESSION_NOT_FOUND,

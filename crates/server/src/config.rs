@@ -84,6 +84,10 @@ config! {
     max_list_bytes: usize = 4 << 20;
     /// How long a Chat API call rings before it times out (milliseconds).
     call_timeout_ms: u64 = 45_000;
+    /// How long a Chat API typing indicator (`event` type 8) lasts without a renewal:
+    /// then the server sends type 9 (stopped) itself, as it does at once when the typer's
+    /// last socket goes (milliseconds).
+    typing_timeout_ms: u64 = 6_000;
     /// Largest message through any door (text + attachments + display fields or msglog
     /// `msg` JSON, bytes).
     max_message_bytes: usize = 64 * 1024;

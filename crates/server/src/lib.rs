@@ -96,6 +96,7 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
         max_list: config.max_list.max(1),
         max_list_bytes: config.max_list_bytes,
         call_timeout: Duration::from_millis(config.call_timeout_ms),
+        typing_timeout: Duration::from_millis(config.typing_timeout_ms),
         max_message_bytes: config.max_message_bytes,
         max_subscriptions_per_session: config.max_subscriptions_per_session,
         hasher: HasherSettings {

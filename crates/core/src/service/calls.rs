@@ -1,13 +1,19 @@
 //! Calls and their WebRTC signalling.
 //!
-//! A call belongs to a group: the caller and the callees must be members. Callees hear
-//! `start_call`; an answer is told to everyone in the call (`answer_call`); a call nobody
-//! accepted within the configured timeout ends with status 2 (timeout), and a stopped
-//! call with status 3 (finished); either way everyone hears `stop_call` and a call message
-//! (type 1) with its duration lands in the group's history. SDP and ICE go only from one
-//! participant of an ongoing call to another.
+//! A call belongs to a group: the caller and the callees must be members, and a group has
+//! at most one live call (a second `create_call` is refused with
+//! [`CoreError::CallInProgress`]). Callees hear `start_call`, except those who are busy (in
+//! another live call, ringing or accepted) or unreachable (no chat socket): the caller hears
+//! an `event` of type 7 for each of them at once, and they count as having declined. An
+//! answer is told to everyone in the call (`answer_call`). A call ends (everyone hears
+//! `stop_call` and a call message, type 1, with its duration lands in the group's
+//! history) with status 2 (timeout) when nobody accepted within the configured timeout or
+//! the last callee to decline answered 3 (timeout), and with status 3 (finished) when it
+//! is stopped, every callee rejected or was unavailable, or its caller left. SDP and ICE
+//! go only from one participant of a live call to another. The state machine is written
+//! down in ARCHITECTURE.md ("Calls").
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
@@ -19,9 +25,85 @@ use super::Core;
 
 /// Answers, numbered as the Chat API does.
 pub const ANSWER_ACCEPT: u8 = 1;
+/// The callee's device gave up ringing: ends the call as timed out if it was the last.
+pub const ANSWER_TIMEOUT: u8 = 3;
+/// The `event` type the caller gets for a callee who cannot be rung ("check call
+/// availability" in the Chat API document), with `data` "busy" or "unreachable".
+pub const EVENT_CALL_AVAILABILITY: u8 = 7;
 
 /// The message type of a call record in history.
 const CALL_MESSAGE: u32 = 1;
+
+/// The live calls (ringing or accepted), with the indexes busy handling reads: the one
+/// live call of each group, and how many live calls each user is in (caller, or a callee
+/// who has not declined). Every change goes through `start`, `update` and `remove`, which
+/// keep the indexes true; nothing scans the calls.
+#[derive(Default)]
+pub(super) struct LiveCalls {
+    by_id: HashMap<u64, Call>,
+    by_group: HashMap<GroupId, u64>,
+    in_calls: HashMap<Uin, usize>,
+}
+
+impl LiveCalls {
+    fn get(&self, call_id: u64) -> Option<&Call> {
+        self.by_id.get(&call_id)
+    }
+
+    /// The live call of a group.
+    fn of_group(&self, group: GroupId) -> Option<&Call> {
+        self.by_group.get(&group).and_then(|id| self.by_id.get(id))
+    }
+
+    /// Whether `uin` is in a live call (its caller, or a callee who has not declined).
+    fn busy(&self, uin: Uin) -> bool {
+        self.in_calls.contains_key(&uin)
+    }
+
+    fn count(&mut self, call: &Call, add: bool) {
+        let members =
+            std::iter::once(call.caller).chain(call.callees.difference(&call.declined).copied());
+        for uin in members {
+            if add {
+                *self.in_calls.entry(uin).or_default() += 1;
+            } else if let Some(n) = self.in_calls.get_mut(&uin) {
+                *n -= 1;
+                if *n == 0 {
+                    self.in_calls.remove(&uin);
+                }
+            }
+        }
+    }
+
+    /// Make a call live, unless its group has one already.
+    fn start(&mut self, call: Call) -> bool {
+        if self.by_group.contains_key(&call.group_id) {
+            return false;
+        }
+        self.by_group.insert(call.group_id, call.call_id);
+        self.count(&call, true);
+        self.by_id.insert(call.call_id, call);
+        true
+    }
+
+    /// Replace a live call's state; `false` (and nothing changed) if it has ended.
+    fn update(&mut self, call: Call) -> bool {
+        let Some(old) = self.by_id.remove(&call.call_id) else {
+            return false;
+        };
+        self.count(&old, false);
+        self.count(&call, true);
+        self.by_id.insert(call.call_id, call);
+        true
+    }
+
+    fn remove(&mut self, call_id: u64) -> Option<Call> {
+        let call = self.by_id.remove(&call_id)?;
+        self.by_group.remove(&call.group_id);
+        self.count(&call, false);
+        Some(call)
+    }
+}
 
 impl Core {
     fn push_call(
@@ -68,7 +150,16 @@ impl Core {
         if !callees.is_subset(&conv.occupants) {
             return Err(CoreError::UserNotFound);
         }
-        let call = self
+        if self.calls_lock().of_group(group).is_some() {
+            return Err(CoreError::CallInProgress);
+        }
+        // Whether each callee has a chat socket, read before the calls lock is taken.
+        let online: BTreeSet<Uin> = callees
+            .iter()
+            .copied()
+            .filter(|u| self.is_online(*u))
+            .collect();
+        let mut call = self
             .storage
             .insert_call(Call {
                 call_id: 0,
@@ -85,8 +176,57 @@ impl Core {
                 stopped_at_us: None,
             })
             .await?;
-        self.calls_lock().insert(call.call_id, call.clone());
-        self.push_call(&call, "start_call", None, call.callees.iter().copied());
+        // Checked again with the insertion, under one lock: of two racing calls in a group
+        // only the first becomes live.
+        let unavailable: Option<Vec<(Uin, &'static str)>> = {
+            let mut calls = self.calls_lock();
+            if calls.of_group(group).is_some() {
+                None
+            } else {
+                let unavailable: Vec<(Uin, &'static str)> = call
+                    .callees
+                    .iter()
+                    .filter_map(|u| {
+                        if calls.busy(*u) {
+                            Some((*u, "busy"))
+                        } else if !online.contains(u) {
+                            Some((*u, "unreachable"))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                call.declined.extend(unavailable.iter().map(|(u, _)| *u));
+                calls.start(call.clone());
+                Some(unavailable)
+            }
+        };
+        let Some(unavailable) = unavailable else {
+            call.status = CallStatus::Finished;
+            call.stopped_at_us = Some(now_us());
+            self.storage.update_call(call).await?;
+            return Err(CoreError::CallInProgress);
+        };
+        let ringing: Vec<Uin> = call.callees.difference(&call.declined).copied().collect();
+        self.push_call(&call, "start_call", None, ringing.iter().copied());
+        for (callee, reason) in &unavailable {
+            let body = format!(
+                "{{\"type\":{},\"group_id\":\"{}\",\"call_id\":\"{}\",\"sender_uin\":\"{}\",\"receiver_uin\":\"{}\",\"data\":\"{}\"}}",
+                EVENT_CALL_AVAILABILITY, group, call.call_id, callee, caller.uin, reason
+            );
+            self.push_chat(
+                [caller.uin],
+                "event",
+                group.to_string(),
+                EventBody::Signal(Json::from_validated(body)),
+            );
+        }
+        if ringing.is_empty() {
+            // Nobody to ring: over at once, told only to the caller.
+            return self
+                .end_call_told(call, CallStatus::Finished, Some(vec![caller.uin]))
+                .await;
+        }
         let core = self.clone();
         let call_id = call.call_id;
         let timeout = self.settings.call_timeout;
@@ -94,16 +234,23 @@ impl Core {
             tokio::time::sleep(timeout).await;
             core.ring_timeout(call_id).await;
         });
+        // The call is live and its timer runs: a failed write of who declined is logged,
+        // not answered, so the caller still holds a call that will end.
+        if !unavailable.is_empty() {
+            if let Err(e) = self.storage.update_call(call.clone()).await {
+                tracing::warn!(error = %e, call_id, "storing a call's unavailable callees");
+            }
+        }
         Ok(call)
     }
 
-    fn calls_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Call>> {
+    fn calls_lock(&self) -> std::sync::MutexGuard<'_, LiveCalls> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// An ongoing call of `group` that the caller takes part in.
     fn live_call(&self, caller: &Principal, group: GroupId, call_id: u64) -> CoreResult<Call> {
-        match self.calls_lock().get(&call_id) {
+        match self.calls_lock().get(call_id) {
             Some(call) if call.group_id == group && call.involves(caller.uin) => Ok(call.clone()),
             _ => Err(CoreError::CallNotFound),
         }
@@ -132,7 +279,10 @@ impl Core {
             call.accepted.remove(&caller.uin);
         }
         self.storage.update_call(call.clone()).await?;
-        self.calls_lock().insert(call_id, call.clone());
+        // A call ended meanwhile stays ended.
+        if !self.calls_lock().update(call.clone()) {
+            return Err(CoreError::CallNotFound);
+        }
         self.push_call(
             &call,
             "answer_call",
@@ -140,7 +290,12 @@ impl Core {
             Self::everyone(&call),
         );
         if call.declined == call.callees {
-            return self.end_call(call, CallStatus::Finished).await;
+            let status = if answer == ANSWER_TIMEOUT {
+                CallStatus::Timeout
+            } else {
+                CallStatus::Finished
+            };
+            return self.end_call(call, status).await;
         }
         Ok(call)
     }
@@ -159,7 +314,7 @@ impl Core {
     async fn ring_timeout(&self, call_id: u64) {
         let ringing = self
             .calls_lock()
-            .get(&call_id)
+            .get(call_id)
             .filter(|c| c.accepted.is_empty())
             .cloned();
         if let Some(call) = ringing {
@@ -169,16 +324,27 @@ impl Core {
         }
     }
 
-    async fn end_call(&self, mut call: Call, status: CallStatus) -> CoreResult<Call> {
+    async fn end_call(&self, call: Call, status: CallStatus) -> CoreResult<Call> {
+        self.end_call_told(call, status, None).await
+    }
+
+    /// End a live call; `stop_call` goes to `to`, or to everyone in it when `None`.
+    async fn end_call_told(
+        &self,
+        mut call: Call,
+        status: CallStatus,
+        to: Option<Vec<Uin>>,
+    ) -> CoreResult<Call> {
         // Whoever removes it from the live map ends it; a racing stop finds nothing.
-        if self.calls_lock().remove(&call.call_id).is_none() {
+        if self.calls_lock().remove(call.call_id).is_none() {
             return Err(CoreError::CallNotFound);
         }
         let now = now_us();
         call.status = status;
         call.stopped_at_us = Some(now);
         self.storage.update_call(call.clone()).await?;
-        self.push_call(&call, "stop_call", None, Self::everyone(&call));
+        let to = to.unwrap_or_else(|| Self::everyone(&call).into_iter().collect());
+        self.push_call(&call, "stop_call", None, to);
         let duration_s = call
             .accepted_at_us
             .map_or(0, |a| (now - a).max(0) / 1_000_000);
@@ -226,11 +392,13 @@ impl Core {
         if gone.is_empty() {
             return;
         }
+        // A group has at most one live call.
         let affected: Vec<Call> = self
             .calls_lock()
-            .values()
-            .filter(|c| c.group_id == group && gone.iter().any(|u| c.involves(*u)))
+            .of_group(group)
+            .filter(|c| gone.iter().any(|u| c.involves(*u)))
             .cloned()
+            .into_iter()
             .collect();
         for mut call in affected {
             let call_id = call.call_id;
@@ -246,19 +414,13 @@ impl Core {
                     // The departed still hear it end: they were in it.
                     let mut told = call.clone();
                     told.callees.extend(left);
-                    self.calls_lock().insert(call_id, told.clone());
-                    self.end_call(told, CallStatus::Finished).await.map(|_| ())
+                    if self.calls_lock().update(told.clone()) {
+                        self.end_call(told, CallStatus::Finished).await.map(|_| ())
+                    } else {
+                        Ok(())
+                    }
                 } else {
-                    let updated = {
-                        let mut calls = self.calls_lock();
-                        match calls.get_mut(&call_id) {
-                            Some(live) => {
-                                *live = call.clone();
-                                true
-                            }
-                            None => false,
-                        }
-                    };
+                    let updated = self.calls_lock().update(call.clone());
                     if updated {
                         let mut ended = call.clone();
                         ended.status = CallStatus::Finished;
@@ -316,11 +478,14 @@ impl Core {
 
     /// Relay a client `event` (typing, call events) to one member, or to every other
     /// member of the group when `receiver` is `None`.
+    /// `kind` is the event's type: typing (8, 9) is also noted, so that it ends by itself
+    /// (`typing.rs`).
     pub async fn relay_group_event(
-        &self,
+        self: &Arc<Self>,
         caller: &Principal,
         group: GroupId,
         receiver: Option<Uin>,
+        kind: u8,
         payload: Json,
     ) -> CoreResult<usize> {
         let conv = self.member_group(caller, group).await?;
@@ -334,11 +499,58 @@ impl Core {
                 .filter(|u| *u != caller.uin)
                 .collect(),
         };
-        Ok(self.push_chat(
+        let told = self.push_chat(
             targets,
             "event",
             group.to_string(),
             EventBody::Signal(payload),
-        ))
+        );
+        self.note_typing(caller.uin, group, receiver, kind);
+        Ok(told)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: u64, group: u64, caller: u64, callees: &[u64]) -> Call {
+        Call {
+            call_id: id,
+            group_id: GroupId(group),
+            media_type: 1,
+            status: CallStatus::Ongoing,
+            caller: Uin(caller),
+            callees: callees.iter().map(|u| Uin(*u)).collect(),
+            accepted: BTreeSet::new(),
+            declined: BTreeSet::new(),
+            extra: None,
+            started_at_us: 0,
+            accepted_at_us: None,
+            stopped_at_us: None,
+        }
+    }
+
+    #[test]
+    fn the_indexes_follow_every_change() {
+        let mut live = LiveCalls::default();
+        assert!(live.start(call(1, 10, 1, &[2, 3])));
+        assert!(!live.start(call(2, 10, 4, &[5])), "one live call per group");
+        assert!(live.start(call(3, 11, 4, &[2])));
+        assert!(live.busy(Uin(2)) && live.busy(Uin(3)) && live.busy(Uin(4)));
+        // Declining one call leaves 2 in the other; 3 is free.
+        let mut declined = call(1, 10, 1, &[2, 3]);
+        declined.declined = [Uin(2), Uin(3)].into_iter().collect();
+        assert!(live.update(declined));
+        assert!(live.busy(Uin(2)) && !live.busy(Uin(3)) && live.busy(Uin(1)));
+        assert!(live.remove(3).is_some());
+        assert!(!live.busy(Uin(2)) && !live.busy(Uin(4)));
+        assert!(live.remove(1).is_some());
+        assert!(live.in_calls.is_empty() && live.by_group.is_empty() && live.by_id.is_empty());
+        assert!(
+            !live.update(call(1, 10, 1, &[2])),
+            "an ended call stays ended"
+        );
+        assert!(live.of_group(GroupId(10)).is_none());
     }
 }

@@ -12,6 +12,7 @@
 //! - `attachments`: uploaded files' metadata, ownership and who may read them.
 //! - `admin`: the admin's operations on a running server (groups, messages, sessions).
 //! - `tokens`: live sessions end with the login token they were opened with.
+//! - `typing`: typing indicators end by themselves (timeout, last socket gone).
 
 mod accounts;
 mod admin;
@@ -25,6 +26,7 @@ mod messages;
 mod presence;
 mod sessions;
 mod tokens;
+mod typing;
 
 pub use accounts::{admin_principal, failed_login_delay};
 pub use chat_messages::ChatMessageInput;
@@ -34,7 +36,6 @@ pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
 pub use sessions::SESSION_STOP_CODE;
 pub use tokens::TOKEN_ENDED_STOP_CODE;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,7 +47,6 @@ use crate::ids::Uin;
 use crate::login_limits::{LoginLimitSettings, LoginLimits};
 use crate::logsink::LogSink;
 use crate::metrics::Metrics;
-use crate::model::Call;
 use crate::store::Storage;
 
 /// The knobs the core itself needs (the binary's config holds the rest).
@@ -66,6 +66,9 @@ pub struct CoreSettings {
     pub max_list_bytes: usize,
     /// How long a call rings before it times out.
     pub call_timeout: Duration,
+    /// How long a typing indicator (chat `event` type 8) lasts without a renewal before
+    /// the core says type 9 itself.
+    pub typing_timeout: Duration,
     /// The largest message, through any door (text + attachments + body, bytes).
     pub max_message_bytes: usize,
     /// The most subscriptions one session may add (its own two are not counted).
@@ -87,7 +90,9 @@ pub struct Core {
     /// Calls still ringing or in progress, by id. A std `Mutex`: never held across
     /// `.await`. (Single-node state, like the in-process registry; a cluster keeps it with
     /// the registry.)
-    calls: Mutex<HashMap<u64, Call>>,
+    calls: Mutex<calls::LiveCalls>,
+    /// Who is typing where, until when (`typing.rs`): one entry per typer per group.
+    typing: typing::TypingState,
     /// Every Argon2 hash and verification runs here, bounded (`hasher.rs`).
     hasher: PasswordHasher,
     /// Password logins per account and address (`login_limits.rs`).
@@ -112,7 +117,8 @@ impl Core {
             login_limits: LoginLimits::new(&settings.login_limits),
             metrics,
             settings,
-            calls: Mutex::new(HashMap::new()),
+            calls: Mutex::new(calls::LiveCalls::default()),
+            typing: typing::TypingState::default(),
         }
     }
 

@@ -3,7 +3,8 @@
 //! A Chat API connection is a session of the `chat` door, tied to the login token it
 //! used: a second connection with the same token replaces the first ("conflict", code 7).
 //! A user is online while it has at least one chat session; the users who share a chat
-//! group with it hear `user_status` when that changes.
+//! group with it hear `user_status` when that changes; when its last session closes, it
+//! stops typing everywhere (`typing.rs`).
 
 use crate::bus::{Delivery, Mailbox, SessionInfo};
 use crate::error::CoreResult;
@@ -70,6 +71,7 @@ impl Core {
                 tracing::warn!(error = %e, "could not store last_seen");
             }
             self.announce_status(session.uin, false, Some(now)).await;
+            self.typing_gone(session.uin).await;
         }
     }
 

@@ -92,10 +92,10 @@ pub async fn signal(ctx: &Ctx<'_>, mut args: Args, kind: &str) -> Outcome {
 pub async fn event(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     check_self(&mut args, ctx, &["sender_uin"])?;
     let group = args.group()?;
-    let kind = args.u64(&["type"])?;
-    if !(1..=9).contains(&kind) {
-        return Err(Failure::invalid("type"));
-    }
+    let kind = match u8::try_from(args.u64(&["type"])?) {
+        Ok(k @ 1..=9) => k,
+        _ => return Err(Failure::invalid("type")),
+    };
     let receiver = args.opt_u64(&["receiver_uin"])?;
     let call_id = args.opt_u64(&["call_id"])?;
     let mut payload = relayed(
@@ -113,7 +113,7 @@ pub async fn event(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         payload = Json::from_validated(Value::Object(obj).to_string());
     }
     ctx.core
-        .relay_group_event(ctx.who, group, receiver.map(Uin), payload)
+        .relay_group_event(ctx.who, group, receiver.map(Uin), kind, payload)
         .await?;
     Ok(Reply::ok())
 }
