@@ -329,10 +329,6 @@ async fn remove_member(
     let uin = or_answer!(user(&core, &member).await);
     match core.admin_remove_member(&admin, group, uin).await {
         Ok(group) => Json(group_json(&group)).into_response(),
-        Err(CoreError::UserNotFound) => error(
-            StatusCode::CONFLICT,
-            &format!("{member} is not a member of group {group}"),
-        ),
         Err(e) => core_error(e),
     }
 }

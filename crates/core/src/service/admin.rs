@@ -129,7 +129,9 @@ impl Core {
         require_admin(caller)?;
         let conv = self.any_group(group).await?;
         if !conv.occupants.contains(&user) {
-            return Err(CoreError::UserNotFound);
+            return Err(CoreError::InvalidOperation(format!(
+                "{user} is not a member of group {group}"
+            )));
         }
         let owner = self.account_principal(conv.owner).await?;
         let changes = GroupChanges {
