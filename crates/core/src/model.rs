@@ -77,6 +77,10 @@ pub struct Conversation {
     pub created_at_us: i64,
     pub updated_at_us: i64,
     pub destroyed: bool,
+    /// The id of its newest message (0: none). Stores read it as 0 (it changes on every
+    /// post, and conversations are cached); the core fills it in wherever it shows a chat
+    /// group (answers and group pushes).
+    pub last_message_id: u64,
 }
 
 impl Conversation {

@@ -85,7 +85,14 @@ pub trait ConversationStore: Send + Sync {
         remove: BTreeSet<Uin>,
         now_us: i64,
     ) -> StoreResult<()>;
-    async fn set_blocked(&self, id: GroupId, uin: Uin, blocked: bool) -> StoreResult<()>;
+    /// Block or unblock `uin`; the group's `updated_at` becomes `now_us`.
+    async fn set_blocked(
+        &self,
+        id: GroupId,
+        uin: Uin,
+        blocked: bool,
+        now_us: i64,
+    ) -> StoreResult<()>;
     /// A live chat group of `kind` whose occupants are exactly `occupants`.
     async fn find_group_with_occupants(
         &self,

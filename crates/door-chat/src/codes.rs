@@ -86,6 +86,17 @@ impl From<CoreError> for Failure {
                 return Failure::new(INTERNAL_ERROR, "internal error");
             }
         };
-        Failure::new(code, e.to_string())
+        Failure::new(code, chat_words(&e))
+    }
+}
+
+/// The core's error text in the Chat API's own words: its conversations are "groups"
+/// (the core's texts say "conference", the External API's word).
+fn chat_words(e: &CoreError) -> String {
+    match e {
+        CoreError::ConversationNotFound => "group not found".into(),
+        CoreError::ConversationExists => "group already exists".into(),
+        CoreError::ConversationDestroyed => "group deleted".into(),
+        other => other.to_string().replace("conference", "group"),
     }
 }

@@ -51,6 +51,7 @@ pub fn group(c: &Conversation) -> Value {
         "blocked_uins": uins(&c.blocked),
         "created_at": secs(c.created_at_us),
         "updated_at": secs(c.updated_at_us),
+        "last_message_id": id(c.last_message_id),
     })
 }
 

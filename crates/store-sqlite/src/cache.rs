@@ -93,6 +93,7 @@ mod tests {
             created_at_us: 0,
             updated_at_us: 0,
             destroyed: false,
+            last_message_id: 0,
         })
     }
 

@@ -53,6 +53,7 @@ fn conversation_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
         created_at_us: row.get(7)?,
         updated_at_us: row.get(8)?,
         destroyed: row.get::<_, i64>(9)? != 0,
+        last_message_id: 0,
     })
 }
 
@@ -317,7 +318,13 @@ impl ConversationStore for SqliteStore {
         .await
     }
 
-    async fn set_blocked(&self, id: GroupId, uin: Uin, blocked: bool) -> StoreResult<()> {
+    async fn set_blocked(
+        &self,
+        id: GroupId,
+        uin: Uin,
+        blocked: bool,
+        now_us: i64,
+    ) -> StoreResult<()> {
         let changed = id;
         let (id, uin) = (to_sql_id(id.0)?, to_sql_id(uin.0)?);
         self.write_conversation(changed, move |conn| {
@@ -327,7 +334,7 @@ impl ConversationStore for SqliteStore {
                 "DELETE FROM blocks WHERE group_id = ?1 AND uin = ?2"
             };
             exec(conn, sql, params![id, uin]).map_err(backend)?;
-            Ok(())
+            touch(conn, id, now_us)
         })
         .await
     }

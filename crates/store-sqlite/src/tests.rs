@@ -303,7 +303,7 @@ async fn reads_after_each_change_see_it_although_conversations_are_cached() {
 
     store.add_occupant(group, Uin(2), 2).await.unwrap();
     assert_eq!(read().await.occupants, BTreeSet::from([Uin(1), Uin(2)]));
-    store.set_blocked(group, Uin(2), true).await.unwrap();
+    store.set_blocked(group, Uin(2), true, 9).await.unwrap();
     assert_eq!(read().await.blocked, BTreeSet::from([Uin(2)]));
     store.remove_occupant(group, Uin(2), 3).await.unwrap();
     assert_eq!(read().await.occupants, BTreeSet::from([Uin(1)]));

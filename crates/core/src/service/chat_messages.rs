@@ -19,6 +19,22 @@ use super::Core;
 /// The message types the Chat API defines (11 is unassigned).
 const MESSAGE_TYPES: [u32; 13] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13];
 
+/// Why a message without content is refused.
+const EMPTY_MESSAGE: &str = "message: a message needs text or attachments";
+
+/// Whether a chat message carries anything: text that is not blank, or attachments that
+/// are not blank or an empty JSON list/object/null. The chat posting path applies it, so it
+/// holds for the Chat API and the admin API alike; the server's own call records (type 1)
+/// carry the call as text. A msglog `msg` (External API) is the client's own object, kept
+/// as it is: an empty `{}` is allowed there.
+fn has_content(text: Option<&str>, attachments: Option<&str>) -> bool {
+    fn blank(s: &str) -> bool {
+        let squeezed: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        matches!(squeezed.as_str(), "" | "[]" | "{}" | "null" | "\"\"")
+    }
+    text.is_some_and(|t| !t.trim().is_empty()) || attachments.is_some_and(|a| !blank(a))
+}
+
 /// What a client sends to post a chat message.
 #[derive(Clone, Debug, Default)]
 pub struct ChatMessageInput {
@@ -39,7 +55,8 @@ impl Core {
     ///
     /// Every door posts through here, so the checks every message needs live here: the
     /// conversation takes messages, the caller is not blocked, and the message is within
-    /// `max_message_bytes`.
+    /// `max_message_bytes`. Whether it has content is checked by the two posting paths
+    /// (chat messages and msglog), since the chat path keeps display fields in `body`.
     pub(super) async fn store_message(
         &self,
         conv: &Conversation,
@@ -137,6 +154,10 @@ impl Core {
         if input.nonce.as_ref().is_some_and(|n| n.len() > 256) {
             return Err(CoreError::InvalidValue("nonce".into()));
         }
+        // `extra` holds display fields (sender_name …), not content.
+        if !has_content(input.text.as_deref(), input.attachments.as_deref()) {
+            return Err(CoreError::InvalidValue(EMPTY_MESSAGE.into()));
+        }
         let conv = self.member_group(caller, group).await?;
         let new = NewMessage {
             group_id: group,
@@ -201,6 +222,12 @@ impl Core {
             attachments.as_deref().or(message.attachments.as_deref()),
             message.body.as_ref(),
         )?;
+        if !has_content(
+            text.as_deref().or(message.text.as_deref()),
+            attachments.as_deref().or(message.attachments.as_deref()),
+        ) {
+            return Err(CoreError::InvalidValue(EMPTY_MESSAGE.into()));
+        }
         let edited = Arc::new(
             self.storage
                 .edit_message(message_id, text, attachments, now_us())
@@ -229,7 +256,8 @@ impl Core {
     /// List a group's messages for the caller. `after` (exclusive) lists oldest first, to
     /// catch up; otherwise newest first, older than `before` (exclusive). What the caller
     /// cleared with `delete_conversation` is left out. A page stops at `page_size`
-    /// (capped by `max_list`) or `max_list_bytes`, and says whether there is `more`.
+    /// (capped by `max_list`; 0 is refused) or `max_list_bytes`, and says whether there is
+    /// `more`.
     pub async fn list_chat_messages(
         &self,
         caller: &Principal,
@@ -239,6 +267,11 @@ impl Core {
         page: usize,
         page_size: usize,
     ) -> CoreResult<MessagePage> {
+        if page_size == 0 {
+            return Err(CoreError::InvalidValue(
+                super::groups::PAGE_SIZE_ZERO.into(),
+            ));
+        }
         self.member_group(caller, group).await?;
         let state = self
             .storage

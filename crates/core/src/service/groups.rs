@@ -13,7 +13,8 @@ use crate::error::{CoreError, CoreResult};
 use crate::event::{EventBody, Grant};
 use crate::ids::{GroupId, Uin};
 use crate::model::{
-    now_us, Conversation, ConversationKind, GroupListing, MemberState, NewConversation, Principal,
+    now_us, Conversation, ConversationKind, GroupListing, MemberState, MessageQuery,
+    NewConversation, Principal,
 };
 
 use super::Core;
@@ -42,6 +43,9 @@ pub struct GroupChanges {
     pub add: BTreeSet<Uin>,
     pub remove: BTreeSet<Uin>,
 }
+
+/// Why a page size of 0 is refused, for every listing of chat groups and messages.
+pub(super) const PAGE_SIZE_ZERO: &str = "psize: a page holds at least 1 item";
 
 fn check_len(value: &Option<String>, what: &'static str) -> CoreResult<()> {
     match value {
@@ -74,7 +78,34 @@ impl Core {
         Ok(())
     }
 
-    fn push_group(&self, to: impl IntoIterator<Item = Uin>, kind: &str, group: &Conversation) {
+    /// `group` with its `last_message_id` filled in, as answers and pushes show it.
+    pub(super) async fn with_last_message(
+        &self,
+        mut group: Conversation,
+    ) -> CoreResult<Conversation> {
+        let newest = MessageQuery {
+            limit: 1,
+            max_bytes: usize::MAX,
+            ..MessageQuery::default()
+        };
+        let page = self.storage.list_messages(group.group_id, newest).await?;
+        group.last_message_id = page.messages.first().map_or(0, |m| m.message_id);
+        Ok(group)
+    }
+
+    async fn push_group(
+        &self,
+        to: impl IntoIterator<Item = Uin>,
+        kind: &str,
+        group: &Conversation,
+    ) {
+        let group = match self.with_last_message(group.clone()).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "group push without last_message_id");
+                group.clone()
+            }
+        };
         let body = EventBody::Group(Arc::new(group.clone()));
         self.push_chat(to, kind, group.group_id.to_string(), body);
     }
@@ -115,7 +146,7 @@ impl Core {
                 .find_group_with_occupants(&kind, &occupants)
                 .await?
             {
-                return Ok((existing, false));
+                return Ok((self.with_last_message(existing).await?, false));
             }
         }
         let group = self
@@ -131,7 +162,8 @@ impl Core {
                 created_at_us: now_us(),
             })
             .await?;
-        self.push_group(group.occupants.iter().copied(), "group", &group);
+        self.push_group(group.occupants.iter().copied(), "group", &group)
+            .await;
         Ok((group, true))
     }
 
@@ -146,10 +178,12 @@ impl Core {
             return Err(CoreError::InvalidValue("type must be 1 or 3".into()));
         }
         occupants.insert(caller.uin);
-        self.storage
+        let group = self
+            .storage
             .find_group_with_occupants(&kind, &occupants)
             .await?
-            .ok_or(CoreError::ConversationNotFound)
+            .ok_or(CoreError::ConversationNotFound)?;
+        self.with_last_message(group).await
     }
 
     pub async fn update_group(
@@ -223,10 +257,10 @@ impl Core {
         self.end_call_participation(group, &removed).await;
         let (stayed, added): (Vec<Uin>, Vec<Uin>) =
             conv.occupants.iter().partition(|u| before.contains(u));
-        self.push_group(stayed, "update_group", &conv);
-        self.push_group(added, "group", &conv);
-        self.push_group(removed, "delete_group", &conv);
-        Ok(conv)
+        self.push_group(stayed, "update_group", &conv).await;
+        self.push_group(added, "group", &conv).await;
+        self.push_group(removed, "delete_group", &conv).await;
+        self.with_last_message(conv).await
     }
 
     /// Leave a group. An owner who leaves hands the group to the member with the lowest
@@ -236,6 +270,7 @@ impl Core {
         let now = now_us();
         let leaving = BTreeSet::from([caller.uin]);
         conv.occupants.remove(&caller.uin);
+        conv.updated_at_us = now;
         let heir = conv.occupants.iter().next().copied();
         match heir {
             Some(heir) => {
@@ -257,14 +292,16 @@ impl Core {
             uin: caller.uin,
         });
         self.end_call_participation(group, &leaving).await;
-        self.push_group([caller.uin], "delete_group", &conv);
+        self.push_group([caller.uin], "delete_group", &conv).await;
         if heir.is_some() {
-            self.push_group(conv.occupants.iter().copied(), "update_group", &conv);
+            self.push_group(conv.occupants.iter().copied(), "update_group", &conv)
+                .await;
         }
         Ok(())
     }
 
-    /// The caller's groups, pinned first, then in `sort` order, one page.
+    /// The caller's groups, pinned first, then in `sort` order, one page. A page size of
+    /// 0 is refused (`psize` must be at least 1); larger ones are capped by `max_list`.
     pub async fn list_groups(
         &self,
         caller: &Principal,
@@ -272,6 +309,9 @@ impl Core {
         page_size: usize,
         sort: GroupSort,
     ) -> CoreResult<Vec<GroupListing>> {
+        if page_size == 0 {
+            return Err(CoreError::InvalidValue(PAGE_SIZE_ZERO.into()));
+        }
         let mut groups = self.storage.groups_of(caller.uin).await?;
         let activity = |g: &GroupListing| match sort {
             GroupSort::LastMessage => g
@@ -316,14 +356,19 @@ impl Core {
         if !conv.occupants.contains(&target) && blocked {
             return Err(CoreError::UserNotFound);
         }
-        self.storage.set_blocked(group, target, blocked).await?;
+        let now = now_us();
+        self.storage
+            .set_blocked(group, target, blocked, now)
+            .await?;
+        conv.updated_at_us = now;
         if blocked {
             conv.blocked.insert(target);
         } else {
             conv.blocked.remove(&target);
         }
-        self.push_group(conv.occupants.iter().copied(), "update_group", &conv);
-        Ok(conv)
+        self.push_group(conv.occupants.iter().copied(), "update_group", &conv)
+            .await;
+        self.with_last_message(conv).await
     }
 
     /// Change the caller's own marks on a group through `change`; returns the new marks.
@@ -372,7 +417,8 @@ impl Core {
             [caller.uin],
             if pinned { "pin_group" } else { "unpin_group" },
             &conv,
-        );
+        )
+        .await;
         Ok(())
     }
 
