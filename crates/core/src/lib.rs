@@ -18,6 +18,7 @@
 //! - [`rate`]: the token bucket every door rate-limits a session's commands with.
 //! - [`auth`]: Argon2 password hashes and random session tokens.
 //! - [`logsink`]: where `session log` records go (GELF in the binary).
+//! - [`media`]: the seam to the server's own WebRTC endpoint (the SFU) a door opens media through.
 //! - [`metrics`]: counters and histograms rendered in Prometheus text format.
 //! - [`service`]: [`Core`], the operations the doors call, each checking its caller.
 //! - [`error`]: [`CoreError`], the one error every door maps to its own codes.
@@ -30,6 +31,7 @@ pub mod hasher;
 pub mod ids;
 pub mod login_limits;
 pub mod logsink;
+pub mod media;
 pub mod metrics;
 pub mod model;
 pub mod rate;
