@@ -25,7 +25,9 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{free_port, percentile, prepare, wait_healthy, Row, Server};
+use crate::peers::confer::prepare;
+use crate::report::{percentile, Row};
+use crate::server::{free_port, wait_healthy, Server};
 
 const SCENARIO: &str = "logins";
 const FLOOD_FROM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
@@ -244,8 +246,8 @@ fn row(phase: &'static str, metric: &'static str, value: f64, unit: &'static str
 
 /// The server's highest RSS while a phase runs, sampled every 20 ms.
 struct RssPeak {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<u64>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) task: tokio::task::JoinHandle<u64>,
 }
 
 impl RssPeak {

@@ -1,0 +1,188 @@
+//! `fanout`: G groups × M members, one sender per group at a total target rate; delivered
+//! messages/s, send→deliver latency, server CPU per delivered message.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::clients::source;
+use crate::peers::confer::prepare;
+use crate::peers::{connect_target, run_name, start_target};
+use crate::report::{now_us, percentile, Row};
+use crate::server::cpu_seconds;
+use crate::{Cli, Target};
+
+pub(crate) async fn fanout(
+    cli: &Cli,
+    groups: usize,
+    members: usize,
+    rate: u64,
+    seconds: u64,
+    target: Target,
+) -> anyhow::Result<Vec<Row>> {
+    let fixture = prepare(groups * members, members).await?;
+    let users = fixture.users.clone();
+    let group_ids = fixture.groups.clone();
+    let server = start_target(cli, target, fixture).await?;
+    let ws = server.ws();
+    let received = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let mut senders = Vec::new();
+    let mut held = Vec::new();
+    for (i, (_, token)) in users.iter().enumerate() {
+        let group = group_ids[i / members];
+        let (c, mut events) =
+            connect_target(target, &ws, token, group, source(i, cli.sources)).await?;
+        let (received, latencies) = (received.clone(), latencies.clone());
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if !event.is("message") {
+                    continue;
+                }
+                if let Some(sent) = event.stamp() {
+                    let latency = now_us().saturating_sub(sent);
+                    latencies
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(latency);
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        if i % members == 0 {
+            senders.push((Arc::new(c), group));
+        } else {
+            held.push(c);
+        }
+    }
+    let per_sender = (rate as f64 / senders.len().max(1) as f64).max(0.001);
+    let interval = Duration::from_secs_f64(1.0 / per_sender);
+    let sent = Arc::new(AtomicU64::new(0));
+    // Ticks the senders kept: fewer than asked when the load client itself falls behind.
+    let attempted = Arc::new(AtomicU64::new(0));
+    // CPU is the steadier comparison between targets: at one rate that every target keeps
+    // up with, what each server (and the shared load client) spends on it.
+    let server_cpu_before = server.cpu_seconds();
+    let client_cpu_before = cpu_seconds("self").unwrap_or(0.0);
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    let count = senders.len().max(1);
+    for (i, (c, group)) in senders.into_iter().enumerate() {
+        let (sent, attempted) = (sent.clone(), attempted.clone());
+        // Senders are spread evenly over one interval: started together, they would send
+        // in bursts of one message each, and latency would measure the burst's drain.
+        let first =
+            tokio::time::Instant::from_std(started) + interval.mul_f64(i as f64 / count as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(first, interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            while Instant::now() < end {
+                tick.tick().await;
+                attempted.fetch_add(1, Ordering::Relaxed);
+                let c = c.clone();
+                let sent = sent.clone();
+                tokio::spawn(async move {
+                    let msg = json!({"group_id": group.to_string(), "message": format!("t={}", now_us())});
+                    if c.call("create_message", &msg).await.is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu = server.cpu_seconds() - server_cpu_before;
+    let client_cpu = cpu_seconds("self").unwrap_or(0.0) - client_cpu_before;
+    let delivered = received.load(Ordering::Relaxed);
+    let sent = sent.load(Ordering::Relaxed);
+    let attempted = attempted.load(Ordering::Relaxed);
+    let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    lat.sort_unstable();
+    let name = run_name(target);
+    let expected = sent * members as u64;
+    drop(held);
+    drop(server);
+    Ok(vec![
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "messages attempted",
+            value: attempted as f64,
+            unit: "",
+        },
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "messages sent",
+            value: sent as f64,
+            unit: "",
+        },
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "delivered / expected",
+            value: if expected > 0 {
+                delivered as f64 / expected as f64
+            } else {
+                0.0
+            },
+            unit: "",
+        },
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "delivered",
+            value: delivered as f64 / elapsed,
+            unit: "msg/s",
+        },
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "latency p50",
+            value: percentile(&lat, 0.5),
+            unit: "ms",
+        },
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "latency p99",
+            value: percentile(&lat, 0.99),
+            unit: "ms",
+        },
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "latency p99.9",
+            value: percentile(&lat, 0.999),
+            unit: "ms",
+        },
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "server CPU",
+            value: server_cpu / elapsed,
+            unit: "cores",
+        },
+        Row {
+            scenario: "fanout",
+            target: name.clone(),
+            metric: "server CPU per delivery",
+            value: server_cpu * 1e6 / delivered.max(1) as f64,
+            unit: "µs",
+        },
+        Row {
+            scenario: "fanout",
+            target: name,
+            metric: "load client CPU",
+            value: client_cpu / elapsed,
+            unit: "cores",
+        },
+    ])
+}
