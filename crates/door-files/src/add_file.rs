@@ -1,12 +1,13 @@
 //! `add_file`, as the Moodle plugin answered it: `{token, method: "add_file", item_id}` as
 //! JSON or a form (decided by content, whatever the `Content-Type`), moves the caller's own draft into the attachment store →
 //! `{"success": true}`; errors are `{exception, errorcode, message}` with 400 (bad
-//! request), 401 (bad token) or 404 (no such draft of yours).
+//! request), 401 (bad token), 404 (no such draft of yours) or 413 (a body over 2 MiB).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -104,8 +105,21 @@ fn decode(s: &str) -> String {
 pub async fn add_file(
     State(api): State<Arc<FilesApi>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // A body that cannot be read (over axum's default limit, 2 MiB: 413) is told in this
+    // endpoint's error form, not as the framework's plain text.
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            return fail(
+                e.status(),
+                "invalid_parameter_exception",
+                "invalidparameter",
+                &e.body_text(),
+            )
+        }
+    };
     let fields = match fields(&headers, &body) {
         Ok(f) => f,
         Err(why) => {
