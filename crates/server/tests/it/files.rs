@@ -655,7 +655,10 @@ async fn add_file_takes_json_as_curl_d_sends_it_forms_and_explains_a_bad_body() 
         }
 
         // A body over the limit is refused in the same JSON form, not the framework's text.
-        let huge = format!("token={t}&method=add_file&item_id=1&pad={}", "x".repeat(3 << 20));
+        let huge = format!(
+            "token={t}&method=add_file&item_id=1&pad={}",
+            "x".repeat(3 << 20)
+        );
         let (s, answer) = server.http("POST", api, &form_ct, &huge).await;
         assert_eq!(s, 413, "{api}");
         let answer: Value = serde_json::from_str(&answer).expect("a JSON error");
