@@ -20,10 +20,14 @@ test('misnamed fields are named in the ack, and the command still runs', async (
   assert.deepEqual(made.group.occupants_uins, [a.uin], 'a group of one, as asked');
 
   const g = made.group.group_id;
-  const sent = await emit(a.socket, 'create_message', { group_id: g, type: 0, text: 'hi', zz: 1, body: 'x' });
+  const sent = await emit(a.socket, 'create_message', { group_id: g, type: 0, message: 'ok', text: 'hi', zz: 1, body: 'x' });
   assert.equal(sent.result, 0);
   assert.deepEqual(sent.unknown_fields, ['body', 'text', 'zz']);
-  assert.equal(sent.message.message, null, 'stored without the misnamed text');
+  assert.equal(sent.message.message, 'ok', 'stored with its text only, not the misnamed one');
+
+  // A message whose only text is misnamed is empty: refused, and the ack still names them.
+  const empty = await emit(a.socket, 'create_message', { group_id: g, type: 0, text: 'hi' });
+  assert.equal(empty.result, 1);
 
   // The single-quoted form of the document, too.
   const listed = await emit(a.socket, 'list_message', `{'group_id': ${g}, 'page': 2}`);
