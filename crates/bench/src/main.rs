@@ -79,6 +79,8 @@ pub(crate) enum Door {
 pub(crate) enum Target {
     Confer,
     NodeRelay,
+    /// socket.io + better-sqlite3 (WAL, synchronous=FULL): stores before it acks.
+    NodeDurable,
     SioRelay,
     WsBroadcast,
 }

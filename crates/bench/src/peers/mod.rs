@@ -2,6 +2,7 @@
 //! each; how to start a target and connect a client to it.
 
 pub(crate) mod confer;
+pub(crate) mod node_durable;
 pub(crate) mod node_relay;
 pub(crate) mod rust_relays;
 
@@ -11,6 +12,7 @@ use serde_json::json;
 
 use crate::clients::chat_connect;
 use crate::peers::confer::{confer_bin, start_confer, Fixture};
+use crate::peers::node_durable::start_node_durable;
 use crate::peers::node_relay::start_node_relay;
 use crate::peers::rust_relays::start_rust_peer;
 use crate::raw_ws::{AnyClient, RawWs};
@@ -27,6 +29,7 @@ pub(crate) async fn start_target(
     match target {
         Target::Confer => start_confer(&confer_bin(cli), fixture).await,
         Target::NodeRelay => start_node_relay().await,
+        Target::NodeDurable => start_node_durable().await,
         Target::SioRelay => start_rust_peer("sio-relay").await,
         Target::WsBroadcast => start_rust_peer("ws-broadcast").await,
     }
@@ -49,7 +52,7 @@ pub(crate) async fn connect_target(
             let (c, e) = chat_connect(ws, Some(token), bind).await?;
             return Ok((AnyClient::Sio(c), e));
         }
-        Target::NodeRelay | Target::SioRelay => {
+        Target::NodeRelay | Target::NodeDurable | Target::SioRelay => {
             let (c, e) = chat_connect(ws, None, bind).await?;
             (AnyClient::Sio(c), e)
         }
@@ -67,6 +70,7 @@ pub(crate) fn run_name(t: Target) -> String {
     match t {
         Target::Confer => "confer (stored)",
         Target::NodeRelay => "node socket.io relay",
+        Target::NodeDurable => "node socket.io + SQLite",
         Target::SioRelay => "socketioxide relay",
         Target::WsBroadcast => "tokio ws broadcast",
     }

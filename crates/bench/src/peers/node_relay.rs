@@ -1,4 +1,5 @@
-//! The Node socket.io relay of `bench/peers/node-relay` (stores nothing, acks at once).
+//! The Node socket.io relay of `bench/peers/node-relay` (stores nothing, acks at once), and
+//! how any Node peer of `bench/peers` is started.
 
 use std::path::PathBuf;
 
@@ -8,10 +9,25 @@ use crate::peers::rust_relays::peer_listening;
 use crate::server::{free_port, Server};
 
 pub(crate) async fn start_node_relay() -> anyhow::Result<Server> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/peers/node-relay");
-    if !dir.join("node_modules/socket.io").exists() {
+    start_node_peer("node-relay", &["socket.io"], &[]).await
+}
+
+/// Start `bench/peers/<name>/server.js` on a free port with `env`, once the `modules` it
+/// needs are installed (`scripts/bench` installs them).
+pub(crate) async fn start_node_peer(
+    name: &str,
+    modules: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> anyhow::Result<Server> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../bench/peers")
+        .join(name);
+    if let Some(missing) = modules
+        .iter()
+        .find(|m| !dir.join("node_modules").join(m).exists())
+    {
         bail!(
-            "node relay peer not installed: run scripts/bench (npm ci in {})",
+            "{name} peer not installed ({missing} is missing): run scripts/bench (npm ci in {})",
             dir.display()
         );
     }
@@ -20,9 +36,10 @@ pub(crate) async fn start_node_relay() -> anyhow::Result<Server> {
         .arg("server.js")
         .current_dir(&dir)
         .env("PORT", port.to_string())
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .context("starting node (is Node.js installed?)")?;
-    peer_listening(child, port, "node relay").await
+    peer_listening(child, port, name).await
 }

@@ -59,6 +59,7 @@ pub(crate) async fn ingest(
 pub(crate) fn ingest_name(t: Target) -> String {
     match t {
         Target::Confer => "confer (durable acks)".into(),
+        Target::NodeDurable => format!("{} (durable acks)", run_name(Target::NodeDurable)),
         peer => format!("{} (acks, no storage)", run_name(peer)),
     }
 }
