@@ -135,6 +135,71 @@ pub struct Message {
     pub deleted: bool,
     /// The uploads the message carries, resolved when it was posted.
     pub files: Vec<MessageFile>,
+    /// Who of its recipients has received and seen it. Not stored with the message (it
+    /// follows the members' marks, see [`ReadMark`]): stores read it empty, and the core
+    /// fills it in wherever it shows a chat message (answers, edits, `message_status`).
+    pub receipts: Receipts,
+}
+
+/// Who of a message's recipients (the group's members but its sender) has it: `received`
+/// holds those who have received it (seeing counts), `seen` those who have seen it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Receipts {
+    /// How many recipients it has.
+    pub recipients: usize,
+    pub received: Vec<Uin>,
+    pub seen: Vec<Uin>,
+}
+
+/// Message status as the Chat API numbers it.
+pub const STATUS_SENT: u8 = 1;
+pub const STATUS_RECEIVED: u8 = 2;
+pub const STATUS_SEEN: u8 = 3;
+pub const STATUS_DELETED: u8 = 4;
+
+impl Message {
+    /// 4 deleted; 3 once every recipient has seen it, 2 once every one has received it;
+    /// else (and when it has no recipient) 1, sent.
+    pub fn status(&self) -> u8 {
+        let r = &self.receipts;
+        if self.deleted {
+            STATUS_DELETED
+        } else if r.recipients > 0 && r.seen.len() >= r.recipients {
+            STATUS_SEEN
+        } else if r.recipients > 0 && r.received.len() >= r.recipients {
+            STATUS_RECEIVED
+        } else {
+            STATUS_SENT
+        }
+    }
+}
+
+/// One member's delivery marks in a group: every message with a `seq` up to
+/// `received_seq` has reached one of its devices (`received_message`), every one up to
+/// `seen_seq` has been seen (`seen_message`; posting counts as having seen what came
+/// before, and seeing as having received).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadMark {
+    pub uin: Uin,
+    pub received_seq: u64,
+    pub seen_seq: u64,
+}
+
+impl Receipts {
+    /// A message's receipts from its group's members' marks.
+    pub fn of(message: &Message, marks: &[ReadMark]) -> Receipts {
+        let mut r = Receipts::default();
+        for mark in marks.iter().filter(|m| m.uin != message.sender) {
+            r.recipients += 1;
+            if mark.seen_seq >= message.seq {
+                r.seen.push(mark.uin);
+            }
+            if mark.received_seq.max(mark.seen_seq) >= message.seq {
+                r.received.push(mark.uin);
+            }
+        }
+        r
+    }
 }
 
 /// An upload a message carries: what a recipient needs to download and show it, resolved
@@ -254,6 +319,8 @@ pub struct MemberState {
     pub cleared_seq: u64,
     /// The newest `seq` the user has seen; later messages from others are unread.
     pub seen_seq: u64,
+    /// The newest `seq` one of the user's devices has received (`received_message`).
+    pub received_seq: u64,
 }
 
 /// One conversation as `list_group` shows it to one user.

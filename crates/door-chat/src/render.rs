@@ -97,8 +97,10 @@ pub fn message_json(m: &Message) -> String {
     o.str("message", m.text.as_deref());
     o.str("attachments", m.attachments.as_deref());
     o.id("sender_uin", m.sender.0);
-    // Status: 4 deleted, otherwise 1 sent.
-    o.int("status", if m.deleted { 4 } else { 1 });
+    // 4 deleted, else as far as its recipients' marks go (`Message::status`).
+    o.int("status", m.status());
+    o.raw("received_uins", &uins(&m.receipts.received).to_string());
+    o.raw("seen_uins", &uins(&m.receipts.seen).to_string());
     o.str("nonce", m.nonce.as_deref());
     o.int("version", m.version);
     o.int("created_at", m.created_at_us);
@@ -140,7 +142,7 @@ pub fn files(files: &[MessageFile]) -> Value {
 }
 
 /// The fields a message object has; display fields stored with it never replace them.
-const MESSAGE_FIELDS: [&str; 12] = [
+const MESSAGE_FIELDS: [&str; 14] = [
     "message_id",
     "group_id",
     "type",
@@ -148,6 +150,8 @@ const MESSAGE_FIELDS: [&str; 12] = [
     "attachments",
     "sender_uin",
     "status",
+    "received_uins",
+    "seen_uins",
     "nonce",
     "version",
     "created_at",
@@ -257,6 +261,8 @@ pub const PUSHES: &[&str] = &[
     "message",
     "update_message",
     "delete_message",
+    "message_status",
+    "seen_message",
     "group",
     "update_group",
     "delete_group",
@@ -339,6 +345,7 @@ mod tests {
             updated_at_us: 6,
             deleted: false,
             files: Vec::new(),
+            receipts: Default::default(),
         }
     }
 
@@ -352,7 +359,8 @@ mod tests {
         assert_eq!(
             v,
             json!({"message_id": "12", "group_id": "3", "type": 0, "message": "hi",
-                   "attachments": null, "sender_uin": "7", "status": 1, "nonce": "n\"1",
+                   "attachments": null, "sender_uin": "7", "status": 1,
+                   "received_uins": [], "seen_uins": [], "nonce": "n\"1",
                    "version": 0, "created_at": 5, "updated_at": 6, "sender_name": "Al"})
         );
         assert_eq!(message(&m), v);
