@@ -404,8 +404,13 @@ impl Core {
         group: GroupId,
         muted: bool,
     ) -> CoreResult<()> {
-        self.change_state(caller, group, |s, _| s.muted = muted)
+        let (conv, _) = self
+            .change_state(caller, group, |s, _| s.muted = muted)
             .await?;
+        // The caller's own sockets only, so its other devices show the same (`pin_group`
+        // likewise); the other members hear nothing of a member's own marks.
+        let kind = if muted { "mute_group" } else { "unmute_group" };
+        self.push_group([caller.uin], kind, &conv).await;
         Ok(())
     }
 
@@ -429,14 +434,18 @@ impl Core {
         Ok(())
     }
 
-    /// Clear the conversation's history for the caller only.
+    /// Clear the conversation's history for the caller only; its sockets hear
+    /// `delete_conversation`.
     pub async fn clear_history(&self, caller: &Principal, group: GroupId) -> CoreResult<()> {
         let last = self.storage.last_seq(group).await?;
-        self.change_state(caller, group, |s, _| {
-            s.cleared_seq = last;
-            s.seen_seq = s.seen_seq.max(last);
-        })
-        .await?;
+        let (conv, _) = self
+            .change_state(caller, group, |s, _| {
+                s.cleared_seq = last;
+                s.seen_seq = s.seen_seq.max(last);
+            })
+            .await?;
+        self.push_group([caller.uin], "delete_conversation", &conv)
+            .await;
         Ok(())
     }
 
