@@ -168,3 +168,77 @@ test('a call started on one device shows on the others; answered on one, it stop
   a2.disconnect();
   b2.disconnect();
 });
+
+test('online status 3-6 and message_status set by the client; invisible looks offline; a snapshot on connect', async () => {
+  const e = await server.user('erin');
+  const f = await server.user('frank');
+  const f2 = await device(f);
+  const g = (await emit(e.socket, 'create_group', { type: 1, occupants_uins: [f.uin] })).group;
+  assert.equal(g.type, 1);
+  const fromFrank = (st) => st.user_status.uin === f.uin;
+
+  // Away, with a text: the peer and the user's other device hear it.
+  let peer = once(e.socket, 'user_status', fromFrank);
+  let own = once(f2, 'user_status', fromFrank);
+  const set = await emit(f.socket, 'user_status', { online_status: 5, message_status: 'in a meeting' });
+  assert.equal(set.result, 0);
+  assert.equal(set.user_status.online_status, 5);
+  let st = (await peer).user_status;
+  assert.equal(st.online_status, 5);
+  assert.equal(st.message_status, 'in a meeting');
+  assert.equal((await own).user_status.online_status, 5);
+
+  assert.equal((await emit(f.socket, 'user_status', { online_status: 2 })).result, 1, 'offline is shown, not chosen');
+  assert.equal((await emit(f.socket, 'user_status', { online_status: 9 })).result, 1);
+  assert.equal((await emit(f.socket, 'user_status', {})).result, 1);
+  assert.equal((await emit(f.socket, 'user_status', { online_status: 1, message_status: 'x'.repeat(300) })).result, 6);
+  assert.equal((await emit(f.socket, 'user_status', { online_status: 1, uin: e.uin })).result, 4);
+
+  // Invisible: offline to the peer, still 4 to the user's own devices.
+  peer = once(e.socket, 'user_status', fromFrank);
+  own = once(f2, 'user_status', fromFrank);
+  assert.equal((await emit(f.socket, 'user_status', { online_status: 4 })).result, 0);
+  st = (await peer).user_status;
+  assert.equal(st.online_status, 2);
+  assert.equal(st.message_status, '');
+  assert.equal((await own).user_status.online_status, 4);
+
+  // A new socket gets its peers' presence at once, as it sees them.
+  const { body } = await server.login('erin', 'pw');
+  let fresh = server.connectRaw({ session: body.session });
+  let snapshot = (await once(fresh, 'user_statuses')).user_statuses;
+  assert.equal(snapshot.find((x) => x.uin === f.uin).online_status, 2, 'invisible is offline in the snapshot');
+  fresh.disconnect();
+
+  peer = once(e.socket, 'user_status', fromFrank);
+  assert.equal((await emit(f.socket, 'user_status', { online_status: 6 })).result, 0);
+  st = (await peer).user_status;
+  assert.equal(st.online_status, 6);
+  assert.equal(st.message_status, 'in a meeting', 'kept when not given');
+  fresh = server.connectRaw({ session: body.session });
+  snapshot = (await once(fresh, 'user_statuses')).user_statuses;
+  const frank = snapshot.find((x) => x.uin === f.uin);
+  assert.equal(frank.online_status, 6);
+  assert.equal(frank.message_status, 'in a meeting');
+  fresh.disconnect();
+
+  // Stored: after the last socket goes and a new one comes, the peer sees busy again.
+  const offline = once(e.socket, 'user_status', (x) => fromFrank(x) && x.user_status.online_status === 2);
+  f.socket.disconnect();
+  f2.disconnect();
+  await offline;
+  const back = once(e.socket, 'user_status', fromFrank);
+  const { body: fb } = await server.login('frank', 'pw');
+  const f3 = await server.connect(fb.session);
+  assert.equal((await back).user_status.online_status, 6);
+
+  // An invisible user's comings and goings are not announced.
+  const hidden = once(e.socket, 'user_status', (x) => fromFrank(x) && x.user_status.online_status === 2);
+  assert.equal((await emit(f3, 'user_status', { online_status: 4 })).result, 0);
+  await hidden;
+  const quiet = never(e.socket, 'user_status', 600, fromFrank);
+  f3.disconnect();
+  const f4 = await server.connect((await server.login('frank', 'pw')).body.session);
+  assert.ok(await quiet, 'invisible: neither offline nor online is told');
+  f4.disconnect();
+});

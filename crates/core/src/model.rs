@@ -385,6 +385,37 @@ impl Call {
     }
 }
 
+/// Online status as the Chat API numbers it. A user chooses 1 or 3–6 (`user_status`);
+/// 2 is what others see while it has no chat socket, or while it is invisible.
+pub const ONLINE: u8 = 1;
+pub const OFFLINE: u8 = 2;
+pub const IDLE: u8 = 3;
+pub const INVISIBLE: u8 = 4;
+pub const AWAY: u8 = 5;
+pub const BUSY: u8 = 6;
+
+/// A user's presence: the status it chose and its free-text `message_status` (stored),
+/// and when it was last online. What others see of it is [`Presence::shown`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Presence {
+    pub uin: Uin,
+    pub online_status: u8,
+    pub message_status: String,
+    pub last_seen_at_us: Option<i64>,
+}
+
+impl Presence {
+    /// The status others see: offline without a chat socket or while invisible, else
+    /// the chosen one.
+    pub fn shown(&self, connected: bool) -> u8 {
+        if connected && self.online_status != INVISIBLE {
+            self.online_status
+        } else {
+            OFFLINE
+        }
+    }
+}
+
 /// A device token for push notifications.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceToken {

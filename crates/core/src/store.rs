@@ -12,7 +12,7 @@ use crate::ids::{GroupId, Uin};
 use crate::model::{
     Account, Appended, Attachment, AttachmentState, Call, Conversation, ConversationKind,
     DeviceToken, GroupListing, MemberState, Message, MessagePage, MessageQuery, NewAccount,
-    NewConversation, NewMessage, ReadMark, StaleAttachment, TokenRecord,
+    NewConversation, NewMessage, Presence, ReadMark, StaleAttachment, TokenRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,15 @@ pub trait AccountStore: Send + Sync {
     /// Remember when a user was last online.
     async fn set_last_seen(&self, uin: Uin, at_us: i64) -> StoreResult<()>;
     async fn last_seen(&self, uin: Uin) -> StoreResult<Option<i64>>;
+    /// Store the online status a user chose and its `message_status`.
+    async fn set_presence(
+        &self,
+        uin: Uin,
+        online_status: u8,
+        message_status: String,
+    ) -> StoreResult<()>;
+    /// The stored presence of each of `uins` that has an account (one read for the lot).
+    async fn presences(&self, uins: Vec<Uin>) -> StoreResult<Vec<Presence>>;
 }
 
 #[async_trait]

@@ -1,7 +1,7 @@
 //! How core values look on the Chat API. 64-bit ids are decimal strings, group times are
 //! seconds, message times microseconds, as the original server sent them.
 
-use confer_core::model::{Call, GroupListing, MessageFile};
+use confer_core::model::{Call, GroupListing, MessageFile, Presence};
 use confer_core::{Conversation, ConversationKind, Event, EventBody, Json, Message};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -254,6 +254,34 @@ pub fn call(c: &Call) -> Value {
     Value::Object(obj)
 }
 
+/// A `user_status` object: `{uin, online_status, message_status, last_seen_at}`.
+pub fn user_status(
+    uin: confer_core::Uin,
+    online_status: u8,
+    message_status: &str,
+    last_seen_at_us: Option<i64>,
+) -> Value {
+    json!({
+        "uin": id(uin.0),
+        "online_status": online_status,
+        "message_status": message_status,
+        "last_seen_at": last_seen_at_us.map(secs),
+    })
+}
+
+/// The presence snapshot a socket gets right after `login`:
+/// `{user_statuses: [user_status …]}` (see [`USER_STATUSES`]).
+pub fn user_statuses(peers: &[Presence]) -> Value {
+    let list = peers
+        .iter()
+        .map(|p| user_status(p.uin, p.online_status, &p.message_status, p.last_seen_at_us))
+        .collect();
+    json!({ "user_statuses": Value::Array(list) })
+}
+
+/// The snapshot's event name. The session emits it itself, once, after `login`.
+pub const USER_STATUSES: &str = "user_statuses";
+
 /// Every event the server pushes to a chat socket besides `login`
 /// ([`LOGIN`](crate::session::LOGIN)): [`push`] sends no other name, so this table is the
 /// door's list of pushes (docs/asyncapi.yaml is checked against it).
@@ -272,6 +300,7 @@ pub const PUSHES: &[&str] = &[
     "unmute_group",
     "delete_conversation",
     "user_status",
+    USER_STATUSES,
     "event",
     "start_call",
     "answer_call",
@@ -300,14 +329,13 @@ fn push_unchecked(event: &Event) -> Option<(String, String)> {
         EventBody::Group(g) => json!({ "group": group(g) }),
         EventBody::UserStatus {
             uin,
-            online,
+            online_status,
+            message_status,
             last_seen_at_us,
-        } => json!({"user_status": {
-            "uin": id(uin.0),
-            "online_status": if *online { 1 } else { 2 },
-            "message_status": "",
-            "last_seen_at": last_seen_at_us.map(secs),
-        }}),
+            ..
+        } => {
+            json!({ "user_status": user_status(*uin, *online_status, message_status, *last_seen_at_us) })
+        }
         EventBody::Call { call: c, answer } => {
             let mut v = json!({ "call": call(c) });
             if let (Some((uin, a)), Value::Object(obj)) = (answer, &mut v) {

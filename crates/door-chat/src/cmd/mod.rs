@@ -7,11 +7,13 @@
 //! - `prefs`: block/unblock_user, mute/unmute_group, pin/unpin_group.
 //! - `messages`: create/update/delete/list_message, received_message, seen_message.
 //! - `calls`: create/answer/stop_call, call_status, ice_sdp, ice_candidate, event.
+//! - `presence`: user_status (the caller's chosen online status and message_status).
 
 mod calls;
 mod groups;
 mod messages;
 mod prefs;
+mod presence;
 mod tokens;
 
 use std::sync::Arc;
@@ -131,6 +133,7 @@ enum Ev {
     IceSdp,
     IceCandidate,
     Event,
+    UserStatus,
 }
 
 /// Every client event the door answers, by name. [`dispatch`] finds events here and
@@ -164,6 +167,7 @@ const EVENTS: &[(&str, Ev)] = &[
     ("ice_sdp", Ev::IceSdp),
     ("ice_candidate", Ev::IceCandidate),
     ("event", Ev::Event),
+    ("user_status", Ev::UserStatus),
 ];
 
 /// The name of every client event the door answers, in table order.
@@ -210,6 +214,7 @@ async fn dispatch(name: &str, ctx: &Ctx<'_>, args: Args) -> Outcome {
         Ev::IceSdp => calls::signal(ctx, args, "ice_sdp").await,
         Ev::IceCandidate => calls::signal(ctx, args, "ice_candidate").await,
         Ev::Event => calls::event(ctx, args).await,
+        Ev::UserStatus => presence::set(ctx, args).await,
     }
 }
 
@@ -302,7 +307,7 @@ mod tests {
             assert!(seen.insert(name), "{name} twice");
             assert!(find(name).is_some());
         }
-        assert_eq!(seen.len(), 27);
+        assert_eq!(seen.len(), 28);
         assert!(find("login").is_none());
         assert!(find("create_messages").is_none());
     }
