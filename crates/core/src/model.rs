@@ -457,3 +457,75 @@ pub struct StaleAttachment {
     /// Whether another live attachment shares the blob (then the bytes stay).
     pub blob_shared: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn posted(seq: u64, sender: u64) -> Message {
+        Message {
+            message_id: seq,
+            group_id: GroupId(1),
+            seq,
+            sender: Uin(sender),
+            sender_login: String::new(),
+            session_id: None,
+            kind: 0,
+            text: None,
+            attachments: None,
+            body: None,
+            nonce: None,
+            version: 0,
+            created_at_us: 0,
+            updated_at_us: 0,
+            deleted: false,
+            files: Vec::new(),
+            receipts: Receipts::default(),
+        }
+    }
+
+    #[test]
+    fn status_is_received_once_every_recipient_has_it_and_seen_once_every_one_saw_it() {
+        let mark = |uin, received_seq, seen_seq| ReadMark {
+            uin: Uin(uin),
+            received_seq,
+            seen_seq,
+        };
+        let mut m = posted(5, 1);
+        let status = |m: &mut Message, marks: &[ReadMark]| {
+            m.receipts = Receipts::of(m, marks);
+            m.status()
+        };
+        assert_eq!(
+            status(&mut m, &[mark(1, 0, 0)]),
+            STATUS_SENT,
+            "no recipient"
+        );
+        assert_eq!(status(&mut m, &[mark(1, 0, 9), mark(2, 4, 0)]), STATUS_SENT);
+        assert_eq!(
+            status(&mut m, &[mark(2, 5, 0), mark(3, 0, 7)]),
+            STATUS_RECEIVED
+        );
+        assert_eq!(m.receipts.received, vec![Uin(2), Uin(3)]);
+        assert_eq!(m.receipts.seen, vec![Uin(3)]);
+        assert_eq!(status(&mut m, &[mark(2, 0, 5), mark(3, 0, 6)]), STATUS_SEEN);
+        m.deleted = true;
+        assert_eq!(m.status(), STATUS_DELETED);
+    }
+
+    #[test]
+    fn an_invisible_or_disconnected_user_is_shown_offline() {
+        let p = |online_status| Presence {
+            uin: Uin(1),
+            online_status,
+            message_status: String::new(),
+            last_seen_at_us: None,
+        };
+        assert_eq!(p(BUSY).shown(true), BUSY);
+        assert_eq!(p(BUSY).shown(false), OFFLINE);
+        assert_eq!(p(INVISIBLE).shown(true), OFFLINE);
+        assert_eq!(p(IDLE).shown(true), IDLE);
+        assert_eq!(p(AWAY).shown(true), AWAY);
+        assert_eq!(p(ONLINE).shown(true), ONLINE);
+    }
+}
