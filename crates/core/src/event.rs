@@ -46,10 +46,15 @@ pub enum EventBody {
     Destroyed { code: u64, reason: String },
     /// A chat group as it now is (`group`, `update_group`, `delete_group`, `pin_group` …).
     Group(Arc<Conversation>),
-    /// A user came online or went offline.
+    /// A user's presence changed: came online or went offline, or chose another status.
     UserStatus {
         uin: Uin,
+        /// Whether it is shown online (`online_status` other than 2).
         online: bool,
+        /// The status shown to this event's recipients (1 online, 2 offline, 3 idle,
+        /// 4 invisible (to the user's own sockets only), 5 away, 6 busy).
+        online_status: u8,
+        message_status: String,
         last_seen_at_us: Option<i64>,
     },
     /// A call and what just happened to it (`start_call`, `answer_call`, `stop_call`).

@@ -135,6 +135,71 @@ pub struct Message {
     pub deleted: bool,
     /// The uploads the message carries, resolved when it was posted.
     pub files: Vec<MessageFile>,
+    /// Who of its recipients has received and seen it. Not stored with the message (it
+    /// follows the members' marks, see [`ReadMark`]): stores read it empty, and the core
+    /// fills it in wherever it shows a chat message (answers, edits, `message_status`).
+    pub receipts: Receipts,
+}
+
+/// Who of a message's recipients (the group's members but its sender) has it: `received`
+/// holds those who have received it (seeing counts), `seen` those who have seen it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Receipts {
+    /// How many recipients it has.
+    pub recipients: usize,
+    pub received: Vec<Uin>,
+    pub seen: Vec<Uin>,
+}
+
+/// Message status as the Chat API numbers it.
+pub const STATUS_SENT: u8 = 1;
+pub const STATUS_RECEIVED: u8 = 2;
+pub const STATUS_SEEN: u8 = 3;
+pub const STATUS_DELETED: u8 = 4;
+
+impl Message {
+    /// 4 deleted; 3 once every recipient has seen it, 2 once every one has received it;
+    /// else (and when it has no recipient) 1, sent.
+    pub fn status(&self) -> u8 {
+        let r = &self.receipts;
+        if self.deleted {
+            STATUS_DELETED
+        } else if r.recipients > 0 && r.seen.len() >= r.recipients {
+            STATUS_SEEN
+        } else if r.recipients > 0 && r.received.len() >= r.recipients {
+            STATUS_RECEIVED
+        } else {
+            STATUS_SENT
+        }
+    }
+}
+
+/// One member's delivery marks in a group: every message with a `seq` up to
+/// `received_seq` has reached one of its devices (`received_message`), every one up to
+/// `seen_seq` has been seen (`seen_message`; posting counts as having seen what came
+/// before, and seeing as having received).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadMark {
+    pub uin: Uin,
+    pub received_seq: u64,
+    pub seen_seq: u64,
+}
+
+impl Receipts {
+    /// A message's receipts from its group's members' marks.
+    pub fn of(message: &Message, marks: &[ReadMark]) -> Receipts {
+        let mut r = Receipts::default();
+        for mark in marks.iter().filter(|m| m.uin != message.sender) {
+            r.recipients += 1;
+            if mark.seen_seq >= message.seq {
+                r.seen.push(mark.uin);
+            }
+            if mark.received_seq.max(mark.seen_seq) >= message.seq {
+                r.received.push(mark.uin);
+            }
+        }
+        r
+    }
 }
 
 /// An upload a message carries: what a recipient needs to download and show it, resolved
@@ -254,6 +319,8 @@ pub struct MemberState {
     pub cleared_seq: u64,
     /// The newest `seq` the user has seen; later messages from others are unread.
     pub seen_seq: u64,
+    /// The newest `seq` one of the user's devices has received (`received_message`).
+    pub received_seq: u64,
 }
 
 /// One conversation as `list_group` shows it to one user.
@@ -318,6 +385,37 @@ impl Call {
     }
 }
 
+/// Online status as the Chat API numbers it. A user chooses 1 or 3–6 (`user_status`);
+/// 2 is what others see while it has no chat socket, or while it is invisible.
+pub const ONLINE: u8 = 1;
+pub const OFFLINE: u8 = 2;
+pub const IDLE: u8 = 3;
+pub const INVISIBLE: u8 = 4;
+pub const AWAY: u8 = 5;
+pub const BUSY: u8 = 6;
+
+/// A user's presence: the status it chose and its free-text `message_status` (stored),
+/// and when it was last online. What others see of it is [`Presence::shown`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Presence {
+    pub uin: Uin,
+    pub online_status: u8,
+    pub message_status: String,
+    pub last_seen_at_us: Option<i64>,
+}
+
+impl Presence {
+    /// The status others see: offline without a chat socket or while invisible, else
+    /// the chosen one.
+    pub fn shown(&self, connected: bool) -> u8 {
+        if connected && self.online_status != INVISIBLE {
+            self.online_status
+        } else {
+            OFFLINE
+        }
+    }
+}
+
 /// A device token for push notifications.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceToken {
@@ -358,4 +456,76 @@ pub struct StaleAttachment {
     pub attachment: Attachment,
     /// Whether another live attachment shares the blob (then the bytes stay).
     pub blob_shared: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn posted(seq: u64, sender: u64) -> Message {
+        Message {
+            message_id: seq,
+            group_id: GroupId(1),
+            seq,
+            sender: Uin(sender),
+            sender_login: String::new(),
+            session_id: None,
+            kind: 0,
+            text: None,
+            attachments: None,
+            body: None,
+            nonce: None,
+            version: 0,
+            created_at_us: 0,
+            updated_at_us: 0,
+            deleted: false,
+            files: Vec::new(),
+            receipts: Receipts::default(),
+        }
+    }
+
+    #[test]
+    fn status_is_received_once_every_recipient_has_it_and_seen_once_every_one_saw_it() {
+        let mark = |uin, received_seq, seen_seq| ReadMark {
+            uin: Uin(uin),
+            received_seq,
+            seen_seq,
+        };
+        let mut m = posted(5, 1);
+        let status = |m: &mut Message, marks: &[ReadMark]| {
+            m.receipts = Receipts::of(m, marks);
+            m.status()
+        };
+        assert_eq!(
+            status(&mut m, &[mark(1, 0, 0)]),
+            STATUS_SENT,
+            "no recipient"
+        );
+        assert_eq!(status(&mut m, &[mark(1, 0, 9), mark(2, 4, 0)]), STATUS_SENT);
+        assert_eq!(
+            status(&mut m, &[mark(2, 5, 0), mark(3, 0, 7)]),
+            STATUS_RECEIVED
+        );
+        assert_eq!(m.receipts.received, vec![Uin(2), Uin(3)]);
+        assert_eq!(m.receipts.seen, vec![Uin(3)]);
+        assert_eq!(status(&mut m, &[mark(2, 0, 5), mark(3, 0, 6)]), STATUS_SEEN);
+        m.deleted = true;
+        assert_eq!(m.status(), STATUS_DELETED);
+    }
+
+    #[test]
+    fn an_invisible_or_disconnected_user_is_shown_offline() {
+        let p = |online_status| Presence {
+            uin: Uin(1),
+            online_status,
+            message_status: String::new(),
+            last_seen_at_us: None,
+        };
+        assert_eq!(p(BUSY).shown(true), BUSY);
+        assert_eq!(p(BUSY).shown(false), OFFLINE);
+        assert_eq!(p(INVISIBLE).shown(true), OFFLINE);
+        assert_eq!(p(IDLE).shown(true), IDLE);
+        assert_eq!(p(AWAY).shown(true), AWAY);
+        assert_eq!(p(ONLINE).shown(true), ONLINE);
+    }
 }

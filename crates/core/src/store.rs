@@ -12,7 +12,7 @@ use crate::ids::{GroupId, Uin};
 use crate::model::{
     Account, Appended, Attachment, AttachmentState, Call, Conversation, ConversationKind,
     DeviceToken, GroupListing, MemberState, Message, MessagePage, MessageQuery, NewAccount,
-    NewConversation, NewMessage, StaleAttachment, TokenRecord,
+    NewConversation, NewMessage, Presence, ReadMark, StaleAttachment, TokenRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,15 @@ pub trait AccountStore: Send + Sync {
     /// Remember when a user was last online.
     async fn set_last_seen(&self, uin: Uin, at_us: i64) -> StoreResult<()>;
     async fn last_seen(&self, uin: Uin) -> StoreResult<Option<i64>>;
+    /// Store the online status a user chose and its `message_status`.
+    async fn set_presence(
+        &self,
+        uin: Uin,
+        online_status: u8,
+        message_status: String,
+    ) -> StoreResult<()>;
+    /// The stored presence of each of `uins` that has an account (one read for the lot).
+    async fn presences(&self, uins: Vec<Uin>) -> StoreResult<Vec<Presence>>;
 }
 
 #[async_trait]
@@ -104,6 +113,27 @@ pub trait ConversationStore: Send + Sync {
     async fn groups_of(&self, uin: Uin) -> StoreResult<Vec<GroupListing>>;
     async fn member_state(&self, id: GroupId, uin: Uin) -> StoreResult<Option<MemberState>>;
     async fn set_member_state(&self, id: GroupId, uin: Uin, state: MemberState) -> StoreResult<()>;
+    /// Every occupant's delivery marks in a group, for the receipts of messages with
+    /// `seq >= from_seq`: a member's own message at or after `from_seq` counts as its seen
+    /// mark. This default reads each member's state (one read per member, and without
+    /// counting posts); a backend answers it with one query.
+    async fn read_marks(&self, id: GroupId, from_seq: u64) -> StoreResult<Vec<ReadMark>> {
+        let _ = from_seq;
+        let Some(conv) = self.conversation(id).await? else {
+            return Ok(Vec::new());
+        };
+        let mut marks = Vec::with_capacity(conv.occupants.len());
+        for uin in conv.occupants {
+            if let Some(state) = self.member_state(id, uin).await? {
+                marks.push(ReadMark {
+                    uin,
+                    received_seq: state.received_seq,
+                    seen_seq: state.seen_seq,
+                });
+            }
+        }
+        Ok(marks)
+    }
     /// Everyone who shares at least one live chat group with `uin` (not `uin` itself).
     async fn peers_of(&self, uin: Uin) -> StoreResult<BTreeSet<Uin>>;
 }

@@ -1,7 +1,7 @@
 //! How core values look on the Chat API. 64-bit ids are decimal strings, group times are
 //! seconds, message times microseconds, as the original server sent them.
 
-use confer_core::model::{Call, GroupListing, MessageFile};
+use confer_core::model::{Call, GroupListing, MessageFile, Presence};
 use confer_core::{Conversation, ConversationKind, Event, EventBody, Json, Message};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -97,8 +97,10 @@ pub fn message_json(m: &Message) -> String {
     o.str("message", m.text.as_deref());
     o.str("attachments", m.attachments.as_deref());
     o.id("sender_uin", m.sender.0);
-    // Status: 4 deleted, otherwise 1 sent.
-    o.int("status", if m.deleted { 4 } else { 1 });
+    // 4 deleted, else as far as its recipients' marks go (`Message::status`).
+    o.int("status", m.status());
+    o.raw("received_uins", &uins(&m.receipts.received).to_string());
+    o.raw("seen_uins", &uins(&m.receipts.seen).to_string());
     o.str("nonce", m.nonce.as_deref());
     o.int("version", m.version);
     o.int("created_at", m.created_at_us);
@@ -140,7 +142,7 @@ pub fn files(files: &[MessageFile]) -> Value {
 }
 
 /// The fields a message object has; display fields stored with it never replace them.
-const MESSAGE_FIELDS: [&str; 12] = [
+const MESSAGE_FIELDS: [&str; 14] = [
     "message_id",
     "group_id",
     "type",
@@ -148,6 +150,8 @@ const MESSAGE_FIELDS: [&str; 12] = [
     "attachments",
     "sender_uin",
     "status",
+    "received_uins",
+    "seen_uins",
     "nonce",
     "version",
     "created_at",
@@ -250,6 +254,34 @@ pub fn call(c: &Call) -> Value {
     Value::Object(obj)
 }
 
+/// A `user_status` object: `{uin, online_status, message_status, last_seen_at}`.
+pub fn user_status(
+    uin: confer_core::Uin,
+    online_status: u8,
+    message_status: &str,
+    last_seen_at_us: Option<i64>,
+) -> Value {
+    json!({
+        "uin": id(uin.0),
+        "online_status": online_status,
+        "message_status": message_status,
+        "last_seen_at": last_seen_at_us.map(secs),
+    })
+}
+
+/// The presence snapshot a socket gets right after `login`:
+/// `{user_statuses: [user_status …]}` (see [`USER_STATUSES`]).
+pub fn user_statuses(peers: &[Presence]) -> Value {
+    let list = peers
+        .iter()
+        .map(|p| user_status(p.uin, p.online_status, &p.message_status, p.last_seen_at_us))
+        .collect();
+    json!({ "user_statuses": Value::Array(list) })
+}
+
+/// The snapshot's event name. The session emits it itself, once, after `login`.
+pub const USER_STATUSES: &str = "user_statuses";
+
 /// Every event the server pushes to a chat socket besides `login`
 /// ([`LOGIN`](crate::session::LOGIN)): [`push`] sends no other name, so this table is the
 /// door's list of pushes (docs/asyncapi.yaml is checked against it).
@@ -257,12 +289,18 @@ pub const PUSHES: &[&str] = &[
     "message",
     "update_message",
     "delete_message",
+    "message_status",
+    "seen_message",
     "group",
     "update_group",
     "delete_group",
     "pin_group",
     "unpin_group",
+    "mute_group",
+    "unmute_group",
+    "delete_conversation",
     "user_status",
+    USER_STATUSES,
     "event",
     "start_call",
     "answer_call",
@@ -291,14 +329,13 @@ fn push_unchecked(event: &Event) -> Option<(String, String)> {
         EventBody::Group(g) => json!({ "group": group(g) }),
         EventBody::UserStatus {
             uin,
-            online,
+            online_status,
+            message_status,
             last_seen_at_us,
-        } => json!({"user_status": {
-            "uin": id(uin.0),
-            "online_status": if *online { 1 } else { 2 },
-            "message_status": "",
-            "last_seen_at": last_seen_at_us.map(secs),
-        }}),
+            ..
+        } => {
+            json!({ "user_status": user_status(*uin, *online_status, message_status, *last_seen_at_us) })
+        }
         EventBody::Call { call: c, answer } => {
             let mut v = json!({ "call": call(c) });
             if let (Some((uin, a)), Value::Object(obj)) = (answer, &mut v) {
@@ -339,6 +376,7 @@ mod tests {
             updated_at_us: 6,
             deleted: false,
             files: Vec::new(),
+            receipts: Default::default(),
         }
     }
 
@@ -352,7 +390,8 @@ mod tests {
         assert_eq!(
             v,
             json!({"message_id": "12", "group_id": "3", "type": 0, "message": "hi",
-                   "attachments": null, "sender_uin": "7", "status": 1, "nonce": "n\"1",
+                   "attachments": null, "sender_uin": "7", "status": 1,
+                   "received_uins": [], "seen_uins": [], "nonce": "n\"1",
                    "version": 0, "created_at": 5, "updated_at": 6, "sender_name": "Al"})
         );
         assert_eq!(message(&m), v);

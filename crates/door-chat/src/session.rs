@@ -417,6 +417,13 @@ impl Socket {
         };
         door.core.metrics().connection_opened(cmd::DOOR);
         self.emit(LOGIN, &json!({"result": OK, "uin": who.uin.0.to_string()}));
+        // The peers' presence as it is now (nothing without peers); later changes come
+        // as `user_status`.
+        match door.core.presence_snapshot(&who).await {
+            Ok(peers) if peers.is_empty() => {}
+            Ok(peers) => self.emit(render::USER_STATUSES, &render::user_statuses(&peers)),
+            Err(e) => tracing::warn!(error = %e, "presence snapshot not sent"),
+        }
         self.session = Some(Arc::new(ChatSession { who, info }));
         self.deliveries = Some(rx);
         self.cut = cut;

@@ -1,7 +1,7 @@
 //! `AccountStore` on SQLite.
 
 use async_trait::async_trait;
-use confer_core::model::{Account, NewAccount};
+use confer_core::model::{Account, NewAccount, Presence};
 use confer_core::store::{AccountStore, StoreResult};
 use confer_core::Uin;
 use rusqlite::{params, OptionalExtension, Row};
@@ -130,6 +130,53 @@ impl AccountStore for SqliteStore {
             )
             .optional()
             .map(Option::flatten)
+        })
+        .await
+    }
+
+    async fn set_presence(
+        &self,
+        uin: Uin,
+        online_status: u8,
+        message_status: String,
+    ) -> StoreResult<()> {
+        let uin = to_sql_id(uin.0)?;
+        self.write(move |conn| {
+            exec(
+                conn,
+                "UPDATE accounts SET online_status = ?1, message_status = ?2 WHERE uin = ?3",
+                params![online_status as i64, message_status, uin],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn presences(&self, uins: Vec<Uin>) -> StoreResult<Vec<Presence>> {
+        let ids = uins
+            .iter()
+            .map(|u| to_sql_id(u.0))
+            .collect::<StoreResult<Vec<i64>>>()?;
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT online_status, message_status, last_seen FROM accounts WHERE uin = ?1",
+            )?;
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                let row = stmt
+                    .query_row([id], |r| {
+                        Ok(Presence {
+                            uin: Uin(id as u64),
+                            online_status: u8::try_from(r.get::<_, i64>(0)?).unwrap_or(1),
+                            message_status: r.get(1)?,
+                            last_seen_at_us: r.get(2)?,
+                        })
+                    })
+                    .optional()?;
+                found.extend(row);
+            }
+            Ok(found)
         })
         .await
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use confer_core::model::{
-    Conversation, ConversationKind, GroupListing, MemberState, NewConversation,
+    Conversation, ConversationKind, GroupListing, MemberState, NewConversation, ReadMark,
 };
 use confer_core::store::{ConversationStore, StoreError, StoreResult};
 use confer_core::{GroupId, Uin};
@@ -373,7 +373,7 @@ impl ConversationStore for SqliteStore {
         self.read(move |conn| {
             let columns: String = COLUMNS.split(", ").map(|c| format!("c.{}", c.trim())).collect::<Vec<_>>().join(", ");
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {columns}, o.muted, o.pinned_at, o.cleared_seq, o.seen_seq
+                "SELECT {columns}, o.muted, o.pinned_at, o.cleared_seq, o.seen_seq, o.received_seq
                  FROM occupants o JOIN conversations c ON c.group_id = o.group_id
                  WHERE o.uin = ?1 AND c.kind != {KIND_CONFERENCE} AND c.destroyed = 0"
             ))?;
@@ -386,6 +386,7 @@ impl ConversationStore for SqliteStore {
                             pinned_at_us: row.get(12)?,
                             cleared_seq: row.get::<_, i64>(13)? as u64,
                             seen_seq: row.get::<_, i64>(14)? as u64,
+                            received_seq: row.get::<_, i64>(15)? as u64,
                         },
                     ))
                 })?
@@ -435,7 +436,7 @@ impl ConversationStore for SqliteStore {
         self.read(move |conn| {
             query_row(
                 conn,
-                "SELECT muted, pinned_at, cleared_seq, seen_seq FROM occupants
+                "SELECT muted, pinned_at, cleared_seq, seen_seq, received_seq FROM occupants
                  WHERE group_id = ?1 AND uin = ?2",
                 params![id, uin],
                 |row| {
@@ -444,6 +445,7 @@ impl ConversationStore for SqliteStore {
                         pinned_at_us: row.get(1)?,
                         cleared_seq: row.get::<_, i64>(2)? as u64,
                         seen_seq: row.get::<_, i64>(3)? as u64,
+                        received_seq: row.get::<_, i64>(4)? as u64,
                     })
                 },
             )
@@ -457,7 +459,8 @@ impl ConversationStore for SqliteStore {
         self.write(move |conn| {
             one_row(exec(
                 conn,
-                "UPDATE occupants SET muted = ?3, pinned_at = ?4, cleared_seq = ?5, seen_seq = ?6
+                "UPDATE occupants SET muted = ?3, pinned_at = ?4, cleared_seq = ?5, seen_seq = ?6,
+                     received_seq = ?7
                      WHERE group_id = ?1 AND uin = ?2",
                 params![
                     id,
@@ -465,10 +468,39 @@ impl ConversationStore for SqliteStore {
                     state.muted as i64,
                     state.pinned_at_us,
                     state.cleared_seq as i64,
-                    state.seen_seq as i64
+                    state.seen_seq as i64,
+                    state.received_seq as i64
                 ],
             ))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn read_marks(&self, id: GroupId, from_seq: u64) -> StoreResult<Vec<ReadMark>> {
+        let id = to_sql_id(id.0)?;
+        let from = i64::try_from(from_seq).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            // A member's own newest message at or after `from_seq` counts as its seen mark
+            // (posting means having read what came before), read from the range of the
+            // (group_id, seq) index the messages shown lie in, as `groups_of` does.
+            let mut stmt = conn.prepare_cached(
+                "SELECT o.uin, o.received_seq, o.seen_seq, COALESCE(p.last, 0)
+                 FROM occupants o LEFT JOIN (
+                     SELECT sender, MAX(seq) AS last FROM messages
+                     WHERE group_id = ?1 AND seq >= ?2 GROUP BY sender
+                 ) p ON p.sender = o.uin
+                 WHERE o.group_id = ?1",
+            )?;
+            let rows = stmt.query_map(params![id, from], |r| {
+                let posted = r.get::<_, i64>(3)? as u64;
+                Ok(ReadMark {
+                    uin: Uin(r.get::<_, i64>(0)? as u64),
+                    received_seq: r.get::<_, i64>(1)? as u64,
+                    seen_seq: (r.get::<_, i64>(2)? as u64).max(posted),
+                })
+            })?;
+            rows.collect()
         })
         .await
     }

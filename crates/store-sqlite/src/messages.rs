@@ -35,6 +35,7 @@ pub(crate) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         updated_at_us: row.get(13)?,
         deleted: row.get::<_, i64>(14)? != 0,
         files: decode_files(row.get::<_, Option<String>>(15)?.as_deref()),
+        receipts: Default::default(),
     })
 }
 
@@ -168,6 +169,7 @@ impl MessageStore for SqliteStore {
                     updated_at_us: new.created_at_us,
                     deleted: false,
                     files: new.files,
+                    receipts: Default::default(),
                 }),
                 duplicate: false,
             })

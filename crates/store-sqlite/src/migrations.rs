@@ -158,6 +158,13 @@ const MIGRATIONS: &[&str] = &[
     // 8: the uploads a message carries (id, size, type, name), resolved when it was
     // posted, so listing or pushing it needs no other read (`messages::encode_files`).
     "ALTER TABLE messages ADD COLUMN files TEXT;",
+    // 9: each member's received mark (`received_message`), beside its seen mark: message
+    // receipts follow the marks, so a receipt is one row written, whatever it covers.
+    "ALTER TABLE occupants ADD COLUMN received_seq INTEGER NOT NULL DEFAULT 0;",
+    // 10: the online status a user chose (1 online, 3 idle, 4 invisible, 5 away, 6 busy)
+    // and its free-text `message_status`, shown while it has a chat socket.
+    "ALTER TABLE accounts ADD COLUMN online_status INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE accounts ADD COLUMN message_status TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Apply every migration the database has not seen, each in its own transaction.

@@ -575,3 +575,81 @@ async fn a_message_keeps_its_files_across_a_reopen_and_loses_them_when_deleted()
     let deleted = store.delete_message(id, 20).await.unwrap();
     assert!(deleted.files.is_empty());
 }
+
+#[tokio::test]
+async fn read_marks_follow_receipts_and_posts_and_survive_a_reopen() {
+    use confer_core::model::ReadMark;
+    let dir = tempfile::tempdir().unwrap();
+    let group = {
+        let store = open(dir.path());
+        let group = store
+            .create_conversation(NewConversation {
+                alias: None,
+                kind: ConversationKind::Group,
+                name: None,
+                avatar_url: None,
+                owner: Uin(1),
+                creator: Uin(1),
+                occupants: BTreeSet::from([Uin(1), Uin(2), Uin(3)]),
+                created_at_us: 1,
+            })
+            .await
+            .unwrap()
+            .group_id;
+        for from in [1, 1, 3] {
+            let mut m = message(group, None, "x");
+            m.sender = Uin(from);
+            store.append_message(m).await.unwrap();
+        }
+        let mut state = store.member_state(group, Uin(2)).await.unwrap().unwrap();
+        state.received_seq = 2;
+        store.set_member_state(group, Uin(2), state).await.unwrap();
+        store.flush().await.unwrap();
+        group
+    };
+    let store = open(dir.path());
+    let mut marks = store.read_marks(group, 1).await.unwrap();
+    marks.sort_by_key(|m| m.uin);
+    let mark = |uin, received_seq, seen_seq| ReadMark {
+        uin: Uin(uin),
+        received_seq,
+        seen_seq,
+    };
+    // 1 posted up to seq 2, 3 posted seq 3 (posting counts as seen), 2 received up to 2.
+    assert_eq!(marks, vec![mark(1, 0, 2), mark(2, 2, 0), mark(3, 0, 3)]);
+    // Posts before `from_seq` are not read.
+    let mut marks = store.read_marks(group, 3).await.unwrap();
+    marks.sort_by_key(|m| m.uin);
+    assert_eq!(marks[0], mark(1, 0, 0));
+}
+
+#[tokio::test]
+async fn a_chosen_presence_is_stored_and_read_for_many_users_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for login in ["a", "b"] {
+        store
+            .create_account(NewAccount {
+                uin: None,
+                login: login.into(),
+                name: None,
+                password_hash: "x".into(),
+                created_at_us: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let a = store.account_by_login("a").await.unwrap().unwrap().uin;
+    let b = store.account_by_login("b").await.unwrap().unwrap().uin;
+    store.set_presence(b, 5, "lunch".into()).await.unwrap();
+    let found = store.presences(vec![a, b, Uin(999_999)]).await.unwrap();
+    assert_eq!(found.len(), 2, "unknown users are left out");
+    assert_eq!(
+        (found[0].online_status, found[0].message_status.as_str()),
+        (1, "")
+    );
+    assert_eq!(
+        (found[1].online_status, found[1].message_status.as_str()),
+        (5, "lunch")
+    );
+}

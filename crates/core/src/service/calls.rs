@@ -208,7 +208,15 @@ impl Core {
             return Err(CoreError::CallInProgress);
         };
         let ringing: Vec<Uin> = call.callees.difference(&call.declined).copied().collect();
-        self.push_call(&call, "start_call", None, ringing.iter().copied());
+        // The caller's sockets hear it too (its `caller_uin` says it is theirs), so its
+        // other devices show the call; not when nobody is rung, as it ends at once.
+        let caller_too = (!ringing.is_empty()).then_some(caller.uin);
+        self.push_call(
+            &call,
+            "start_call",
+            None,
+            ringing.iter().copied().chain(caller_too),
+        );
         for (callee, reason) in &unavailable {
             let body = format!(
                 "{{\"type\":{},\"group_id\":\"{}\",\"call_id\":\"{}\",\"sender_uin\":\"{}\",\"receiver_uin\":\"{}\",\"data\":\"{}\"}}",

@@ -228,11 +228,11 @@ impl Core {
         ) {
             return Err(CoreError::InvalidValue(EMPTY_MESSAGE.into()));
         }
-        let edited = Arc::new(
-            self.storage
-                .edit_message(message_id, text, attachments, now_us())
-                .await?,
-        );
+        let edited = self
+            .storage
+            .edit_message(message_id, text, attachments, now_us())
+            .await?;
+        let edited = Arc::new(self.receipted(edited).await);
         self.announce_message(&conv, "update_message", &edited);
         Ok(edited)
     }
@@ -288,6 +288,8 @@ impl Core {
             max_bytes: self.settings.max_list_bytes,
             oldest_first: after.is_some() && before.is_none(),
         };
-        Ok(self.storage.list_messages(group, query).await?)
+        let mut listed = self.storage.list_messages(group, query).await?;
+        self.with_receipts(group, &mut listed.messages).await?;
+        Ok(listed)
     }
 }

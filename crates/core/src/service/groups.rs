@@ -330,11 +330,18 @@ impl Core {
                 .then(b.conversation.group_id.cmp(&a.conversation.group_id))
         });
         let size = page_size.clamp(1, self.settings.max_list);
-        Ok(groups
+        let mut groups: Vec<GroupListing> = groups
             .into_iter()
             .skip(page.saturating_mul(size))
             .take(size)
-            .collect())
+            .collect();
+        // The last message shows its status as a listed one does (`receipts.rs`).
+        for g in &mut groups {
+            if let Some(last) = g.last_message.take() {
+                g.last_message = Some(self.receipted(last).await);
+            }
+        }
+        Ok(groups)
     }
 
     /// Block or unblock a member from posting in a group.
@@ -372,7 +379,7 @@ impl Core {
     }
 
     /// Change the caller's own marks on a group through `change`; returns the new marks.
-    async fn change_state(
+    pub(super) async fn change_state(
         &self,
         caller: &Principal,
         group: GroupId,
@@ -397,8 +404,13 @@ impl Core {
         group: GroupId,
         muted: bool,
     ) -> CoreResult<()> {
-        self.change_state(caller, group, |s, _| s.muted = muted)
+        let (conv, _) = self
+            .change_state(caller, group, |s, _| s.muted = muted)
             .await?;
+        // The caller's own sockets only, so its other devices show the same (`pin_group`
+        // likewise); the other members hear nothing of a member's own marks.
+        let kind = if muted { "mute_group" } else { "unmute_group" };
+        self.push_group([caller.uin], kind, &conv).await;
         Ok(())
     }
 
@@ -422,36 +434,19 @@ impl Core {
         Ok(())
     }
 
-    /// Clear the conversation's history for the caller only.
+    /// Clear the conversation's history for the caller only; its sockets hear
+    /// `delete_conversation`.
     pub async fn clear_history(&self, caller: &Principal, group: GroupId) -> CoreResult<()> {
         let last = self.storage.last_seq(group).await?;
-        self.change_state(caller, group, |s, _| {
-            s.cleared_seq = last;
-            s.seen_seq = s.seen_seq.max(last);
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// Mark every message up to `message_id` as seen by the caller (for `unread_cnt`).
-    pub async fn mark_seen(
-        &self,
-        caller: &Principal,
-        group: GroupId,
-        message_id: u64,
-    ) -> CoreResult<u64> {
-        let message = self
-            .storage
-            .message(message_id)
-            .await?
-            .filter(|m| m.group_id == group)
-            .ok_or(CoreError::MessageNotFound)?;
-        let (_, state) = self
+        let (conv, _) = self
             .change_state(caller, group, |s, _| {
-                s.seen_seq = s.seen_seq.max(message.seq)
+                s.cleared_seq = last;
+                s.seen_seq = s.seen_seq.max(last);
             })
             .await?;
-        Ok(state.seen_seq)
+        self.push_group([caller.uin], "delete_conversation", &conv)
+            .await;
+        Ok(())
     }
 
     /// The caller's device tokens are stored for push delivery (a later door sends them).

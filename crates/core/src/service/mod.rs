@@ -13,6 +13,7 @@
 //! - `admin`: the admin's operations on a running server (groups, messages, sessions).
 //! - `tokens`: live sessions end with the login token they were opened with.
 //! - `typing`: typing indicators end by themselves (timeout, last socket gone).
+//! - `receipts`: members' received/seen marks, and message status and receipts from them.
 
 mod accounts;
 mod admin;
@@ -24,6 +25,7 @@ mod events;
 mod groups;
 mod messages;
 mod presence;
+mod receipts;
 mod sessions;
 mod tokens;
 mod typing;
@@ -33,6 +35,7 @@ pub use chat_messages::ChatMessageInput;
 pub use conferences::DESTROYED_BY_REQUEST;
 pub use groups::{GroupChanges, GroupSort};
 pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
+pub use receipts::Receipt;
 pub use sessions::SESSION_STOP_CODE;
 pub use tokens::TOKEN_ENDED_STOP_CODE;
 

@@ -5,12 +5,20 @@
 //! A user is online while it has at least one chat session; the users who share a chat
 //! group with it hear `user_status` when that changes; when its last session closes, it
 //! stops typing everywhere (`typing.rs`).
+//!
+//! A user may choose its status (`user_status`: 1 online, 3 idle, 4 invisible, 5 away,
+//! 6 busy) and a free-text `message_status`; both are stored with the account and kept
+//! across connections. Its peers see the chosen status while it has a chat socket, except
+//! that an invisible user is shown offline (2) to everyone but itself: it is never
+//! announced online, and choosing invisible is announced as going offline. Its own
+//! sockets hear its real status, so its devices agree. A new socket gets a snapshot of
+//! its peers' presence as they see it ([`Core::presence_snapshot`]).
 
 use crate::bus::{Delivery, Mailbox, SessionInfo};
-use crate::error::CoreResult;
+use crate::error::{CoreError, CoreResult};
 use crate::event::EventBody;
-use crate::ids::SessionId;
-use crate::model::{now_us, Principal};
+use crate::ids::{SessionId, Uin};
+use crate::model::{now_us, Presence, Principal, INVISIBLE, OFFLINE, ONLINE};
 
 use super::Core;
 
@@ -18,6 +26,10 @@ use super::Core;
 pub const CHAT_DOOR: &str = "chat";
 /// The stop code a session replaced by a newer connection with the same token gets.
 pub const CONFLICT_STOP_CODE: u64 = 7;
+/// The longest `message_status` accepted (bytes).
+pub const MAX_MESSAGE_STATUS: usize = 256;
+/// The statuses a user may choose; 2 (offline) is only ever shown, never chosen.
+const CHOOSABLE: [u8; 5] = [1, 3, 4, 5, 6];
 
 impl Core {
     /// Open a Chat API session for `who`, logged in with `token`. An older session with
@@ -57,7 +69,11 @@ impl Core {
         };
         let info = self.register_session(info, mailbox)?;
         if !was_online {
-            self.announce_status(who.uin, true, None).await;
+            let presence = self.presence_of(who.uin).await;
+            if presence.online_status != INVISIBLE {
+                self.announce_status(&presence, presence.online_status, None)
+                    .await;
+            }
         }
         Ok(info)
     }
@@ -70,7 +86,11 @@ impl Core {
             if let Err(e) = self.storage.set_last_seen(session.uin, now).await {
                 tracing::warn!(error = %e, "could not store last_seen");
             }
-            self.announce_status(session.uin, false, Some(now)).await;
+            // An invisible user looked offline already.
+            let presence = self.presence_of(session.uin).await;
+            if presence.online_status != INVISIBLE {
+                self.announce_status(&presence, OFFLINE, Some(now)).await;
+            }
             self.typing_gone(session.uin).await;
         }
     }
@@ -83,7 +103,89 @@ impl Core {
             .any(|s| s.door == CHAT_DOOR)
     }
 
-    async fn announce_status(&self, uin: crate::Uin, online: bool, last_seen_at_us: Option<i64>) {
+    /// A user's stored presence; a failed read counts as plainly online (logged).
+    async fn presence_of(&self, uin: Uin) -> Presence {
+        match self.storage.presences(vec![uin]).await {
+            Ok(mut found) if !found.is_empty() => found.swap_remove(0),
+            other => {
+                if let Err(e) = other {
+                    tracing::warn!(error = %e, "presence unavailable");
+                }
+                Presence {
+                    uin,
+                    online_status: ONLINE,
+                    message_status: String::new(),
+                    last_seen_at_us: None,
+                }
+            }
+        }
+    }
+
+    /// Choose an online status (1, 3, 4, 5, 6) and, when given, a `message_status`; both
+    /// are stored. The caller's sockets hear `user_status` with the real status, its
+    /// peers with what they see of it (invisible is offline).
+    pub async fn set_user_status(
+        &self,
+        caller: &Principal,
+        online_status: u8,
+        message_status: Option<String>,
+    ) -> CoreResult<Presence> {
+        if !CHOOSABLE.contains(&online_status) {
+            return Err(CoreError::InvalidValue(
+                "online_status: one of 1, 3, 4, 5, 6 (4 to appear offline)".into(),
+            ));
+        }
+        if message_status
+            .as_ref()
+            .is_some_and(|m| m.len() > MAX_MESSAGE_STATUS)
+        {
+            return Err(CoreError::TooLarge("message_status"));
+        }
+        let before = self.presence_of(caller.uin).await;
+        let message_status = message_status.unwrap_or_else(|| before.message_status.clone());
+        self.storage
+            .set_presence(caller.uin, online_status, message_status.clone())
+            .await?;
+        let now = Presence {
+            online_status,
+            message_status,
+            ..before.clone()
+        };
+        self.push_chat(
+            [caller.uin],
+            "user_status",
+            caller.uin.to_string(),
+            status_body(&now, online_status, None),
+        );
+        let connected = self.is_online(caller.uin);
+        let (was, shown) = (before.shown(connected), now.shown(connected));
+        if shown != OFFLINE || was != OFFLINE {
+            let last_seen = (shown == OFFLINE).then(now_us);
+            self.announce_status(&now, shown, last_seen).await;
+        }
+        Ok(now)
+    }
+
+    /// The presence of everyone `who` shares a chat group with, as `who` sees it: the
+    /// chosen status of those with a chat socket, offline (2) for the rest and for the
+    /// invisible. One read of the peers and one of their presence.
+    pub async fn presence_snapshot(&self, who: &Principal) -> CoreResult<Vec<Presence>> {
+        let peers = self.storage.peers_of(who.uin).await?;
+        let mut found = self.storage.presences(peers.into_iter().collect()).await?;
+        for p in &mut found {
+            p.online_status = p.shown(self.is_online(p.uin));
+            if p.online_status == OFFLINE {
+                p.message_status.clear();
+            } else {
+                p.last_seen_at_us = None;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Tell `presence`'s peers that it is now shown as `shown`.
+    async fn announce_status(&self, presence: &Presence, shown: u8, last_seen_at_us: Option<i64>) {
+        let uin = presence.uin;
         let peers = match self.storage.peers_of(uin).await {
             Ok(p) => p,
             Err(e) => {
@@ -91,11 +193,23 @@ impl Core {
                 return;
             }
         };
-        let body = EventBody::UserStatus {
-            uin,
-            online,
-            last_seen_at_us,
-        };
+        let body = status_body(presence, shown, last_seen_at_us);
         self.push_chat(peers, "user_status", uin.to_string(), body);
+    }
+}
+
+/// A `user_status` push of `presence`, shown as `shown`. An offline user's
+/// `message_status` is not shown.
+fn status_body(presence: &Presence, shown: u8, last_seen_at_us: Option<i64>) -> EventBody {
+    EventBody::UserStatus {
+        uin: presence.uin,
+        online: shown != OFFLINE,
+        online_status: shown,
+        message_status: if shown == OFFLINE {
+            String::new()
+        } else {
+            presence.message_status.clone()
+        },
+        last_seen_at_us,
     }
 }

@@ -1,18 +1,21 @@
 //! Message events: `create_message` (idempotent on `nonce`: a retry answers 13 with the
 //! original), `update_message` (sender only), `delete_message` (sender or owner),
-//! `list_message` and `seen_message`.
+//! `list_message`, and the receipts `received_message` and `seen_message`.
 //!
 //! `list_message`: `last_seen_message_id` alone lists oldest first after it (catching
 //! up); otherwise newest first before `last_message_id`. Both bounds are exclusive.
 //! `seen_message {group_id, message_id}` (confer's) marks everything up to that message
 //! as seen; `unread_cnt` counts later messages from others. Posting marks as seen too.
+//! `received_message {group_id, message_id}` marks everything up to it as received by one
+//! of the caller's devices. Message objects carry `status`, `received_uins` and
+//! `seen_uins` from those marks (`confer_core::service::receipts`).
 //! A `list_message` page stops at `psize` (capped by `max_list`) or `max_list_bytes`,
 //! whichever comes first, and answers `more: true` when messages are left beyond it:
 //! continue from the last `message_id` received (`last_message_id` newest first,
 //! `last_seen_message_id` oldest first), not by `pindex`, since a page cut by bytes is
 //! shorter than `psize`.
 
-use confer_core::service::ChatMessageInput;
+use confer_core::service::{ChatMessageInput, Receipt};
 use serde_json::Value;
 
 use super::{Ctx, Outcome, Reply, DISPLAY_FIELDS};
@@ -99,9 +102,13 @@ pub async fn list(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         .with("more", Value::Bool(listed.more)))
 }
 
-pub async fn seen(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
+/// `seen_message` / `received_message {group_id, message_id}`: the caller's mark moves up
+/// to that message (see `confer_core::service::Receipt`).
+pub async fn mark(ctx: &Ctx<'_>, mut args: Args, receipt: Receipt) -> Outcome {
     let group = args.group()?;
     let message_id = args.u64(&["message_id"])?;
-    ctx.core.mark_seen(ctx.who, group, message_id).await?;
+    ctx.core
+        .mark_message(ctx.who, group, message_id, receipt)
+        .await?;
     Ok(Reply::ok())
 }

@@ -5,18 +5,21 @@
 //! - `tokens`: register/unregister_profile_token.
 //! - `groups`: create/update/leave/check/list_group, delete_conversation.
 //! - `prefs`: block/unblock_user, mute/unmute_group, pin/unpin_group.
-//! - `messages`: create/update/delete/list_message, seen_message.
+//! - `messages`: create/update/delete/list_message, received_message, seen_message.
 //! - `calls`: create/answer/stop_call, call_status, ice_sdp, ice_candidate, event.
+//! - `presence`: user_status (the caller's chosen online status and message_status).
 
 mod calls;
 mod groups;
 mod messages;
 mod prefs;
+mod presence;
 mod tokens;
 
 use std::sync::Arc;
 
 use confer_core::bus::SessionInfo;
+use confer_core::service::Receipt;
 use confer_core::{Core, Principal, Uin};
 use serde_json::Value;
 
@@ -122,6 +125,7 @@ enum Ev {
     DeleteMessage,
     ListMessage,
     SeenMessage,
+    ReceivedMessage,
     CreateCall,
     AnswerCall,
     StopCall,
@@ -129,6 +133,7 @@ enum Ev {
     IceSdp,
     IceCandidate,
     Event,
+    UserStatus,
 }
 
 /// Every client event the door answers, by name. [`dispatch`] finds events here and
@@ -154,6 +159,7 @@ const EVENTS: &[(&str, Ev)] = &[
     ("delete_message", Ev::DeleteMessage),
     ("list_message", Ev::ListMessage),
     ("seen_message", Ev::SeenMessage),
+    ("received_message", Ev::ReceivedMessage),
     ("create_call", Ev::CreateCall),
     ("answer_call", Ev::AnswerCall),
     ("stop_call", Ev::StopCall),
@@ -161,6 +167,7 @@ const EVENTS: &[(&str, Ev)] = &[
     ("ice_sdp", Ev::IceSdp),
     ("ice_candidate", Ev::IceCandidate),
     ("event", Ev::Event),
+    ("user_status", Ev::UserStatus),
 ];
 
 /// The name of every client event the door answers, in table order.
@@ -198,7 +205,8 @@ async fn dispatch(name: &str, ctx: &Ctx<'_>, args: Args) -> Outcome {
         Ev::UpdateMessage => messages::update(ctx, args).await,
         Ev::DeleteMessage => messages::delete(ctx, args).await,
         Ev::ListMessage => messages::list(ctx, args).await,
-        Ev::SeenMessage => messages::seen(ctx, args).await,
+        Ev::SeenMessage => messages::mark(ctx, args, Receipt::Seen).await,
+        Ev::ReceivedMessage => messages::mark(ctx, args, Receipt::Received).await,
         Ev::CreateCall => calls::create(ctx, args).await,
         Ev::AnswerCall => calls::answer(ctx, args).await,
         Ev::StopCall => calls::stop(ctx, args).await,
@@ -206,6 +214,7 @@ async fn dispatch(name: &str, ctx: &Ctx<'_>, args: Args) -> Outcome {
         Ev::IceSdp => calls::signal(ctx, args, "ice_sdp").await,
         Ev::IceCandidate => calls::signal(ctx, args, "ice_candidate").await,
         Ev::Event => calls::event(ctx, args).await,
+        Ev::UserStatus => presence::set(ctx, args).await,
     }
 }
 
@@ -298,7 +307,7 @@ mod tests {
             assert!(seen.insert(name), "{name} twice");
             assert!(find(name).is_some());
         }
-        assert_eq!(seen.len(), 26);
+        assert_eq!(seen.len(), 28);
         assert!(find("login").is_none());
         assert!(find("create_messages").is_none());
     }
