@@ -74,6 +74,16 @@ config! {
     /// it the oldest go first, so under a heavy load the window is shorter than
     /// `nonce_window_secs`.
     nonce_window_max: usize = 1_000_000;
+    /// Where the storage lives: unset, the embedded SQLite database in `data_dir`;
+    /// `postgres://user:password@host:port/database`, PostgreSQL, which several confer
+    /// nodes can share (see README "Running several nodes"). The schema is created or
+    /// upgraded by whichever command opens it first. Attachments' files stay in
+    /// `data_dir` either way.
+    database_url: Option<String> = None;
+    /// PostgreSQL connections this node holds at most (with `database_url`). Every node
+    /// has its own pool, and PostgreSQL accepts 100 connections unless configured
+    /// (`max_connections`, a few of them reserved): keep nodes × this under it.
+    database_pool_size: usize = 16;
     /// How long one write to a client may take before it is disconnected (milliseconds).
     write_timeout_ms: u64 = 10_000;
     /// The most messages one listing returns.

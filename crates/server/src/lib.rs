@@ -31,6 +31,7 @@ use confer_core::login_limits::LoginLimitSettings;
 use confer_core::logsink::LogSink;
 use confer_core::metrics::Metrics;
 use confer_core::{Core, CoreSettings};
+use confer_store_postgres::{PgOptions, PgStore};
 use confer_store_sqlite::nonces::NonceOptions;
 use confer_store_sqlite::{SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
@@ -61,20 +62,7 @@ async fn final_flush(
 /// Build the core over the embedded backends described by `config`.
 pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
     let metrics = Arc::new(Metrics::default());
-    let storage = Arc::new(
-        SqliteStore::open_with(
-            &config.data_dir,
-            metrics.clone(),
-            SqliteOptions {
-                linger: Duration::from_micros(config.commit_linger_us),
-                nonces: NonceOptions {
-                    window: Duration::from_secs(config.nonce_window_secs),
-                    max: config.nonce_window_max,
-                },
-            },
-        )
-        .with_context(|| format!("opening storage in {}", config.data_dir.display()))?,
-    );
+    let storage = open_storage(config, metrics.clone())?;
     let registry = Arc::new(LocalRegistry::new());
     let bus = Arc::new(LocalBus::new(registry.clone()));
     let logs: Option<Arc<dyn LogSink>> = match &config.gelf {
@@ -115,6 +103,40 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
     Ok(Arc::new(Core::new(
         storage, bus, registry, logs, metrics, settings,
     )))
+}
+
+/// The storage `config` names: PostgreSQL with a `database_url`, else the embedded
+/// SQLite database in `data_dir`. Either is migrated to the current schema first.
+pub fn open_storage(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Arc<dyn confer_core::store::Storage>> {
+    if let Some(url) = config.database_url.as_deref().filter(|u| !u.is_empty()) {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            anyhow::bail!("database_url must start with postgres:// (got {url:?})");
+        }
+        let store = PgStore::open(
+            url,
+            PgOptions {
+                pool_size: config.database_pool_size,
+            },
+        )
+        .context("opening the PostgreSQL database of database_url")?;
+        return Ok(Arc::new(store));
+    }
+    let store = SqliteStore::open_with(
+        &config.data_dir,
+        metrics,
+        SqliteOptions {
+            linger: Duration::from_micros(config.commit_linger_us),
+            nonces: NonceOptions {
+                window: Duration::from_secs(config.nonce_window_secs),
+                max: config.nonce_window_max,
+            },
+        },
+    )
+    .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// The blob store of attachments, under `<data_dir>/files`.

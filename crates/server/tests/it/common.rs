@@ -204,6 +204,26 @@ impl Client {
         self.raw_call(tid, &frame.to_string()).await
     }
 
+    /// [`call`](Self::call), but `None` when no answer comes within [`WAIT`] (the
+    /// server died): for tests that kill a server mid-traffic.
+    pub async fn try_call(
+        &self,
+        class: &str,
+        subclass: &str,
+        cmd: &str,
+        data: Value,
+    ) -> Option<Value> {
+        let tid = self
+            .next_tid
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let frame =
+            json!({"class": class, "subclass": subclass, "cmd": cmd, "tid": tid, "data": data});
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().unwrap().insert(tid, tx);
+        self.send_text(&frame.to_string());
+        tokio::time::timeout(WAIT, rx).await.ok()?.ok()
+    }
+
     /// `core/user/login` with these fields; the answer frame.
     pub async fn login_with(&self, data: Value) -> Value {
         self.call("core", "user", "login", data).await

@@ -1,0 +1,176 @@
+//! The storage suite (`confer-store-tests`) on PostgreSQL, each test on a fresh database
+//! of the server `CONFER_TEST_POSTGRES_URL` names (scripts/suite-scale starts one), then
+//! what only this backend has: several stores over one database, as several nodes are.
+//!
+//! Without `CONFER_TEST_POSTGRES_URL` each test says it skipped and passes, unless
+//! `CONFER_REQUIRE_SERVICES` is set (the test command sets it), when it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use confer_core::model::NewMessage;
+use confer_core::store::{ConversationStore, MessageStore};
+use confer_store_postgres::{PgOptions, PgStore};
+use confer_store_tests::{conference, message, Backend};
+
+/// A database of its own on the test server, dropped when the test ends.
+struct PgBackend {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgBackend {
+    /// A fresh database, or `None` (saying why) when no server is configured.
+    fn fresh() -> Option<PgBackend> {
+        let Ok(admin_url) = std::env::var("CONFER_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("CONFER_REQUIRE_SERVICES").is_none(),
+                "CONFER_REQUIRE_SERVICES is set but CONFER_TEST_POSTGRES_URL is not"
+            );
+            eprintln!("skipped: CONFER_TEST_POSTGRES_URL is not set (scripts/suite-scale sets it)");
+            return None;
+        };
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "confer_test_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            confer_core::model::now_us()
+        );
+        admin(&admin_url, &format!("CREATE DATABASE {name}"));
+        let url = database_url(&admin_url, &name);
+        Some(PgBackend {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        admin(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+impl Backend for PgBackend {
+    type Store = PgStore;
+    fn open(&self) -> PgStore {
+        PgStore::open(&self.url, PgOptions { pool_size: 8 }).unwrap()
+    }
+}
+
+/// The URL of database `name` on the server of `admin_url` (its path replaced).
+fn database_url(admin_url: &str, name: &str) -> String {
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .filter(|(base, _)| base.contains("//") && !base.ends_with('/'))
+        .unwrap_or((admin_url, ""));
+    format!("{base}/{name}")
+}
+
+/// Run one statement on the server's maintenance database, on a thread of its own (the
+/// tests' runtime may be busy with this very call).
+fn admin(url: &str, sql: &str) {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let driver = tokio::spawn(connection);
+            client.batch_execute(&sql).await.unwrap();
+            drop(client);
+            let _ = driver.await;
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+confer_store_tests::storage_suite!(PgBackend::fresh());
+
+/// Three stores over one database, as three nodes are, post to one conversation at once:
+/// seqs are 1..=N without gap or duplicate, and ids rise with seqs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_posting_to_one_conversation_get_seqs_without_gaps() {
+    let Some(backend) = PgBackend::fresh() else {
+        return;
+    };
+    let nodes: Vec<Arc<PgStore>> = (0..3).map(|_| Arc::new(backend.open())).collect();
+    let group = conference(&*nodes[0], "shared").await;
+    let mut tasks = Vec::new();
+    for i in 0..150 {
+        let node = nodes[i % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            node.append_message(message(group, None, &format!("from node {}", i % 3)))
+                .await
+                .unwrap()
+                .message
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.push(t.await.unwrap());
+    }
+    let seqs: BTreeSet<u64> = acked.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=150).collect::<BTreeSet<u64>>());
+    let stored = nodes[1]
+        .messages_after(group, 0, 1000, usize::MAX)
+        .await
+        .unwrap()
+        .messages;
+    assert_eq!(stored.len(), 150, "every acked message stored once");
+    let ids: Vec<u64> = stored.iter().map(|m| m.message_id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "ids rise with seqs");
+}
+
+/// The same retry (same sender, group and nonce) reaching two nodes at once is stored
+/// once; both answers are that message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_on_another_node_answers_with_the_original() {
+    let Some(backend) = PgBackend::fresh() else {
+        return;
+    };
+    let (a, b) = (Arc::new(backend.open()), Arc::new(backend.open()));
+    let group = conference(&*a, "retries").await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let new: NewMessage = message(group, Some("the-nonce"), "once");
+            node.append_message(new).await.unwrap()
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    let mut originals = 0;
+    for t in tasks {
+        let appended = t.await.unwrap();
+        ids.insert(appended.message.message_id);
+        if !appended.duplicate {
+            originals += 1;
+        }
+    }
+    assert_eq!((ids.len(), originals), (1, 1));
+    assert_eq!(b.last_seq(group).await.unwrap(), 1);
+}
+
+#[test]
+fn a_database_url_names_the_new_database() {
+    assert_eq!(
+        database_url("postgres://u@127.0.0.1:5432/postgres", "x"),
+        "postgres://u@127.0.0.1:5432/x"
+    );
+}
