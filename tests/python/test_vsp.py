@@ -189,3 +189,199 @@ def test_two_users_see_each_other_join_change_state_chat_and_leave(data_dir):
         run(scenario())
     finally:
         server.stop()
+
+
+def test_bad_input_is_answered_with_its_code_and_changes_nothing(data_dir):
+    add_user(data_dir, "ann@example.com", "pw")
+    add_user(data_dir, "ben@example.com", "pw")
+    server = Server(data_dir)
+
+    async def scenario():
+        ann = await Vsp.connect(server)
+
+        # Undecodable frames are answered with seq 0.
+        await ann.raw("not json")
+        assert (await ann.answer(0))["result"]["code"] == BAD_FRAME
+        await ann.raw("[1, 2]")
+        bad = await ann.answer(0)
+        assert bad["result"]["code"] == BAD_FRAME and bad["result"]["text"]
+        await ann.raw(json.dumps({"seq": 7, "obj": "cd", "params": {}}))
+        assert (await ann.answer(7))["result"]["code"] == BAD_FRAME
+        await ann.raw(json.dumps({"seq": 8, "cmd": 5, "obj": "cd"}))
+        assert (await ann.answer(8))["result"]["code"] == BAD_FRAME
+        await ann.raw(json.dumps({"seq": 9, "cmd": "list"}))
+        assert (await ann.answer(9))["result"]["code"] == BAD_FRAME
+        await ann.raw(json.dumps({"seq": 10, "cmd": "join", "obj": "conf", "params": {"ID": 1}}))
+        non_string = await ann.answer(10)
+        assert non_string["result"]["code"] == BAD_PARAMS and "string" in non_string["result"]["text"]
+
+        unknown = await ann.call("conf", "fly")
+        assert unknown["result"]["code"] == UNKNOWN_COMMAND and unknown["result"]["text"]
+        before = await ann.call("cd", "list")
+        assert before["result"]["code"] == NOT_LOGGED_IN
+        wrong = await ann.call("nd", "login", user="ann@example.com", password="nope")
+        assert wrong["result"]["code"] == LOGIN_FAILED
+        forged = await ann.call("nd", "login", token="x" * 43)
+        assert forged["result"]["code"] == LOGIN_FAILED
+        no_creds = await ann.call("nd", "login", user="ann@example.com")
+        assert no_creds["result"]["code"] == BAD_PARAMS
+
+        me = await ann.login(server, "ann@example.com", "pw")
+        again = await ann.call("nd", "login", user="ann@example.com", password="pw")
+        assert again["result"]["code"] == INVALID_STATE
+        assert (await ann.call("cd", "create"))["result"]["code"] == BAD_PARAMS
+        assert (await ann.call("cd", "info", ID="abc"))["result"]["code"] == BAD_PARAMS
+        assert (await ann.call("cd", "info", ID="999999"))["result"]["code"] == NOT_FOUND
+        assert (await ann.call("conf", "join", ID="999999"))["result"]["code"] == NOT_FOUND
+        assert (await ann.call("conf", "state", ID="1", bMicOn="yes"))["result"]["code"] == BAD_PARAMS
+        assert (await ann.call("conf", "state", ID="1"))["result"]["code"] == BAD_PARAMS
+
+        # Another user's conference that ann never joined is not visible to her.
+        ben = await Vsp.connect(server)
+        await ben.login(server, "ben@example.com", "pw")
+        theirs = (await ben.call("cd", "create", name="Ben's"))["result"]["ID"]
+        await ben.call("conf", "join", ID=str(theirs))
+        for cmd, params in [("info", {}), ]:
+            assert (await ann.call("cd", cmd, ID=str(theirs), **params))["result"]["code"] == NOT_FOUND
+        for cmd, params in [("leave", {}), ("instantmsg", {"msg": "x"}), ("state", {"bMicOn": "1"}),
+                            ("CALLME_S1", {}), ("kick", {"PartyID": "1"}), ("mute", {"PartyID": "1"}),
+                            ("end", {})]:
+            answer = await ann.call("conf", cmd, ID=str(theirs), **params)
+            assert answer["result"]["code"] == NOT_FOUND, (cmd, answer)
+        mine = (await ann.call("cd", "create", name="Ann's"))["result"]["ID"]
+        # Not joined yet: invalid state.
+        assert (await ann.call("conf", "CALLME_S1", ID=str(mine)))["result"]["code"] == INVALID_STATE
+        assert (await ann.call("conf", "leave", ID=str(mine)))["result"]["code"] == INVALID_STATE
+        await ann.call("conf", "join", ID=str(mine))
+        assert (await ann.call("conf", "join", ID=str(mine)))["result"]["code"] == INVALID_STATE
+        # A party id that is not in the conference.
+        assert (await ann.call("conf", "kick", ID=str(mine), PartyID="424242"))["result"]["code"] == BAD_PARAMS
+        # Media is not available yet on this server.
+        s2 = await ann.call("conf", "CALLME_S2", ID=str(mine), sdp="v=0")
+        assert s2["result"]["code"] == MEDIA_UNAVAILABLE and s2["result"]["text"]
+        assert (await ann.call("conf", "hangup", ID=str(mine)))["result"]["code"] == MEDIA_UNAVAILABLE
+        assert (await ann.call("conf", "CALLME_S2", ID=str(mine)))["result"]["code"] == BAD_PARAMS
+        # Blank and oversize lines are refused, nothing stored.
+        assert (await ann.call("conf", "instantmsg", ID=str(mine), msg="  "))["result"]["code"] == BAD_PARAMS
+        assert (await ann.call("conf", "instantmsg", ID=str(mine), msg="x" * 70_000))["result"]["code"] == TOO_LARGE
+        assert ann.pending("conf", "instantmsg") == []
+
+        # seq 0: no answer to a success; the connection is still open and working.
+        await ann.raw(json.dumps({"cmd": "list", "seq": 0, "obj": "cd", "params": {}}))
+        listed = await ann.call("cd", "list")
+        assert sorted(c["ID"] for c in listed["result"]["confs"]) == [mine]
+        assert me["uin"]
+
+        # A frame over max_frame_bytes closes with 1009.
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ann.ws.send("x" * (1 << 20 + 1))
+            while True:
+                await asyncio.wait_for(ann.ws.recv(), WAIT)
+        assert closed.value.rcvd.code == 1009
+        await ben.close()
+
+    try:
+        run(scenario())
+    finally:
+        server.stop()
+
+
+def test_only_the_owner_kicks_mutes_and_ends(data_dir):
+    add_user(data_dir, "ann@example.com", "pw")
+    add_named_user(data_dir, "ben@example.com", "pw", "Ben")
+    server = Server(data_dir)
+
+    async def scenario():
+        ann, ben = await Vsp.connect(server), await Vsp.connect(server)
+        await ann.login(server, "ann@example.com", "pw")
+        await ben.login(server, "ben@example.com", "pw")
+        cid = str((await ann.call("cd", "create", name="Owned"))["result"]["ID"])
+        ann_party = (await ann.call("conf", "join", ID=cid))["result"]["PartyID"]
+        ben_party = (await ben.call("conf", "join", ID=cid))["result"]["PartyID"]
+        await ben.call("conf", "state", ID=cid, bMicOn="1")
+        await ann.event("conf", "changed", where=lambda r: any(p["bMicOn"] for p in r.get("updParties", [])))
+
+        for cmd in ("kick", "mute"):
+            refused = await ben.call("conf", cmd, ID=cid, PartyID=str(ann_party))
+            assert refused["result"]["code"] == FORBIDDEN, refused
+        assert (await ben.call("conf", "end", ID=cid))["result"]["code"] == FORBIDDEN
+
+        assert (await ann.call("conf", "mute", ID=cid, PartyID=str(ben_party)))["result"]["code"] == OK
+        for who in (ann, ben):
+            muted = await who.event("conf", "changed", where=lambda r: any(
+                p["PartyID"] == ben_party and not p["bMicOn"] for p in r.get("updParties", [])))
+            assert muted["ID"] == int(cid)
+
+        assert (await ann.call("conf", "kick", ID=cid, PartyID=str(ben_party)))["result"]["code"] == OK
+        for who in (ann, ben):
+            await who.event("conf", "changed", where=changed_with("delParties", "Ben"))
+        # Out of the room: ben's state changes are refused, he may join again.
+        assert (await ben.call("conf", "state", ID=cid, bCamOn="1"))["result"]["code"] == INVALID_STATE
+        ben_party = (await ben.call("conf", "join", ID=cid))["result"]["PartyID"]
+        await ann.event("conf", "changed", where=changed_with("addParties", "Ben"))
+
+        assert (await ann.call("conf", "end", ID=cid))["result"]["code"] == OK
+        for who in (ann, ben):
+            ended = await who.event("conf", "changed", where=lambda r: r.get("confdata", {}).get("state") == 2)
+            assert {p["PartyID"] for p in ended["delParties"]} == {ann_party, ben_party}
+        assert (await ben.call("conf", "join", ID=cid))["result"]["code"] == INVALID_STATE
+        assert (await ann.call("cd", "list"))["result"]["confs"] == []
+
+    try:
+        run(scenario())
+    finally:
+        server.stop()
+
+
+def turn_config(tmp, secret=None, ttl=86_400):
+    path = os.path.join(tmp, "confer.toml")
+    with open(path, "w") as f:
+        f.write('stun_url = "stun:127.0.0.1:3478"\n')
+        f.write('turn_urls = "turn:127.0.0.1:3478?transport=udp,turn:127.0.0.1:3478?transport=tcp"\n')
+        f.write(f"turn_ttl_secs = {ttl}\ncluster_id = 7\nvsp_timer_interval_ms = 100\n")
+        if secret:
+            f.write(f'turn_secret = "{secret}"\n')
+    return path
+
+
+def configured_server(data_dir, config):
+    from test_extapi import free_port
+    port = free_port()
+    return Server(data_dir, port=port, args=["--listen", f"127.0.0.1:{port}", "--data-dir", data_dir,
+                                             "--config", config])
+
+
+@pytest.mark.parametrize("secret", [None, "py-turn-secret"])
+def test_callme_s1_hands_out_turn_rest_api_credentials(data_dir, secret):
+    add_user(data_dir, "ann@example.com", "pw")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = configured_server(data_dir, turn_config(tmp, secret, ttl=600))
+
+        async def scenario():
+            ann = await Vsp.connect(server)
+            me = await ann.login(server, "ann@example.com", "pw")
+            cid = (await ann.call("cd", "create", name="Call"))["result"]["ID"]
+            party = (await ann.call("conf", "join", ID=str(cid)))["result"]["PartyID"]
+            s1 = await ann.call("conf", "CALLME_S1", ID=str(cid))
+            assert s1["result"] == {"code": 0}
+            desc = await ann.event("conf", "webrtc", "servdesc")
+            assert (desc["ClusterID"], desc["ID"], desc["PartyID"]) == (7, cid, party)
+            data = desc["EvtData"]
+            if secret is None:
+                assert data == {"serveraddr": "stun:127.0.0.1:3478"}
+                return
+            assert data["serveraddr"] == "turn:127.0.0.1:3478?transport=udp"
+            expiry, uin = data["username"].split(":")
+            assert int(uin) == me["uin"]
+            assert 0 < int(expiry) - time.time() <= 600 + 5
+            expected = base64.b64encode(hmac.new(secret.encode(), data["username"].encode(),
+                                                 hashlib.sha1).digest()).decode()
+            assert data["credential"] == expected
+            # The configured interval drives the timer.
+            await ann.event("timer", "time")
+            await ann.event("timer", "time")
+
+        try:
+            run(scenario())
+        finally:
+            server.stop()
