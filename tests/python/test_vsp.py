@@ -385,3 +385,107 @@ def test_callme_s1_hands_out_turn_rest_api_credentials(data_dir, secret):
             run(scenario())
         finally:
             server.stop()
+
+
+def test_lines_joins_and_leaves_cross_the_external_api_each_exactly_once(data_dir):
+    from test_extapi import Client
+    add_user(data_dir, "ann@example.com", "pw")
+    add_user(data_dir, "ext@example.com", "pw")
+    server = Server(data_dir)
+
+    async def scenario():
+        ann = await Vsp.connect(server)
+        await ann.login(server, "ann@example.com", "pw")
+        cid = (await ann.call("cd", "create", name="Bridge"))["result"]["ID"]
+        ann_party = (await ann.call("conf", "join", ID=str(cid)))["result"]["PartyID"]
+
+        async with websockets.connect(f"ws://127.0.0.1:{server.port}/api/ws") as ws:
+            ext = Client(ws)
+            login = await ext.call("core", "user", "login", {"user": "ext@example.com", "password": "pw"})
+            assert login["result"] == "ok", login
+            # An External API join shows here; the conference is the same conversation.
+            joined = await ext.call("media", "conf", "join", {"conf_id": str(cid)})
+            assert joined["result"] == "ok", joined
+            seen = await ann.event("conf", "changed", where=changed_with("addParties", "ext@example.com"))
+            assert seen["ID"] == cid
+
+            # A line sent here arrives there as msglog_new_msg, once.
+            await ann.call("conf", "instantmsg", ID=str(cid), msg="from pallada")
+            new = await ext.event("msglog_new_msg")
+            assert new["obj_id"] and new["body"]["message"] == "from pallada"
+            assert new["body"]["user_id"] == "ann@example.com"
+
+            # A line sent there arrives here as conf.instantmsg, once.
+            sent = await ext.call("media", "conf", "msglog_send", {"conf_id": str(cid), "msg": {"text": "from ext"}})
+            assert sent["result"] == "ok", sent
+            line = await ann.event("conf", "instantmsg", where=lambda r: r["msg"] == "from ext")
+            assert line["username"] == "ext@example.com" and line["ID"] == cid
+
+            # Both lines are in the stored log, in order.
+            log = await ext.call("media", "conf", "msglog_get", {"conf_id": str(cid)})
+            assert [m.get("message", m.get("text")) for m in log["data"]] == ["from pallada", "from ext"]
+
+            # State changes show there too (as updated_member), and leaves here.
+            await ann.call("conf", "state", ID=str(cid), bCamOn="1")
+            upd = await ext.event("updated_member")
+            assert upd["body"]["user_id"] == "ann@example.com"
+
+            left = await ext.call("media", "conf", "leave", {"conf_id": str(cid)})
+            assert left["result"] == "ok", left
+            gone = await ann.event("conf", "changed", where=changed_with("delParties", "ext@example.com"))
+            assert gone["ID"] == cid
+            # Each line arrived once.
+            assert [e["result"]["msg"] for e in ann.events if e["evt"] == "instantmsg"] == ["from pallada"]
+            assert [e for e in ext.events if e.get("type") == "msglog_new_msg"
+                    and e["body"].get("message") == "from pallada"] == []
+            assert ann_party
+
+    try:
+        run(scenario())
+    finally:
+        server.stop()
+
+
+def test_a_join_here_is_a_started_member_there(data_dir):
+    from test_extapi import Client
+    add_user(data_dir, "ann@example.com", "pw")
+    add_user(data_dir, "ext@example.com", "pw")
+    server = Server(data_dir)
+
+    async def scenario():
+        async with websockets.connect(f"ws://127.0.0.1:{server.port}/api/ws") as ws:
+            ext = Client(ws)
+            await ext.call("core", "user", "login", {"user": "ext@example.com", "password": "pw"})
+            created = await ext.call("media", "conf", "create", {"class": "sfu"})
+            conf_id = created["data"]["conf_id"]
+            await ext.call("media", "conf", "join", {"conf_id": conf_id})
+            info = await ext.call("media", "conf", "get_info", {"conf_id": conf_id})
+            assert info["result"] == "ok"
+
+            # Ann occupies it through the External API; her conference list here then
+            # shows it, with its ID (its group_id).
+            async with websockets.connect(f"ws://127.0.0.1:{server.port}/api/ws") as ws2:
+                ann_ext = Client(ws2)
+                await ann_ext.call("core", "user", "login", {"user": "ann@example.com", "password": "pw"})
+                assert (await ann_ext.call("media", "conf", "join", {"conf_id": conf_id}))["result"] == "ok"
+                await ext.event("started_member")
+                ann = await Vsp.connect(server)
+                await ann.login(server, "ann@example.com", "pw")
+                confs = (await ann.call("cd", "list"))["result"]["confs"]
+                assert len(confs) == 1 and confs[0]["parties"] == 2
+                gid = confs[0]["ID"]
+                joined = await ann.call("conf", "join", ID=str(gid))
+                assert joined["result"]["code"] == OK, joined
+                full = await ann.event("conf", "changed", where=lambda r: "confdata" in r)
+                assert sorted(p["login"] for p in full["addParties"]) == [
+                    "ann@example.com", "ann@example.com", "ext@example.com"]
+            started = await ext.event("started_member")
+            assert started["obj_id"] == conf_id and started["body"]["user_id"] == "ann@example.com"
+            await ann.close()
+            stopped = await ext.event("stopped_member")
+            assert stopped["body"]["user_id"] == "ann@example.com"
+
+    try:
+        run(scenario())
+    finally:
+        server.stop()
