@@ -489,3 +489,77 @@ def test_a_join_here_is_a_started_member_there(data_dir):
         run(scenario())
     finally:
         server.stop()
+
+
+def test_chat_api_lines_arrive_here_and_lines_here_arrive_there_once_and_calls_get_ice_servers(data_dir):
+    import queue
+
+    import socketio
+    add_user(data_dir, "ann", "pw")
+    add_named_user(data_dir, "ben", "pw", "Ben")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = configured_server(data_dir, turn_config(tmp, "chat-secret", ttl=300))
+
+        async def scenario():
+            chat = socketio.Client(reconnection=False)
+            logins, messages = queue.Queue(), queue.Queue()
+            chat.on("login", logins.put, namespace="/data")
+            chat.on("message", messages.put, namespace="/data")
+            chat.connect(f"http://127.0.0.1:{server.port}", namespaces=["/data"], transports=["websocket"],
+                         auth={"session": http_login(server, "ann", "pw")["session"]}, wait_timeout=WAIT)
+            ann_uin = logins.get(timeout=WAIT)["uin"]
+            ben = await Vsp.connect(server)
+            me = await ben.login(server, "ben", "pw")
+            try:
+                created = chat.call("create_group", {"type": 2, "name": "Team", "occupants_uins": [str(me["uin"])]},
+                                    namespace="/data", timeout=WAIT)
+                assert created["result"] == 0, created
+                gid = int(created["group"]["group_id"])
+                # A chat group of his shows in ben's list and is entered as a conference.
+                confs = (await ben.call("cd", "list"))["result"]["confs"]
+                assert [(c["ID"], c["name"]) for c in confs] == [(gid, "Team")]
+                assert (await ben.call("conf", "join", ID=str(gid)))["result"]["code"] == OK
+
+                sent = chat.call("create_message", {"group_id": str(gid), "message": "from chat"},
+                                 namespace="/data", timeout=WAIT)
+                assert sent["result"] == 0, sent
+                line = await ben.event("conf", "instantmsg")
+                assert (line["ID"], line["msg"], line["username"]) == (gid, "from chat", "ann")
+
+                await ben.call("conf", "instantmsg", ID=str(gid), msg="from pallada")
+                # The sender's own socket hears its own line too, as on the Chat API.
+                pushed = [messages.get(timeout=WAIT)["message"] for _ in range(2)]
+                assert [m["message"] for m in pushed] == ["from chat", "from pallada"]
+                assert pushed[1]["sender_uin"] == str(me["uin"])
+                # Each once: nothing more arrived either way (ben hears his own line once).
+                await ben.call("cd", "list")
+                assert [e["result"]["msg"] for e in ben.pending("conf", "instantmsg")] == ["from pallada"]
+                assert messages.empty()
+                listed = chat.call("list_message", {"group_id": str(gid)}, namespace="/data", timeout=WAIT)
+                assert [m["message"] for m in listed["messages"]][-2:] in (
+                    ["from chat", "from pallada"], ["from pallada", "from chat"])
+
+                # Leaving the live room is not leaving the group.
+                assert (await ben.call("conf", "leave", ID=str(gid)))["result"]["code"] == OK
+                assert [c["ID"] for c in (await ben.call("cd", "list"))["result"]["confs"]] == [gid]
+
+                # The Chat API's calls get the same TURN credentials.
+                call = chat.call("create_call", {"group_id": str(gid), "media_type": 1,
+                                                 "callee_uins": [str(me["uin"])]}, namespace="/data", timeout=WAIT)
+                assert call["result"] == 0, call
+                stun, turn = call["ice_servers"]
+                assert stun == {"urls": ["stun:127.0.0.1:3478"]}
+                assert turn["urls"][0] == "turn:127.0.0.1:3478?transport=udp"
+                expiry, uin = turn["username"].split(":")
+                assert uin == str(ann_uin) and 0 < int(expiry) - time.time() <= 305
+                expected = base64.b64encode(hmac.new(b"chat-secret", turn["username"].encode(),
+                                                     hashlib.sha1).digest()).decode()
+                assert turn["credential"] == expected
+            finally:
+                chat.disconnect()
+                await ben.close()
+
+        try:
+            run(scenario())
+        finally:
+            server.stop()

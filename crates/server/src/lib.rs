@@ -215,6 +215,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             ping_interval: Duration::from_millis(config.chat_ping_interval_ms.max(1)),
             ping_timeout: Duration::from_millis(config.chat_ping_timeout_ms.max(1)),
             write_timeout: Duration::from_millis(config.write_timeout_ms),
+            turn: config.turn(),
         },
         shutdown.clone(),
         tracker.clone(),
