@@ -181,6 +181,15 @@ async fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
 
 /// Bind, wire and serve in the background.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with_media(config, None).await
+}
+
+/// [`start`], with the server's WebRTC endpoint (the SFU) plugged into the conference
+/// door; `None`: its media commands answer "not available yet".
+pub async fn start_with_media(
+    config: Config,
+    media: Option<Arc<dyn confer_core::media::MediaEndpoint>>,
+) -> anyhow::Result<Running> {
     let core = build_core(&config)?;
     let listener = bind(&config.listen)
         .await
@@ -232,8 +241,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             cluster_id: config.cluster_id,
             turn: config.turn(),
         },
-        // The SFU (crates/media) plugs in here.
-        media: None,
+        media,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     });

@@ -19,4 +19,5 @@ mod login_limits;
 mod polling;
 mod reference;
 mod sessions;
+mod vsp_media;
 mod websocket;
