@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 
-use confer_core::bus::{Delivery, Mailbox, PushError, RoomMember, SessionInfo, SessionRegistry};
+use confer_core::bus::{
+    Delivery, Mailbox, PartyState, PushError, RoomMember, SessionInfo, SessionRegistry,
+};
 use confer_core::{GroupId, SessionId, Uin};
 
 #[derive(Default)]
@@ -200,6 +202,22 @@ impl SessionRegistry for LocalRegistry {
             .get(&room)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    fn update_party(
+        &self,
+        room: GroupId,
+        party: u64,
+        change: &mut dyn FnMut(&mut PartyState),
+    ) -> Option<RoomMember> {
+        let mut inner = self.write();
+        let member = inner
+            .rooms
+            .get_mut(&room)?
+            .values_mut()
+            .find(|m| m.party == party)?;
+        change(&mut member.state);
+        Some(member.clone())
     }
 
     fn rooms_of(&self, session: &SessionId) -> Vec<GroupId> {

@@ -195,13 +195,31 @@ pub struct SessionInfo {
     pub meta: Option<Json>,
 }
 
-/// A session's presence in a conference.
+/// A session's presence in a conference: one party of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomMember {
     pub session_id: SessionId,
     pub uin: Uin,
     pub user: String,
     pub role: String,
+    /// The party's id, unique in the conference while it lives (the conference door's
+    /// `PartyID`, and the media endpoint's `PartyKey::party`).
+    pub party: u64,
+    /// The user's display name (its login if it has none).
+    pub name: String,
+    /// How many parties were in the room when this one joined (from 0).
+    pub index: u32,
+    pub state: PartyState,
+}
+
+/// What a party says about itself (microphone, camera, raised hand) and whether its media
+/// with the server's endpoint is up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartyState {
+    pub mic: bool,
+    pub cam: bool,
+    pub hand_up: bool,
+    pub media: bool,
 }
 
 /// The directory of live sessions and of who is in which conference room right now.
@@ -231,6 +249,14 @@ pub trait SessionRegistry: Send + Sync {
     /// Take a session out of a room; the member it was, if it was there.
     fn leave_room(&self, room: GroupId, session: &SessionId) -> Option<RoomMember>;
     fn room_members(&self, room: GroupId) -> Vec<RoomMember>;
+    /// Change the state of the party with id `party` in a room; the member as it now is,
+    /// or `None` if no such party is there.
+    fn update_party(
+        &self,
+        room: GroupId,
+        party: u64,
+        change: &mut dyn FnMut(&mut PartyState),
+    ) -> Option<RoomMember>;
     /// The rooms a session is in (to leave them when it ends).
     fn rooms_of(&self, session: &SessionId) -> Vec<GroupId>;
     /// Empty a room (the conference was destroyed); the members it had.

@@ -8,6 +8,7 @@
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
+use crate::bus::RoomMember;
 use crate::ids::{GroupId, SessionId, Uin};
 use crate::model::{Call, Conversation, Message};
 
@@ -36,12 +37,9 @@ pub enum EventBody {
     Json(Json),
     /// A message was stored (`media/conf/msglog_new_msg`).
     Message(Arc<Message>),
-    /// A session joined or left a conference (`started_member`/`stopped_member`).
-    Member {
-        session_id: SessionId,
-        role: String,
-        user_id: String,
-    },
+    /// A party joined or left a conference, or its state changed (`started_member`,
+    /// `stopped_member`, `updated_member`, `media_ended`): the party as it now is.
+    Member(Box<RoomMember>),
     /// A conference was destroyed.
     Destroyed { code: u64, reason: String },
     /// A chat group as it now is (`group`, `update_group`, `delete_group`, `pin_group` …).

@@ -19,6 +19,8 @@
 //! - [`auth`]: Argon2 password hashes and random session tokens.
 //! - [`logsink`]: where `session log` records go (GELF in the binary).
 //! - [`media`]: the seam to the server's own WebRTC endpoint (the SFU) a door opens media through.
+//! - [`turn`]: time-limited TURN credentials (the TURN REST API form coturn checks) and
+//!   the ICE servers every door hands its callers.
 //! - [`metrics`]: counters and histograms rendered in Prometheus text format.
 //! - [`service`]: [`Core`], the operations the doors call, each checking its caller.
 //! - [`error`]: [`CoreError`], the one error every door maps to its own codes.
@@ -38,6 +40,7 @@ pub mod rate;
 pub mod references;
 pub mod service;
 pub mod store;
+pub mod turn;
 
 pub use error::{CoreError, CoreResult};
 pub use event::{Event, EventBody, Grant, Json, Subscription};

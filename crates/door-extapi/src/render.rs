@@ -73,12 +73,8 @@ fn body(event: &Event) -> Option<Value> {
         EventBody::Empty => None,
         EventBody::Json(j) => Some(json_value(j)),
         EventBody::Message(m) => Some(message(m)),
-        EventBody::Member {
-            session_id,
-            role,
-            user_id,
-        } => Some(serde_json::json!({
-            "session_id": session_id.as_str(), "role": role, "user_id": user_id
+        EventBody::Member(m) => Some(serde_json::json!({
+            "session_id": m.session_id.as_str(), "role": m.role, "user_id": m.user
         })),
         EventBody::Destroyed { code, reason } => {
             Some(serde_json::json!({"code": code, "reason": reason}))

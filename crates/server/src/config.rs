@@ -190,6 +190,46 @@ config! {
     log_format: String = "text".into();
     /// Log filter, e.g. "info" or "confer=debug" (RUST_LOG overrides it).
     log_level: String = "info".into();
+    /// How often every conference door (`/vsp/ws`) connection gets `timer.time`
+    /// (milliseconds).
+    vsp_timer_interval_ms: u64 = 1_000;
+    /// Conference door commands each connection may make per second (sustained); beyond
+    /// it a command is answered with code 8 "rate limited".
+    vsp_rate_per_sec: u32 = 50;
+    /// Conference door commands a connection may make in one burst.
+    vsp_rate_burst: u32 = 200;
+    /// This node's cluster id: `ClusterID` in every conference door event.
+    cluster_id: u64 = 1;
+    /// The secret shared with the TURN server (coturn's `static-auth-secret`, with
+    /// `use-auth-secret`): TURN credentials are issued with it. Unset: clients get the
+    /// STUN address (`stun_url`) only.
+    turn_secret: Option<String> = None;
+    /// How long issued TURN credentials stay valid (seconds).
+    turn_ttl_secs: u64 = 86_400;
+    /// The TURN server's URLs, comma-separated (`turn:turn.example.com:3478?transport=udp,
+    /// turns:turn.example.com:5349`); the first is `servdesc`'s `serveraddr`.
+    turn_urls: String = String::new();
+    /// A STUN server's URL (`stun:stun.example.com:3478`), given to callers with or
+    /// without TURN. Empty: none.
+    stun_url: String = String::new();
+}
+
+impl Config {
+    /// The TURN and STUN servers every door hands its callers.
+    pub fn turn(&self) -> confer_core::turn::TurnSettings {
+        confer_core::turn::TurnSettings {
+            secret: self.turn_secret.clone().filter(|s| !s.is_empty()),
+            ttl: std::time::Duration::from_secs(self.turn_ttl_secs),
+            urls: self
+                .turn_urls
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string)
+                .collect(),
+            stun_url: Some(self.stun_url.trim().to_string()).filter(|s| !s.is_empty()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

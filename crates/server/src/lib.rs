@@ -203,6 +203,15 @@ async fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
 
 /// Bind, wire and serve in the background.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with_media(config, None).await
+}
+
+/// [`start`], with the server's WebRTC endpoint (the SFU) plugged into the conference
+/// door; `None`: its media commands answer "not available yet".
+pub async fn start_with_media(
+    config: Config,
+    media: Option<Arc<dyn confer_core::media::MediaEndpoint>>,
+) -> anyhow::Result<Running> {
     let core = build_core(&config)?;
     let listener = bind(&config.listen)
         .await
@@ -237,10 +246,27 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             ping_interval: Duration::from_millis(config.chat_ping_interval_ms.max(1)),
             ping_timeout: Duration::from_millis(config.chat_ping_timeout_ms.max(1)),
             write_timeout: Duration::from_millis(config.write_timeout_ms),
+            turn: config.turn(),
         },
         shutdown.clone(),
         tracker.clone(),
     );
+    let vsp = Arc::new(confer_door_vsp::Vsp {
+        core: core.clone(),
+        settings: confer_door_vsp::Settings {
+            timer_interval: Duration::from_millis(config.vsp_timer_interval_ms.max(1)),
+            max_frame_bytes: config.max_frame_bytes,
+            outbound_queue: config.outbound_queue,
+            write_timeout: Duration::from_millis(config.write_timeout_ms),
+            rate_per_sec: config.vsp_rate_per_sec,
+            rate_burst: config.vsp_rate_burst,
+            cluster_id: config.cluster_id,
+            turn: config.turn(),
+        },
+        media,
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    });
     let blobs = open_blobs(&config)?;
     // Half-written files of a crashed run: nothing refers to them.
     match blobs.clear_staging() {
@@ -256,7 +282,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let app = confer_door_http::router(core.clone())
         .merge(confer_door_extapi::router(ext))
         .merge(confer_door_files::router(files))
-        .merge(confer_door_chat::router(chat));
+        .merge(confer_door_chat::router(chat))
+        .merge(confer_door_vsp::router(vsp));
     if config.token_check_interval_ms > 0 {
         let every = Duration::from_millis(config.token_check_interval_ms);
         tracker.spawn(core.clone().watch_tokens(every, shutdown.clone()));

@@ -10,11 +10,13 @@
 //! it in `get_list` and `get_info` (others are told it does not exist); only the owner or
 //! the admin destroys it. Leaving takes the session out of the room, and the user stops
 //! being an occupant when its last session leaves; a session that disconnects leaves the
-//! room but keeps the user's occupancy.
+//! room but keeps the user's occupancy. A chat group's live room is entered by its members
+//! only (the conference door shows groups as conferences too).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 
-use crate::bus::RoomMember;
+use crate::bus::{PartyState, RoomMember};
 use crate::error::{CoreError, CoreResult};
 use crate::event::{Event, EventBody, Grant, Subscription};
 use crate::ids::{GroupId, SessionId, Uin};
@@ -25,6 +27,9 @@ use super::Core;
 
 /// The longest conference id accepted.
 const MAX_CONF_ID_LEN: usize = 256;
+
+/// The longest conference name accepted (bytes).
+const MAX_CONF_NAME_LEN: usize = 256;
 
 /// The code in a `destroyed` event when a client destroyed the conference.
 pub const DESTROYED_BY_REQUEST: u64 = 100001;
@@ -67,6 +72,25 @@ impl Core {
         conf_id: Option<String>,
         class: String,
     ) -> CoreResult<Conversation> {
+        self.create_named_conference(caller, session, conf_id, class, None)
+            .await
+    }
+
+    /// [`Core::create_conference`] with a display name (the conference door's `cd create`).
+    pub async fn create_named_conference(
+        &self,
+        caller: &Principal,
+        session: &SessionId,
+        conf_id: Option<String>,
+        class: String,
+        name: Option<String>,
+    ) -> CoreResult<Conversation> {
+        if name
+            .as_ref()
+            .is_some_and(|n| n.trim().is_empty() || n.len() > MAX_CONF_NAME_LEN)
+        {
+            return Err(CoreError::InvalidValue("name".into()));
+        }
         if class != "sfu" && class != "mcu" {
             return Err(CoreError::InvalidValue(
                 "class must be \"sfu\" or \"mcu\"".into(),
@@ -88,7 +112,7 @@ impl Core {
         let new = NewConversation {
             alias: Some(alias.clone()),
             kind: ConversationKind::Conference { class },
-            name: None,
+            name,
             avatar_url: None,
             owner: caller.uin,
             creator: caller.uin,
@@ -201,13 +225,15 @@ impl Core {
         session: &SessionId,
         conf_id: &str,
         role: String,
-    ) -> CoreResult<Conversation> {
+    ) -> CoreResult<(Conversation, RoomMember)> {
         let conv = self.resolve_conversation(conf_id).await?;
         if conv.destroyed {
             return Err(CoreError::ConversationDestroyed);
         }
-        if !matches!(conv.kind, ConversationKind::Conference { .. }) {
-            // Chat groups are joined through their own door's rules, not by knowing an id.
+        let is_conference = matches!(conv.kind, ConversationKind::Conference { .. });
+        if !is_conference && !conv.occupants.contains(&caller.uin) {
+            // Chat groups are entered by their own door's rules, not by knowing an id:
+            // only a member enters its group's live room.
             return Err(CoreError::ConversationNotFound);
         }
         if !conv.occupants.contains(&caller.uin) {
@@ -215,11 +241,17 @@ impl Core {
                 .add_occupant(conv.group_id, caller.uin, now_us())
                 .await?;
         }
+        let name = self.display_name(caller).await?;
+        let index = self.registry.room_members(conv.group_id).len();
         let member = RoomMember {
             session_id: session.clone(),
             uin: caller.uin,
             user: caller.login.clone(),
             role,
+            party: self.next_party.fetch_add(1, Ordering::Relaxed),
+            name,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            state: PartyState::default(),
         };
         if !self.registry.join_room(conv.group_id, member.clone()) {
             return Err(CoreError::InvalidOperation("already joined".into()));
@@ -235,8 +267,8 @@ impl Core {
             Some(grant),
             usize::MAX,
         );
-        self.publish_member_change(public_id, member, "started_member");
-        Ok(conv)
+        self.publish_member_change(public_id, member.clone(), "started_member");
+        Ok((conv, member))
     }
 
     pub async fn leave_conference(
@@ -259,7 +291,8 @@ impl Core {
             .room_members(conv.group_id)
             .iter()
             .any(|m| m.uin == caller.uin);
-        if !still_there && conv.owner != caller.uin {
+        // Leaving a chat group's live room is not leaving the group.
+        if !still_there && conv.owner != caller.uin && !conv.is_chat_group() {
             self.remove_occupant(conv.group_id, caller.uin, now_us())
                 .await?;
         }
@@ -273,17 +306,13 @@ impl Core {
             Some("conf".into()),
             Some(kind.to_string()),
             Some(public_id),
-            EventBody::Member {
-                session_id: member.session_id,
-                role: member.role,
-                user_id: member.user,
-            },
+            EventBody::Member(Box::new(member)),
         ));
     }
 }
 
 /// The subscription a session gets to a conference it joins.
-fn conference_subscription(public_id: &str) -> Subscription {
+pub(super) fn conference_subscription(public_id: &str) -> Subscription {
     Subscription {
         class: "media".into(),
         subclass: Some("conf".into()),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::error::CoreResult;
+use crate::error::{CoreError, CoreResult};
 use crate::event::Json;
 use crate::ids::SessionId;
 use crate::model::{now_us, Message, MessagePage, NewMessage, Principal};
@@ -40,6 +40,38 @@ impl Core {
         let (message, _) = self
             .store_message(&conv, caller, new, attachment_ids)
             .await?;
+        Ok(message)
+    }
+
+    /// Store a line of text in a conversation the caller occupies (the conference door's
+    /// `instantmsg`): a plain text message (type 0), so the Chat API lists it as its own
+    /// and msglog shows it as `message`. Blank text is refused.
+    pub async fn post_conference_text(
+        &self,
+        caller: &Principal,
+        session: &SessionId,
+        conf_id: &str,
+        text: String,
+    ) -> CoreResult<Arc<Message>> {
+        if text.trim().is_empty() {
+            return Err(CoreError::InvalidValue("msg: a message needs text".into()));
+        }
+        let conv = self.visible_conversation(caller, conf_id).await?;
+        let new = NewMessage {
+            group_id: conv.group_id,
+            sender: caller.uin,
+            sender_login: caller.login.clone(),
+            session_id: Some(session.clone()),
+            kind: 0,
+            text: Some(text),
+            attachments: None,
+            body: None,
+            nonce: None,
+            version: 0,
+            created_at_us: now_us(),
+            files: Vec::new(),
+        };
+        let (message, _) = self.store_message(&conv, caller, new, &[]).await?;
         Ok(message)
     }
 

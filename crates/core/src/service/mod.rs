@@ -9,6 +9,8 @@
 //! - `events`: subscriptions and fired events.
 //! - `conferences`: conferences and their live rooms.
 //! - `messages`: storing and listing conversation messages.
+//! - `parties`: a conference's parties as the conference door shows them: their state
+//!   (microphone, camera, hand, media), kick, mute, end.
 //! - `attachments`: uploaded files' metadata, ownership and who may read them.
 //! - `admin`: the admin's operations on a running server (groups, messages, sessions).
 //! - `tokens`: live sessions end with the login token they were opened with.
@@ -24,6 +26,7 @@ mod conferences;
 mod events;
 mod groups;
 mod messages;
+mod parties;
 mod presence;
 mod receipts;
 mod sessions;
@@ -34,11 +37,13 @@ pub use accounts::{admin_principal, failed_login_delay};
 pub use chat_messages::ChatMessageInput;
 pub use conferences::DESTROYED_BY_REQUEST;
 pub use groups::{GroupChanges, GroupSort};
+pub use parties::PartyChange;
 pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
 pub use receipts::Receipt;
 pub use sessions::SESSION_STOP_CODE;
 pub use tokens::TOKEN_ENDED_STOP_CODE;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,6 +105,9 @@ pub struct Core {
     hasher: PasswordHasher,
     /// Password logins per account and address (`login_limits.rs`).
     login_limits: LoginLimits,
+    /// The next conference party id (`RoomMember::party`). Unique in this process; a
+    /// registry spanning nodes would hand them out itself.
+    next_party: AtomicU64,
 }
 
 impl Core {
@@ -122,6 +130,7 @@ impl Core {
             settings,
             calls: Mutex::new(calls::LiveCalls::default()),
             typing: typing::TypingState::default(),
+            next_party: AtomicU64::new(1),
         }
     }
 

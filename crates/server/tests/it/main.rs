@@ -20,4 +20,5 @@ mod nodes;
 mod polling;
 mod reference;
 mod sessions;
+mod vsp_media;
 mod websocket;
