@@ -18,5 +18,6 @@ mod login;
 mod login_limits;
 mod polling;
 mod reference;
+mod register;
 mod sessions;
 mod websocket;
