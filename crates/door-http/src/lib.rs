@@ -15,6 +15,7 @@
 //! - `GET /healthz`: 200 `ok` while the server runs.
 //! - `GET /metrics`: Prometheus text format.
 //! - `/api/v1/admin/…`: the admin HTTP API ([`admin`]).
+//! - `GET /` and `/assets/…`: the web client, embedded ([`web`]).
 //!
 //! JSON bodies are parsed by hand from bytes, so a malformed one gets this door's own
 //! JSON error rather than the framework's plain-text rejection.
@@ -35,6 +36,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 pub mod admin;
+pub mod web;
 
 pub fn router(core: Arc<Core>) -> Router {
     let admin = admin::router(core.clone());
@@ -46,6 +48,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(core)
         .merge(admin)
+        .merge(web::router())
 }
 
 #[derive(Deserialize)]

@@ -20,4 +20,5 @@ mod polling;
 mod reference;
 mod register;
 mod sessions;
+mod web;
 mod websocket;
