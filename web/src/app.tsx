@@ -56,6 +56,7 @@ const CONNECTION_TEXT = {
   online: 'Online',
   offline: 'Offline, reconnecting…',
   expired: 'Signed out',
+  elsewhere: 'Open in another tab',
 };
 
 function Sidebar({ chat, onNew, onSignOut }: { chat: Chat; onNew: () => void; onSignOut: () => void }) {
@@ -68,6 +69,14 @@ function Sidebar({ chat, onNew, onSignOut }: { chat: Chat; onNew: () => void; on
           {CONNECTION_TEXT[chat.connection]}
         </span>
       </header>
+      {chat.connection === 'elsewhere' && (
+        <div class="elsewhere" role="alert">
+          This chat is open in another tab or window.{' '}
+          <button type="button" onClick={() => chat.useHere()}>
+            Use here
+          </button>
+        </div>
+      )}
       <div class="me">
         <span>
           Signed in as <strong>{chat.session.user}</strong>
@@ -106,21 +115,12 @@ function GroupItem({ chat, group: g }: { chat: Chat; group: Group }) {
   const peer = chat.peer(g);
   const unread = g.unread_cnt || 0;
   const current = chat.openGroup === g.group_id;
-  const label = [
-    title,
-    g.pinned ? 'pinned' : '',
-    g.muted ? 'muted' : '',
-    unread ? `${unread} unread` : '',
-  ]
-    .filter(Boolean)
-    .join(', ');
   return (
     <li>
       <button
         type="button"
         class="group"
         aria-current={current ? 'true' : undefined}
-        aria-label={label}
         data-group={g.group_id}
         onClick={() => void chat.open(g.group_id)}
       >
@@ -131,14 +131,23 @@ function GroupItem({ chat, group: g }: { chat: Chat; group: Group }) {
         <span class="group-text">
           <span class="group-title">
             {title}
-            {g.pinned && <span class="badge-icon" title="Pinned"> 📌</span>}
-            {g.muted && <span class="badge-icon" title="Muted"> 🔕</span>}
+            {g.pinned && (
+              <span class="tag">
+                <span class="sr-only">,</span> pinned
+              </span>
+            )}
+            {g.muted && (
+              <span class="tag">
+                <span class="sr-only">,</span> muted
+              </span>
+            )}
           </span>
           <span class="group-last">{preview(chat, g.last_message)}</span>
         </span>
         {unread > 0 && (
           <span class={`unread ${g.muted ? 'muted' : ''}`} data-testid="unread">
             {unread}
+            <span class="sr-only"> unread</span>
           </span>
         )}
       </button>
@@ -146,16 +155,22 @@ function GroupItem({ chat, group: g }: { chat: Chat; group: Group }) {
   );
 }
 
+/** Presence as last told by `user_status`; nothing is shown before the server said. */
+function presenceOf(chat: Chat, uin: Id): 'online' | 'offline' | null {
+  const s = chat.presence.get(uin);
+  return s === undefined ? null : s === 1 ? 'online' : 'offline';
+}
+
 function Dot({ chat, uin }: { chat: Chat; uin: Id }) {
-  const online = chat.presence.get(uin) === 1;
-  return <span class={`dot ${online ? 'on' : 'off'}`} data-presence={online ? 'online' : 'offline'} />;
+  const p = presenceOf(chat, uin);
+  return p ? <span class={`dot ${p === 'online' ? 'on' : 'off'}`} data-presence={p} /> : null;
 }
 
 function Conversation({ chat, group: g, onView }: { chat: Chat; group: Group; onView: (f: FileRef) => void }) {
   const list = useRef<HTMLDivElement>(null);
   const heading = useRef<HTMLHeadingElement>(null);
   const atBottom = useRef(true);
-  const before = useRef<{ height: number; top: number } | null>(null);
+  const before = useRef<{ height: number; top: number; count: number } | null>(null);
   const [dragging, setDragging] = useState(false);
   const m = chat.messages.get(g.group_id);
   const messages = m?.list ?? [];
@@ -171,6 +186,8 @@ function Conversation({ chat, group: g, onView }: { chat: Chat; group: Group; on
     const el = list.current;
     if (!el) return;
     if (before.current) {
+      // Only once the older page is in (a render while it loads changes nothing).
+      if (before.current.count === messages.length) return;
       el.scrollTop = el.scrollHeight - before.current.height + before.current.top;
       before.current = null;
     } else if (atBottom.current) {
@@ -181,7 +198,7 @@ function Conversation({ chat, group: g, onView }: { chat: Chat; group: Group; on
   const loadOlder = () => {
     const el = list.current;
     if (!el || !m || !m.older || m.loadingOlder) return;
-    before.current = { height: el.scrollHeight, top: el.scrollTop };
+    before.current = { height: el.scrollHeight, top: el.scrollTop, count: messages.length };
     chat.loadOlder(g.group_id).catch((e) => chat.fail(e));
   };
   const onScroll = () => {
@@ -213,10 +230,10 @@ function Conversation({ chat, group: g, onView }: { chat: Chat; group: Group; on
         <h2 id="conversation-title" tabIndex={-1} ref={heading}>
           {title}
         </h2>
-        {peer && (
+        {peer && presenceOf(chat, peer) && (
           <span class="presence" data-testid="presence">
             <Dot chat={chat} uin={peer} />
-            {chat.presence.get(peer) === 1 ? 'online' : 'offline'}
+            {presenceOf(chat, peer)}
           </span>
         )}
         <div class="actions" role="group" aria-label="Chat actions">
@@ -361,7 +378,7 @@ function Attachment({ file: f, onView }: { file: FileRef; onView: (f: FileRef) =
   }
   return (
     <a class="file" href={f.url} download={f.filename}>
-      📄 {f.filename} <span class="size">({size(f.size)})</span>
+      {f.filename} <span class="size">({size(f.size)})</span>
     </a>
   );
 }
@@ -396,6 +413,8 @@ function Composer({ chat, groupId }: { chat: Chat; groupId: Id }) {
         id="attach"
         type="file"
         multiple
+        aria-label="Attach files"
+        tabIndex={-1}
         class="sr-only"
         onChange={(e) => {
           sendFiles([...(e.currentTarget.files ?? [])]);
@@ -403,7 +422,15 @@ function Composer({ chat, groupId }: { chat: Chat; groupId: Id }) {
         }}
       />
       <button type="button" class="attach" aria-label="Attach files" onClick={() => fileInput.current?.click()}>
-        📎
+        <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" focusable="false">
+          <path
+            d="M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5"
+            fill="none"
+            stroke="currentColor"
+            stroke-width="1.8"
+            stroke-linecap="round"
+          />
+        </svg>
       </button>
       <label for="compose" class="sr-only">
         Message

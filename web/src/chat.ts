@@ -21,7 +21,9 @@ import {
   upload,
 } from './api';
 
-export type Connection = 'connecting' | 'online' | 'offline' | 'expired';
+/** `elsewhere`: the same token connected again (another tab), which the server answers
+ * by disconnecting this socket (Chat API `login` result 7); it stays off until asked. */
+export type Connection = 'connecting' | 'online' | 'offline' | 'expired' | 'elsewhere';
 
 /** How long another's typing shows without a renewal (the server also says 9 itself). */
 const TYPING_SHOWN_MS = 8_000;
@@ -57,6 +59,7 @@ export class Chat {
   private typingIn: Id | null = null;
 
   constructor(public session: Session) {
+    this.loadNames();
     this.names.set(session.uin, session.user);
     this.socket = connect(session.session);
     const s = this.socket;
@@ -65,6 +68,10 @@ export class Chat {
         this.connection = 'online';
         this.changed();
         void this.resync();
+      } else if (a.result === 7) {
+        this.connection = 'elsewhere';
+        s.disconnect();
+        this.changed();
       } else {
         this.connection = 'expired';
         s.disconnect();
@@ -72,12 +79,12 @@ export class Chat {
       }
     });
     s.on('disconnect', () => {
-      if (this.connection !== 'expired') this.connection = 'offline';
+      if (this.connection !== 'expired' && this.connection !== 'elsewhere') this.connection = 'offline';
       this.typing.clear();
       this.changed();
     });
     s.io.on('reconnect_attempt', () => {
-      if (this.connection !== 'expired') this.connection = 'connecting';
+      this.connection = 'connecting';
       this.changed();
     });
     s.on('message', (p: { message: Message }) => this.onMessage(p.message));
@@ -104,8 +111,19 @@ export class Chat {
   }
 
   private onOnline = () => {
-    if (!this.socket.connected && this.connection !== 'expired') this.socket.connect();
+    // Only a socket that gave up; one that is reconnecting already would be a second
+    // connection with the same token, which the server answers as a conflict.
+    if (!this.socket.active && this.connection === 'offline') this.socket.connect();
   };
+
+  /** Take the connection back from another tab that uses the same sign-in. */
+  useHere() {
+    if (!this.socket.connected) {
+      this.connection = 'connecting';
+      this.socket.connect();
+      this.changed();
+    }
+  }
 
   private onOffline = () => {
     // The browser knows the network is gone: drop the socket now (it reconnects when the
@@ -238,8 +256,28 @@ export class Chat {
     request(this.socket, 'seen_message', { group_id: id, message_id: last.message_id }).catch(() => {});
   }
 
+  /** Names are learnt from messages' `sender_name`; kept per user across reloads. */
+  private get namesKey() {
+    return `confer.names.${this.session.uin}`;
+  }
+
+  private loadNames() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(this.namesKey) || '{}') as Record<Id, string>;
+      for (const [uin, name] of Object.entries(saved)) if (typeof name === 'string') this.names.set(uin, name);
+    } catch {
+      /* a broken entry: start afresh */
+    }
+  }
+
   private learnName(msg: Message) {
-    if (msg.sender_name && msg.sender_uin !== this.me) this.names.set(msg.sender_uin, msg.sender_name);
+    if (!msg.sender_name || msg.sender_uin === this.me || this.names.get(msg.sender_uin) === msg.sender_name) return;
+    this.names.set(msg.sender_uin, msg.sender_name);
+    try {
+      localStorage.setItem(this.namesKey, JSON.stringify(Object.fromEntries(this.names)));
+    } catch {
+      /* storage full or off: names last for this page */
+    }
   }
 
   private onMessage(msg: Message) {
