@@ -4,6 +4,7 @@
 
 import { useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from 'preact/hooks';
 import type { FileRef, Group, Id, Message, Session } from './api';
+import type { Call } from './call';
 import { Chat } from './chat';
 
 export function App({ session, onSignOut }: { session: Session; onSignOut: (revoke: boolean) => void }) {
@@ -37,6 +38,7 @@ export function App({ session, onSignOut }: { session: Session; onSignOut: (revo
           <p>Pick a chat, or start a new one.</p>
         </main>
       )}
+      {chat.call && <CallPanel chat={chat} call={chat.call} />}
       {creating && <NewChat chat={chat} onClose={() => setCreating(false)} />}
       {viewing && <Viewer file={viewing} onClose={() => setViewing(null)} />}
       {chat.error && (
@@ -243,6 +245,16 @@ function Conversation({ chat, group: g, onView }: { chat: Chat; group: Group; on
           <button type="button" aria-pressed={!!g.muted} onClick={() => chat.setMuted(g.group_id, !g.muted).catch((e) => chat.fail(e))}>
             {g.muted ? 'Unmute' : 'Mute'}
           </button>
+          {peer && !blockedPeer && !iAmBlocked && (
+            <>
+              <button type="button" onClick={() => chat.startCall(g.group_id, peer, false).catch((e) => chat.fail(e))}>
+                Call
+              </button>
+              <button type="button" onClick={() => chat.startCall(g.group_id, peer, true).catch((e) => chat.fail(e))}>
+                Video call
+              </button>
+            </>
+          )}
           {peer && (
             <button type="button" onClick={() => chat.setBlocked(g.group_id, peer, !blockedPeer).catch((e) => chat.fail(e))}>
               {blockedPeer ? 'Unblock' : 'Block'}
@@ -567,5 +579,63 @@ function Viewer({ file, onClose }: { file: FileRef; onClose: () => void }) {
         </button>
       </div>
     </dialog>
+  );
+}
+
+function Media({ stream, muted, label, cls }: { stream: MediaStream | null; muted: boolean; label: string; cls: string }) {
+  const ref = useRef<HTMLVideoElement>(null);
+  useEffect(() => {
+    if (ref.current && ref.current.srcObject !== stream) ref.current.srcObject = stream;
+  });
+  return <video ref={ref} class={cls} autoPlay playsInline muted={muted} aria-label={label} />;
+}
+
+const CALL_TEXT = {
+  calling: 'Calling…',
+  incoming: 'Incoming call',
+  connecting: 'Connecting…',
+  live: 'In call',
+  ended: 'Call ended',
+};
+
+function CallPanel({ chat, call }: { chat: Chat; call: Call }) {
+  const first = useRef<HTMLButtonElement>(null);
+  const who = chat.name(call.peer);
+  useEffect(() => first.current?.focus(), [call.state === 'incoming', call.state === 'ended']);
+  const act = (f: () => Promise<void>) => () => void f().catch((e) => chat.fail(e));
+  return (
+    <section class="call" role={call.state === 'incoming' ? 'alertdialog' : 'region'} aria-label={`Call with ${who}`}>
+      <p class="call-status" data-testid="call-status">
+        {CALL_TEXT[call.state]} {call.state === 'incoming' ? `from ${who}` : `with ${who}`}
+        {call.state === 'incoming' && (call.video ? ' (video)' : ' (audio)')}
+        {call.state === 'ended' && call.ended ? ` ${call.ended}` : ''}
+      </p>
+      {call.state !== 'incoming' && call.state !== 'ended' && (
+        <div class="call-media">
+          <Media stream={call.remote} muted={false} label={`${who}'s video`} cls={`remote ${call.video ? '' : 'audio-only'}`} />
+          {call.video && <Media stream={call.local} muted={true} label="Your video" cls="local" />}
+        </div>
+      )}
+      <div class="row end">
+        {call.state === 'incoming' ? (
+          <>
+            <button type="button" onClick={act(() => call.decline())}>
+              Decline
+            </button>
+            <button type="button" class="primary" ref={first} onClick={act(() => call.accept())}>
+              Accept
+            </button>
+          </>
+        ) : call.state === 'ended' ? (
+          <button type="button" ref={first} onClick={() => chat.dismissCall()}>
+            Close
+          </button>
+        ) : (
+          <button type="button" class="danger" ref={first} onClick={act(() => call.hangUp())}>
+            Hang up
+          </button>
+        )}
+      </div>
+    </section>
   );
 }

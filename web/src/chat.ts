@@ -20,6 +20,7 @@ import {
   Session,
   upload,
 } from './api';
+import { Call, ChatCall } from './call';
 
 /** `elsewhere`: the same token connected again (another tab), which the server answers
  * by disconnecting this socket (Chat API `login` result 7); it stays off until asked. */
@@ -54,6 +55,8 @@ export class Chat {
   names = new Map<Id, string>();
   openGroup: Id | null = null;
   error: string | null = null;
+  /** The call in progress, ringing, or just ended (until dismissed). */
+  call: Call | null = null;
   private listeners = new Set<() => void>();
   private typingSentAt = 0;
   private typingIn: Id | null = null;
@@ -105,6 +108,23 @@ export class Chat {
       this.changed();
     });
     s.on('event', (e: { group_id: Id; type: number; sender_uin: Id }) => this.onEvent(e));
+    s.on('start_call', (p: { call: ChatCall }) => {
+      const c = p.call;
+      if (c.caller_uin === this.me || (this.call && this.call.state !== 'ended')) return;
+      this.call = new Call(s, c, this.me, c.caller_uin, () => this.changed());
+      this.changed();
+    });
+    const mine = (callId: Id) => (this.call && this.call.call.call_id === callId ? this.call : null);
+    s.on('answer_call', (p: { call_id: Id; uin: Id; answer: number }) => {
+      mine(p.call_id)?.answered(p.uin, p.answer).catch((e) => this.fail(e));
+    });
+    s.on('stop_call', (p: { call: ChatCall }) => mine(p.call.call_id)?.finish('Call ended.'));
+    s.on('ice_sdp', (p: { call_id: Id; type: number | string; sdp: string }) => {
+      mine(p.call_id)?.sdp(Number(p.type), p.sdp).catch((e) => this.fail(e));
+    });
+    s.on('ice_candidate', (p: { call_id: Id; candidate: string; sdp_mid?: string; sdp_mline_index?: number }) => {
+      mine(p.call_id)?.candidate(p).catch(() => {});
+    });
     // A network that comes back: reconnect at once rather than at the next back-off step.
     window.addEventListener('online', this.onOnline);
     window.addEventListener('offline', this.onOffline);
@@ -132,6 +152,7 @@ export class Chat {
   };
 
   close() {
+    this.call?.finish('Signed out.');
     window.removeEventListener('online', this.onOnline);
     window.removeEventListener('offline', this.onOffline);
     this.socket.disconnect();
@@ -416,6 +437,17 @@ export class Chat {
     });
     this.upsertGroup(a.group);
     return a.group.group_id;
+  }
+
+  async startCall(groupId: Id, peer: Id, video: boolean) {
+    if (this.call && this.call.state !== 'ended') return;
+    this.call = await Call.start(this.socket, groupId, peer, this.me, video, () => this.changed());
+    this.changed();
+  }
+
+  dismissCall() {
+    this.call = null;
+    this.changed();
   }
 
   async setPinned(id: Id, pinned: boolean) {
