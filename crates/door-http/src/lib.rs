@@ -5,12 +5,17 @@
 //!   401 with `{"error": …}` on bad credentials; 429 with `Retry-After` (seconds) once
 //!   the account or the client address has failed too often (the core's login limits),
 //!   503 with `Retry-After` when the password hasher is too busy to take the attempt.
+//! - `POST /api/v1/register {user, password, name?}` → the same answer as a login, for a
+//!   new account (when `open_registration` is on: else 403). 409 when the login is taken,
+//!   400 for a login or password `user add` would refuse; 429 and 503 as for a login
+//!   (the core's `register_account` applies the login limits).
 //! - `POST /api/v1/logout` with the token as `Authorization: Bearer`, or `{session}` in
 //!   the body: revokes it. A body, if any, must be that JSON object (400 otherwise, even
 //!   beside a bearer token).
 //! - `GET /healthz`: 200 `ok` while the server runs.
 //! - `GET /metrics`: Prometheus text format.
 //! - `/api/v1/admin/…`: the admin HTTP API ([`admin`]).
+//! - `GET /` and `/assets/…`: the web client, embedded ([`web`]).
 //!
 //! JSON bodies are parsed by hand from bytes, so a malformed one gets this door's own
 //! JSON error rather than the framework's plain-text rejection.
@@ -26,27 +31,38 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use confer_core::{Core, CoreError};
+use confer_core::{Core, CoreError, Principal};
 use serde::Deserialize;
 use serde_json::json;
 
 pub mod admin;
+pub mod web;
 
 pub fn router(core: Arc<Core>) -> Router {
     let admin = admin::router(core.clone());
     Router::new()
         .route("/api/v1/login", post(login))
+        .route("/api/v1/register", post(register))
         .route("/api/v1/logout", post(logout))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(core)
         .merge(admin)
+        .merge(web::router())
 }
 
 #[derive(Deserialize)]
 struct LoginRequest {
     user: String,
     password: String,
+}
+
+#[derive(Deserialize)]
+struct RegisterRequest {
+    user: String,
+    password: String,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -113,7 +129,12 @@ async fn login(
         Ok(who) => who,
         Err(e) => return core_error(e),
     };
-    match core.issue_token(&who).await {
+    session_answer(&core, &who).await
+}
+
+/// The answer of a login or sign-up: a new token for `who`.
+async fn session_answer(core: &Core, who: &Principal) -> Response {
+    match core.issue_token(who).await {
         Ok((token, expires_at_us)) => Json(json!({
             "session": token,
             "uin": who.uin.0.to_string(),
@@ -121,6 +142,38 @@ async fn login(
             "expires_at": expires_at_us / 1_000_000,
         }))
         .into_response(),
+        Err(e) => core_error(e),
+    }
+}
+
+async fn register(
+    State(core): State<Arc<Core>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return unreadable(e),
+    };
+    let req: RegisterRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")),
+    };
+    let name = req.name.filter(|n| !n.trim().is_empty());
+    match core
+        .register_account(&req.user, &req.password, name, peer.ip())
+        .await
+    {
+        Ok(account) => {
+            let who = Principal {
+                uin: account.uin,
+                login: account.login,
+                admin: false,
+            };
+            session_answer(&core, &who).await
+        }
+        Err(CoreError::Unauthorized) => error(StatusCode::FORBIDDEN, "registration is closed"),
+        Err(CoreError::UserExists) => error(StatusCode::CONFLICT, "that login is taken"),
         Err(e) => core_error(e),
     }
 }

@@ -151,6 +151,10 @@ config! {
     /// Accounts, and separately addresses, whose login limits are tracked at once; when
     /// full, new ones are refused until some have refilled.
     login_limit_max_tracked: usize = 100_000;
+    /// Whether anyone may create an account with `POST /api/v1/register` (the web
+    /// client's "Sign up"). Off: accounts are made by `confer user add` (or the admin).
+    /// Sign-ups follow the password rules of `user add` and the login limits above.
+    open_registration: bool = false;
     /// Largest attachment upload (bytes).
     max_upload_bytes: u64 = 100 * 1024 * 1024;
     /// The most hyper's read buffer per HTTP connection may grow to (bytes, at least

@@ -99,6 +99,7 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
             address_per_minute: config.login_address_per_minute,
             max_tracked: config.login_limit_max_tracked,
         },
+        open_registration: config.open_registration,
     };
     Ok(Arc::new(Core::new(
         storage, bus, registry, logs, metrics, settings,

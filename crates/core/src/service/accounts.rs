@@ -2,6 +2,8 @@
 //!
 //! Every password is hashed and verified by the core's bounded hasher (`hasher.rs`);
 //! password logins pass the per-account and per-address limits (`login_limits.rs`) first.
+//! So does a sign-up (`register_account`, when `open_registration` is on): the same
+//! password rules as `user add`, the same buckets as a login.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -71,6 +73,47 @@ impl Core {
             Err(StoreError::Conflict(_)) => Err(CoreError::UserExists),
             other => Ok(other?),
         }
+    }
+
+    /// Sign-up: a client at `from` creates its own account, when the server's
+    /// `open_registration` is on (else [`CoreError::Unauthorized`], before anything else).
+    /// The login and password follow the rules of [`Core::add_account`]; the attempt
+    /// takes a token from the login limits of the login and of the address first (else
+    /// [`CoreError::LoginThrottled`], before any hashing). A created account keeps its
+    /// tokens (so one address creates at most the address burst of accounts, then the
+    /// per-minute rate); a taken login counts as a failed login and waits its delay, like
+    /// a wrong password, so guessing logins costs the same either way.
+    pub async fn register_account(
+        &self,
+        login: &str,
+        password: &str,
+        name: Option<String>,
+        from: IpAddr,
+    ) -> CoreResult<Account> {
+        if !self.settings.open_registration {
+            return Err(CoreError::Unauthorized);
+        }
+        if password.is_empty() {
+            return Err(CoreError::InvalidValue("password must not be empty".into()));
+        }
+        check_new_login(login, None)?;
+        let attempt = match self.login_limits.admit(login, from, Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(retry_after) => {
+                self.metrics.login_throttled();
+                return Err(CoreError::LoginThrottled { retry_after });
+            }
+        };
+        let created = self.add_account(login, password, None, name).await;
+        match &created {
+            Ok(_) => {}
+            Err(CoreError::UserExists) => {
+                let failures = self.login_limits.failed(&attempt);
+                tokio::time::sleep(failed_login_delay(failures)).await;
+            }
+            Err(_) => self.login_limits.not_tried(&attempt, Instant::now()),
+        }
+        created
     }
 
     pub async fn list_accounts(&self) -> CoreResult<Vec<Account>> {

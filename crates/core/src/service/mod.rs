@@ -85,6 +85,8 @@ pub struct CoreSettings {
     pub hasher: HasherSettings,
     /// Login rate limits per account and per client address.
     pub login_limits: LoginLimitSettings,
+    /// Whether clients may create their own accounts (`Core::register_account`).
+    pub open_registration: bool,
 }
 
 /// The shared core. Cheap to clone behind an `Arc`; every field is itself shared.

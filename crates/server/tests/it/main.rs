@@ -19,6 +19,8 @@ mod login_limits;
 mod nodes;
 mod polling;
 mod reference;
+mod register;
 mod sessions;
 mod vsp_media;
+mod web;
 mod websocket;

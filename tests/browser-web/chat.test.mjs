@@ -1,0 +1,286 @@
+// The web client in Chromium, as two people use it: Alice and Bob, each in a browser
+// context of their own, against the real server. The steps build on each other (one
+// server, one chat), so they run in order.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import {
+  startServer, launch, newPage, signIn, shot, seriousViolations, DESKTOP, PHONE,
+} from './harness.mjs';
+
+let server, browser, alice, bob, aliceUin, bobUin, groupId;
+
+before(async () => {
+  // Short Chat API heartbeats, so a socket whose network vanished is noticed soon.
+  server = await startServer({ CONFER_CHAT_PING_INTERVAL_MS: '1000', CONFER_CHAT_PING_TIMEOUT_MS: '2000' });
+  aliceUin = server.addUser('alice@example.com', 'alice-pw');
+  bobUin = server.addUser('bob@example.com', 'bob-pw');
+  browser = await launch();
+  alice = await newPage(browser, server.base);
+  bob = await newPage(browser, server.base);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+const messages = (page) => page.locator('.messages li.msg');
+const message = (page, text) => messages(page).filter({ hasText: text });
+const chatItem = (page, name) => page.getByRole('navigation', { name: 'Chats' }).locator('button.group', { hasText: name });
+
+test('the sign-in screen: a wrong password is told, then both sign in', async () => {
+  await alice.goto('/');
+  await shot(alice, 'sign-in-desktop');
+  assert.deepEqual(await seriousViolations(alice), []);
+  await alice.getByLabel('User').fill('alice@example.com');
+  await alice.getByLabel('Password').fill('wrong');
+  await alice.getByRole('button', { name: 'Sign in' }).click();
+  await alice.getByRole('alert').filter({ hasText: 'Wrong user or password' }).waitFor();
+  // The refused login's 401 is the one error this page is expected to log.
+  alice.problems = [];
+  await signIn(alice, 'alice@example.com', 'alice-pw');
+  await alice.getByText('No chats yet').waitFor();
+});
+
+test('alice starts a private chat with bob by picking him; bob signs in and sees it, and alice sees him online', async () => {
+  await alice.getByRole('button', { name: 'New chat' }).click();
+  const dialog = alice.getByRole('dialog', { name: 'New chat' });
+  await dialog.getByLabel('User number').fill(bobUin);
+  await dialog.getByRole('button', { name: 'Add', exact: true }).click();
+  await dialog.getByRole('checkbox', { checked: true }).waitFor();
+  await shot(alice, 'new-chat-desktop');
+  assert.deepEqual(await seriousViolations(alice), []);
+  await dialog.getByRole('button', { name: 'Create' }).click();
+  await alice.getByRole('heading', { level: 2, name: `User ${bobUin}` }).waitFor();
+
+  await signIn(bob, 'bob@example.com', 'bob-pw');
+  await chatItem(bob, `User ${aliceUin}`).click();
+  await alice.locator('[data-testid=presence]', { hasText: 'online' }).waitFor();
+  groupId = await chatItem(alice, `User ${bobUin}`).getAttribute('data-group');
+  assert.ok(groupId);
+});
+
+test('they chat both ways, with typing shown while the other writes', async () => {
+  await alice.getByLabel('Message', { exact: true }).pressSequentially('Hi Bob');
+  await bob.locator('[data-testid=typing]', { hasText: 'is typing' }).waitFor();
+  await alice.getByRole('button', { name: 'Send' }).click();
+  await message(bob, 'Hi Bob').waitFor();
+  await bob.locator('[data-testid=typing]', { hasText: /^$/ }).waitFor();
+  // Now alice is a name bob knows.
+  await bob.getByRole('heading', { level: 2, name: 'alice@example.com' }).waitFor();
+
+  await bob.getByLabel('Message', { exact: true }).fill('Hello Alice');
+  await bob.getByLabel('Message', { exact: true }).press('Enter');
+  await message(alice, 'Hello Alice').waitFor();
+  await alice.getByRole('heading', { level: 2, name: 'bob@example.com' }).waitFor();
+  assert.equal(await message(alice, 'Hi Bob').count(), 1);
+  assert.equal(await message(bob, 'Hello Alice').count(), 1);
+});
+
+test('an edit and a delete reach the other side', async () => {
+  await alice.getByLabel('Message', { exact: true }).fill('A typo here');
+  await alice.getByLabel('Message', { exact: true }).press('Enter');
+  await message(bob, 'A typo here').waitFor();
+  const mine = message(alice, 'A typo here');
+  await mine.getByRole('button', { name: 'Edit' }).click();
+  await alice.getByLabel('Edit message').fill('No typo here');
+  await alice.getByRole('button', { name: 'Save' }).click();
+  await message(bob, 'No typo here').filter({ hasText: '(edited)' }).waitFor();
+  assert.equal(await message(bob, 'A typo here').count(), 0);
+
+  alice.once('dialog', (d) => d.accept());
+  await message(alice, 'No typo here').getByRole('button', { name: 'Delete' }).click();
+  const gone = messages(bob).filter({ hasText: 'Message deleted' });
+  await gone.waitFor();
+  assert.equal(await message(bob, 'No typo here').count(), 0);
+});
+
+// A small real PNG (2x2, red), so the browser can decode the preview.
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP4z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==',
+  'base64',
+);
+const BLOB = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7) % 256));
+const sha = (b) => createHash('sha256').update(b).digest('hex');
+
+test('an image and a file: bob sees the preview and the viewer, and downloads the same bytes', async () => {
+  await alice.locator('#attach').setInputFiles([
+    { name: 'red.png', mimeType: 'image/png', buffer: PNG },
+    { name: 'data.bin', mimeType: 'application/octet-stream', buffer: BLOB },
+  ]);
+  const img = bob.locator('.messages img[alt="red.png"]');
+  await img.waitFor();
+  await bob.waitForFunction(() => {
+    const i = document.querySelector('.messages img[alt="red.png"]');
+    return i && i.complete && i.naturalWidth === 2;
+  });
+  await bob.getByRole('button', { name: 'View image red.png' }).click();
+  const viewer = bob.getByRole('dialog', { name: 'Image red.png' });
+  await viewer.waitFor();
+  await shot(bob, 'image-viewer-desktop');
+  await viewer.getByRole('button', { name: 'Close' }).click();
+
+  const link = bob.getByRole('link', { name: /data\.bin/ });
+  await link.waitFor();
+  const [download] = await Promise.all([bob.waitForEvent('download'), link.click()]);
+  assert.equal(download.suggestedFilename(), 'data.bin');
+  assert.equal(sha(readFileSync(await download.path())), sha(BLOB));
+  const [picture] = await Promise.all([
+    bob.waitForEvent('download'),
+    bob.evaluate(() => {
+      // The viewer's Download link, for the picture's own bytes.
+      const a = document.createElement('a');
+      a.href = document.querySelector('.messages img[alt="red.png"]').src;
+      a.download = 'red.png';
+      document.body.append(a);
+      a.click();
+      a.remove();
+    }),
+  ]);
+  assert.equal(sha(readFileSync(await picture.path())), sha(PNG));
+});
+
+test('200 messages of history load as bob scrolls back, each once', async () => {
+  for (let i = 1; i <= 200; i++) await server.post(groupId, `history ${i}`, 'alice@example.com');
+  await message(bob, 'history 200').waitFor();
+  // A fresh page: the history is read from the server page by page as it scrolls up.
+  await bob.reload();
+  await bob.locator('[data-testid=connection]', { hasText: 'Online' }).waitFor();
+  await chatItem(bob, 'alice@example.com').click();
+  await message(bob, 'history 200').waitFor();
+  const start = bob.getByText('This is the start of the conversation.');
+  for (let i = 0; i < 40 && !(await start.isVisible()); i++) {
+    await bob.locator('.messages').evaluate((el) => el.scrollTo(0, 0));
+    await bob.waitForTimeout(150);
+  }
+  await start.waitFor();
+  const texts = await messages(bob).locator('.text').allTextContents();
+  for (let i = 1; i <= 200; i++) {
+    assert.equal(texts.filter((t) => t === `history ${i}`).length, 1, `history ${i} once`);
+  }
+  assert.equal(texts.indexOf('Hi Bob') < texts.indexOf('history 1'), true, 'in order');
+  await shot(bob, 'conversation-desktop');
+  assert.deepEqual(await seriousViolations(bob), []);
+});
+
+test('unread counts, pin and mute: a pinned chat lists first, and both stay after a reload', async () => {
+  // A second, newer chat: a group alice makes with bob.
+  await alice.getByRole('button', { name: 'New chat' }).click();
+  const dialog = alice.getByRole('dialog', { name: 'New chat' });
+  await dialog.getByRole('checkbox').first().check();
+  await dialog.getByLabel(/Group name/).fill('Team');
+  await dialog.getByRole('button', { name: 'Create' }).click();
+  await alice.getByRole('heading', { level: 2, name: 'Team' }).waitFor();
+  await alice.getByLabel('Message', { exact: true }).fill('Team news');
+  await alice.getByLabel('Message', { exact: true }).press('Enter');
+  // Bob is in the private chat: Team counts one unread, and is listed first (newest).
+  const team = chatItem(bob, 'Team');
+  await team.locator('[data-testid=unread]', { hasText: '1' }).waitFor();
+  assert.match(await team.innerText(), /Team news/);
+  const order = () => bob.locator('nav button.group .group-title').allTextContents();
+  assert.match((await order())[0], /Team/);
+
+  // Pinning the private chat puts it first.
+  await bob.getByRole('button', { name: 'Pin', exact: true }).click();
+  await bob.getByRole('button', { name: 'Unpin' }).waitFor();
+  await chatItem(bob, 'alice@example.com').locator('.tag', { hasText: 'pinned' }).waitFor();
+  assert.match((await order())[0], /alice@example\.com/);
+  // Muting Team: its count stays, shown muted.
+  await team.click();
+  await bob.getByRole('button', { name: 'Mute', exact: true }).click();
+  await bob.getByRole('button', { name: 'Unmute' }).waitFor();
+  await chatItem(bob, 'alice@example.com').click();
+  await alice.getByLabel('Message', { exact: true }).fill('More team news');
+  await alice.getByLabel('Message', { exact: true }).press('Enter');
+  await team.locator('.unread.muted', { hasText: '1' }).waitFor();
+
+  await bob.reload();
+  await bob.locator('[data-testid=connection]', { hasText: 'Online' }).waitFor();
+  await chatItem(bob, 'Team').waitFor();
+  assert.match((await order())[0], /alice@example\.com/);
+  assert.match(await chatItem(bob, 'Team').textContent(), /Team, muted.*1 unread/);
+  assert.match(await chatItem(bob, 'alice@example.com').textContent(), /, pinned/);
+  await shot(bob, 'chat-list-desktop');
+  await chatItem(bob, 'alice@example.com').click();
+});
+
+test('bob goes offline while alice sends, comes back, and has every message once', async () => {
+  await chatItem(alice, 'bob@example.com').click();
+  await message(alice, 'history 200').waitFor();
+  await message(bob, 'history 200').waitFor();
+  await bob.context().setOffline(true);
+  await bob.locator('[data-testid=connection]', { hasText: 'Offline' }).waitFor();
+  for (let i = 1; i <= 5; i++) {
+    await alice.getByLabel('Message', { exact: true }).fill(`while away ${i}`);
+    await alice.getByLabel('Message', { exact: true }).press('Enter');
+    await message(alice, `while away ${i}`).waitFor();
+  }
+  assert.equal(await message(bob, 'while away').count(), 0);
+  await bob.context().setOffline(false);
+  await bob.locator('[data-testid=connection]', { hasText: 'Online' }).waitFor();
+  await message(bob, 'while away 5').waitFor();
+  for (let i = 1; i <= 5; i++) assert.equal(await message(bob, `while away ${i}`).count(), 1, `while away ${i}`);
+  assert.equal(await message(bob, 'history 200').count(), 1);
+  // And the chat goes on both ways.
+  await bob.getByLabel('Message', { exact: true }).fill('Back again');
+  await bob.getByLabel('Message', { exact: true }).press('Enter');
+  await message(alice, 'Back again').waitFor();
+});
+
+test('presence: alice sees bob go offline when he closes the app, and online when he is back', async () => {
+  const context = bob.context();
+  await bob.close();
+  await chatItem(alice, 'bob@example.com').click();
+  await alice.getByRole('heading', { level: 2, name: 'bob@example.com' }).waitFor();
+  await alice.locator('[data-testid=presence]', { hasText: 'offline' }).waitFor();
+  bob = await context.newPage();
+  bob.problems = [];
+  await bob.goto('/');
+  await bob.locator('[data-testid=connection]', { hasText: 'Online' }).waitFor();
+  await alice.locator('[data-testid=presence]', { hasText: 'online' }).waitFor();
+});
+
+test('phone-sized screens: the list, then one chat with a way back', async () => {
+  const phone = await newPage(browser, server.base, PHONE);
+  await phone.goto('/');
+  await shot(phone, 'sign-in-phone');
+  await signIn(phone, 'alice@example.com', 'alice-pw');
+  await shot(phone, 'chat-list-phone');
+  assert.deepEqual(await seriousViolations(phone), []);
+  await chatItem(phone, 'bob@example.com').click();
+  await message(phone, 'Back again').waitFor();
+  assert.equal(await phone.getByRole('navigation', { name: 'Chats' }).isVisible(), false);
+  await shot(phone, 'conversation-phone');
+  assert.deepEqual(await seriousViolations(phone), []);
+  await phone.getByRole('button', { name: 'Back to chats' }).click();
+  await phone.getByRole('navigation', { name: 'Chats' }).waitFor();
+  await phone.context().close();
+});
+
+test('keyboard alone: sign in, open a chat and send', async () => {
+  const page = await newPage(browser, server.base);
+  await page.goto('/');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('bob@example.com');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('bob-pw');
+  await page.keyboard.press('Enter');
+  await page.locator('[data-testid=connection]', { hasText: 'Online' }).waitFor();
+  await chatItem(page, 'alice@example.com').focus();
+  await page.keyboard.press('Enter');
+  // Opening a chat moves focus to its heading.
+  await page.waitForFunction(() => document.activeElement?.id === 'conversation-title');
+  await page.getByLabel('Message', { exact: true }).focus();
+  await page.keyboard.type('Typed with keys');
+  await page.keyboard.press('Enter');
+  await message(alice, 'Typed with keys').waitFor();
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('no page logged an error or met its Content-Security-Policy', async () => {
+  assert.deepEqual(alice.problems, []);
+  assert.deepEqual(bob.problems, []);
+});
