@@ -11,6 +11,7 @@
 //! - `messages`: storing and listing conversation messages.
 //! - `attachments`: uploaded files' metadata, ownership and who may read them.
 //! - `admin`: the admin's operations on a running server (groups, messages, sessions).
+//! - `hub`: the edge-to-hub sync, both roles (rosters, edge messages, batches, settings).
 //! - `tokens`: live sessions end with the login token they were opened with.
 //! - `typing`: typing indicators end by themselves (timeout, last socket gone).
 
@@ -22,6 +23,7 @@ mod chat_messages;
 mod conferences;
 mod events;
 mod groups;
+mod hub;
 mod messages;
 mod presence;
 mod sessions;
@@ -32,6 +34,9 @@ pub use accounts::{admin_principal, failed_login_delay};
 pub use chat_messages::ChatMessageInput;
 pub use conferences::DESTROYED_BY_REQUEST;
 pub use groups::{GroupChanges, GroupSort};
+pub use hub::{
+    attachment_kind, kind_of_mimetype, student_login, valid_name as hub_valid_name, MAX_BATCH,
+};
 pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
 pub use sessions::SESSION_STOP_CODE;
 pub use tokens::TOKEN_ENDED_STOP_CODE;
