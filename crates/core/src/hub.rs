@@ -43,6 +43,9 @@ pub enum HubLinkKind {
     FromHub,
     /// Edge: a local attachment item id (decimal) the hub confirmed it holds → 1.
     SentAttachment,
+    /// Edge: a mark (`pushed`: the newest local message id the hub has stored, with
+    /// every older one); a mark is replaced, not kept, when set again.
+    EdgeMark,
 }
 
 impl HubLinkKind {
@@ -53,6 +56,7 @@ impl HubLinkKind {
             HubLinkKind::Course => "course",
             HubLinkKind::FromHub => "from-hub",
             HubLinkKind::SentAttachment => "sent-attachment",
+            HubLinkKind::EdgeMark => "edge-mark",
         }
     }
 }

@@ -222,7 +222,8 @@ pub trait HubStore: Send + Sync {
     /// The teacher (hub login) with this email, from any box's roster.
     async fn hub_teacher_by_email(&self, email: &str) -> StoreResult<Option<String>>;
     async fn hub_link(&self, kind: HubLinkKind, key: &str) -> StoreResult<Option<u64>>;
-    /// Record a link; an existing one is kept (`false`).
+    /// Record a link; an existing one is kept (`false`), but for [`HubLinkKind::EdgeMark`],
+    /// which is replaced.
     async fn hub_set_link(&self, kind: HubLinkKind, key: &str, id: u64) -> StoreResult<bool>;
     /// Give an attachment to a new owner, as stored (the student whose message carries it).
     async fn hub_claim_attachment(&self, item_id: u64, owner: Uin) -> StoreResult<()>;

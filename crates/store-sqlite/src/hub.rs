@@ -138,11 +138,15 @@ impl HubStore for SqliteStore {
         let boxid = boxid.to_string();
         self.write(move |conn| {
             for table in ["hub_keys", "hub_batch", "hub_settings"] {
-                exec(conn, &format!("DELETE FROM {table} WHERE boxid = ?1"), [&boxid])
-                    .map_err(backend)?;
-            }
-            let n = exec(conn, "DELETE FROM hub_boxes WHERE boxid = ?1", [&boxid])
+                exec(
+                    conn,
+                    &format!("DELETE FROM {table} WHERE boxid = ?1"),
+                    [&boxid],
+                )
                 .map_err(backend)?;
+            }
+            let n =
+                exec(conn, "DELETE FROM hub_boxes WHERE boxid = ?1", [&boxid]).map_err(backend)?;
             Ok(n > 0)
         })
         .await
@@ -213,12 +217,12 @@ impl HubStore for SqliteStore {
         let key = key.to_string();
         let id = to_sql_id(id)?;
         self.write(move |conn| {
-            let n = exec(
-                conn,
-                "INSERT OR IGNORE INTO hub_links (kind, key, id) VALUES (?1, ?2, ?3)",
-                params![kind.as_str(), key, id],
-            )
-            .map_err(backend)?;
+            let sql = if kind == HubLinkKind::EdgeMark {
+                "INSERT OR REPLACE INTO hub_links (kind, key, id) VALUES (?1, ?2, ?3)"
+            } else {
+                "INSERT OR IGNORE INTO hub_links (kind, key, id) VALUES (?1, ?2, ?3)"
+            };
+            let n = exec(conn, sql, params![kind.as_str(), key, id]).map_err(backend)?;
             Ok(n > 0)
         })
         .await
@@ -292,7 +296,11 @@ impl HubStore for SqliteStore {
                 exec(
                     conn,
                     "UPDATE hub_groups SET handed_seq = ?3 WHERE boxid = ?1 AND group_id = ?2",
-                    params![boxid, to_sql_id(mark.group_id.0)?, to_sql_id(mark.handed_seq)?],
+                    params![
+                        boxid,
+                        to_sql_id(mark.group_id.0)?,
+                        to_sql_id(mark.handed_seq)?
+                    ],
                 )
                 .map_err(backend)?;
             }

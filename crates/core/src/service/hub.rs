@@ -122,7 +122,8 @@ impl Core {
             .await?;
         if token.len() < 8 {
             let fresh = uuid::Uuid::new_v4().to_string();
-            self.hub_add_key(boxid, &fresh, false, "authorization").await?;
+            self.hub_add_key(boxid, &fresh, false, "authorization")
+                .await?;
         }
         tracing::info!(boxid, "box registered on first use");
         Ok(true)
@@ -428,7 +429,11 @@ impl Core {
         {
             return Ok(HubPosted::Duplicate);
         }
-        let Some(teacher) = self.storage.hub_teacher_by_email(&m.recipient_email).await? else {
+        let Some(teacher) = self
+            .storage
+            .hub_teacher_by_email(&m.recipient_email)
+            .await?
+        else {
             return Ok(HubPosted::Skipped);
         };
         let Some(teacher) = self.storage.account_by_login(&teacher).await? else {
@@ -520,8 +525,7 @@ impl Core {
                         break 'groups;
                     }
                     mark = m.seq;
-                    if m.deleted || m.kind == WELCOME_KIND || m.sender_login.ends_with(&suffix)
-                    {
+                    if m.deleted || m.kind == WELCOME_KIND || m.sender_login.ends_with(&suffix) {
                         continue;
                     }
                     for s in &students {
@@ -595,7 +599,10 @@ impl Core {
     }
 
     pub async fn hub_logs(&self, boxid: &str) -> CoreResult<Vec<HubLog>> {
-        Ok(self.storage.hub_logs(boxid, self.settings.max_list * 10).await?)
+        Ok(self
+            .storage
+            .hub_logs(boxid, self.settings.max_list * 10)
+            .await?)
     }
 
     /// Queue a setting for a box (an empty `boxid`: the edge's own received settings).
