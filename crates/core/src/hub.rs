@@ -111,6 +111,22 @@ pub struct HubEdgeMessage {
     pub attachments_text: Option<String>,
 }
 
+/// Edge: a message the hub sent, to store locally.
+#[derive(Clone, Debug, Default)]
+pub struct HubIncoming {
+    /// The hub's id of the item (stored once per id).
+    pub hub_id: String,
+    pub sender: HubPerson,
+    /// The local login it is for.
+    pub recipient: String,
+    pub text: Option<String>,
+    pub attachments: Option<String>,
+    /// The Chat API message type.
+    pub kind: u32,
+    /// Downloaded files it carries (held by the admin until the message claims them).
+    pub item_ids: Vec<u64>,
+}
+
 /// What became of one edge→hub message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HubPosted {

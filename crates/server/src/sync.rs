@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use axum::body::Bytes;
-use confer_core::hub::{HubLinkKind, HubPerson};
+use confer_core::hub::{HubIncoming, HubLinkKind, HubPerson};
 use confer_core::model::{ConversationKind, Message};
 use confer_core::{Core, Uin};
 use confer_door_files::BlobStore;
@@ -905,27 +905,25 @@ async fn receive(
         }])
         .to_string();
         return Ok(core
-            .edge_store_from_hub(
-                &id,
-                &person,
-                &recipient,
-                None,
-                Some(attachments),
-                confer_core::service::attachment_kind(&kind),
-                &[att.item_id],
-            )
+            .edge_store_from_hub(HubIncoming {
+                hub_id: id,
+                sender: person,
+                recipient,
+                text: None,
+                attachments: Some(attachments),
+                kind: confer_core::service::attachment_kind(&kind),
+                item_ids: vec![att.item_id],
+            })
             .await?);
     }
     Ok(core
-        .edge_store_from_hub(
-            &id,
-            &person,
-            &recipient,
-            Some(message.to_string()),
-            None,
-            0,
-            &[],
-        )
+        .edge_store_from_hub(HubIncoming {
+            hub_id: id,
+            sender: person,
+            recipient,
+            text: Some(message.to_string()),
+            ..HubIncoming::default()
+        })
         .await?)
 }
 

@@ -18,7 +18,7 @@ use crate::auth;
 use crate::error::{CoreError, CoreResult};
 use crate::event::Json;
 use crate::hub::{
-    HubBatchItem, HubBox, HubCourse, HubEdgeMessage, HubGroup, HubLinkKind, HubLog, HubPerson,
+    HubBatchItem, HubBox, HubCourse, HubEdgeMessage, HubGroup, HubIncoming, HubLinkKind, HubLog,
     HubPosted, HubSetting,
 };
 use crate::ids::Uin;
@@ -640,16 +640,17 @@ impl Core {
     /// Edge: store a message the hub sent, from `sender` (created when missing) to the
     /// local `recipient`, in their private conversation, through the one posting path;
     /// idempotent on the hub's id (its nonce). Returns `false` if it was stored before.
-    pub async fn edge_store_from_hub(
-        &self,
-        hub_id: &str,
-        sender: &HubPerson,
-        recipient: &str,
-        text: Option<String>,
-        attachments: Option<String>,
-        kind: u32,
-        item_ids: &[u64],
-    ) -> CoreResult<bool> {
+    pub async fn edge_store_from_hub(&self, m: HubIncoming) -> CoreResult<bool> {
+        let HubIncoming {
+            hub_id,
+            sender,
+            recipient,
+            text,
+            attachments,
+            kind,
+            item_ids,
+        } = m;
+        let (hub_id, recipient, item_ids) = (hub_id.as_str(), recipient.as_str(), &item_ids[..]);
         check_name(hub_id, "id")?;
         check_name(&sender.username, "sender.username")?;
         if self.hub_link(HubLinkKind::FromHub, hub_id).await?.is_some() {
