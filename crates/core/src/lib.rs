@@ -13,6 +13,8 @@
 //! - [`model`]: accounts, principals, conversations, messages.
 //! - [`references`]: how a message names uploaded files, and an upload's URL.
 //! - [`event`]: events, subscriptions and their wildcard matching, the per-door render cache.
+//! - [`hub`]: what the edge-to-hub sync stores (boxes, keys, rosters, batches, logs,
+//!   settings), for both roles.
 //! - [`store`]: one storage trait per aggregate; backends live in their own crates.
 //! - [`bus`]: the event bus and session registry traits, deliveries and mailboxes.
 //! - [`rate`]: the token bucket every door rate-limits a session's commands with.
@@ -30,6 +32,7 @@ pub mod bus;
 pub mod error;
 pub mod event;
 pub mod hasher;
+pub mod hub;
 pub mod ids;
 pub mod login_limits;
 pub mod logsink;

@@ -8,6 +8,8 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 
+use crate::event::Json;
+use crate::hub::{HubBatchItem, HubBox, HubGroup, HubLinkKind, HubLog, HubSetting};
 use crate::ids::{GroupId, Uin};
 use crate::model::{
     Account, Appended, Attachment, AttachmentState, Call, Conversation, ConversationKind,
@@ -216,6 +218,86 @@ pub trait AttachmentStore: Send + Sync {
     async fn blob_in_use(&self, sha256: &str, except: u64) -> StoreResult<bool>;
 }
 
+/// The edge-to-hub sync's storage (both roles; see [`crate::hub`]). Keys are stored as
+/// their SHA-256 only.
+#[async_trait]
+pub trait HubStore: Send + Sync {
+    /// Register a key for a box, creating the box; `replace` first removes its other keys.
+    async fn hub_add_key(
+        &self,
+        boxid: &str,
+        token_hash: [u8; 32],
+        replace: bool,
+        now_us: i64,
+    ) -> StoreResult<()>;
+    /// The box's key hashes, newest first (empty for an unknown box).
+    async fn hub_keys(&self, boxid: &str) -> StoreResult<Vec<[u8; 32]>>;
+    /// Remove every key of a box; `false` if the box is unknown.
+    async fn hub_remove_keys(&self, boxid: &str) -> StoreResult<bool>;
+    async fn hub_box(&self, boxid: &str) -> StoreResult<Option<HubBox>>;
+    async fn hub_boxes(&self) -> StoreResult<Vec<HubBox>>;
+    /// Forget a box: its roster, keys, pending batch and settings (its conversations and
+    /// messages stay); `false` if it was unknown.
+    async fn hub_remove_box(&self, boxid: &str) -> StoreResult<bool>;
+    /// Replace the box's roster and the teachers' emails it names, in one write.
+    async fn hub_set_roster(
+        &self,
+        boxid: &str,
+        roster: Json,
+        key_hint: String,
+        siteip: String,
+        teachers: Vec<(String, String)>,
+        now_us: i64,
+    ) -> StoreResult<()>;
+    /// The teacher (hub login) with this email, from any box's roster.
+    async fn hub_teacher_by_email(&self, email: &str) -> StoreResult<Option<String>>;
+    async fn hub_link(&self, kind: HubLinkKind, key: &str) -> StoreResult<Option<u64>>;
+    /// Record a link; an existing one is kept (`false`), but for [`HubLinkKind::EdgeMark`],
+    /// which is replaced.
+    async fn hub_set_link(&self, kind: HubLinkKind, key: &str, id: u64) -> StoreResult<bool>;
+    /// Give an attachment to a new owner, as stored (the student whose message carries it).
+    async fn hub_claim_attachment(&self, item_id: u64, owner: Uin) -> StoreResult<()>;
+    /// Count a conversation as the box's (kept if it is already).
+    async fn hub_add_group(&self, boxid: &str, group: GroupId) -> StoreResult<()>;
+    async fn hub_groups(&self, boxid: &str) -> StoreResult<Vec<HubGroup>>;
+    /// In one write: add `items` to the box's pending batch, move its conversations'
+    /// marks, remember that the batch is fetched as `since`, and set its sync time.
+    async fn hub_prepare_batch(
+        &self,
+        boxid: &str,
+        since: i64,
+        items: Vec<HubBatchItem>,
+        marks: Vec<HubGroup>,
+        now_secs: i64,
+    ) -> StoreResult<()>;
+    /// Take (and remove) the box's pending batch if it was prepared as `since`; else
+    /// nothing.
+    async fn hub_take_batch(&self, boxid: &str, since: i64) -> StoreResult<Vec<HubBatchItem>>;
+    async fn hub_add_logs(
+        &self,
+        boxid: &str,
+        kind: &str,
+        items: Vec<Json>,
+        now_us: i64,
+    ) -> StoreResult<()>;
+    /// The box's logs, oldest first, at most `limit`.
+    async fn hub_logs(&self, boxid: &str, limit: usize) -> StoreResult<Vec<HubLog>>;
+    /// Queue a setting for a box (the edge: `boxid` empty, its own received settings).
+    async fn hub_queue_setting(
+        &self,
+        boxid: &str,
+        key: &str,
+        value: &str,
+        now_secs: i64,
+    ) -> StoreResult<HubSetting>;
+    async fn hub_settings(&self, boxid: &str) -> StoreResult<Vec<HubSetting>>;
+    /// Remove one setting of the box; `false` if it has none with that id.
+    async fn hub_delete_setting(&self, boxid: &str, id: u64) -> StoreResult<bool>;
+    /// The hub administrator flag of an account.
+    async fn set_account_admin(&self, uin: Uin, admin: bool) -> StoreResult<()>;
+    async fn account_is_admin(&self, uin: Uin) -> StoreResult<bool>;
+}
+
 /// Everything the core needs from storage, implemented by each backend.
 #[async_trait]
 pub trait Storage:
@@ -226,6 +308,7 @@ pub trait Storage:
     + DeviceTokenStore
     + CallStore
     + AttachmentStore
+    + HubStore
 {
     /// Finish pending writes and close; called once at shutdown.
     async fn flush(&self) -> StoreResult<()>;

@@ -32,6 +32,8 @@ use axum::Router;
 use confer_core::Core;
 
 pub use blobs::{BlobStore, LocalBlobs};
+/// The MIME type of content from its first bytes (what uploads are stored as).
+pub use upload::mimetype as sniff_mimetype;
 
 /// The cookie a browser may carry the session token in.
 pub const SESSION_COOKIE: &str = "confer_session";

@@ -25,7 +25,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 const SNIFF: usize = 8192;
 
 /// The MIME type from the content's first bytes; text if it is UTF-8, else bytes.
-fn mimetype(head: &[u8]) -> String {
+pub fn mimetype(head: &[u8]) -> String {
     if let Some(kind) = infer::get(head) {
         return kind.mime_type().to_string();
     }

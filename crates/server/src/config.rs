@@ -155,6 +155,23 @@ config! {
     /// client's "Sign up"). Off: accounts are made by `confer user add` (or the admin).
     /// Sign-ups follow the password rules of `user add` and the login limits above.
     open_registration: bool = false;
+    /// Serve the hub role of the edge-to-hub sync: the chathost API under `/chathost`
+    /// that edge boxes sync with, and its admin API (README "Edge and hub").
+    hub_role: bool = false;
+    /// As a hub, register an unknown box on its first call with the key it sends (as the
+    /// original hub did). Off: boxes are registered by an administrator (`confer hub box
+    /// add`, or the admin API).
+    hub_trust_on_first_use: bool = false;
+    /// As an edge: the hub `confer sync push` syncs with (`http://host:port`; `https://`
+    /// too). Unset: give `--hub`.
+    sync_hub_url: Option<String> = None;
+    /// As an edge: this box's id (its MAC address with dashes). Unset: give `--box-id`.
+    sync_box_id: Option<String> = None;
+    /// As an edge: the key this box syncs with, until the hub sends it a new one (a
+    /// setting `authorization` or `moodle-security-key`, kept in the data folder).
+    sync_token: Option<String> = None;
+    /// As an edge: how long one call to the hub may take (milliseconds).
+    sync_timeout_ms: u64 = 30_000;
     /// Largest attachment upload (bytes).
     max_upload_bytes: u64 = 100 * 1024 * 1024;
     /// The most hyper's read buffer per HTTP connection may grow to (bytes, at least

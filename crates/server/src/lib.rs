@@ -7,6 +7,8 @@
 //! - [`config`]: the one `Config` struct (file + env + flags) and its generated example.
 //! - [`gelf`]: the GELF 1.1 sender behind the core's `LogSink`.
 //! - [`attachments`]: the `confer attachments clean-up` and `compress` tools.
+//! - [`sync`]: the edge role of the edge-to-hub sync (`confer sync push|settings|schedule`).
+//! - `hub_files`: the hub role's attachment bytes in the blob store.
 //! - [`admin_client`]: the admin HTTP API's client, for `confer group|message|session`.
 //! - `main.rs`: the CLI (`serve`, `user`, `attachments`, `group`, `message`, `session`,
 //!   `config example`) and logging set-up.
@@ -17,8 +19,10 @@ pub mod admin_client;
 pub mod attachments;
 pub mod config;
 pub mod gelf;
+mod hub_files;
 mod limits;
 mod serve;
+pub mod sync;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,6 +119,12 @@ pub fn open_storage(
     if let Some(url) = config.database_url.as_deref().filter(|u| !u.is_empty()) {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             anyhow::bail!("database_url must start with postgres:// (got {url:?})");
+        }
+        if config.hub_role {
+            anyhow::bail!(
+                "hub_role runs on the embedded SQLite storage for now: the sync's tables are not \
+                 on PostgreSQL yet (leave database_url unset on the hub)"
+            );
         }
         let store = PgStore::open(
             url,
@@ -275,16 +285,25 @@ pub async fn start_with_media(
         Ok(n) => tracing::info!(files = n, "removed half-written uploads from staging"),
         Err(e) => tracing::warn!(error = %e, "could not clear the staging folder"),
     }
+    let blobs: Arc<dyn confer_door_files::BlobStore> = Arc::new(blobs);
     let files = Arc::new(confer_door_files::FilesApi {
         core: core.clone(),
-        blobs: Arc::new(blobs),
+        blobs: blobs.clone(),
         max_upload: config.max_upload_bytes,
     });
-    let app = confer_door_http::router(core.clone())
+    let mut app = confer_door_http::router(core.clone())
         .merge(confer_door_extapi::router(ext))
         .merge(confer_door_files::router(files))
         .merge(confer_door_chat::router(chat))
         .merge(confer_door_vsp::router(vsp));
+    if config.hub_role {
+        let hub = confer_door_chathost::ChathostApi::new(
+            core.clone(),
+            Arc::new(hub_files::HubFiles(blobs)),
+            config.hub_trust_on_first_use,
+        );
+        app = app.merge(confer_door_chathost::router(Arc::new(hub)));
+    }
     if config.token_check_interval_ms > 0 {
         let every = Duration::from_millis(config.token_check_interval_ms);
         tracker.spawn(core.clone().watch_tokens(every, shutdown.clone()));
@@ -299,7 +318,8 @@ pub async fn start_with_media(
             timeout: Duration::from_millis(config.http_body_timeout_ms.max(1)),
             min_bytes: config.http_body_min_bytes,
         },
-        max_body: confer_door_files::largest_body(config.max_upload_bytes),
+        max_body: confer_door_files::largest_body(config.max_upload_bytes)
+            .max(confer_door_chathost::MAX_BODY as u64 + 64 * 1024),
         per_ip: config.max_connections_per_ip,
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "confer listening");

@@ -93,6 +93,20 @@ enum Cmd {
         #[command(subcommand)]
         action: SessionCmd,
     },
+    /// The hub role of the edge-to-hub sync: the boxes that may sync with this server.
+    Hub {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: HubCmd,
+    },
+    /// The edge role of the edge-to-hub sync: sync this server's data with a hub.
+    Sync {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: SyncCmd,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -126,6 +140,9 @@ enum UserCmd {
         /// Display name.
         #[arg(long)]
         name: Option<String>,
+        /// A hub administrator (may use the chathost admin API).
+        #[arg(long)]
+        admin: bool,
     },
     /// List accounts.
     List,
@@ -135,6 +152,79 @@ enum UserCmd {
         #[arg(long)]
         password: String,
     },
+}
+
+#[derive(Subcommand)]
+enum HubCmd {
+    /// Edge boxes.
+    Box {
+        #[command(subcommand)]
+        action: HubBoxCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum HubBoxCmd {
+    /// Register a box (or give it another key); prints its credential.
+    Add {
+        boxid: String,
+        /// The key (a new UUID when left out).
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// List boxes: id, keys, last sync (Unix seconds), site name.
+    List,
+    /// Forget a box: its roster, keys and settings (its conversations stay).
+    Remove { boxid: String },
+}
+
+#[derive(Subcommand)]
+enum SyncCmd {
+    /// Run one sync with the hub (the nine steps) and write its report.
+    Push(SyncArgs),
+    /// List the settings the hub sent.
+    Settings,
+    /// Sync periodically; while the hub is unreachable, wait longer each time (doubling,
+    /// up to an hour).
+    Schedule {
+        #[command(flatten)]
+        args: SyncArgs,
+        /// How often: 30s, 5m, 1h.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        every: std::time::Duration,
+    },
+}
+
+#[derive(Args, Clone)]
+struct SyncArgs {
+    /// The hub's address (overrides `sync_hub_url`).
+    #[arg(long)]
+    hub: Option<String>,
+    /// This box's id (overrides `sync_box_id`).
+    #[arg(long)]
+    box_id: Option<String>,
+    /// Write the report to report.json in the data folder instead of printing it.
+    #[arg(long)]
+    log_to_file: bool,
+}
+
+/// "90", "30s", "5m", "1h".
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("not a duration: {text}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("unknown unit in {text} (s, m or h)")),
+    };
+    if secs == 0 {
+        return Err("the period must be at least 1s".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Subcommand)]
@@ -581,6 +671,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             core.flush().await?;
             Ok(())
         }
+        Cmd::Hub {
+            common,
+            action: HubCmd::Box { action },
+        } => {
+            let config = load(&common, None)?;
+            init_logging(&config);
+            let core = confer_server::build_core(&config)?;
+            let result = hub_box_command(&core, action).await;
+            core.flush().await?;
+            result
+        }
+        Cmd::Sync { common, action } => {
+            let config = load(&common, None)?;
+            init_logging(&config);
+            sync_command(config, action).await
+        }
         Cmd::User { common, action } => {
             let config = load(&common, None)?;
             init_logging(&config);
@@ -591,12 +697,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     password,
                     uin,
                     name,
+                    admin,
                 } => {
                     let account = core
                         .add_account(&login, &password, uin, name)
                         .await
                         .with_context(|| format!("adding {login}"))?;
-                    println!("added {} (uin {})", account.login, account.uin);
+                    if admin {
+                        core.set_account_admin(&login, true).await?;
+                    }
+                    let role = if admin { ", hub administrator" } else { "" };
+                    println!("added {} (uin {}{role})", account.login, account.uin);
                     Ok(())
                 }
                 UserCmd::List => {
@@ -616,5 +727,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             core.flush().await?;
             result
         }
+    }
+}
+
+async fn hub_box_command(core: &confer_core::Core, action: HubBoxCmd) -> anyhow::Result<()> {
+    match action {
+        HubBoxCmd::Add { boxid, token } => {
+            let token = token.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            core.hub_add_key(&boxid, &token, false, "")
+                .await
+                .with_context(|| format!("adding box {boxid}"))?;
+            println!("{boxid}|{token}");
+        }
+        HubBoxCmd::List => {
+            for b in core.hub_boxes().await? {
+                let site = b
+                    .roster
+                    .as_ref()
+                    .and_then(|r| serde_json::from_str::<serde_json::Value>(r.as_str()).ok())
+                    .and_then(|r| r[0]["sitename"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                println!("{}\t{}\t{}\t{site}", b.boxid, b.keys, b.last_sync);
+            }
+        }
+        HubBoxCmd::Remove { boxid } => {
+            if !core.hub_remove_box(&boxid).await? {
+                anyhow::bail!("no box {boxid}");
+            }
+            println!("removed {boxid}");
+        }
+    }
+    Ok(())
+}
+
+async fn sync_command(config: Config, action: SyncCmd) -> anyhow::Result<()> {
+    use confer_server::sync;
+    let options = |args: &SyncArgs| sync::Options {
+        hub: args.hub.clone().or_else(|| config.sync_hub_url.clone()),
+        box_id: args.box_id.clone().or_else(|| config.sync_box_id.clone()),
+        log_to_file: args.log_to_file,
+    };
+    match action {
+        SyncCmd::Push(args) => {
+            let report = sync::run_once(&config, &options(&args)).await?;
+            if report.failed.is_some() {
+                anyhow::bail!("sync failed: {}", report.summary());
+            }
+            Ok(())
+        }
+        SyncCmd::Settings => {
+            let core = confer_server::build_core(&config)?;
+            for s in core.hub_settings("").await? {
+                println!("{}\t{}\t{}", s.key, s.value, s.timestamp);
+            }
+            core.flush().await?;
+            Ok(())
+        }
+        SyncCmd::Schedule { args, every } => sync::schedule(&config, &options(&args), every).await,
     }
 }

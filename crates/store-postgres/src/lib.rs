@@ -25,6 +25,7 @@ mod attachments;
 mod calls;
 mod conversations;
 mod devices;
+mod hub;
 mod messages;
 mod migrations;
 mod tokens;

@@ -11,7 +11,7 @@
 //! - [`nonces`]: the window in which a retried message (same nonce) is recognized.
 //! - `migrations`: the schema, embedded and applied at open.
 //! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`,
-//!   `attachments`: the core's
+//!   `attachments`, `hub` (the edge-to-hub sync): the core's
 //!   storage traits, one file per aggregate.
 
 mod accounts;
@@ -20,6 +20,7 @@ mod cache;
 mod calls;
 mod conversations;
 mod devices;
+mod hub;
 mod messages;
 mod migrations;
 pub mod nonces;

@@ -165,6 +165,67 @@ const MIGRATIONS: &[&str] = &[
     // and its free-text `message_status`, shown while it has a chat socket.
     "ALTER TABLE accounts ADD COLUMN online_status INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE accounts ADD COLUMN message_status TEXT NOT NULL DEFAULT '';",
+    // 11: the edge-to-hub sync (`hub.rs`): the hub's boxes, their keys (SHA-256 only),
+    // rosters and the teachers' emails they name, which edge messages and attachments are
+    // stored (and, on an edge, which hub messages), each box's conversations and how far
+    // they were handed to it, pending batches, logs and settings; and the hub
+    // administrator flag of accounts.
+    "ALTER TABLE accounts ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE hub_boxes (
+        boxid TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        last_sync INTEGER NOT NULL DEFAULT 0,
+        batch_since INTEGER,
+        roster TEXT,
+        roster_at INTEGER,
+        roster_key TEXT,
+        siteip TEXT
+    );
+    CREATE TABLE hub_keys (
+        boxid TEXT NOT NULL,
+        token_hash BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (boxid, token_hash)
+    ) WITHOUT ROWID;
+    CREATE TABLE hub_teachers (
+        username TEXT PRIMARY KEY,
+        email TEXT NOT NULL
+    );
+    CREATE INDEX hub_teachers_by_email ON hub_teachers(email);
+    CREATE TABLE hub_links (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE hub_groups (
+        boxid TEXT NOT NULL,
+        group_id INTEGER NOT NULL,
+        handed_seq INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (boxid, group_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE hub_batch (
+        boxid TEXT NOT NULL,
+        message_id INTEGER NOT NULL,
+        recipient TEXT NOT NULL,
+        PRIMARY KEY (boxid, message_id, recipient)
+    ) WITHOUT ROWID;
+    CREATE TABLE hub_logs (
+        id INTEGER PRIMARY KEY,
+        boxid TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        item TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX hub_logs_by_box ON hub_logs(boxid, id);
+    CREATE TABLE hub_settings (
+        id INTEGER PRIMARY KEY,
+        boxid TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX hub_settings_by_box ON hub_settings(boxid, id);",
 ];
 
 /// Apply every migration the database has not seen, each in its own transaction.

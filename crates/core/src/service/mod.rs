@@ -13,6 +13,7 @@
 //!   (microphone, camera, hand, media), kick, mute, end.
 //! - `attachments`: uploaded files' metadata, ownership and who may read them.
 //! - `admin`: the admin's operations on a running server (groups, messages, sessions).
+//! - `hub`: the edge-to-hub sync, both roles (rosters, edge messages, batches, settings).
 //! - `tokens`: live sessions end with the login token they were opened with.
 //! - `typing`: typing indicators end by themselves (timeout, last socket gone).
 //! - `receipts`: members' received/seen marks, and message status and receipts from them.
@@ -25,6 +26,7 @@ mod chat_messages;
 mod conferences;
 mod events;
 mod groups;
+mod hub;
 mod messages;
 mod parties;
 mod presence;
@@ -38,6 +40,9 @@ pub use chat_messages::ChatMessageInput;
 pub use conferences::DESTROYED_BY_REQUEST;
 pub use groups::{GroupChanges, GroupSort};
 pub use parties::PartyChange;
+pub use hub::{
+    attachment_kind, kind_of_mimetype, student_login, valid_name as hub_valid_name, MAX_BATCH,
+};
 pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
 pub use receipts::Receipt;
 pub use sessions::SESSION_STOP_CODE;

@@ -4,6 +4,7 @@
 mod admin;
 mod authz;
 mod bad_input;
+mod chathost;
 mod cli;
 mod common;
 mod conferences;

@@ -1,0 +1,951 @@
+//! The edge-to-hub sync: the hub's chathost API (every endpoint, bad input, the admin
+//! API with its cookie login) and a confer edge syncing with a confer hub (two servers,
+//! two data folders), including runs that die at each of the nine steps.
+
+use std::collections::BTreeSet;
+
+use confer_core::model::ConversationKind;
+use confer_core::{Principal, SessionId};
+use confer_server::sync::{self, Hooks, Options};
+use serde_json::{json, Value};
+
+use crate::common::{http_bytes, TestServer, ADMIN_PASSWORD};
+
+const BOX: &str = "aa-bb-cc-dd-ee-ff";
+const TOKEN: &str = "0b6e4f8e-1c1f-4a57-9b53-7c2f1e0f5d11";
+const PNG: &[u8] =
+    b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+
+async fn hub() -> TestServer {
+    TestServer::start_with(|c| c.hub_role = true).await
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {BOX}|{token}")
+}
+
+async fn call(s: &TestServer, method: &str, path: &str, body: &str) -> (u16, String) {
+    let auth = bearer(TOKEN);
+    s.http(
+        method,
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+    .await
+}
+
+/// Log in to the admin API; the cookie header to send.
+async fn admin_cookie(s: &TestServer) -> String {
+    let body = json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string();
+    let (status, head, answer) = http_bytes(
+        s.addr,
+        "POST",
+        "/chathost/auth",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let line = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .expect("a session cookie");
+    let cookie = line["set-cookie:".len()..].trim();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+async fn admin(
+    s: &TestServer,
+    cookie: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    s.http(
+        method,
+        path,
+        &[("Cookie", cookie), ("Content-Type", "application/json")],
+        body,
+    )
+    .await
+}
+
+fn roster() -> Value {
+    json!([
+        {"id": 1, "course_name": "Site", "sitename": "School One", "siteadmin_name": "Ada",
+         "students": [], "teachers": []},
+        {"id": 2, "course_name": "Math", "summary": "", "created_on": 0, "updated_on": 0,
+         "teachers": [{"id": 5, "username": "tmath", "first_name": "Tess", "last_name": "Math",
+                       "email": "tmath@school.org"}],
+         "students": [{"id": 7, "username": "sam", "first_name": "Sam", "email": "sam@x"},
+                      {"id": 8, "username": "kim", "email": "kim@x"}]},
+        {"id": "3", "course_name": "Art",
+         "teachers": [{"id": 6, "username": "tart", "email": "tart@school.org"}],
+         "students": [{"id": 7, "username": "sam", "email": "sam@x"}]}
+    ])
+}
+
+fn multipart(id: &str, file: Option<&[u8]>) -> (String, Vec<u8>) {
+    let b = "XyZbOuNdArY";
+    let mut body = Vec::new();
+    for (k, v) in [
+        ("id", id),
+        ("type", "photo"),
+        ("filepath", "/"),
+        ("filename", "cat.png"),
+    ] {
+        body.extend_from_slice(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some(file) = file {
+        body.extend_from_slice(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cat.png\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(file);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
+}
+
+fn edge_message(id: u64, text: &str, attachment: Option<&str>) -> Value {
+    let (message, att) = match attachment {
+        Some(a) => (
+            format!("<attachment type=\"photo\" id=\"{a}\" filepath=\"/\" filename=\"cat.png\">"),
+            json!({"type": "photo", "id": a, "filepath": "/", "filename": "cat.png"}),
+        ),
+        None => (text.to_string(), Value::Null),
+    };
+    json!({"id": id, "conversation_id": 1, "subject": null, "message": message,
+           "sender": {"id": 7, "username": "sam", "email": "sam@x"},
+           "recipient": {"id": 5, "username": "tmath", "email": "tmath@school.org"},
+           "attachment": att, "created_on": 1_700_000_000})
+}
+
+/// The private conversation of two accounts on a server, read through its storage.
+async fn private_messages(s: &TestServer, a: &str, b: &str) -> Vec<confer_core::Message> {
+    let core = confer_server::build_core(&s.config).unwrap();
+    let accounts = core.list_accounts().await.unwrap();
+    let uin = |l: &str| {
+        accounts
+            .iter()
+            .find(|x| x.login == l)
+            .unwrap_or_else(|| panic!("no {l}"))
+            .uin
+    };
+    let me = Principal {
+        uin: uin(a),
+        login: a.into(),
+        admin: false,
+    };
+    let group = core
+        .check_group(&me, ConversationKind::Private, BTreeSet::from([uin(b)]))
+        .await
+        .unwrap();
+    let page = core
+        .list_chat_messages(&me, group.group_id, None, Some(0), 0, 1000)
+        .await
+        .unwrap();
+    core.flush().await.unwrap();
+    page.messages
+}
+
+#[tokio::test]
+async fn hub_endpoints_answer_as_the_spec_says_and_refuse_bad_input() {
+    let s = hub().await;
+    // Health and credentials.
+    assert_eq!(
+        s.http("GET", "/chathost/healthcheck?boxid=x", &[], "")
+            .await,
+        (200, "OK".into())
+    );
+    assert_eq!(
+        s.http(
+            "GET",
+            "/chathost/healthCheck",
+            &[("Authorization", "junk")],
+            ""
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(s.http("GET", "/chathost/check", &[], "").await.0, 401);
+    assert_eq!(
+        call(&s, "GET", "/chathost/check", "").await.0,
+        401,
+        "unknown box"
+    );
+    assert_eq!(
+        s.http("GET", "/chathost/messageStatus", &[("x-boxid", BOX)], "")
+            .await
+            .0,
+        401
+    );
+    // Without a session every admin path is 401.
+    for (m, p) in [
+        ("GET", "/chathost/admin/boxes"),
+        ("GET", "/chathost/auth"),
+        ("GET", "/chathost/logout"),
+        ("PUT", "/chathost/admin/security/b/t"),
+        ("GET", "/chathost/admin/system"),
+    ] {
+        assert_eq!(s.http(m, p, &[], "").await.0, 401, "{m} {p}");
+    }
+    let bad = json!({"username": "admin", "password": "wrong"}).to_string();
+    assert_eq!(
+        s.http(
+            "POST",
+            "/chathost/auth",
+            &[("Content-Type", "application/json")],
+            &bad
+        )
+        .await
+        .0,
+        401
+    );
+    let cookie = admin_cookie(&s).await;
+    assert_eq!(
+        admin(&s, &cookie, "GET", "/chathost/auth", "").await,
+        (200, json!({"username": "admin"}).to_string())
+    );
+    // Register the box with a key; it syncs with it at once.
+    let (status, _) = admin(
+        &s,
+        &cookie,
+        "PUT",
+        &format!("/chathost/admin/security/{BOX}/{TOKEN}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(call(&s, "GET", "/chathost/check", "").await.0, 200);
+    assert_eq!(
+        s.http(
+            "GET",
+            "/chathost/check",
+            &[("Authorization", &bearer("wrong-key"))],
+            ""
+        )
+        .await
+        .0,
+        401
+    );
+    let (_, sec) = admin(
+        &s,
+        &cookie,
+        "GET",
+        &format!("/chathost/admin/security/{BOX}"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&sec).unwrap()["currentSecurityKey"],
+        format!("{BOX}|{TOKEN}")
+    );
+    assert_eq!(
+        call(&s, "GET", "/chathost/messageStatus", "").await,
+        (200, "1".into())
+    );
+
+    // Rosters: bad bodies store nothing.
+    assert_eq!(
+        call(&s, "POST", "/chathost/courseRosters", "[{").await.0,
+        400
+    );
+    assert_eq!(
+        call(&s, "POST", "/chathost/courseRosters", "{}").await.0,
+        400
+    );
+    let no_username = json!([{"id": 2, "students": [{"email": "a@b"}]}]).to_string();
+    assert_eq!(
+        call(&s, "POST", "/chathost/courseRosters", &no_username)
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        admin(
+            &s,
+            &cookie,
+            "GET",
+            &format!("/chathost/admin/roster/{BOX}"),
+            ""
+        )
+        .await
+        .1,
+        "[]"
+    );
+    assert_eq!(
+        call(&s, "POST", "/chathost/courseRosters", &roster().to_string())
+            .await
+            .0,
+        200
+    );
+    let (_, boxes) = admin(&s, &cookie, "GET", "/chathost/admin/boxes", "").await;
+    let boxes: Value = serde_json::from_str(&boxes).unwrap();
+    assert_eq!(boxes[0]["boxid"], BOX);
+    assert_eq!(
+        (
+            boxes[0]["courses"].clone(),
+            boxes[0]["teachers"].clone(),
+            boxes[0]["students"].clone()
+        ),
+        (json!(2), json!(2), json!(2))
+    );
+    assert_eq!(boxes[0]["sitename"], "School One");
+    let (_, stored) = admin(
+        &s,
+        &cookie,
+        "GET",
+        &format!("/chathost/admin/roster/{BOX}"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&stored).unwrap()[1]["course_name"],
+        "Math"
+    );
+    // Accounts and conversations: teachers by username, students with the box suffix,
+    // each student-teacher pair opened with a welcome message.
+    let welcome = private_messages(&s, "tmath", &format!("sam.{BOX}")).await;
+    assert_eq!(welcome.len(), 1);
+    assert!(
+        welcome[0].text.as_deref().unwrap().contains("Math"),
+        "{:?}",
+        welcome[0].text
+    );
+    assert_eq!(
+        private_messages(&s, "tart", &format!("sam.{BOX}"))
+            .await
+            .len(),
+        1
+    );
+
+    // Attachments.
+    assert_eq!(
+        call(&s, "GET", "/chathost/attachments/img1/exists", "")
+            .await
+            .0,
+        404
+    );
+    let auth = bearer(TOKEN);
+    let (ct, body) = multipart("img1", None);
+    let no_file = http_bytes(
+        s.addr,
+        "POST",
+        "/chathost/attachments",
+        &[("Authorization", &auth), ("Content-Type", &ct)],
+        &body,
+    )
+    .await;
+    assert_eq!(no_file.0, 400);
+    assert_eq!(
+        call(&s, "POST", "/chathost/attachments", "not multipart")
+            .await
+            .0,
+        400
+    );
+    let (ct, body) = multipart("img1", Some(PNG));
+    for _ in 0..2 {
+        let up = http_bytes(
+            s.addr,
+            "POST",
+            "/chathost/attachments",
+            &[("Authorization", &auth), ("Content-Type", &ct)],
+            &body,
+        )
+        .await;
+        assert_eq!(up.0, 200, "{}", String::from_utf8_lossy(&up.2));
+    }
+    let (status, head, _) = http_bytes(
+        s.addr,
+        "GET",
+        "/chathost/attachments/img1/exists",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: image/png"), "{head}");
+
+    // Messages: a text, a photo, one whose attachment was never uploaded (404 with its
+    // id), one to an unknown teacher (skipped).
+    let mut stranger = edge_message(13, "to nobody", None);
+    stranger["recipient"]["email"] = json!("nobody@nowhere");
+    let batch = json!([
+        edge_message(10, "hello teacher", None),
+        edge_message(11, "", Some("img1")),
+        edge_message(12, "", Some("never-uploaded")),
+        stranger
+    ])
+    .to_string();
+    for _ in 0..2 {
+        assert_eq!(
+            call(&s, "POST", "/chathost/messages", &batch).await,
+            (404, r#"["12"]"#.into())
+        );
+    }
+    assert_eq!(
+        call(&s, "POST", "/chathost/messages", "[{\"id\": 1}]")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        call(&s, "POST", "/chathost/messages", "{\"id\": 1}")
+            .await
+            .0,
+        400
+    );
+    let stored = private_messages(&s, "tmath", &format!("sam.{BOX}")).await;
+    assert_eq!(
+        stored.len(),
+        3,
+        "welcome, text, photo once each: {stored:?}"
+    );
+    assert_eq!(stored[1].text.as_deref(), Some("hello teacher"));
+    assert_eq!(stored[2].files[0].mimetype, "image/png");
+    assert_eq!(stored[2].kind, 2);
+
+    // The teacher answers (admin API, as the teacher); the box gets it once.
+    let group = stored[0].group_id;
+    let teacher_post = json!({"text": "well done", "as": "tmath"}).to_string();
+    let basic = format!("Basic {}", base64_admin());
+    let (status, answer) = s
+        .http(
+            "POST",
+            &format!("/api/v1/admin/groups/{group}/messages"),
+            &[
+                ("Authorization", &basic),
+                ("Content-Type", "application/json"),
+            ],
+            &teacher_post,
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let (_, since) = call(&s, "GET", "/chathost/messageStatus", "").await;
+    // The first messageStatus (above) moved the box's sync time from 1 to then.
+    assert!(since.parse::<i64>().unwrap() > 1, "{since}");
+    assert_eq!(call(&s, "GET", "/chathost/messages/abc", "").await.0, 400);
+    let (status, items) = call(&s, "GET", &format!("/chathost/messages/{since}"), "").await;
+    assert_eq!(status, 200);
+    let items: Value = serde_json::from_str(&items).unwrap();
+    assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
+    assert_eq!(items[0]["message"], "well done");
+    assert_eq!(items[0]["sender"]["username"], "tmath");
+    assert_eq!(items[0]["recipient"]["username"], "sam");
+    assert_eq!(
+        call(&s, "GET", &format!("/chathost/messages/{since}"), "").await,
+        (200, "[]".into())
+    );
+
+    // Logs of each type; strings mixed with objects; bad type and body.
+    for kind in ["moodle", "content", "system", "sync"] {
+        let body = json!([{"timestamp": 1, "log": format!("{kind} one")}, "bare"]).to_string();
+        assert_eq!(
+            call(&s, "POST", &format!("/chathost/logs/{kind}"), &body)
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(call(&s, "POST", "/chathost/logs/other", "[]").await.0, 404);
+    assert_eq!(
+        call(&s, "POST", "/chathost/logs/sync", "{not json").await.0,
+        400
+    );
+    let (_, logs) = admin(
+        &s,
+        &cookie,
+        "GET",
+        &format!("/chathost/admin/logs/{BOX}"),
+        "",
+    )
+    .await;
+    let logs: Value = serde_json::from_str(&logs).unwrap();
+    assert_eq!(logs.as_array().unwrap().len(), 8);
+    assert_eq!(logs[0]["type"], "moodle");
+
+    // Settings: queued by the admin (the key registration queued one too), handed once,
+    // confirmed.
+    assert_eq!(
+        admin(
+            &s,
+            &cookie,
+            "POST",
+            &format!("/chathost/admin/settings/{BOX}"),
+            r#"{"key":"wifi","value":"on"}"#
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        admin(
+            &s,
+            &cookie,
+            "POST",
+            &format!("/chathost/admin/settings/{BOX}"),
+            r#"{"value":"on"}"#
+        )
+        .await
+        .0,
+        400
+    );
+    let (_, pending) = call(&s, "GET", "/chathost/settings", "").await;
+    let pending: Value = serde_json::from_str(&pending).unwrap();
+    let keys: Vec<&str> = pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["moodle-security-key", "wifi"]);
+    assert_eq!(
+        call(&s, "GET", "/chathost/settings", "").await,
+        (200, "[]".into())
+    );
+    let (_, listed) = admin(
+        &s,
+        &cookie,
+        "GET",
+        &format!("/chathost/admin/settings/{BOX}"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed).unwrap()[1]["pending"],
+        "Yes"
+    );
+    let id = pending[1]["deleteId"].as_str().unwrap();
+    assert_eq!(
+        call(&s, "DELETE", &format!("/chathost/settings/{id}"), "")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&s, "DELETE", &format!("/chathost/settings/{id}"), "")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(call(&s, "DELETE", "/chathost/settings/x1", "").await.0, 400);
+
+    // Bodies over 50 MB: 413 before they are read.
+    let big = declared_body(&s, "/chathost/logs/sync", 60_000_000).await;
+    assert!(big.starts_with("HTTP/1.1 413"), "{big}");
+    assert_eq!(call(&s, "GET", "/chathost/nothing", "").await.0, 404);
+
+    // Keys: removed, the box gets 401; logging out ends the session.
+    assert_eq!(
+        admin(
+            &s,
+            &cookie,
+            "DELETE",
+            &format!("/chathost/admin/security/{BOX}"),
+            ""
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(call(&s, "GET", "/chathost/check", "").await.0, 401);
+    assert_eq!(
+        admin(&s, &cookie, "GET", "/chathost/logout", "").await.0,
+        200
+    );
+    assert_eq!(
+        admin(&s, &cookie, "GET", "/chathost/admin/boxes", "")
+            .await
+            .0,
+        401
+    );
+    s.stop().await;
+}
+
+/// Send a request head declaring a body of `len` bytes, and no body: the status line.
+async fn declared_body(s: &TestServer, path: &str, len: u64) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {len}\r\n\r\n",
+        bearer(TOKEN)
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 512];
+    let n = tcp.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn base64_admin() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
+}
+
+#[tokio::test]
+async fn a_hub_account_with_the_admin_flag_may_use_the_admin_api_and_others_may_not() {
+    let s = hub().await;
+    s.add_user("boss", "pw-boss").await;
+    s.add_user("worker", "pw-worker").await;
+    let core = confer_server::build_core(&s.config).unwrap();
+    core.set_account_admin("boss", true).await.unwrap();
+    core.flush().await.unwrap();
+    let json_ct = [("Content-Type", "application/json")];
+    let worker = json!({"username": "worker", "password": "pw-worker"}).to_string();
+    assert_eq!(
+        s.http("POST", "/chathost/auth", &json_ct, &worker).await.0,
+        401
+    );
+    let boss = json!({"username": "boss", "password": "pw-boss"}).to_string();
+    assert_eq!(
+        s.http("POST", "/chathost/auth", &json_ct, &boss).await,
+        (200, json!({"username": "boss"}).to_string())
+    );
+    // A browser's form post is redirected.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let (status, head, _) = http_bytes(
+        s.addr,
+        "POST",
+        "/chathost/auth",
+        &form,
+        b"username=boss&password=pw-boss&redirect=/chathost/admin/boxes",
+    )
+    .await;
+    assert_eq!(status, 302);
+    assert!(
+        head.contains("location: /chathost/admin/boxes")
+            && head.contains("set-cookie: chathost_session="),
+        "{head}"
+    );
+    let (status, head, _) = http_bytes(
+        s.addr,
+        "POST",
+        "/chathost/auth",
+        &form,
+        b"username=boss&password=no",
+    )
+    .await;
+    assert_eq!(status, 302);
+    assert!(!head.contains("set-cookie"), "{head}");
+    s.stop().await;
+}
+
+/// A hub with the box registered, and an edge data folder with a teacher owning a
+/// course group and a student in it, their private conversation holding a text and a
+/// photo from the student.
+struct Pair {
+    hub: TestServer,
+    edge: TestServer,
+}
+
+impl Pair {
+    async fn new() -> Pair {
+        let hub = hub().await;
+        let core = confer_server::build_core(&hub.config).unwrap();
+        core.hub_add_key(BOX, TOKEN, false, "").await.unwrap();
+        core.flush().await.unwrap();
+        let edge = TestServer::start_with(|c| {
+            c.sync_token = Some(TOKEN.into());
+        })
+        .await;
+        edge.add_user("tmath", "pw").await;
+        edge.add_user("sam", "pw").await;
+        let core = confer_server::build_core(&edge.config).unwrap();
+        let accounts = core.list_accounts().await.unwrap();
+        let who = |l: &str| {
+            let a = accounts.iter().find(|a| a.login == l).unwrap();
+            Principal {
+                uin: a.uin,
+                login: a.login.clone(),
+                admin: false,
+            }
+        };
+        let (t, st) = (who("tmath"), who("sam"));
+        core.create_group(
+            &t,
+            ConversationKind::Group,
+            Some("Math".into()),
+            None,
+            None,
+            BTreeSet::from([st.uin]),
+        )
+        .await
+        .unwrap();
+        core.flush().await.unwrap();
+        let pair = Pair { hub, edge };
+        pair.student_says("hello from the box").await;
+        pair.student_sends_photo().await;
+        pair
+    }
+
+    async fn edge_core(&self) -> (std::sync::Arc<confer_core::Core>, Principal, Principal) {
+        let core = confer_server::build_core(&self.edge.config).unwrap();
+        let accounts = core.list_accounts().await.unwrap();
+        let who = |l: &str| {
+            let a = accounts.iter().find(|a| a.login == l).unwrap();
+            Principal {
+                uin: a.uin,
+                login: a.login.clone(),
+                admin: false,
+            }
+        };
+        let (t, s) = (who("tmath"), who("sam"));
+        (core, t, s)
+    }
+
+    async fn student_says(&self, text: &str) {
+        let (core, t, s) = self.edge_core().await;
+        let (g, _) = core
+            .create_group(
+                &s,
+                ConversationKind::Private,
+                None,
+                None,
+                None,
+                BTreeSet::from([t.uin]),
+            )
+            .await
+            .unwrap();
+        let input = confer_core::service::ChatMessageInput {
+            text: Some(text.into()),
+            ..Default::default()
+        };
+        core.post_chat_message(&s, &SessionId::random(), g.group_id, input)
+            .await
+            .unwrap();
+        core.flush().await.unwrap();
+    }
+
+    async fn student_sends_photo(&self) {
+        let (core, t, s) = self.edge_core().await;
+        let blobs = confer_server::open_blobs(&self.edge.config).unwrap();
+        use confer_door_files::BlobStore;
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(PNG));
+        let staged = blobs.staging_path();
+        std::fs::write(&staged, PNG).unwrap();
+        blobs.publish(&staged, &sha).await.unwrap();
+        let up = core
+            .register_upload(
+                &s,
+                sha,
+                PNG.len() as u64,
+                "image/png".into(),
+                "cat.png".into(),
+            )
+            .await
+            .unwrap();
+        core.add_file(&s, up.item_id).await.unwrap();
+        let (g, _) = core
+            .create_group(
+                &s,
+                ConversationKind::Private,
+                None,
+                None,
+                None,
+                BTreeSet::from([t.uin]),
+            )
+            .await
+            .unwrap();
+        let input = confer_core::service::ChatMessageInput {
+            kind: 2,
+            attachments: Some(json!([{"item_id": up.item_id.to_string()}]).to_string()),
+            attachment_ids: vec![up.item_id],
+            ..Default::default()
+        };
+        core.post_chat_message(&s, &SessionId::random(), g.group_id, input)
+            .await
+            .unwrap();
+        core.flush().await.unwrap();
+    }
+
+    fn options(&self) -> Options {
+        Options {
+            hub: Some(format!("http://{}", self.hub.addr)),
+            box_id: Some(BOX.into()),
+            log_to_file: true,
+        }
+    }
+
+    async fn run(&self, hooks: Hooks) -> sync::Report {
+        sync::run_with(&self.edge.config, &self.options(), hooks)
+            .await
+            .unwrap()
+    }
+
+    /// The teacher answers on the hub (through the admin API, as the teacher).
+    async fn teacher_answers(&self, text: &str) {
+        let hub_side = private_messages(&self.hub, "tmath", &format!("sam.{BOX}")).await;
+        let group = hub_side[0].group_id;
+        let body = json!({"text": text, "as": "tmath"}).to_string();
+        let basic = format!("Basic {}", base64_admin());
+        let (status, answer) = self
+            .hub
+            .http(
+                "POST",
+                &format!("/api/v1/admin/groups/{group}/messages"),
+                &[
+                    ("Authorization", &basic),
+                    ("Content-Type", "application/json"),
+                ],
+                &body,
+            )
+            .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+
+    /// (texts of the hub's conversation, texts of the edge's).
+    async fn both_sides(&self) -> (Vec<String>, Vec<String>) {
+        let show = |m: &confer_core::Message| match m.files.first() {
+            Some(f) => format!("[{}]", f.mimetype),
+            None => m.text.clone().unwrap_or_default(),
+        };
+        let hub: Vec<String> = private_messages(&self.hub, "tmath", &format!("sam.{BOX}"))
+            .await
+            .iter()
+            .map(show)
+            .collect();
+        let edge: Vec<String> = private_messages(&self.edge, "tmath", "sam")
+            .await
+            .iter()
+            .map(show)
+            .collect();
+        (hub, edge)
+    }
+}
+
+#[tokio::test]
+async fn a_confer_edge_syncs_with_a_confer_hub_both_ways_and_a_second_run_moves_nothing() {
+    let pair = Pair::new().await;
+    let report = pair.run(Hooks::default()).await;
+    assert_eq!(report.failed, None, "{:?}", report.steps);
+    assert_eq!((report.messages_sent, report.attachments_sent), (2, 1));
+    let (hub, _) = pair.both_sides().await;
+    assert_eq!(
+        hub[1..],
+        ["hello from the box".to_string(), "[image/png]".to_string()]
+    );
+    // The roster arrived: the course and its people.
+    let core = confer_server::build_core(&pair.hub.config).unwrap();
+    let b = core.hub_box(BOX).await.unwrap().unwrap();
+    assert!(b.roster.unwrap().as_str().contains("\"Math\""));
+    // The teacher answers; a setting is queued; the next run brings both.
+    core.hub_queue_setting(BOX, "wifi", "on").await.unwrap();
+    core.flush().await.unwrap();
+    pair.teacher_answers("well done, Sam").await;
+    let report = pair.run(Hooks::default()).await;
+    assert_eq!(report.failed, None, "{:?}", report.steps);
+    assert_eq!((report.messages_sent, report.messages_received), (0, 1));
+    assert_eq!(report.settings_applied, ["wifi"]);
+    let (_, edge) = pair.both_sides().await;
+    assert_eq!(edge.last().map(String::as_str), Some("well done, Sam"));
+    let edge_core = confer_server::build_core(&pair.edge.config).unwrap();
+    let settings = edge_core.hub_settings("").await.unwrap();
+    assert!(settings.iter().any(|s| s.key == "wifi" && s.value == "on"));
+    // The sync logs reached the hub (the previous report).
+    assert!(!core.hub_logs(BOX).await.unwrap().is_empty());
+    // Nothing new: a third run moves nothing, and both sides stay as they were.
+    let before = pair.both_sides().await;
+    let report = pair.run(Hooks::default()).await;
+    assert_eq!(
+        (
+            report.messages_sent,
+            report.messages_received,
+            report.attachments_sent
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(pair.both_sides().await, before);
+    let written: Value = serde_json::from_str(
+        &std::fs::read_to_string(pair.edge.data_dir().join("report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(written["ok"], true);
+    assert_eq!(written["steps"].as_array().unwrap().len(), 9);
+}
+
+#[tokio::test]
+async fn a_run_that_dies_at_any_step_and_is_repeated_ends_as_one_clean_run() {
+    let pair = Pair::new().await;
+    // A first run creates the hub's side of the conversation the teacher answers in.
+    assert_eq!(pair.run(Hooks::default()).await.failed, None);
+    for step in 1..=9u8 {
+        pair.student_says(&format!("before step {step}")).await;
+        pair.teacher_answers(&format!("answer {step}")).await;
+        let died = pair
+            .run(Hooks {
+                stop_before: Some(step),
+            })
+            .await;
+        assert!(
+            died.failed
+                .as_deref()
+                .unwrap()
+                .starts_with(&format!("step {step} ")),
+            "{:?}",
+            died.failed
+        );
+        let report = pair.run(Hooks::default()).await;
+        assert_eq!(
+            report.failed, None,
+            "after dying at step {step}: {:?}",
+            report.steps
+        );
+    }
+    let (hub, edge) = pair.both_sides().await;
+    let count = |side: &[String], text: &str| side.iter().filter(|t| t.as_str() == text).count();
+    for step in 1..=9 {
+        assert_eq!(
+            count(&hub, &format!("before step {step}")),
+            1,
+            "hub: {hub:?}"
+        );
+        assert_eq!(count(&edge, &format!("answer {step}")), 1, "edge: {edge:?}");
+    }
+    assert_eq!(count(&hub, "[image/png]"), 1);
+    assert_eq!(count(&hub, "hello from the box"), 1);
+}
+
+#[tokio::test]
+async fn a_hub_that_is_down_or_refuses_the_key_ends_the_run_with_a_report_saying_so() {
+    let pair = Pair::new().await;
+    // Wrong key: step 2, 401; nothing sent.
+    let mut options = pair.options();
+    let mut config = pair.edge.config.clone();
+    config.sync_token = Some("not-the-key".into());
+    let report = sync::run_with(&config, &options, Hooks::default())
+        .await
+        .unwrap();
+    let failed = report.failed.clone().unwrap();
+    assert!(failed.starts_with("step 2 (check): HTTP 401"), "{failed}");
+    // Down: step 1.
+    let addr = pair.hub.addr;
+    pair.hub.stop().await;
+    options.hub = Some(format!("http://{addr}"));
+    let report = sync::run_with(&pair.edge.config, &options, Hooks::default())
+        .await
+        .unwrap();
+    assert!(
+        report
+            .failed
+            .clone()
+            .unwrap()
+            .starts_with("step 1 (healthcheck)"),
+        "{:?}",
+        report.failed
+    );
+    let written: Value = serde_json::from_str(
+        &std::fs::read_to_string(pair.edge.data_dir().join("report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(written["ok"], false);
+    assert!(written["failed"].as_str().unwrap().starts_with("step 1"));
+}
