@@ -141,6 +141,12 @@ test("a user's other devices hear every change it makes", async () => {
   assert.equal((await cleared).group.group_id, g.group_id);
   assert.deepEqual((await emit(b2, 'list_message', ids)).messages, []);
 
+  // A block made on one device shows on the other (its group, with blocked_uins).
+  const own = (await emit(b.socket, 'create_group', { type: 2, occupants_uins: [a.uin] })).group;
+  const blocked = once(b2, 'update_group', (p) => p.group.group_id === own.group_id);
+  assert.equal((await emit(b.socket, 'block_user', { group_id: own.group_id, blocked_uin: a.uin })).result, 0);
+  assert.deepEqual((await blocked).group.blocked_uins, [a.uin]);
+
   // Mute and clear are the user's own: the other members hear nothing of them.
   const othersQuiet = never(a.socket, 'mute_group');
   assert.equal((await emit(b.socket, 'mute_group', ids)).result, 0);
