@@ -37,13 +37,16 @@ test('status follows delivery: 2 once every recipient received it, 3 once every 
   assert.deepEqual(m.seen_uins, []);
   const ids = { group_id: g.group_id, message_id: m.message_id };
 
-  // Bob's device has it: received by one of two recipients, still "sent".
+  // Bob's device has it: received by one of two recipients, still "sent". The sender
+  // hears it; Carol does not (the status did not change).
   let status = once(a.socket, 'message_status');
+  let carolQuiet = never(c.socket, 'message_status');
   assert.equal((await emit(b.socket, 'received_message', ids)).result, 0);
   let s = (await status).message;
   assert.equal(s.message_id, m.message_id);
   assert.deepEqual(s.received_uins, [b.uin]);
   assert.equal(s.status, 1);
+  assert.ok(await carolQuiet, 'a receipt that changes no status goes to the sender only');
 
   // Carol's too: every recipient has it, status 2, told to the sender's every socket.
   status = once(a.socket, 'message_status');
@@ -69,9 +72,11 @@ test('status follows delivery: 2 once every recipient received it, 3 once every 
 
   // Seen by Carol: 3.
   status = once(a.socket, 'message_status');
+  const bobHearsSeen = once(b.socket, 'message_status', (p) => p.message.status === 3);
   assert.equal((await emit(c.socket, 'seen_message', ids)).result, 0);
   s = (await status).message;
   assert.equal(s.status, 3);
+  await bobHearsSeen;
   assert.deepEqual(s.seen_uins.sort(), [b.uin, c.uin].sort());
   assert.equal(await unread(c, g.group_id), 0);
 
@@ -135,6 +140,12 @@ test("a user's other devices hear every change it makes", async () => {
   assert.equal((await emit(b.socket, 'delete_conversation', ids)).result, 0);
   assert.equal((await cleared).group.group_id, g.group_id);
   assert.deepEqual((await emit(b2, 'list_message', ids)).messages, []);
+
+  // A block made on one device shows on the other (its group, with blocked_uins).
+  const own = (await emit(b.socket, 'create_group', { type: 2, occupants_uins: [a.uin] })).group;
+  const blocked = once(b2, 'update_group', (p) => p.group.group_id === own.group_id);
+  assert.equal((await emit(b.socket, 'block_user', { group_id: own.group_id, blocked_uin: a.uin })).result, 0);
+  assert.deepEqual((await blocked).group.blocked_uins, [a.uin]);
 
   // Mute and clear are the user's own: the other members hear nothing of them.
   const othersQuiet = never(a.socket, 'mute_group');

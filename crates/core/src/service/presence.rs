@@ -28,6 +28,8 @@ pub const CHAT_DOOR: &str = "chat";
 pub const CONFLICT_STOP_CODE: u64 = 7;
 /// The longest `message_status` accepted (bytes).
 pub const MAX_MESSAGE_STATUS: usize = 256;
+/// The most peers a socket's presence snapshot names (about 80 bytes each on the wire).
+pub const SNAPSHOT_MAX_PEERS: usize = 10_000;
 /// The statuses a user may choose; 2 (offline) is only ever shown, never chosen.
 const CHOOSABLE: [u8; 5] = [1, 3, 4, 5, 6];
 
@@ -169,9 +171,14 @@ impl Core {
     /// The presence of everyone `who` shares a chat group with, as `who` sees it: the
     /// chosen status of those with a chat socket, offline (2) for the rest and for the
     /// invisible. One read of the peers and one of their presence.
+    /// At most [`SNAPSHOT_MAX_PEERS`], connected peers first: one left out is offline.
     pub async fn presence_snapshot(&self, who: &Principal) -> CoreResult<Vec<Presence>> {
         let peers = self.storage.peers_of(who.uin).await?;
-        let mut found = self.storage.presences(peers.into_iter().collect()).await?;
+        let (mut chosen, offline): (Vec<Uin>, Vec<Uin>) =
+            peers.into_iter().partition(|u| self.is_online(*u));
+        chosen.extend(offline);
+        chosen.truncate(SNAPSHOT_MAX_PEERS);
+        let mut found = self.storage.presences(chosen).await?;
         for p in &mut found {
             p.online_status = p.shown(self.is_online(p.uin));
             if p.online_status == OFFLINE {

@@ -14,17 +14,19 @@
 //! covers every message before it, and a message's receipts are worked out from the
 //! group's marks wherever it is shown ([`Core::with_receipts`]).
 //!
-//! When a member's mark moves, the group's members (the sender's sockets, the others, and
-//! the member's own other devices) hear `message_status` with the message as it now is;
-//! it speaks for every earlier message too. The member's own sockets also hear
-//! `seen_message` (the message it saw up to), so its other devices clear the same unread
-//! count.
+//! When a member's mark moves, the message's sender and the member's own sockets hear
+//! `message_status` with the message as it now is (it speaks for every earlier message
+//! too); when the message's status changed with it (to 2 or 3), every member hears it.
+//! So a receipt costs a couple of deliveries, and a message's status changes reach a
+//! group of any size at most twice, rather than every member hearing every receipt. The
+//! member's own sockets also hear `seen_message` (the message it saw up to), so its other
+//! devices clear the same unread count.
 
 use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
 use crate::event::EventBody;
-use crate::ids::GroupId;
+use crate::ids::{GroupId, Uin};
 use crate::model::{Message, Principal, Receipts};
 
 use super::Core;
@@ -67,8 +69,10 @@ impl Core {
     }
 
     /// Move the caller's received or seen mark in `group` up to `message_id` (never
-    /// back). When it moved, the members hear `message_status`, and for a seen mark the
-    /// caller's own sockets hear `seen_message`. Returns the message with its receipts.
+    /// back). When it moved, `message_status` goes to the message's sender and the
+    /// caller's own sockets, and to every member when the message's status changed with
+    /// it; for a seen mark the caller's own sockets also hear `seen_message`. Returns the
+    /// message with its receipts.
     pub async fn mark_message(
         &self,
         caller: &Principal,
@@ -82,6 +86,11 @@ impl Core {
             .await?
             .filter(|m| m.group_id == group)
             .ok_or(CoreError::MessageNotFound)?;
+        self.member_group(caller, group).await?;
+        // Read before the write: the status it had. Of racing receipts, the last one's
+        // read after its write sees every other, so a change is never missed (at worst
+        // told twice).
+        let before = self.receipted(message.clone()).await.status();
         let mut moved = false;
         let (conv, _) = self
             .change_state(caller, group, |s, _| {
@@ -96,8 +105,19 @@ impl Core {
         let message = self.receipted(message).await;
         if moved {
             let shown = Arc::new(message.clone());
+            // Every member on a change of status, else only who follows each receipt:
+            // a large group's members do not each hear every other member's receipts.
+            let to: Vec<Uin> = if message.status() != before {
+                conv.occupants.iter().copied().collect()
+            } else {
+                let mut to = vec![message.sender];
+                if caller.uin != message.sender {
+                    to.push(caller.uin);
+                }
+                to
+            };
             self.push_chat(
-                conv.occupants.iter().copied(),
+                to,
                 "message_status",
                 group.to_string(),
                 EventBody::Message(shown.clone()),
