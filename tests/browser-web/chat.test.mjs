@@ -142,6 +142,38 @@ test('an image and a file: bob sees the preview and the viewer, and downloads th
   assert.equal(sha(readFileSync(await picture.path())), sha(PNG));
 });
 
+// A short silent WAV (8 kHz mono, 16-bit): sniffed as audio by the server.
+function wav(samples = 800) {
+  const b = Buffer.alloc(44 + samples * 2);
+  b.write('RIFF', 0); b.writeUInt32LE(36 + samples * 2, 4); b.write('WAVE', 8);
+  b.write('fmt ', 12); b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22);
+  b.writeUInt32LE(8000, 24); b.writeUInt32LE(16000, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34);
+  b.write('data', 36); b.writeUInt32LE(samples * 2, 40);
+  return b;
+}
+
+test('a file pasted into the composer and a sound dropped on the chat are sent; bob gets a player', async () => {
+  await alice.getByLabel('Message', { exact: true }).evaluate((el) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['pasted words'], 'pasted.txt', { type: 'text/plain' }));
+    el.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  });
+  await bob.getByRole('link', { name: /pasted\.txt/ }).waitFor();
+  const bytes = [...wav()];
+  const dataTransfer = await alice.evaluateHandle((b) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(b)], 'beep.wav', { type: 'audio/wav' }));
+    return dt;
+  }, bytes);
+  await alice.getByRole('main').dispatchEvent('drop', { dataTransfer });
+  const player = bob.locator('audio[aria-label="beep.wav"]');
+  await player.waitFor({ state: 'attached' });
+  await bob.waitForFunction(() => {
+    const a = document.querySelector('audio[aria-label="beep.wav"]');
+    return a && a.readyState >= 1 && a.duration > 0;
+  });
+});
+
 test('200 messages of history load as bob scrolls back, each once', async () => {
   for (let i = 1; i <= 200; i++) await server.post(groupId, `history ${i}`, 'alice@example.com');
   await message(bob, 'history 200').waitFor();
