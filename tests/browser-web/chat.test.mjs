@@ -261,6 +261,24 @@ test('bob goes offline while alice sends, comes back, and has every message once
   await message(alice, 'Back again').waitFor();
 });
 
+test('block and leave: a blocked alice cannot write until bob unblocks her; leaving a group takes it off her list', async () => {
+  await bob.getByRole('button', { name: 'Block', exact: true }).click();
+  await bob.getByRole('button', { name: 'Unblock' }).waitFor();
+  await alice.getByText('You were blocked in this chat.').waitFor();
+  assert.equal(await alice.getByLabel('Message', { exact: true }).count(), 0);
+  await bob.getByRole('button', { name: 'Unblock' }).click();
+  await alice.getByLabel('Message', { exact: true }).waitFor();
+
+  await chatItem(alice, 'Team').click();
+  alice.once('dialog', (d) => d.accept());
+  await alice.getByRole('button', { name: 'Leave' }).click();
+  await chatItem(alice, 'Team').waitFor({ state: 'detached' });
+  await alice.getByText('Pick a chat, or start a new one.').waitFor();
+  // Bob keeps the group, without alice.
+  await chatItem(bob, 'Team').waitFor();
+  await chatItem(alice, 'bob@example.com').click();
+});
+
 test('presence: alice sees bob go offline when he closes the app, and online when he is back', async () => {
   const context = bob.context();
   await bob.close();
