@@ -330,6 +330,22 @@ test('keyboard alone: sign in, open a chat and send', async () => {
   await page.context().close();
 });
 
+test('a second tab with the same sign-in takes the connection; the first offers it back', async () => {
+  const second = await alice.context().newPage();
+  await second.goto('/');
+  await second.locator('[data-testid=connection]', { hasText: 'Online' }).waitFor();
+  await alice.getByRole('alert').filter({ hasText: 'open in another tab' }).waitFor();
+  await alice.getByRole('button', { name: 'Use here' }).click();
+  await alice.locator('[data-testid=connection]', { hasText: 'Online' }).waitFor();
+  await second.getByRole('alert').filter({ hasText: 'open in another tab' }).waitFor();
+  await second.close();
+  // And it still chats.
+  await alice.getByLabel('Message', { exact: true }).fill('Still here');
+  await alice.getByLabel('Message', { exact: true }).press('Enter');
+  await message(alice, 'Still here').waitFor();
+  await chatItem(bob, 'alice@example.com').filter({ hasText: 'Still here' }).waitFor();
+});
+
 test('no page logged an error or met its Content-Security-Policy', async () => {
   assert.deepEqual(alice.problems, []);
   assert.deepEqual(bob.problems, []);
