@@ -8,6 +8,7 @@
 //! - [`gelf`]: the GELF 1.1 sender behind the core's `LogSink`.
 //! - [`attachments`]: the `confer attachments clean-up` and `compress` tools.
 //! - [`admin_client`]: the admin HTTP API's client, for `confer group|message|session`.
+//! - [`migrate`]: `confer migrate --to postgres://…`, SQLite into PostgreSQL, verified.
 //! - `main.rs`: the CLI (`serve`, `user`, `attachments`, `group`, `message`, `session`,
 //!   `config example`) and logging set-up.
 //!
@@ -18,6 +19,7 @@ pub mod attachments;
 pub mod config;
 pub mod gelf;
 mod limits;
+pub mod migrate;
 mod serve;
 
 use std::net::SocketAddr;
