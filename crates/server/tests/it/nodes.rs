@@ -1,6 +1,8 @@
 //! Several confer nodes over one PostgreSQL database (issue 20): accounts and login tokens
-//! on every node, concurrent posting to one conversation from three nodes (seqs 1..N, each
-//! acked message stored once), and `kill -9` of a node mid-traffic losing no acked message.
+//! on every node (a logout on one ends the token's sessions on another), concurrent
+//! posting to one conversation from three nodes (seqs 1..N, each acked message stored
+//! once), `kill -9` of a node mid-traffic losing no acked message, and `confer migrate` of
+//! a populated SQLite folder.
 //!
 //! The database server is `CONFER_TEST_POSTGRES_URL` (scripts/suite-scale starts one);
 //! each test makes a database of its own there. Without it the tests say they skipped,
@@ -201,6 +203,49 @@ async fn three_nodes_share_accounts_tokens_and_one_gapless_conversation() {
     for n in nodes {
         n.stop().await;
     }
+}
+
+/// A logout on one node ends the sessions of its token on another (each node re-reads
+/// its sessions' tokens from the shared database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_node_ends_the_tokens_sessions_on_another() {
+    let Some(db) = TestDatabase::fresh() else {
+        return;
+    };
+    let (a, b) = (node(&db).await, node(&db).await);
+    a.add_user("alice", "a").await;
+    let (_, body) = http(
+        a.addr,
+        "POST",
+        "/api/v1/login",
+        &[],
+        r#"{"user":"alice","password":"a"}"#,
+    )
+    .await;
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = token["session"].as_str().unwrap().to_string();
+    let on_b = b.connect().await;
+    let login = on_b
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "alice", "token": token}),
+        )
+        .await;
+    assert_eq!(login["result"], "ok", "{login}");
+    let bearer = format!("Bearer {token}");
+    let (status, _) = a
+        .http("POST", "/api/v1/logout", &[("Authorization", &bearer)], "")
+        .await;
+    assert_eq!(status, 200);
+    let closed = on_b.closed().await;
+    assert_eq!(
+        closed.as_ref().map(|(c, r)| (*c, r.as_str())),
+        Some((1008, "token revoked or expired"))
+    );
+    a.stop().await;
+    b.stop().await;
 }
 
 /// A node killed with SIGKILL while its client posts loses no acknowledged message: the
