@@ -1,8 +1,9 @@
 //! Several confer nodes over one PostgreSQL database (issue 20): accounts and login tokens
 //! on every node (a logout on one ends the token's sessions on another), concurrent
 //! posting to one conversation from three nodes (seqs 1..N, each acked message stored
-//! once), `kill -9` of a node mid-traffic losing no acked message, and `confer migrate` of
-//! a populated SQLite folder.
+//! once), `kill -9` of a node mid-traffic losing no acked message, `confer migrate` of a
+//! populated SQLite folder, and (with `CONFER_TEST_REDIS_URL` too) events reaching
+//! sessions on other nodes through Redis.
 //!
 //! The database server is `CONFER_TEST_POSTGRES_URL` (scripts/suite-scale starts one);
 //! each test makes a database of its own there. Without it the tests say they skipped,
@@ -486,4 +487,88 @@ async fn migrate_copies_a_folder_and_the_migrated_server_answers_the_same() {
     let next = ok_data(&msglog_send(&alice, "after the move").await);
     assert_eq!(next["msg_id"], 6, "seqs go on after the copied ones");
     new.stop().await;
+}
+
+/// `CONFER_TEST_REDIS_URL`, or `None` (saying why) when the tests may skip.
+fn redis_url() -> Option<String> {
+    match std::env::var("CONFER_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CONFER_REQUIRE_SERVICES").is_none(),
+                "CONFER_REQUIRE_SERVICES is set but CONFER_TEST_REDIS_URL is not"
+            );
+            eprintln!("skipped: CONFER_TEST_REDIS_URL is not set (scripts/suite-scale sets it)");
+            None
+        }
+    }
+}
+
+async fn clustered_node(db: &TestDatabase, redis: &str) -> TestServer {
+    let (url, redis) = (db.url.clone(), redis.to_string());
+    TestServer::start_with(move |c| {
+        c.database_url = Some(url);
+        c.database_pool_size = 4;
+        c.redis_url = Some(redis);
+    })
+    .await
+}
+
+/// Three nodes over one PostgreSQL and one Redis: a conference message posted on one
+/// node reaches an occupant's session on another as `msglog_new_msg`, and a
+/// `user send_event` reaches the user's sessions on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_sessions_on_other_nodes_through_redis() {
+    let (Some(db), Some(redis)) = (TestDatabase::fresh(), redis_url()) else {
+        return;
+    };
+    let nodes = [
+        clustered_node(&db, &redis).await,
+        clustered_node(&db, &redis).await,
+        clustered_node(&db, &redis).await,
+    ];
+    nodes[0].add_user("alice", "a").await;
+    nodes[0].add_user("bob", "b").await;
+    let (alice, alice_session) = nodes[0].login("alice", "a").await;
+    let (bob, _) = nodes[1].login("bob", "b").await;
+    let (bob_too, _) = nodes[2].login("bob", "b").await;
+    ok_data(
+        &alice
+            .call(
+                "media",
+                "conf",
+                "create",
+                json!({"conf_id": "room", "class": "sfu"}),
+            )
+            .await,
+    );
+    ok_data(
+        &bob.call("media", "conf", "join", json!({"conf_id": "room"}))
+            .await,
+    );
+    let sent = ok_data(&msglog_send(&alice, "across").await);
+    let e = bob.event_of_type("msglog_new_msg").await;
+    assert_eq!(e["obj_id"], "room");
+    assert_eq!(e["body"]["msg_id"], sent["msg_id"]);
+    assert_eq!(e["body"]["text"], "across");
+    assert_eq!(e["body"]["session_id"], alice_session.as_str());
+
+    ok_data(
+        &alice
+            .call(
+                "core",
+                "user",
+                "send_event",
+                json!({"user": "bob", "type": "hi", "body": {"n": 1}}),
+            )
+            .await,
+    );
+    for session in [&bob, &bob_too] {
+        let e = session.event_of_type("hi").await;
+        assert_eq!(e["obj_id"], "bob");
+        assert_eq!(e["body"], json!({"n": 1}));
+    }
+    for n in nodes {
+        n.stop().await;
+    }
 }
