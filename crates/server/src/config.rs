@@ -84,6 +84,18 @@ config! {
     /// has its own pool, and PostgreSQL accepts 100 connections unless configured
     /// (`max_connections`, a few of them reserved): keep nodes × this under it.
     database_pool_size: usize = 16;
+    /// Redis (or Valkey) that joins this node to the others of a cluster:
+    /// `redis://host:port/`. Unset: this node is alone. With it, events (External API
+    /// subscriptions) and Chat API pushes reach sessions on every node (see README
+    /// "Running several nodes" for what is not shared yet).
+    redis_url: Option<String> = None;
+    /// This node's name in the cluster, unique among the nodes. Unset: the host name and
+    /// the `listen` port (and a random suffix when the port is 0).
+    node_id: Option<String> = None;
+    /// Frames waiting to be published to Redis, at most; more are dropped and counted.
+    redis_queue: usize = 65_536;
+    /// Bytes of frames waiting to be published to Redis, at most.
+    redis_queue_bytes: usize = 64 << 20;
     /// How long one write to a client may take before it is disconnected (milliseconds).
     write_timeout_ms: u64 = 10_000;
     /// The most messages one listing returns.
