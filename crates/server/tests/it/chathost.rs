@@ -949,3 +949,139 @@ async fn a_hub_that_is_down_or_refuses_the_key_ends_the_run_with_a_report_saying
     assert_eq!(written["ok"], false);
     assert!(written["failed"].as_str().unwrap().starts_with("step 1"));
 }
+
+/// A hub that misbehaves as told: `mode` names the step that goes wrong and how.
+/// Everything else answers as a hub with nothing to send. The bodies posted to
+/// `/chathost/messages` are kept.
+async fn fake_hub(mode: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::extract::State;
+    use axum::routing::{any, get, post};
+    type Posted = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+    let posted: Posted = Default::default();
+    async fn status() -> axum::response::Response {
+        use axum::response::IntoResponse;
+        "1".into_response()
+    }
+    let app = axum::Router::new()
+        .route("/chathost/healthcheck", get(|| async { "OK" }))
+        .route("/chathost/check", get(|| async { "OK" }))
+        .route(
+            "/chathost/messageStatus",
+            get(move || async move {
+                if mode == "hang" {
+                    std::future::pending::<()>().await;
+                }
+                status().await
+            }),
+        )
+        .route(
+            "/chathost/courseRosters",
+            post(move || async move {
+                if mode == "5xx" {
+                    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom")
+                } else {
+                    (axum::http::StatusCode::OK, "OK")
+                }
+            }),
+        )
+        .route(
+            "/chathost/messages",
+            post(move |State(p): State<Posted>, body: String| async move {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                p.lock().unwrap().push(v.clone());
+                if mode == "404" {
+                    let first = v[0]["id"].clone();
+                    (
+                        axum::http::StatusCode::NOT_FOUND,
+                        json!([first]).to_string(),
+                    )
+                } else {
+                    (axum::http::StatusCode::OK, "{}".to_string())
+                }
+            }),
+        )
+        .route(
+            "/chathost/messages/{since}",
+            get(move || async move {
+                if mode == "malformed" {
+                    "[{not json"
+                } else {
+                    "[]"
+                }
+            }),
+        )
+        .route("/chathost/{*rest}", any(|| async { "[]" }))
+        .with_state(posted.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), posted)
+}
+
+#[tokio::test]
+async fn a_hub_that_hangs_fails_answers_garbage_or_refuses_messages_is_reported_and_the_next_run_catches_up(
+) {
+    let pair = Pair::new().await;
+    let mut config = pair.edge.config.clone();
+    config.sync_timeout_ms = 300;
+    let run = |hub: String| {
+        let config = config.clone();
+        let options = Options {
+            hub: Some(hub),
+            ..pair.options()
+        };
+        async move {
+            sync::run_with(&config, &options, Hooks::default())
+                .await
+                .unwrap()
+        }
+    };
+    let (hang, _) = fake_hub("hang").await;
+    let failed = run(hang).await.failed.unwrap();
+    assert!(
+        failed.starts_with("step 3 (messageStatus): no answer within 300 ms"),
+        "{failed}"
+    );
+    let (five, _) = fake_hub("5xx").await;
+    let failed = run(five).await.failed.unwrap();
+    assert_eq!(failed, "step 4 (courseRosters): HTTP 500: boom");
+    let (garbage, posted) = fake_hub("malformed").await;
+    let failed = run(garbage).await.failed.unwrap();
+    assert!(
+        failed.starts_with("step 7 (messages since): malformed JSON"),
+        "{failed}"
+    );
+    assert_eq!(
+        posted.lock().unwrap()[0].as_array().unwrap().len(),
+        2,
+        "both messages went up"
+    );
+    // The fake hub took them (200): they are not sent to it again.
+    let (refusing, posted) = fake_hub("404").await;
+    let report = run(refusing.clone()).await;
+    assert_eq!(
+        report.messages_sent, 0,
+        "already accepted by the other hub: {:?}",
+        report.steps
+    );
+    // A new message refused (404 with its id) stays owed: sent again on the next run.
+    pair.student_says("refused once").await;
+    let report = run(refusing.clone()).await;
+    assert_eq!(report.failed, None);
+    assert_eq!(report.messages_failed.len(), 1);
+    let report = run(refusing).await;
+    assert_eq!(report.messages_failed.len(), 1, "retried");
+    let bodies = posted.lock().unwrap().clone();
+    let texts: Vec<&Value> = bodies
+        .iter()
+        .flat_map(|b| b.as_array().unwrap())
+        .map(|m| &m["message"])
+        .collect();
+    assert_eq!(
+        texts.iter().filter(|t| **t == "refused once").count(),
+        2,
+        "{texts:?}"
+    );
+}
