@@ -1085,3 +1085,133 @@ async fn a_hub_that_hangs_fails_answers_garbage_or_refuses_messages_is_reported_
         "{texts:?}"
     );
 }
+
+fn confer(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_confer"))
+        .args(args)
+        .env("CONFER_DATA_DIR", data_dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn boxes_and_hub_administrators_are_managed_from_the_cli() {
+    let s = hub().await;
+    let dir = s.data_dir();
+    let out = confer(&["hub", "box", "add", BOX], &dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let credential = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let token = credential
+        .strip_prefix(&format!("{BOX}|"))
+        .expect("boxid|token");
+    let auth = bearer(token);
+    assert_eq!(
+        s.http("GET", "/chathost/check", &[("Authorization", &auth)], "")
+            .await
+            .0,
+        200
+    );
+    // A second key, given: both work.
+    assert!(confer(&["hub", "box", "add", BOX, "--token", TOKEN], &dir)
+        .status
+        .success());
+    assert_eq!(call(&s, "GET", "/chathost/check", "").await.0, 200);
+    assert_eq!(
+        s.http("GET", "/chathost/check", &[("Authorization", &auth)], "")
+            .await
+            .0,
+        200
+    );
+    let list = String::from_utf8_lossy(&confer(&["hub", "box", "list"], &dir).stdout).to_string();
+    assert!(list.starts_with(&format!("{BOX}\t2\t")), "{list}");
+    let bad = confer(&["hub", "box", "add", "a|b"], &dir);
+    assert!(!bad.status.success());
+    assert!(confer(&["hub", "box", "remove", BOX], &dir)
+        .status
+        .success());
+    assert_eq!(call(&s, "GET", "/chathost/check", "").await.0, 401);
+    assert!(!confer(&["hub", "box", "remove", BOX], &dir)
+        .status
+        .success());
+    // `user add --admin`: a hub administrator.
+    let out = confer(&["user", "add", "ops", "--password", "pw", "--admin"], &dir);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hub administrator"));
+    let login = json!({"username": "ops", "password": "pw"}).to_string();
+    assert_eq!(
+        s.http(
+            "POST",
+            "/chathost/auth",
+            &[("Content-Type", "application/json")],
+            &login
+        )
+        .await
+        .0,
+        200
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn trust_on_first_use_registers_an_unknown_box_only_when_configured() {
+    let off = hub().await;
+    assert_eq!(call(&off, "GET", "/chathost/check", "").await.0, 401);
+    off.stop().await;
+    let on = TestServer::start_with(|c| {
+        c.hub_role = true;
+        c.hub_trust_on_first_use = true;
+    })
+    .await;
+    assert_eq!(call(&on, "GET", "/chathost/check", "").await.0, 200);
+    assert_eq!(
+        on.http(
+            "GET",
+            "/chathost/check",
+            &[("Authorization", &bearer("other-key"))],
+            ""
+        )
+        .await
+        .0,
+        401
+    );
+    // A short token is replaced by one the hub makes, queued as `authorization`.
+    let short = "Bearer 11-22-33-44-55-66|abc".to_string();
+    assert_eq!(
+        on.http("GET", "/chathost/check", &[("Authorization", &short)], "")
+            .await
+            .0,
+        200
+    );
+    let (_, settings) = on
+        .http(
+            "GET",
+            "/chathost/settings",
+            &[("Authorization", &short)],
+            "",
+        )
+        .await;
+    let settings: Value = serde_json::from_str(&settings).unwrap();
+    assert_eq!(settings[0]["key"], "authorization");
+    let fresh = format!(
+        "Bearer 11-22-33-44-55-66|{}",
+        settings[0]["value"].as_str().unwrap()
+    );
+    assert_eq!(
+        on.http("GET", "/chathost/check", &[("Authorization", &fresh)], "")
+            .await
+            .0,
+        200
+    );
+    // Without the hub role there is no chathost API.
+    let plain = TestServer::start().await;
+    assert_eq!(
+        plain.http("GET", "/chathost/healthcheck", &[], "").await.0,
+        404
+    );
+    on.stop().await;
+    plain.stop().await;
+}
