@@ -802,6 +802,55 @@ impl Pair {
         assert_eq!(status, 201, "{answer}");
     }
 
+    /// The teacher sends a photo on the hub (uploaded through the core, as the file door
+    /// does).
+    async fn teacher_sends_photo(&self) {
+        let core = confer_server::build_core(&self.hub.config).unwrap();
+        let accounts = core.list_accounts().await.unwrap();
+        let who = |l: &str| {
+            let a = accounts.iter().find(|a| a.login == l).unwrap();
+            Principal {
+                uin: a.uin,
+                login: a.login.clone(),
+                admin: false,
+            }
+        };
+        let (t, s) = (who("tmath"), who(&format!("sam.{BOX}")));
+        let blobs = confer_server::open_blobs(&self.hub.config).unwrap();
+        use confer_door_files::BlobStore;
+        use sha2::Digest;
+        let content = [PNG, b"teacher"].concat();
+        let sha = hex::encode(sha2::Sha256::digest(&content));
+        let staged = blobs.staging_path();
+        std::fs::write(&staged, &content).unwrap();
+        blobs.publish(&staged, &sha).await.unwrap();
+        let up = core
+            .register_upload(
+                &t,
+                sha,
+                content.len() as u64,
+                "image/png".into(),
+                "leaf.png".into(),
+            )
+            .await
+            .unwrap();
+        core.add_file(&t, up.item_id).await.unwrap();
+        let g = core
+            .check_group(&t, ConversationKind::Private, BTreeSet::from([s.uin]))
+            .await
+            .unwrap();
+        let input = confer_core::service::ChatMessageInput {
+            kind: 2,
+            attachments: Some(json!([{"item_id": up.item_id.to_string()}]).to_string()),
+            attachment_ids: vec![up.item_id],
+            ..Default::default()
+        };
+        core.post_chat_message(&t, &SessionId::random(), g.group_id, input)
+            .await
+            .unwrap();
+        core.flush().await.unwrap();
+    }
+
     /// (texts of the hub's conversation, texts of the edge's).
     async fn both_sides(&self) -> (Vec<String>, Vec<String>) {
         let show = |m: &confer_core::Message| match m.files.first() {
@@ -841,12 +890,23 @@ async fn a_confer_edge_syncs_with_a_confer_hub_both_ways_and_a_second_run_moves_
     core.hub_queue_setting(BOX, "wifi", "on").await.unwrap();
     core.flush().await.unwrap();
     pair.teacher_answers("well done, Sam").await;
+    pair.teacher_sends_photo().await;
     let report = pair.run(Hooks::default()).await;
     assert_eq!(report.failed, None, "{:?}", report.steps);
-    assert_eq!((report.messages_sent, report.messages_received), (0, 1));
+    assert_eq!((report.messages_sent, report.messages_received), (0, 2));
     assert_eq!(report.settings_applied, ["wifi"]);
     let (_, edge) = pair.both_sides().await;
-    assert_eq!(edge.last().map(String::as_str), Some("well done, Sam"));
+    assert_eq!(
+        edge[edge.len() - 2..],
+        ["well done, Sam".to_string(), "[image/png]".to_string()]
+    );
+    // The photo was downloaded: the student reads the teacher's bytes on the edge.
+    let on_edge = private_messages(&pair.edge, "sam", "tmath").await;
+    let file = &on_edge.last().unwrap().files[0];
+    assert_eq!(
+        (file.filename.as_str(), file.size),
+        ("leaf.png", PNG.len() as u64 + 7)
+    );
     let edge_core = confer_server::build_core(&pair.edge.config).unwrap();
     let settings = edge_core.hub_settings("").await.unwrap();
     assert!(settings.iter().any(|s| s.key == "wifi" && s.value == "on"));
