@@ -16,6 +16,7 @@
 //!   `messages` (both directions), `attachments` (exists, upload, download), `logs`,
 //!   `settings`: the box's endpoints, one file each.
 //! - `admin_auth` (`/auth`, `/logout`), `admin`: the admin API.
+//! - `fuzzing` (hidden): the decoders of box input, for the fuzz target in `fuzz/`.
 //! - [`FileStore`]: where attachment bytes go (the server plugs in its blob store).
 
 // A refusal is the answer itself (a `Response`), returned once per request: its size
@@ -26,6 +27,8 @@ mod admin;
 mod admin_auth;
 mod attachments;
 mod auth;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod logs;
 mod messages;
@@ -189,7 +192,7 @@ pub(crate) fn core_error(e: CoreError) -> Response {
 }
 
 /// Percent-decode one path segment (`%20` and `+` stay distinct: only `%XX` is decoded).
-fn percent_decode(segment: &str) -> String {
+pub(crate) fn percent_decode(segment: &str) -> String {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
