@@ -954,6 +954,16 @@ async fn store_blob(blobs: &Arc<dyn BlobStore>, data: &[u8]) -> anyhow::Result<S
     Ok(sha)
 }
 
+/// The wait after a run: `every` after a success; after a failure twice the last wait,
+/// at most an hour (or `every`, if that is longer).
+fn next_wait(last: Duration, every: Duration, ok: bool) -> Duration {
+    if ok {
+        every
+    } else {
+        last.saturating_mul(2).min(MAX_BACKOFF.max(every))
+    }
+}
+
 /// Run every `every`; after a failed run wait twice as long each time (up to an hour),
 /// until a run succeeds.
 pub async fn schedule(config: &Config, options: &Options, every: Duration) -> anyhow::Result<()> {
@@ -966,11 +976,7 @@ pub async fn schedule(config: &Config, options: &Options, every: Duration) -> an
                 false
             }
         };
-        wait = if ok {
-            every
-        } else {
-            (wait * 2).min(MAX_BACKOFF.max(every))
-        };
+        wait = next_wait(wait, every, ok);
         tracing::info!(next_in_secs = wait.as_secs(), ok, "next sync");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -982,6 +988,19 @@ pub async fn schedule(config: &Config, options: &Options, every: Duration) -> an
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hub_that_stays_down_is_tried_less_and_less_often_and_normally_again_once_it_answers() {
+        let every = Duration::from_secs(300);
+        let mut wait = every;
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            wait = next_wait(wait, every, false);
+            waits.push(wait.as_secs());
+        }
+        assert_eq!(waits, [600, 1200, 2400, 3600, 3600, 3600]);
+        assert_eq!(next_wait(wait, every, true), every);
+    }
 
     #[test]
     fn a_hub_address_gives_host_port_and_the_chathost_prefix() {
