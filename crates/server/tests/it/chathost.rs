@@ -1191,6 +1191,18 @@ async fn boxes_and_hub_administrators_are_managed_from_the_cli() {
     assert!(list.starts_with(&format!("{BOX}\t2\t")), "{list}");
     let bad = confer(&["hub", "box", "add", "a|b"], &dir);
     assert!(!bad.status.success());
+    // `resetKey <token>` through the admin API: the new key only.
+    let cookie = admin_cookie(&s).await;
+    let reset = format!("/chathost/admin/security/{BOX}/resetKey%20fresh-key-123");
+    assert_eq!(admin(&s, &cookie, "PUT", &reset, "").await.0, 200);
+    assert_eq!(call(&s, "GET", "/chathost/check", "").await.0, 401);
+    let fresh = bearer("fresh-key-123");
+    assert_eq!(
+        s.http("GET", "/chathost/check", &[("Authorization", &fresh)], "")
+            .await
+            .0,
+        200
+    );
     assert!(confer(&["hub", "box", "remove", BOX], &dir)
         .status
         .success());
