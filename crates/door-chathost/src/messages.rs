@@ -103,6 +103,10 @@ pub(crate) async fn post(api: &ChathostApi, boxid: &str, call: Call) -> Response
         Ok(p) => p,
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
+    let _turn = match api.storing_turn().await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
     let mut failed = Vec::new();
     let (mut stored, mut skipped) = (0, 0);
     for (mut m, _filename) in parsed {
