@@ -219,6 +219,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
         tracker.clone(),
     );
+    let media: Option<Arc<dyn confer_core::media::MediaEndpoint>> =
+        match config.media().map_err(anyhow::Error::msg)? {
+            Some(settings) => Some(
+                confer_media::Sfu::start(settings, core.metrics().clone())
+                    .await
+                    .context("starting the media endpoint")?,
+            ),
+            None => None,
+        };
     let vsp = Arc::new(confer_door_vsp::Vsp {
         core: core.clone(),
         settings: confer_door_vsp::Settings {
@@ -231,8 +240,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             cluster_id: config.cluster_id,
             turn: config.turn(),
         },
-        // The SFU (crates/media) plugs in here.
-        media: None,
+        media,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     });

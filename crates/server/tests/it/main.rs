@@ -16,6 +16,7 @@ mod http_limits;
 mod integrity;
 mod login;
 mod login_limits;
+mod media;
 mod polling;
 mod reference;
 mod sessions;
