@@ -18,10 +18,15 @@
 //! - `logins`: password login bursts and floods of wrong guesses over HTTP: logins/s, server
 //!   RSS, a real login's latency during a flood (`logins.rs`).
 //!
+//! - `sfu`: P synthetic WebRTC parties (str0m peers) sending generated video and audio
+//!   through the media endpoint: forwarded frames/s, per-receiver loss and jitter, CPU per
+//!   forwarded frame (`sfu.rs`).
+//!
 //! It measures; it never asserts a time. See BENCHMARKS.md for the commands and results.
 
 mod logins;
 mod raw_ws;
+mod sfu;
 mod sio;
 
 use std::net::IpAddr;
@@ -156,6 +161,16 @@ enum Scenario {
         /// Requests at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+    },
+    /// Synthetic WebRTC parties sending ~500 kbit/s video + ~32 kbit/s audio through the
+    /// media endpoint, each receiving every other party of its conference.
+    Sfu {
+        #[arg(long, default_value_t = 6)]
+        parties: usize,
+        #[arg(long, default_value_t = 2)]
+        conferences: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// Senders that each wait for the durable ack.
     Ingest {
@@ -1646,6 +1661,18 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             seconds,
             cuts,
         } => drops(cli, *groups, *members, *rate, *seconds, *cuts).await?,
+        Scenario::Sfu {
+            parties,
+            conferences,
+            seconds,
+        } => {
+            let run = sfu::SfuRun {
+                parties: *parties,
+                conferences: *conferences,
+                seconds: *seconds,
+            };
+            sfu::sfu(&run).await?
+        }
     };
     print_rows(&rows);
     Ok(())
