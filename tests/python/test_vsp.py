@@ -489,3 +489,151 @@ def test_a_join_here_is_a_started_member_there(data_dir):
         run(scenario())
     finally:
         server.stop()
+
+
+def test_chat_api_lines_arrive_here_and_lines_here_arrive_there_once_and_calls_get_ice_servers(data_dir):
+    import queue
+
+    import socketio
+    add_user(data_dir, "ann", "pw")
+    add_named_user(data_dir, "ben", "pw", "Ben")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = configured_server(data_dir, turn_config(tmp, "chat-secret", ttl=300))
+
+        async def scenario():
+            chat = socketio.Client(reconnection=False)
+            logins, messages = queue.Queue(), queue.Queue()
+            chat.on("login", logins.put, namespace="/data")
+            chat.on("message", messages.put, namespace="/data")
+            chat.connect(f"http://127.0.0.1:{server.port}", namespaces=["/data"], transports=["websocket"],
+                         auth={"session": http_login(server, "ann", "pw")["session"]}, wait_timeout=WAIT)
+            ann_uin = logins.get(timeout=WAIT)["uin"]
+            ben = await Vsp.connect(server)
+            me = await ben.login(server, "ben", "pw")
+            try:
+                created = chat.call("create_group", {"type": 2, "name": "Team", "occupants_uins": [str(me["uin"])]},
+                                    namespace="/data", timeout=WAIT)
+                assert created["result"] == 0, created
+                gid = int(created["group"]["group_id"])
+                # A chat group of his shows in ben's list and is entered as a conference.
+                confs = (await ben.call("cd", "list"))["result"]["confs"]
+                assert [(c["ID"], c["name"]) for c in confs] == [(gid, "Team")]
+                assert (await ben.call("conf", "join", ID=str(gid)))["result"]["code"] == OK
+
+                sent = chat.call("create_message", {"group_id": str(gid), "message": "from chat"},
+                                 namespace="/data", timeout=WAIT)
+                assert sent["result"] == 0, sent
+                line = await ben.event("conf", "instantmsg")
+                assert (line["ID"], line["msg"], line["username"]) == (gid, "from chat", "ann")
+
+                await ben.call("conf", "instantmsg", ID=str(gid), msg="from pallada")
+                # The sender's own socket hears its own line too, as on the Chat API.
+                pushed = [messages.get(timeout=WAIT)["message"] for _ in range(2)]
+                assert [m["message"] for m in pushed] == ["from chat", "from pallada"]
+                assert pushed[1]["sender_uin"] == str(me["uin"])
+                # Each once: nothing more arrived either way (ben hears his own line once).
+                await ben.call("cd", "list")
+                assert [e["result"]["msg"] for e in ben.pending("conf", "instantmsg")] == ["from pallada"]
+                assert messages.empty()
+                listed = chat.call("list_message", {"group_id": str(gid)}, namespace="/data", timeout=WAIT)
+                assert [m["message"] for m in listed["messages"]][-2:] in (
+                    ["from chat", "from pallada"], ["from pallada", "from chat"])
+
+                # Leaving the live room is not leaving the group.
+                assert (await ben.call("conf", "leave", ID=str(gid)))["result"]["code"] == OK
+                assert [c["ID"] for c in (await ben.call("cd", "list"))["result"]["confs"]] == [gid]
+
+                # The Chat API's calls get the same TURN credentials.
+                call = chat.call("create_call", {"group_id": str(gid), "media_type": 1,
+                                                 "callee_uins": [str(me["uin"])]}, namespace="/data", timeout=WAIT)
+                assert call["result"] == 0, call
+                stun, turn = call["ice_servers"]
+                assert stun == {"urls": ["stun:127.0.0.1:3478"]}
+                assert turn["urls"][0] == "turn:127.0.0.1:3478?transport=udp"
+                expiry, uin = turn["username"].split(":")
+                assert uin == str(ann_uin) and 0 < int(expiry) - time.time() <= 305
+                expected = base64.b64encode(hmac.new(b"chat-secret", turn["username"].encode(),
+                                                     hashlib.sha1).digest()).decode()
+                assert turn["credential"] == expected
+            finally:
+                chat.disconnect()
+                await ben.close()
+
+        try:
+            run(scenario())
+        finally:
+            server.stop()
+
+
+class RawClient:
+    """A WebSocket client on a plain socket with a tiny receive buffer, so that when it
+    stops reading the server's writes to it really stop."""
+
+    def __init__(self, port):
+        import socket
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /vsp/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def send(self, obj):
+        payload = json.dumps(obj).encode()
+        mask = os.urandom(4)
+        assert len(payload) < 126
+        frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(frame)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_client_that_stops_reading_is_cut_and_nobody_waits_for_it(data_dir):
+    add_user(data_dir, "ann@example.com", "pw")
+    add_user(data_dir, "slow@example.com", "pw")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "confer.toml")
+        with open(config, "w") as f:
+            f.write("outbound_queue = 8\nwrite_timeout_ms = 2000\nvsp_rate_burst = 100000\nvsp_rate_per_sec = 100000\n"
+                    "vsp_timer_interval_ms = 600000\n")
+        server = configured_server(data_dir, config)
+
+        async def scenario():
+            ann = await Vsp.connect(server)
+            await ann.login(server, "ann@example.com", "pw")
+            cid = str((await ann.call("cd", "create", name="Flood"))["result"]["ID"])
+            await ann.call("conf", "join", ID=cid)
+            # The slow client logs in, joins, then never reads again.
+            slow = RawClient(server.port)
+            slow.send({"cmd": "login", "seq": 0, "obj": "nd", "params": {"user": "slow@example.com", "password": "pw"}})
+            joined = None
+            while joined is None:
+                slow.send({"cmd": "join", "seq": 0, "obj": "conf", "params": {"ID": cid}})
+                try:
+                    joined = await ann.event("conf", "changed", where=changed_with("addParties", "slow@example.com"))
+                except asyncio.TimeoutError:
+                    pass
+            line = "x" * 60_000
+            cut = False
+            for i in range(2_000):
+                # Every command is still answered while the other connection is stuck.
+                assert (await ann.call("conf", "instantmsg", ID=cid, msg=line))["result"]["code"] == OK
+                ann.events.clear()
+                if i % 10 == 0:
+                    info = await ann.call("cd", "info", ID=cid)
+                    if info["result"]["confdata"]["parties"] == 1:
+                        cut = True
+                        break
+            assert cut, "the slow connection was never cut"
+            slow.close()
+
+        try:
+            run(scenario())
+        finally:
+            server.stop()

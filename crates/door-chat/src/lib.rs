@@ -55,6 +55,8 @@ pub struct Settings {
     pub ping_timeout: Duration,
     /// A write that takes longer ends the socket.
     pub write_timeout: Duration,
+    /// The STUN/TURN servers `create_call` and `answer_call` answers carry.
+    pub turn: confer_core::turn::TurnSettings,
 }
 
 /// What every socket of the door shares.

@@ -181,6 +181,15 @@ async fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
 
 /// Bind, wire and serve in the background.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with_media(config, None).await
+}
+
+/// [`start`], with the server's WebRTC endpoint (the SFU) plugged into the conference
+/// door; `None`: its media commands answer "not available yet".
+pub async fn start_with_media(
+    config: Config,
+    media: Option<Arc<dyn confer_core::media::MediaEndpoint>>,
+) -> anyhow::Result<Running> {
     let core = build_core(&config)?;
     let listener = bind(&config.listen)
         .await
@@ -215,6 +224,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             ping_interval: Duration::from_millis(config.chat_ping_interval_ms.max(1)),
             ping_timeout: Duration::from_millis(config.chat_ping_timeout_ms.max(1)),
             write_timeout: Duration::from_millis(config.write_timeout_ms),
+            turn: config.turn(),
         },
         shutdown.clone(),
         tracker.clone(),

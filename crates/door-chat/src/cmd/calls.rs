@@ -24,7 +24,9 @@ pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         .core
         .create_call(ctx.who, group, media_type, callees, extra)
         .await?;
-    Ok(Reply::ok().with("call", render::call(&call)))
+    Ok(Reply::ok()
+        .with("call", render::call(&call))
+        .with("ice_servers", ice_servers(ctx)))
 }
 
 pub async fn answer(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
@@ -36,7 +38,9 @@ pub async fn answer(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         .core
         .answer_call(ctx.who, group, call_id, answer)
         .await?;
-    Ok(Reply::ok().with("call", render::call(&call)))
+    Ok(Reply::ok()
+        .with("call", render::call(&call))
+        .with("ice_servers", ice_servers(ctx)))
 }
 
 pub async fn stop(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
@@ -55,6 +59,26 @@ pub async fn status(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         .with("call_id", Value::from(call.call_id.to_string()))
         .with("group_id", Value::from(call.group_id.0.to_string()))
         .with("call_status", Value::from(call.status as u8)))
+}
+
+/// The caller's ICE servers in the browser's `RTCIceServer` form: `[{urls: [stun]},
+/// {urls: [turn…], username, credential}]`, the same time-limited TURN credentials the
+/// conference door's `servdesc` carries (`confer_core::turn`); empty when none are
+/// configured.
+fn ice_servers(ctx: &Ctx<'_>) -> Value {
+    let ice = ctx.turn.ice_servers(ctx.who.uin);
+    let mut servers = Vec::new();
+    if let Some(stun) = ice.stun {
+        servers.push(serde_json::json!({ "urls": [stun] }));
+    }
+    if let Some(turn) = ice.turn {
+        servers.push(serde_json::json!({
+            "urls": turn.urls,
+            "username": turn.username,
+            "credential": turn.credential,
+        }));
+    }
+    Value::from(servers)
 }
 
 /// The rest of the payload with the ids normalised and the sender stamped.

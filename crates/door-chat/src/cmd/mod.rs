@@ -33,6 +33,8 @@ pub struct Ctx<'a> {
     pub core: &'a Arc<Core>,
     pub who: &'a Principal,
     pub session: &'a SessionInfo,
+    /// The ICE servers calls are given (`ice_servers` in call answers).
+    pub turn: &'a confer_core::turn::TurnSettings,
 }
 
 /// The ack's fields besides `result`, and the result code (0 unless said otherwise).
@@ -254,6 +256,7 @@ pub async fn handle(
                     core: &door.core,
                     who: &session.who,
                     session: &session.info,
+                    turn: &door.settings.turn,
                 };
                 dispatch(name, &ctx, args)
                     .await

@@ -20,4 +20,5 @@ mod media;
 mod polling;
 mod reference;
 mod sessions;
+mod vsp_media;
 mod websocket;
