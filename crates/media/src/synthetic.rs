@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -108,7 +108,10 @@ pub struct PeerState {
     /// The connection ended (ICE disconnected or closed).
     pub ended: bool,
     pub frames_sent: u64,
+    /// Keyframe requests (PLI/FIR) that reached this peer as a sender.
     pub keyframe_requests: u64,
+    /// Set to make the peer send a PLI on its first receive slot's video line.
+    pub ask_keyframe: bool,
 }
 
 /// A peer with its offer made, waiting for the answer.
@@ -288,6 +291,11 @@ impl SyntheticPeer {
             }
             let now = Instant::now();
             let _ = self.rtc.handle_input(Input::Timeout(now));
+            if std::mem::take(&mut lock(&state).ask_keyframe) {
+                if let Some(mut writer) = self.rtc.writer(self.video) {
+                    let _ = writer.request_keyframe(None, KeyframeRequestKind::Pli);
+                }
+            }
             if !connected {
                 next_audio = now;
                 next_video = now;

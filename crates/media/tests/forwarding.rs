@@ -109,6 +109,14 @@ async fn two_parties_with_one_sendrecv_line_each_receive_each_other_on_it() {
     until("b gets a's audio and video", || hears_and_sees(&b, 1)).await;
     assert!(metrics.media_forwarded_total() > 0);
     assert!(metrics.render().contains("confer_media_forwarded_total"));
+
+    // A receiver's PLI on its slot reaches the party the slot shows.
+    let before = a.state.lock().expect("state").keyframe_requests;
+    b.state.lock().expect("state").ask_keyframe = true;
+    until("b's keyframe request reaches a", || {
+        a.state.lock().expect("state").keyframe_requests > before
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
