@@ -245,9 +245,51 @@ config! {
     /// A STUN server's URL (`stun:stun.example.com:3478`), given to callers with or
     /// without TURN. Empty: none.
     stun_url: String = String::new();
+    /// The UDP address of the built-in media endpoint (the SFU) that `CALLME_S2` opens
+    /// media through, e.g. `0.0.0.0:3479`. Empty: no media endpoint (the conference door
+    /// answers media commands with "media unavailable").
+    media_udp_bind: String = String::new();
+    /// The IP address announced to clients for media (`servufrag`, the answer's
+    /// candidate) when it differs from the bound one; required when `media_udp_bind` is a
+    /// wildcard address.
+    media_public_ip: String = String::new();
+    /// At most this many parties of one conference have media at once; the next
+    /// `CALLME_S2` is refused as full.
+    max_parties_per_conference: usize = 16;
+    /// What one party may send through the media endpoint (audio and video together,
+    /// kbit/s): announced in the answer (`b=AS`), and frames beyond it are not forwarded.
+    media_party_max_kbps: u32 = 2_500;
+    /// A party whose media (ICE + DTLS) has not connected this long after `CALLME_S2` is
+    /// ended with `conf.webrtc.Disconnected` (milliseconds).
+    media_connect_timeout_ms: u64 = 30_000;
 }
 
 impl Config {
+    /// The media endpoint's settings, or `None` when `media_udp_bind` is empty.
+    pub fn media(&self) -> Result<Option<confer_media::SfuConfig>, String> {
+        let bind = self.media_udp_bind.trim();
+        if bind.is_empty() {
+            return Ok(None);
+        }
+        let bind = bind
+            .parse()
+            .map_err(|e| format!("media_udp_bind {bind:?}: {e}"))?;
+        let public_ip = match self.media_public_ip.trim() {
+            "" => None,
+            ip => Some(
+                ip.parse()
+                    .map_err(|e| format!("media_public_ip {ip:?}: {e}"))?,
+            ),
+        };
+        Ok(Some(confer_media::SfuConfig {
+            bind,
+            public_ip,
+            max_parties_per_conference: self.max_parties_per_conference,
+            party_max_kbps: self.media_party_max_kbps.max(1),
+            connect_timeout: std::time::Duration::from_millis(self.media_connect_timeout_ms),
+        }))
+    }
+
     /// The TURN and STUN servers every door hands its callers.
     pub fn turn(&self) -> confer_core::turn::TurnSettings {
         confer_core::turn::TurnSettings {

@@ -304,6 +304,17 @@ pub async fn start_with_media(
         shutdown.clone(),
         tracker.clone(),
     );
+    // An endpoint handed in (tests) wins; otherwise the configured SFU, if any.
+    let media: Option<Arc<dyn confer_core::media::MediaEndpoint>> =
+        match (media, config.media().map_err(anyhow::Error::msg)?) {
+            (Some(given), _) => Some(given),
+            (None, Some(settings)) => Some(
+                confer_media::Sfu::start(settings, core.metrics().clone())
+                    .await
+                    .context("starting the media endpoint")?,
+            ),
+            (None, None) => None,
+        };
     let vsp = Arc::new(confer_door_vsp::Vsp {
         core: core.clone(),
         settings: confer_door_vsp::Settings {

@@ -18,6 +18,7 @@ mod integrity;
 mod login;
 mod login_limits;
 mod nodes;
+mod media;
 mod polling;
 mod reference;
 mod register;
