@@ -10,9 +10,9 @@ use async_trait::async_trait;
 
 use crate::ids::{GroupId, Uin};
 use crate::model::{
-    Account, Appended, Attachment, AttachmentState, Call, Conversation, ConversationKind,
-    DeviceToken, GroupListing, MemberState, Message, MessagePage, MessageQuery, NewAccount,
-    NewConversation, NewMessage, StaleAttachment, TokenRecord,
+    Account, Appended, Attachment, AttachmentState, Call, ChangedGroups, Conversation,
+    ConversationKind, DeviceToken, GroupListing, MemberState, Message, MessagePage, MessageQuery,
+    NewAccount, NewConversation, NewMessage, StaleAttachment, TokenRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,13 @@ pub trait AccountStore: Send + Sync {
     /// Remember when a user was last online.
     async fn set_last_seen(&self, uin: Uin, at_us: i64) -> StoreResult<()>;
     async fn last_seen(&self, uin: Uin) -> StoreResult<Option<i64>>;
+    /// Replace a user's display name and avatar URL (`None` clears one).
+    async fn set_profile(
+        &self,
+        uin: Uin,
+        name: Option<String>,
+        avatar_url: Option<String>,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -104,6 +111,13 @@ pub trait ConversationStore: Send + Sync {
     async fn groups_of(&self, uin: Uin) -> StoreResult<Vec<GroupListing>>;
     async fn member_state(&self, id: GroupId, uin: Uin) -> StoreResult<Option<MemberState>>;
     async fn set_member_state(&self, id: GroupId, uin: Uin, state: MemberState) -> StoreResult<()>;
+    /// Hide a private group from `uins` (they left it) or show it to them again; each
+    /// takes a change number (see [`crate::model::Message::change_seq`]).
+    async fn set_hidden(&self, id: GroupId, uins: BTreeSet<Uin>, hidden: bool) -> StoreResult<()>;
+    /// What changed for `uin` after change number `since`, read at one instant: the chat
+    /// groups it sees whose listing changed, and those it stopped seeing (left, removed,
+    /// ended, hidden) after `since`.
+    async fn groups_changed(&self, uin: Uin, since: u64) -> StoreResult<ChangedGroups>;
     /// Everyone who shares at least one live chat group with `uin` (not `uin` itself).
     async fn peers_of(&self, uin: Uin) -> StoreResult<BTreeSet<Uin>>;
 }

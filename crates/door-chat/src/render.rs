@@ -52,6 +52,7 @@ pub fn group(c: &Conversation) -> Value {
         "created_at": secs(c.created_at_us),
         "updated_at": secs(c.updated_at_us),
         "last_message_id": id(c.last_message_id),
+        "change_seq": id(c.change_seq),
     })
 }
 
@@ -70,6 +71,8 @@ pub fn listing(g: &GroupListing) -> Value {
             g.last_message.as_ref().map_or(Value::Null, message),
         );
         obj.insert("unread_cnt".into(), Value::from(g.unread));
+        // A listing's change number covers its messages and the caller's marks too.
+        obj.insert("change_seq".into(), id(g.change_seq));
     }
     v
 }
@@ -103,12 +106,14 @@ pub fn message_json(m: &Message) -> String {
     o.int("version", m.version);
     o.int("created_at", m.created_at_us);
     o.int("updated_at", m.updated_at_us);
+    o.id("change_seq", m.change_seq);
     if !m.files.is_empty() {
         o.raw("files", &files(&m.files).to_string());
     }
     let body = m.body.as_ref().map(|b| b.as_str());
-    if m.text.is_none() && m.kind == 0 {
-        // A message from the External API carries its `msg` object; show it as `body`.
+    if m.text.is_none() && m.attachments.is_none() && m.kind == 0 {
+        // A message from the External API carries its `msg` object; show it as `body`
+        // (a chat message has text or attachments, its body holds display fields).
         if let Some(Ok(body)) = body.map(serde_json::from_str::<&RawValue>) {
             o.raw("body", body.get());
         }
@@ -140,7 +145,7 @@ pub fn files(files: &[MessageFile]) -> Value {
 }
 
 /// The fields a message object has; display fields stored with it never replace them.
-const MESSAGE_FIELDS: [&str; 12] = [
+const MESSAGE_FIELDS: [&str; 13] = [
     "message_id",
     "group_id",
     "type",
@@ -153,6 +158,7 @@ const MESSAGE_FIELDS: [&str; 12] = [
     "created_at",
     "updated_at",
     "files",
+    "change_seq",
 ];
 
 /// A JSON object written as text. Keys given as `&'static str` are this door's own and
@@ -339,6 +345,7 @@ mod tests {
             updated_at_us: 6,
             deleted: false,
             files: Vec::new(),
+            change_seq: 12,
         }
     }
 
@@ -353,7 +360,8 @@ mod tests {
             v,
             json!({"message_id": "12", "group_id": "3", "type": 0, "message": "hi",
                    "attachments": null, "sender_uin": "7", "status": 1, "nonce": "n\"1",
-                   "version": 0, "created_at": 5, "updated_at": 6, "sender_name": "Al"})
+                   "version": 0, "created_at": 5, "updated_at": 6, "change_seq": "12",
+                   "sender_name": "Al"})
         );
         assert_eq!(message(&m), v);
     }

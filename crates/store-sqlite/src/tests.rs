@@ -358,6 +358,7 @@ async fn listing_by_id_bounds_matches_ids_from_any_group() {
                 limit: 100,
                 max_bytes: usize::MAX,
                 oldest_first,
+                changed_after: None,
             };
             let got = store.list_messages(a, query).await.unwrap().messages;
             got.iter().map(|m| m.message_id).collect::<Vec<u64>>()
@@ -512,6 +513,7 @@ async fn listings_stop_at_their_byte_limit_and_say_there_is_more() {
         limit: 100,
         max_bytes: one * 7 / 2,
         oldest_first: false,
+        changed_after: None,
     };
     let newest = store.list_messages(group, query).await.unwrap();
     let seqs: Vec<u64> = newest.messages.iter().map(|m| m.seq).collect();
@@ -560,6 +562,7 @@ async fn a_message_keeps_its_files_across_a_reopen_and_loses_them_when_deleted()
         limit: 10,
         max_bytes: usize::MAX,
         oldest_first: true,
+        changed_after: None,
     };
     let listed = store.list_messages(group, query).await.unwrap();
     assert_eq!(listed.messages[0].files, files);

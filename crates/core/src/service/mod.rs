@@ -13,6 +13,7 @@
 //! - `admin`: the admin's operations on a running server (groups, messages, sessions).
 //! - `tokens`: live sessions end with the login token they were opened with.
 //! - `typing`: typing indicators end by themselves (timeout, last socket gone).
+//! - `profiles`: users' display names and avatars, and the display fields of messages.
 
 mod accounts;
 mod admin;
@@ -24,6 +25,7 @@ mod events;
 mod groups;
 mod messages;
 mod presence;
+mod profiles;
 mod sessions;
 mod tokens;
 mod typing;
@@ -33,6 +35,7 @@ pub use chat_messages::ChatMessageInput;
 pub use conferences::DESTROYED_BY_REQUEST;
 pub use groups::{GroupChanges, GroupSort};
 pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
+pub use profiles::Profile;
 pub use sessions::SESSION_STOP_CODE;
 pub use tokens::TOKEN_ENDED_STOP_CODE;
 
@@ -97,6 +100,8 @@ pub struct Core {
     hasher: PasswordHasher,
     /// Password logins per account and address (`login_limits.rs`).
     login_limits: LoginLimits,
+    /// Display names and avatars, read on every post (`profiles.rs`).
+    profiles: profiles::ProfileCache,
 }
 
 impl Core {
@@ -119,6 +124,7 @@ impl Core {
             settings,
             calls: Mutex::new(calls::LiveCalls::default()),
             typing: typing::TypingState::default(),
+            profiles: profiles::ProfileCache::default(),
         }
     }
 

@@ -7,11 +7,13 @@
 //! - `prefs`: block/unblock_user, mute/unmute_group, pin/unpin_group.
 //! - `messages`: create/update/delete/list_message, seen_message.
 //! - `calls`: create/answer/stop_call, call_status, ice_sdp, ice_candidate, event.
+//! - `profiles`: update_profile, get_profile.
 
 mod calls;
 mod groups;
 mod messages;
 mod prefs;
+mod profiles;
 mod tokens;
 
 use std::sync::Arc;
@@ -93,6 +95,8 @@ pub fn check_self(args: &mut Args, ctx: &Ctx<'_>, names: &[&str]) -> Result<(), 
 }
 
 /// Display fields messages and calls carry along, with their documented misspellings.
+/// On messages the server fills them itself (a client's are read and ignored); calls
+/// still carry what the caller sent.
 pub const DISPLAY_FIELDS: &[(&str, &str)] = &[
     ("group_name", "group_name"),
     ("group_avatar", "group_avatar"),
@@ -129,6 +133,8 @@ enum Ev {
     IceSdp,
     IceCandidate,
     Event,
+    UpdateProfile,
+    GetProfile,
 }
 
 /// Every client event the door answers, by name. [`dispatch`] finds events here and
@@ -161,6 +167,8 @@ const EVENTS: &[(&str, Ev)] = &[
     ("ice_sdp", Ev::IceSdp),
     ("ice_candidate", Ev::IceCandidate),
     ("event", Ev::Event),
+    ("update_profile", Ev::UpdateProfile),
+    ("get_profile", Ev::GetProfile),
 ];
 
 /// The name of every client event the door answers, in table order.
@@ -206,6 +214,8 @@ async fn dispatch(name: &str, ctx: &Ctx<'_>, args: Args) -> Outcome {
         Ev::IceSdp => calls::signal(ctx, args, "ice_sdp").await,
         Ev::IceCandidate => calls::signal(ctx, args, "ice_candidate").await,
         Ev::Event => calls::event(ctx, args).await,
+        Ev::UpdateProfile => profiles::update(ctx, args).await,
+        Ev::GetProfile => profiles::get(ctx, args).await,
     }
 }
 
@@ -298,7 +308,7 @@ mod tests {
             assert!(seen.insert(name), "{name} twice");
             assert!(find(name).is_some());
         }
-        assert_eq!(seen.len(), 26);
+        assert_eq!(seen.len(), 28);
         assert!(find("login").is_none());
         assert!(find("create_messages").is_none());
     }
