@@ -117,11 +117,21 @@ pub fn message_json(m: &Message) -> String {
         if let Some(Ok(body)) = body.map(serde_json::from_str::<&RawValue>) {
             o.raw("body", body.get());
         }
-    } else if let Some(Ok(Value::Object(extra))) = body.map(serde_json::from_str::<Value>) {
-        // The display fields sent along with it; they never replace a message's own.
+    } else {
+        // The display fields stored with it (the server's); they never replace a
+        // message's own, and one not stored (unset) is `null`.
+        let extra = match body.map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Object(extra))) => extra,
+            _ => Map::new(),
+        };
         for (k, v) in extra.iter() {
             if !MESSAGE_FIELDS.contains(&k.as_str()) {
                 o.any(k, v);
+            }
+        }
+        for key in DISPLAY_FIELDS {
+            if !extra.contains_key(key) {
+                o.raw(key, "null");
             }
         }
     }
@@ -143,6 +153,9 @@ pub fn files(files: &[MessageFile]) -> Value {
         })
         .collect()
 }
+
+/// The display fields every chat message shows (`null` when unset).
+const DISPLAY_FIELDS: [&str; 4] = ["group_name", "group_avatar", "sender_name", "sender_avatar"];
 
 /// The fields a message object has; display fields stored with it never replace them.
 const MESSAGE_FIELDS: [&str; 13] = [
@@ -361,7 +374,8 @@ mod tests {
             json!({"message_id": "12", "group_id": "3", "type": 0, "message": "hi",
                    "attachments": null, "sender_uin": "7", "status": 1, "nonce": "n\"1",
                    "version": 0, "created_at": 5, "updated_at": 6, "change_seq": "12",
-                   "sender_name": "Al"})
+                   "sender_name": "Al", "group_name": null, "group_avatar": null,
+                   "sender_avatar": null})
         );
         assert_eq!(message(&m), v);
     }

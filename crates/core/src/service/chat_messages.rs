@@ -173,7 +173,7 @@ impl Core {
             kind: input.kind,
             text: input.text,
             attachments: input.attachments,
-            body: Some(display),
+            body: display,
             nonce: input.nonce,
             version: input.version,
             created_at_us: now_us(),

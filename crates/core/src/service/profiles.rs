@@ -147,34 +147,34 @@ impl Core {
     }
 
     /// The display fields a chat message from `sender` in `conv` is stored with, as a JSON
-    /// object: the sender's name and avatar and the group's, `null` where there is none.
+    /// object: the sender's name and avatar and the group's, those that are set (`None`
+    /// when none is, so a message from a user without a profile stores nothing more; the
+    /// Chat API shows an unset one as `null`).
     pub(super) async fn display_fields(
         &self,
         conv: &Conversation,
         sender: Uin,
-    ) -> CoreResult<Json> {
+    ) -> CoreResult<Option<Json>> {
         let profile = self.profile(sender).await?;
-        let mut out = String::with_capacity(128);
         let fields = [
             ("group_name", &conv.name),
             ("group_avatar", &conv.avatar_url),
             ("sender_name", &profile.name),
             ("sender_avatar", &profile.avatar_url),
         ];
-        out.push('{');
-        for (i, (key, value)) in fields.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
+        let mut out = String::new();
+        for (key, value) in fields {
+            let Some(value) = value else { continue };
+            out.push(if out.is_empty() { '{' } else { ',' });
             json_string(&mut out, key);
             out.push(':');
-            match value {
-                Some(v) => json_string(&mut out, v),
-                None => out.push_str("null"),
-            }
+            json_string(&mut out, value);
+        }
+        if out.is_empty() {
+            return Ok(None);
         }
         out.push('}');
-        Ok(Json::from_validated(out))
+        Ok(Some(Json::from_validated(out)))
     }
 }
 
