@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use confer_core::model::{
-    Conversation, ConversationKind, GroupListing, MemberState, NewConversation, ReadMark,
+    ChangedGroups, Conversation, ConversationKind, GroupListing, MemberState, NewConversation,
+    ReadMark,
 };
 use confer_core::store::{ConversationStore, StoreError, StoreResult};
 use confer_core::{GroupId, Uin};
@@ -62,6 +63,9 @@ fn conversation_row(row: &Row) -> PgResult<Conversation> {
         updated_at_us: row.try_get(8)?,
         destroyed: row.try_get(9)?,
         last_message_id: 0,
+        // Change numbers and hidden private groups are not on PostgreSQL yet.
+        change_seq: 0,
+        hidden: BTreeSet::new(),
     })
 }
 
@@ -466,6 +470,7 @@ impl ConversationStore for PgStore {
                 state,
                 last_message,
                 unread: from_sql_id(unread),
+                change_seq: 0,
             });
         }
         Ok(listings)
@@ -542,6 +547,24 @@ impl ConversationStore for PgStore {
             .map_err(backend)
     }
 
+    async fn set_hidden(
+        &self,
+        _id: GroupId,
+        _uins: BTreeSet<Uin>,
+        _hidden: bool,
+    ) -> StoreResult<()> {
+        Err(StoreError::Backend(
+            "hiding a private group left is not available on PostgreSQL yet".into(),
+        ))
+    }
+
+    async fn groups_changed(&self, _uin: Uin, _since: u64) -> StoreResult<ChangedGroups> {
+        Err(StoreError::Backend(
+            "listing groups changed since a change number is not available on PostgreSQL yet"
+                .into(),
+        ))
+    }
+
     async fn peers_of(&self, uin: Uin) -> StoreResult<BTreeSet<Uin>> {
         let me = to_sql_id(uin.0)?;
         let client = self.client().await?;
@@ -570,6 +593,7 @@ fn member_state_at(row: &Row, at: usize) -> PgResult<MemberState> {
         cleared_seq: from_sql_id(row.try_get(at + 2)?),
         seen_seq: from_sql_id(row.try_get(at + 3)?),
         received_seq: from_sql_id(row.try_get(at + 4)?),
+        hidden: false,
     })
 }
 

@@ -50,6 +50,9 @@ pub(crate) fn message_row(row: &Row) -> Result<Message, tokio_postgres::Error> {
         files: decode_files(row.try_get::<_, Option<String>>(15)?.as_deref()),
         // Receipts follow the members' marks; the core fills them in.
         receipts: Default::default(),
+        // Change numbers are not on PostgreSQL yet: a message shows its id, the number
+        // it has until it is edited or deleted.
+        change_seq: from_sql_id(row.try_get(0)?),
     })
 }
 
@@ -191,6 +194,7 @@ impl MessageStore for PgStore {
                 deleted: false,
                 files: new.files,
                 receipts: Default::default(),
+                change_seq: message_id,
             }),
             duplicate: false,
         })
@@ -272,6 +276,12 @@ impl MessageStore for PgStore {
     }
 
     async fn list_messages(&self, group: GroupId, query: MessageQuery) -> StoreResult<MessagePage> {
+        if query.changed_after.is_some() {
+            return Err(StoreError::Backend(
+                "listing messages changed since a change number is not available on PostgreSQL yet"
+                    .into(),
+            ));
+        }
         let group = to_sql_id(group.0)?;
         // One row past the page tells whether there is more.
         let limit = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);

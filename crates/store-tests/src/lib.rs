@@ -42,7 +42,8 @@ macro_rules! storage_suite {
             listings_stop_at_their_byte_limit_and_say_there_is_more,
             a_message_keeps_its_files_across_a_reopen_and_loses_them_when_deleted,
             read_marks_follow_receipts_and_posts_and_survive_a_reopen,
-            a_chosen_presence_is_stored_and_read_for_many_users_at_once
+            a_chosen_presence_is_stored_and_read_for_many_users_at_once,
+            changes_are_listed_once_in_order_and_numbers_rise_across_a_reopen
         );
     };
     (@each $backend:expr; $($name:ident),*) => {
@@ -337,6 +338,7 @@ pub async fn listing_by_id_bounds_matches_ids_from_any_group<B: Backend>(backend
                 limit: 100,
                 max_bytes: usize::MAX,
                 oldest_first,
+                changed_after: None,
             };
             let got = store.list_messages(a, query).await.unwrap().messages;
             got.iter().map(|m| m.message_id).collect::<Vec<u64>>()
@@ -460,6 +462,7 @@ pub async fn listings_stop_at_their_byte_limit_and_say_there_is_more<B: Backend>
         limit: 100,
         max_bytes: one * 7 / 2,
         oldest_first: false,
+        changed_after: None,
     };
     let newest = store.list_messages(group, query).await.unwrap();
     let seqs: Vec<u64> = newest.messages.iter().map(|m| m.seq).collect();
@@ -508,6 +511,7 @@ pub async fn a_message_keeps_its_files_across_a_reopen_and_loses_them_when_delet
         limit: 10,
         max_bytes: usize::MAX,
         oldest_first: true,
+        changed_after: None,
     };
     let listed = store.list_messages(group, query).await.unwrap();
     assert_eq!(listed.messages[0].files, files);
@@ -595,5 +599,81 @@ pub async fn a_chosen_presence_is_stored_and_read_for_many_users_at_once<B: Back
     assert_eq!(
         (found[1].online_status, found[1].message_status.as_str()),
         (5, "lunch")
+    );
+}
+
+fn changes_after(since: u64, limit: usize) -> confer_core::model::MessageQuery {
+    confer_core::model::MessageQuery {
+        limit,
+        max_bytes: usize::MAX,
+        changed_after: Some(since),
+        ..Default::default()
+    }
+}
+
+/// Catching up by change number: each change is listed once, in change order, page by
+/// page; an edited message moves past the new ones; numbers keep rising after a reopen.
+pub async fn changes_are_listed_once_in_order_and_numbers_rise_across_a_reopen<B: Backend>(
+    backend: B,
+) {
+    let (group, ids) = {
+        let store = backend.open();
+        let group = conference(&store, "room").await;
+        let mut ids = Vec::new();
+        for text in ["a", "b", "c"] {
+            let m = store
+                .append_message(message(group, None, text))
+                .await
+                .unwrap();
+            assert_eq!(m.message.change_seq, m.message.message_id);
+            ids.push(m.message.message_id);
+        }
+        let edited = store
+            .edit_message(ids[0], Some("a2".into()), None, 20)
+            .await
+            .unwrap();
+        assert!(
+            edited.change_seq > ids[2],
+            "an edit takes a new, larger number"
+        );
+        let deleted = store.delete_message(ids[1], 21).await.unwrap();
+        assert!(deleted.change_seq > edited.change_seq);
+        store.flush().await.unwrap();
+        (group, ids)
+    };
+    let store = backend.open();
+    let mut seen = Vec::new();
+    let mut since = ids[0];
+    loop {
+        let page = store
+            .list_messages(group, changes_after(since, 1))
+            .await
+            .unwrap();
+        seen.extend(page.messages.iter().map(|m| (m.text.clone(), m.deleted)));
+        match page.messages.last() {
+            Some(m) if page.more => since = m.change_seq,
+            _ => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            (Some("c".into()), false),
+            (Some("a2".into()), false),
+            (None, true)
+        ]
+    );
+    let next = store
+        .append_message(message(group, None, "d"))
+        .await
+        .unwrap();
+    let all = store
+        .list_messages(group, changes_after(0, 10))
+        .await
+        .unwrap();
+    let largest = all.messages.iter().map(|m| m.change_seq).max().unwrap();
+    assert_eq!(
+        largest, next.message.message_id,
+        "after a reopen, numbers go on rising"
     );
 }
