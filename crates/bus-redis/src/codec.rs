@@ -6,8 +6,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use confer_core::bus::{PartyState, RoomMember};
 use confer_core::event::{Event, EventBody, Grant, Json};
-use confer_core::model::{Call, CallStatus, Conversation, ConversationKind, Message, MessageFile};
+use confer_core::model::{
+    Call, CallStatus, Conversation, ConversationKind, Message, MessageFile, Receipts,
+};
 use confer_core::{GroupId, SessionId, Uin};
 use serde_json::{json, Value};
 
@@ -16,6 +19,14 @@ fn uins(set: &BTreeSet<Uin>) -> Value {
 }
 
 fn uin_set(v: &Value) -> Option<BTreeSet<Uin>> {
+    v.as_array()?.iter().map(|u| u.as_u64().map(Uin)).collect()
+}
+
+fn uin_list(list: &[Uin]) -> Value {
+    list.iter().map(|u| u.0).collect::<Vec<u64>>().into()
+}
+
+fn uin_vec(v: &Value) -> Option<Vec<Uin>> {
     v.as_array()?.iter().map(|u| u.as_u64().map(Uin)).collect()
 }
 
@@ -43,6 +54,11 @@ fn message(m: &Message) -> Value {
         "files": m.files.iter().map(|f| json!({
             "item_id": f.item_id, "filename": f.filename, "mimetype": f.mimetype, "size": f.size,
         })).collect::<Vec<_>>(),
+        "receipts": {
+            "recipients": m.receipts.recipients,
+            "received": uin_list(&m.receipts.received), "seen": uin_list(&m.receipts.seen),
+        },
+        "change_seq": m.change_seq,
     })
 }
 
@@ -75,6 +91,12 @@ fn message_from(v: &Value) -> Option<Message> {
                 })
             })
             .collect::<Option<_>>()?,
+        receipts: Receipts {
+            recipients: usize::try_from(v["receipts"]["recipients"].as_u64()?).ok()?,
+            received: uin_vec(&v["receipts"]["received"])?,
+            seen: uin_vec(&v["receipts"]["seen"])?,
+        },
+        change_seq: v["change_seq"].as_u64()?,
     })
 }
 
@@ -91,6 +113,7 @@ fn conversation(c: &Conversation) -> Value {
         "creator": c.creator.0, "occupants": uins(&c.occupants), "blocked": uins(&c.blocked),
         "created_at_us": c.created_at_us, "updated_at_us": c.updated_at_us,
         "destroyed": c.destroyed, "last_message_id": c.last_message_id,
+        "change_seq": c.change_seq, "hidden": uins(&c.hidden),
     })
 }
 
@@ -117,6 +140,8 @@ fn conversation_from(v: &Value) -> Option<Conversation> {
         updated_at_us: v["updated_at_us"].as_i64()?,
         destroyed: v["destroyed"].as_bool()?,
         last_message_id: v["last_message_id"].as_u64()?,
+        change_seq: v["change_seq"].as_u64()?,
+        hidden: uin_set(&v["hidden"])?,
     })
 }
 
@@ -151,18 +176,40 @@ fn call_from(v: &Value) -> Option<Call> {
     })
 }
 
+fn member(m: &RoomMember) -> Value {
+    let st = &m.state;
+    json!({
+        "session_id": m.session_id.as_str(), "uin": m.uin.0, "user": m.user, "role": m.role,
+        "party": m.party, "name": m.name, "index": m.index,
+        "state": [st.mic, st.cam, st.hand_up, st.media],
+    })
+}
+
+fn member_from(v: &Value) -> Option<RoomMember> {
+    let flag = |i: usize| v["state"].get(i)?.as_bool();
+    Some(RoomMember {
+        session_id: SessionId::new(v["session_id"].as_str()?),
+        uin: Uin(v["uin"].as_u64()?),
+        user: v["user"].as_str()?.to_string(),
+        role: v["role"].as_str()?.to_string(),
+        party: v["party"].as_u64()?,
+        name: v["name"].as_str()?.to_string(),
+        index: u32::try_from(v["index"].as_u64()?).ok()?,
+        state: PartyState {
+            mic: flag(0)?,
+            cam: flag(1)?,
+            hand_up: flag(2)?,
+            media: flag(3)?,
+        },
+    })
+}
+
 fn body(b: &EventBody) -> Value {
     match b {
         EventBody::Empty => json!({"t": "empty"}),
         EventBody::Json(j) => json!({"t": "json", "json": j.as_str()}),
         EventBody::Message(m) => json!({"t": "message", "message": message(m)}),
-        EventBody::Member {
-            session_id,
-            role,
-            user_id,
-        } => {
-            json!({"t": "member", "session_id": session_id.as_str(), "role": role, "user_id": user_id})
-        }
+        EventBody::Member(m) => json!({"t": "member", "member": member(m)}),
         EventBody::Destroyed { code, reason } => {
             json!({"t": "destroyed", "code": code, "reason": reason})
         }
@@ -170,10 +217,13 @@ fn body(b: &EventBody) -> Value {
         EventBody::UserStatus {
             uin,
             online,
+            online_status,
+            message_status,
             last_seen_at_us,
-        } => {
-            json!({"t": "status", "uin": uin.0, "online": online, "last_seen_at_us": last_seen_at_us})
-        }
+        } => json!({
+            "t": "status", "uin": uin.0, "online": online, "online_status": online_status,
+            "message_status": message_status, "last_seen_at_us": last_seen_at_us,
+        }),
         EventBody::Call { call: c, answer } => json!({
             "t": "call", "call": call(c),
             "answer": answer.map(|(u, how)| json!([u.0, how])),
@@ -195,11 +245,7 @@ fn body_from(v: &Value) -> Option<EventBody> {
         "empty" => EventBody::Empty,
         "json" => EventBody::Json(opt_json(&v["json"])?),
         "message" => EventBody::Message(Arc::new(message_from(&v["message"])?)),
-        "member" => EventBody::Member {
-            session_id: SessionId::new(v["session_id"].as_str()?),
-            role: v["role"].as_str()?.to_string(),
-            user_id: v["user_id"].as_str()?.to_string(),
-        },
+        "member" => EventBody::Member(Box::new(member_from(&v["member"])?)),
         "destroyed" => EventBody::Destroyed {
             code: v["code"].as_u64()?,
             reason: v["reason"].as_str()?.to_string(),
@@ -208,6 +254,8 @@ fn body_from(v: &Value) -> Option<EventBody> {
         "status" => EventBody::UserStatus {
             uin: Uin(v["uin"].as_u64()?),
             online: v["online"].as_bool()?,
+            online_status: u8::try_from(v["online_status"].as_u64()?).ok()?,
+            message_status: v["message_status"].as_str()?.to_string(),
             last_seen_at_us: v["last_seen_at_us"].as_i64(),
         },
         "call" => EventBody::Call {
@@ -298,6 +346,12 @@ mod tests {
                 mimetype: "image/png".into(),
                 size: 9,
             }],
+            receipts: Receipts {
+                recipients: 2,
+                received: vec![Uin(2)],
+                seen: vec![],
+            },
+            change_seq: 7,
         };
         let e = Event::new(
             "media",

@@ -387,6 +387,14 @@ impl SessionRegistry for RedisRegistry {
     fn room_members(&self, room: GroupId) -> Vec<RoomMember> {
         self.local.room_members(room)
     }
+    fn update_party(
+        &self,
+        room: GroupId,
+        party: u64,
+        change: &mut dyn FnMut(&mut confer_core::bus::PartyState),
+    ) -> Option<RoomMember> {
+        self.local.update_party(room, party, change)
+    }
     fn rooms_of(&self, session: &SessionId) -> Vec<GroupId> {
         self.local.rooms_of(session)
     }
