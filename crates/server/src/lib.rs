@@ -111,6 +111,7 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
             address_per_minute: config.login_address_per_minute,
             max_tracked: config.login_limit_max_tracked,
         },
+        push: Default::default(),
     };
     Ok(Arc::new(Core::new(
         storage, bus, registry, logs, metrics, settings,

@@ -11,7 +11,7 @@
 //! - [`nonces`]: the window in which a retried message (same nonce) is recognized.
 //! - `migrations`: the schema, embedded and applied at open.
 //! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`,
-//!   `attachments`: the core's
+//!   `attachments`, `push` (the push outbox): the core's
 //!   storage traits, one file per aggregate.
 
 mod accounts;
@@ -23,6 +23,7 @@ mod devices;
 mod messages;
 mod migrations;
 pub mod nonces;
+mod push;
 mod tokens;
 pub mod writer;
 
@@ -52,6 +53,8 @@ pub struct SqliteStore {
     conversations: cache::ConversationCache,
     /// Recent nonces; used by the writer thread alone (see [`nonces`]).
     nonces: Arc<Mutex<NonceWindow>>,
+    /// Users who may hold a device token (`push.rs`): read on every post.
+    token_holders: push::TokenHolders,
 }
 
 /// How the SQLite backend runs; [`Default`] is what `confer serve` uses unless configured.
@@ -97,6 +100,7 @@ impl SqliteStore {
         nonces
             .load(&conn, confer_core::model::now_us())
             .map_err(backend)?;
+        let token_holders = push::TokenHolders::load(&conn).map_err(backend)?;
         let writer = Writer::start(conn, metrics, options.linger)?;
         Ok(SqliteStore {
             path,
@@ -105,6 +109,7 @@ impl SqliteStore {
             reader_slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
             conversations: cache::ConversationCache::default(),
             nonces: Arc::new(Mutex::new(nonces)),
+            token_holders,
         })
     }
 

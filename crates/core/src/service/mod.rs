@@ -13,6 +13,7 @@
 //! - `admin`: the admin's operations on a running server (groups, messages, sessions).
 //! - `tokens`: live sessions end with the login token they were opened with.
 //! - `typing`: typing indicators end by themselves (timeout, last socket gone).
+//! - `push`: who gets a push notification, and the durable outbox the worker sends from.
 
 mod accounts;
 mod admin;
@@ -24,6 +25,7 @@ mod events;
 mod groups;
 mod messages;
 mod presence;
+mod push;
 mod sessions;
 mod tokens;
 mod typing;
@@ -33,6 +35,7 @@ pub use chat_messages::ChatMessageInput;
 pub use conferences::DESTROYED_BY_REQUEST;
 pub use groups::{GroupChanges, GroupSort};
 pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
+pub use push::PushSettings;
 pub use sessions::SESSION_STOP_CODE;
 pub use tokens::TOKEN_ENDED_STOP_CODE;
 
@@ -77,6 +80,8 @@ pub struct CoreSettings {
     pub hasher: HasherSettings,
     /// Login rate limits per account and per client address.
     pub login_limits: LoginLimitSettings,
+    /// Push notifications to offline devices (`push.rs`); off by default.
+    pub push: PushSettings,
 }
 
 /// The shared core. Cheap to clone behind an `Arc`; every field is itself shared.
@@ -97,6 +102,8 @@ pub struct Core {
     hasher: PasswordHasher,
     /// Password logins per account and address (`login_limits.rs`).
     login_limits: LoginLimits,
+    /// The push worker's wake-up and the calls rung by push (`push.rs`).
+    push: push::PushState,
 }
 
 impl Core {
@@ -119,6 +126,7 @@ impl Core {
             settings,
             calls: Mutex::new(calls::LiveCalls::default()),
             typing: typing::TypingState::default(),
+            push: push::PushState::default(),
         }
     }
 
