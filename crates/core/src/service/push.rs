@@ -27,6 +27,9 @@ use super::Core;
 /// The message type of the server's own call records: the call's pushes stand for them.
 const CALL_RECORD: u32 = 1;
 
+/// The token type of iOS PushKit (VoIP) tokens.
+const PUSHKIT: u8 = 4;
+
 /// The most characters of message text a push carries (providers cap a payload at 4 KiB).
 const MAX_BODY_CHARS: usize = 256;
 
@@ -240,6 +243,8 @@ impl Core {
                 .await?
                 .into_iter()
                 .filter(|t| self.settings.push.token_types.contains(&t.kind))
+                // PushKit tokens wake the app for calls only (Apple's rule).
+                .filter(|t| t.kind != PUSHKIT || entry.kind != PushKind::Message)
                 .collect();
             if tokens.is_empty() {
                 continue;
