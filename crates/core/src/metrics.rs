@@ -40,6 +40,8 @@ pub struct Metrics {
     media_forwarded: AtomicU64,
     /// Media frames not forwarded because their sender was over its bitrate cap.
     media_over_cap: AtomicU64,
+    /// Push deliveries per (provider, outcome).
+    pushes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -106,6 +108,14 @@ impl Metrics {
         self.media_forwarded.load(Ordering::Relaxed)
     }
 
+    /// One push delivery attempt's outcome: `delivered`, `retried`, `dead_token`,
+    /// `failed` or `expired`, for a provider (`webhook`, `fcm`, `apns`, `webpush`).
+    pub fn push(&self, provider: &'static str, outcome: &'static str) {
+        if let Ok(mut map) = self.pushes.lock() {
+            *map.entry((provider, outcome)).or_insert(0) += 1;
+        }
+    }
+
     pub fn deliveries_dropped(&self, n: u64) {
         self.deliveries_dropped.fetch_add(n, Ordering::Relaxed);
     }
@@ -147,6 +157,16 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "confer_commands_total{{door=\"{door}\",command=\"{cmd}\",result=\"{result}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP confer_push_total Push delivery attempts, by provider and outcome.\n");
+        out.push_str("# TYPE confer_push_total counter\n");
+        if let Ok(map) = self.pushes.lock() {
+            for ((provider, outcome), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "confer_push_total{{provider=\"{provider}\",outcome=\"{outcome}\"}} {n}"
                 );
             }
         }

@@ -301,6 +301,9 @@ pub struct NewMessage {
     pub created_at_us: i64,
     /// The uploads it carries (see [`MessageFile`]).
     pub files: Vec<MessageFile>,
+    /// Who gets a push for it (decided by the core, `service/push.rs`): written to the
+    /// push outbox in the same store write as the message, unless it is a retry.
+    pub push_to: Vec<Uin>,
 }
 
 /// The result of appending: the stored message, and whether it existed already (same
@@ -491,6 +494,77 @@ pub struct StaleAttachment {
     pub attachment: Attachment,
     /// Whether another live attachment shares the blob (then the bytes stay).
     pub blob_shared: bool,
+}
+
+/// What a push notification is about; the numbers are the outbox's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushKind {
+    Message = 1,
+    Call = 2,
+    /// A call push's follow-up: the call was answered, stopped or timed out.
+    CallCancelled = 3,
+}
+
+impl PushKind {
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            1 => Some(PushKind::Message),
+            2 => Some(PushKind::Call),
+            3 => Some(PushKind::CallCancelled),
+            _ => None,
+        }
+    }
+
+    /// The name providers see (the webhook's `kind`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PushKind::Message => "message",
+            PushKind::Call => "call",
+            PushKind::CallCancelled => "call_cancelled",
+        }
+    }
+}
+
+/// An event waiting in the push outbox: a message or call and the users it should reach
+/// by push. The core turns it into [`PushDelivery`]s (one per device token), applying the
+/// rules that need reads (mutes, blocks, badges) off the posting path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushEntry {
+    /// Assigned by storage (0 in a new one).
+    pub id: u64,
+    pub kind: PushKind,
+    pub group_id: GroupId,
+    /// The message id, or the call id for call kinds.
+    pub ref_id: u64,
+    pub sender: Uin,
+    pub recipients: Vec<Uin>,
+    pub created_at_us: i64,
+}
+
+/// One notification for one device, as the worker sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushDelivery {
+    /// Assigned by storage (0 in a new one).
+    pub id: u64,
+    pub kind: PushKind,
+    /// The recipient.
+    pub uin: Uin,
+    /// 1 FCM, 2 APNs, 3 Web Push, 4 APNs PushKit (the Chat API's token types).
+    pub token_type: u8,
+    pub token: String,
+    pub group_id: GroupId,
+    pub message_id: Option<u64>,
+    pub call_id: Option<u64>,
+    pub title: String,
+    /// The message's text, only with `push_preview` on.
+    pub body: Option<String>,
+    /// The recipient's unread messages over every group.
+    pub badge: u64,
+    /// When the event was stored: a delivery older than `push_max_age_secs` is dropped.
+    pub created_at_us: i64,
+    /// Attempts made so far, and when the next is due.
+    pub attempts: u32,
+    pub next_at_us: i64,
 }
 
 #[cfg(test)]

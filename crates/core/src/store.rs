@@ -14,7 +14,8 @@ use crate::ids::{GroupId, Uin};
 use crate::model::{
     Account, Appended, Attachment, AttachmentState, Call, ChangedGroups, Conversation,
     ConversationKind, DeviceToken, GroupListing, MemberState, Message, MessagePage, MessageQuery,
-    NewAccount, NewConversation, NewMessage, Presence, ReadMark, StaleAttachment, TokenRecord,
+    NewAccount, NewConversation, NewMessage, Presence, PushDelivery, PushEntry, ReadMark,
+    StaleAttachment, TokenRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -312,6 +313,40 @@ pub trait HubStore: Send + Sync {
     async fn account_is_admin(&self, uin: Uin) -> StoreResult<bool>;
 }
 
+/// The durable push outbox. Entries are written with what they are about (a message's
+/// entry by [`MessageStore::append_message`], from `NewMessage::push_to`, in the same
+/// write), turned into per-device deliveries by the core, and those are kept until the
+/// worker reports them sent, dead or too old: a crash at any point loses nothing.
+#[async_trait]
+pub trait PushStore: Send + Sync {
+    /// Those of `uins` who may hold a device token. A superset is allowed (a user who
+    /// unregistered its last token may still be listed); it is read on every post, so
+    /// backends answer it from memory.
+    async fn token_holders(&self, uins: Vec<Uin>) -> StoreResult<Vec<Uin>>;
+    /// Add an entry about something stored by another write (a call).
+    async fn enqueue_push(&self, entry: PushEntry) -> StoreResult<()>;
+    /// The oldest entries not yet turned into deliveries, at most `limit`.
+    async fn push_entries(&self, limit: usize) -> StoreResult<Vec<PushEntry>>;
+    /// Replace an entry by its deliveries in one write; with `cancel_call`, deliveries
+    /// of that call still queued are dropped first (it has ended).
+    async fn expand_push(
+        &self,
+        entry_id: u64,
+        deliveries: Vec<PushDelivery>,
+        cancel_call: Option<u64>,
+    ) -> StoreResult<()>;
+    /// Deliveries due at `now_us`, soonest first, at most `limit`.
+    async fn due_pushes(&self, now_us: i64, limit: usize) -> StoreResult<Vec<PushDelivery>>;
+    /// When the next delivery is due, if any is queued.
+    async fn next_push_at(&self) -> StoreResult<Option<i64>>;
+    /// A delivery is finished (sent, refused for good, or too old).
+    async fn push_done(&self, id: u64) -> StoreResult<()>;
+    /// A delivery failed for now: try again at `next_at_us`.
+    async fn push_retry(&self, id: u64, attempts: u32, next_at_us: i64) -> StoreResult<()>;
+    /// A provider said the token is dead: remove it and every delivery queued for it.
+    async fn remove_dead_token(&self, token: &str) -> StoreResult<()>;
+}
+
 /// Everything the core needs from storage, implemented by each backend.
 #[async_trait]
 pub trait Storage:
@@ -323,6 +358,7 @@ pub trait Storage:
     + CallStore
     + AttachmentStore
     + HubStore
+    + PushStore
 {
     /// Finish pending writes and close; called once at shutdown.
     async fn flush(&self) -> StoreResult<()>;

@@ -217,6 +217,47 @@ config! {
     compress_image_max: u32 = 1280;
     /// `attachments compress`: image format, "webp" or "jpeg".
     compress_image_format: String = "webp".into();
+    /// Push notifications (README "Push notifications"): whether a message's text goes in
+    /// its push; off, only the title (group or sender name) leaves the server.
+    push_preview: bool = true;
+    /// A push not delivered within this long after its message or call is dropped
+    /// (seconds).
+    push_max_age_secs: u64 = 86_400;
+    /// Push requests in flight at once, per provider.
+    push_concurrency: usize = 16;
+    /// Generic webhook: every push as a signed JSON POST here. With no other provider
+    /// configured, every token type goes to it; otherwise the types no provider takes.
+    push_webhook_url: Option<String> = None;
+    /// Key of the webhook's `X-Confer-Signature` (HMAC-SHA256 of the body). Unset: no
+    /// signature header.
+    push_webhook_secret: Option<String> = None;
+    /// FCM (token type 1): the Firebase service account's JSON key file. Unset: no FCM.
+    push_fcm_service_account: Option<PathBuf> = None;
+    /// FCM HTTP v1 API base URL.
+    push_fcm_endpoint: String = "https://fcm.googleapis.com".into();
+    /// OAuth2 token URL for FCM; unset: the service account's `token_uri`.
+    push_fcm_token_url: Option<String> = None;
+    /// APNs (token types 2 and 4, PushKit): the `.p8` signing key. Unset: no APNs.
+    push_apns_key: Option<PathBuf> = None;
+    /// APNs key id (the `.p8` key's 10-character id).
+    push_apns_key_id: Option<String> = None;
+    /// APNs team id.
+    push_apns_team_id: Option<String> = None;
+    /// The iOS app's bundle id: the alerts' topic; PushKit's is `<bundle>.voip`.
+    push_apns_bundle_id: Option<String> = None;
+    /// APNs base URL (`https://api.sandbox.push.apple.com` for development builds).
+    push_apns_endpoint: String = "https://api.push.apple.com".into();
+    /// A PEM CA certificate APNs connections trust besides the public roots (a test
+    /// endpoint or a private gateway).
+    push_apns_ca: Option<PathBuf> = None;
+    /// Web Push (token type 3): the VAPID key, a P-256 private key in PKCS#8 PEM
+    /// (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`). Unset: no Web
+    /// Push.
+    push_vapid_key: Option<PathBuf> = None;
+    /// VAPID contact (`sub`), a `mailto:` or `https:` URL.
+    push_vapid_subject: String = "mailto:admin@localhost".into();
+    /// Whether Web Push subscriptions may name plain `http://` endpoints (tests only).
+    push_webpush_allow_http: bool = false;
     /// How long shutdown waits for connections to close (milliseconds).
     shutdown_grace_ms: u64 = 5_000;
     /// Log format: "text" or "json".

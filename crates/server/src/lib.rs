@@ -125,6 +125,10 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
             max_tracked: config.login_limit_max_tracked,
         },
         open_registration: config.open_registration,
+        push: confer_core::service::PushSettings {
+            token_types: push_config(config)?.token_types(),
+            preview: config.push_preview,
+        },
     };
     Ok(Arc::new(Core::new(
         storage, bus, registry, logs, metrics, settings,
@@ -168,6 +172,12 @@ pub fn open_storage(
                  on PostgreSQL yet (leave database_url unset on the hub)"
             );
         }
+        if !push_config(config)?.token_types().is_empty() {
+            anyhow::bail!(
+                "push notifications run on the embedded SQLite storage for now: the push outbox \
+                 is not on PostgreSQL yet (leave the push_* providers unset with database_url)"
+            );
+        }
         let store = PgStore::open(
             url,
             PgOptions {
@@ -190,6 +200,56 @@ pub fn open_storage(
     )
     .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
     Ok(Arc::new(store))
+}
+
+/// The push providers `config` sets up (README "Push notifications"); key files are read
+/// when the worker starts.
+pub fn push_config(config: &Config) -> anyhow::Result<confer_push::PushConfig> {
+    let apns = match &config.push_apns_key {
+        None => None,
+        Some(key) => {
+            let need = |v: &Option<String>, name: &str| {
+                v.clone()
+                    .with_context(|| format!("push_apns_key is set: {name} is needed too"))
+            };
+            Some(confer_push::ApnsConfig {
+                key: key.clone(),
+                key_id: need(&config.push_apns_key_id, "push_apns_key_id")?,
+                team_id: need(&config.push_apns_team_id, "push_apns_team_id")?,
+                bundle_id: need(&config.push_apns_bundle_id, "push_apns_bundle_id")?,
+                endpoint: config.push_apns_endpoint.clone(),
+                ca: config.push_apns_ca.clone(),
+            })
+        }
+    };
+    Ok(confer_push::PushConfig {
+        concurrency: config.push_concurrency.max(1),
+        max_age: Duration::from_secs(config.push_max_age_secs),
+        webhook: config
+            .push_webhook_url
+            .clone()
+            .map(|url| confer_push::WebhookConfig {
+                url,
+                secret: config.push_webhook_secret.clone(),
+            }),
+        fcm: config
+            .push_fcm_service_account
+            .clone()
+            .map(|service_account| confer_push::FcmConfig {
+                service_account,
+                endpoint: config.push_fcm_endpoint.clone(),
+                token_url: config.push_fcm_token_url.clone(),
+            }),
+        apns,
+        webpush: config
+            .push_vapid_key
+            .clone()
+            .map(|vapid_key| confer_push::WebPushConfig {
+                vapid_key,
+                subject: config.push_vapid_subject.clone(),
+                allow_http: config.push_webpush_allow_http,
+            }),
+    })
 }
 
 /// The blob store of attachments, under `<data_dir>/files`.
@@ -360,6 +420,12 @@ pub async fn start_with_media(
     if config.token_check_interval_ms > 0 {
         let every = Duration::from_millis(config.token_check_interval_ms);
         tracker.spawn(core.clone().watch_tokens(every, shutdown.clone()));
+    }
+    // Push delivery: the worker drains the durable outbox until shutdown.
+    if let Some(worker) = confer_push::Worker::new(core.clone(), &push_config(&config)?)
+        .context("starting push delivery")?
+    {
+        tracker.spawn(worker.run(shutdown.clone()));
     }
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let token = shutdown.clone();

@@ -28,6 +28,7 @@ mod devices;
 mod hub;
 mod messages;
 mod migrations;
+mod push;
 mod tokens;
 
 use async_trait::async_trait;

@@ -114,5 +114,6 @@ fn message(group: GroupId, sender: Uin, n: u64) -> NewMessage {
         version: 0,
         created_at_us: 0,
         files: Vec::new(),
+        push_to: Vec::new(),
     }
 }

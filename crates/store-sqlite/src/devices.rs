@@ -12,7 +12,9 @@ use crate::{backend, exec, to_sql_id, SqliteStore};
 impl DeviceTokenStore for SqliteStore {
     async fn register_token(&self, token: DeviceToken) -> StoreResult<()> {
         let uin = to_sql_id(token.uin.0)?;
+        let token_for_write = token.clone();
         self.write(move |conn| {
+            let token = token_for_write;
             // A device that changes hands belongs to its newest user.
             exec(
                 conn,
@@ -23,7 +25,9 @@ impl DeviceTokenStore for SqliteStore {
             .map_err(backend)?;
             Ok(())
         })
-        .await
+        .await?;
+        self.token_holders.add(token.uin);
+        Ok(())
     }
 
     async fn unregister_token(&self, uin: Uin, token: &str) -> StoreResult<bool> {

@@ -12,7 +12,7 @@
 //! - `changes`: the change numbers clients catch up by.
 //! - `migrations`: the schema, embedded and applied at open.
 //! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`,
-//!   `attachments`, `hub` (the edge-to-hub sync): the core's
+//!   `attachments`, `hub` (the edge-to-hub sync), `push` (the push outbox): the core's
 //!   storage traits, one file per aggregate.
 
 mod accounts;
@@ -26,6 +26,7 @@ mod hub;
 mod messages;
 mod migrations;
 pub mod nonces;
+mod push;
 mod tokens;
 pub mod writer;
 
@@ -57,6 +58,8 @@ pub struct SqliteStore {
     nonces: Arc<Mutex<NonceWindow>>,
     /// The next change number; taken by the writer thread alone (see `changes`).
     clock: Arc<changes::Clock>,
+    /// Users who may hold a device token (`push.rs`): read on every post.
+    token_holders: push::TokenHolders,
 }
 
 /// How the SQLite backend runs; [`Default`] is what `confer serve` uses unless configured.
@@ -103,6 +106,7 @@ impl SqliteStore {
             .load(&conn, confer_core::model::now_us())
             .map_err(backend)?;
         let clock = Arc::new(changes::Clock::load(&conn).map_err(backend)?);
+        let token_holders = push::TokenHolders::load(&conn).map_err(backend)?;
         let writer = Writer::start(conn, metrics, options.linger)?;
         Ok(SqliteStore {
             path,
@@ -112,6 +116,7 @@ impl SqliteStore {
             conversations: cache::ConversationCache::default(),
             nonces: Arc::new(Mutex::new(nonces)),
             clock,
+            token_holders,
         })
     }
 

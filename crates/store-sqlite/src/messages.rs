@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use confer_core::model::{Appended, Message, MessageFile, MessagePage, MessageQuery, NewMessage};
+use confer_core::model::{
+    Appended, Message, MessageFile, MessagePage, MessageQuery, NewMessage, PushEntry, PushKind,
+};
 use confer_core::store::{MessageStore, StoreError, StoreResult};
 use confer_core::{GroupId, Json, SessionId, Uin};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -154,6 +156,22 @@ impl MessageStore for SqliteStore {
                 other => backend(other),
             })?;
             let message_id = message_id as u64;
+            if !new.push_to.is_empty() {
+                // The push outbox entry commits with the message or not at all.
+                crate::push::insert_entry(
+                    conn,
+                    &PushEntry {
+                        id: 0,
+                        kind: PushKind::Message,
+                        group_id: new.group_id,
+                        ref_id: message_id,
+                        sender: new.sender,
+                        recipients: new.push_to.clone(),
+                        created_at_us: new.created_at_us,
+                    },
+                )
+                .map_err(backend)?;
+            }
             if let Some(k) = key {
                 lock().remember(k, message_id, new.created_at_us);
             }

@@ -240,6 +240,36 @@ const MIGRATIONS: &[&str] = &[
         rev INTEGER NOT NULL,
         PRIMARY KEY (uin, group_id)
     ) WITHOUT ROWID;",
+    // 13: the push outbox (`push.rs`): entries written with their message or call, and
+    // the per-device deliveries the core turns them into, kept until sent or given up.
+    "CREATE TABLE push_outbox (
+        id INTEGER PRIMARY KEY,
+        kind INTEGER NOT NULL,
+        group_id INTEGER NOT NULL,
+        ref_id INTEGER NOT NULL,
+        sender INTEGER NOT NULL,
+        recipients TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE push_queue (
+        id INTEGER PRIMARY KEY,
+        kind INTEGER NOT NULL,
+        uin INTEGER NOT NULL,
+        token_type INTEGER NOT NULL,
+        token TEXT NOT NULL,
+        group_id INTEGER NOT NULL,
+        message_id INTEGER,
+        call_id INTEGER,
+        title TEXT NOT NULL,
+        body TEXT,
+        badge INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL
+    );
+    CREATE INDEX push_queue_due ON push_queue(next_at);
+    CREATE INDEX push_queue_by_token ON push_queue(token);
+    CREATE INDEX push_queue_by_call ON push_queue(call_id) WHERE call_id IS NOT NULL;",
 ];
 
 /// Apply every migration the database has not seen, each in its own transaction.

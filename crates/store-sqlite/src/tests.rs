@@ -113,3 +113,87 @@ async fn concurrent_reads_share_a_bounded_set_of_connections() {
         "{open} reader connections"
     );
 }
+
+#[tokio::test]
+async fn a_message_and_its_push_entry_commit_together_and_deliveries_outlive_a_reopen() {
+    use confer_core::model::{DeviceToken, NewMessage, PushDelivery, PushKind};
+    use confer_core::store::{DeviceTokenStore, PushStore};
+    use confer_core::Uin;
+    let dir = tempfile::tempdir().unwrap();
+    let group = {
+        let store = open(dir.path());
+        let group = conference(&store, "c1").await;
+        store
+            .register_token(DeviceToken {
+                uin: Uin(2),
+                kind: 1,
+                token: "tok".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.token_holders(vec![Uin(2), Uin(3)]).await.unwrap(),
+            vec![Uin(2)]
+        );
+        store
+            .append_message(NewMessage {
+                push_to: vec![Uin(2)],
+                ..message(group, None, "hi")
+            })
+            .await
+            .unwrap();
+        // A retry of nothing, and a message without pushes, queue nothing.
+        store
+            .append_message(message(group, None, "quiet"))
+            .await
+            .unwrap();
+        group
+    };
+    // Reopened (as after kill -9): the entry is there, and the holder is known again.
+    let store = open(dir.path());
+    assert_eq!(
+        store.token_holders(vec![Uin(2)]).await.unwrap(),
+        vec![Uin(2)]
+    );
+    let entries = store.push_entries(10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].kind, PushKind::Message);
+    assert_eq!(entries[0].recipients, vec![Uin(2)]);
+    assert_eq!(entries[0].group_id, group);
+    let delivery = PushDelivery {
+        id: 0,
+        kind: PushKind::Message,
+        uin: Uin(2),
+        token_type: 1,
+        token: "tok".into(),
+        group_id: group,
+        message_id: Some(entries[0].ref_id),
+        call_id: None,
+        title: "t".into(),
+        body: Some("hi".into()),
+        badge: 1,
+        created_at_us: 10,
+        attempts: 0,
+        next_at_us: 0,
+    };
+    store
+        .expand_push(entries[0].id, vec![delivery.clone()], None)
+        .await
+        .unwrap();
+    assert!(store.push_entries(10).await.unwrap().is_empty());
+    let due = store.due_pushes(10, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].body.as_deref(), Some("hi"));
+    store.push_retry(due[0].id, 1, 1_000).await.unwrap();
+    assert!(store.due_pushes(999, 10).await.unwrap().is_empty());
+    assert_eq!(store.next_push_at().await.unwrap(), Some(1_000));
+    drop(store);
+    let store = open(dir.path());
+    let due = store.due_pushes(1_000, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempts, 1);
+    // A dead token takes its queued deliveries with it.
+    store.remove_dead_token("tok").await.unwrap();
+    assert!(store.due_pushes(i64::MAX, 10).await.unwrap().is_empty());
+    assert!(store.device_tokens(Uin(2)).await.unwrap().is_empty());
+}

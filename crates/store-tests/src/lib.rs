@@ -91,6 +91,7 @@ pub fn message(group: GroupId, nonce: Option<&str>, text: &str) -> NewMessage {
         version: 0,
         created_at_us: 10,
         files: Vec::new(),
+        push_to: Vec::new(),
     }
 }
 

@@ -17,7 +17,7 @@ use confer_core::{GroupId, Uin};
 use confer_media::synthetic::{PeerOptions, PeerState, SyntheticPeer};
 use confer_media::{Sfu, SfuConfig};
 
-use crate::Row;
+use crate::report::Row;
 
 pub struct SfuRun {
     pub parties: usize,

@@ -10,7 +10,9 @@
 //! history) with status 2 (timeout) when nobody accepted within the configured timeout or
 //! the last callee to decline answered 3 (timeout), and with status 3 (finished) when it
 //! is stopped, every callee rejected or was unavailable, or its caller left. SDP and ICE
-//! go only from one participant of a live call to another. The state machine is written
+//! go only from one participant of a live call to another. With push on, an offline
+//! callee with a device token is rung by push instead of being unreachable, and hears
+//! that the call is over the same way (`push.rs`). The state machine is written
 //! down in ARCHITECTURE.md ("Calls").
 
 use std::collections::{BTreeSet, HashMap};
@@ -153,12 +155,12 @@ impl Core {
         if self.calls_lock().of_group(group).is_some() {
             return Err(CoreError::CallInProgress);
         }
-        // Whether each callee has a chat socket, read before the calls lock is taken.
-        let online: BTreeSet<Uin> = callees
-            .iter()
-            .copied()
-            .filter(|u| self.is_online(*u))
-            .collect();
+        // Whether each callee has a chat socket, or else can be rung by push, read before
+        // the calls lock is taken.
+        let all: Vec<Uin> = callees.iter().copied().collect();
+        let online = self.delivered_live(&all);
+        let offline: Vec<Uin> = all.into_iter().filter(|u| !online.contains(u)).collect();
+        let by_push: BTreeSet<Uin> = self.push_ringable(offline).await.into_iter().collect();
         let mut call = self
             .storage
             .insert_call(Call {
@@ -189,7 +191,7 @@ impl Core {
                     .filter_map(|u| {
                         if calls.busy(*u) {
                             Some((*u, "busy"))
-                        } else if !online.contains(u) {
+                        } else if !online.contains(u) && !by_push.contains(u) {
                             Some((*u, "unreachable"))
                         } else {
                             None
@@ -208,6 +210,12 @@ impl Core {
             return Err(CoreError::CallInProgress);
         };
         let ringing: Vec<Uin> = call.callees.difference(&call.declined).copied().collect();
+        let pushed: Vec<Uin> = ringing
+            .iter()
+            .copied()
+            .filter(|u| by_push.contains(u))
+            .collect();
+        self.queue_call_push(&call, pushed).await;
         // The caller's sockets hear it too (its `caller_uin` says it is theirs), so its
         // other devices show the call; not when nobody is rung, as it ends at once.
         let caller_too = (!ringing.is_empty()).then_some(caller.uin);
@@ -297,6 +305,10 @@ impl Core {
             Some((caller.uin, answer)),
             Self::everyone(&call),
         );
+        if answer == ANSWER_ACCEPT {
+            // Answered: the devices it rang by push stop ringing.
+            self.cancel_call_push(&call).await;
+        }
         if call.declined == call.callees {
             let status = if answer == ANSWER_TIMEOUT {
                 CallStatus::Timeout
@@ -351,6 +363,7 @@ impl Core {
         call.status = status;
         call.stopped_at_us = Some(now);
         self.storage.update_call(call.clone()).await?;
+        self.cancel_call_push(&call).await;
         let to = to.unwrap_or_else(|| Self::everyone(&call).into_iter().collect());
         self.push_call(&call, "stop_call", None, to);
         let duration_s = call
@@ -384,6 +397,7 @@ impl Core {
                 version: 0,
                 created_at_us: now,
                 files: Vec::new(),
+                push_to: Vec::new(),
             };
             if let Err(e) = self.store_message(&conv, &caller, new, &[]).await {
                 tracing::warn!(error = %e, call_id = call.call_id, "call record not stored");

@@ -77,12 +77,24 @@ impl Core {
             return Err(CoreError::Blocked);
         }
         let files = self.own_attachments(caller.uin, attachment_ids).await?;
+        // Decided before the write so the outbox entry is part of it (`push.rs`).
+        let push_to = self
+            .message_push_targets(conv, caller.uin, new.kind)
+            .await?;
+        let pushes = !push_to.is_empty();
         let appended = self
             .storage
-            .append_message(NewMessage { files, ..new })
+            .append_message(NewMessage {
+                files,
+                push_to,
+                ..new
+            })
             .await?;
         if appended.duplicate {
             return Ok((appended.message, true));
+        }
+        if pushes {
+            self.pushes_queued();
         }
         self.link_attachments(appended.message.message_id, conv.group_id, attachment_ids)
             .await?;
@@ -178,6 +190,7 @@ impl Core {
             version: input.version,
             created_at_us: now_us(),
             files: Vec::new(),
+            push_to: Vec::new(),
         };
         let (message, duplicate) = self
             .store_message(&conv, caller, new, &input.attachment_ids)

@@ -257,6 +257,7 @@ impl Core {
                 version: 0,
                 created_at_us: now_us(),
                 files: Vec::new(),
+                push_to: Vec::new(),
             };
             self.store_message(&conv, &principal(teacher), welcome, &[])
                 .await?;
@@ -471,6 +472,7 @@ impl Core {
             version: 0,
             created_at_us: now_us(),
             files: Vec::new(),
+            push_to: Vec::new(),
         };
         let (stored, _) = self
             .store_message(&conv, &principal(&student), new, &item_ids)
@@ -692,6 +694,7 @@ impl Core {
             version: 0,
             created_at_us: now_us(),
             files: Vec::new(),
+            push_to: Vec::new(),
         };
         let (stored, duplicate) = self
             .store_message(&conv, &principal(&from), new, item_ids)

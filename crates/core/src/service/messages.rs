@@ -36,6 +36,7 @@ impl Core {
             version: 0,
             created_at_us: now_us(),
             files: Vec::new(),
+            push_to: Vec::new(),
         };
         let (message, _) = self
             .store_message(&conv, caller, new, attachment_ids)
@@ -70,6 +71,7 @@ impl Core {
             version: 0,
             created_at_us: now_us(),
             files: Vec::new(),
+            push_to: Vec::new(),
         };
         let (message, _) = self.store_message(&conv, caller, new, &[]).await?;
         Ok(message)

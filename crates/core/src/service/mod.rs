@@ -18,6 +18,7 @@
 //! - `typing`: typing indicators end by themselves (timeout, last socket gone).
 //! - `receipts`: members' received/seen marks, and message status and receipts from them.
 //! - `profiles`: users' display names and avatars, and the display fields of messages.
+//! - `push`: who gets a push notification, and the durable outbox the worker sends from.
 
 mod accounts;
 mod admin;
@@ -32,6 +33,7 @@ mod messages;
 mod parties;
 mod presence;
 mod profiles;
+mod push;
 mod receipts;
 mod sessions;
 mod tokens;
@@ -47,6 +49,7 @@ pub use hub::{
 pub use parties::PartyChange;
 pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
 pub use profiles::Profile;
+pub use push::PushSettings;
 pub use receipts::Receipt;
 pub use sessions::SESSION_STOP_CODE;
 pub use tokens::TOKEN_ENDED_STOP_CODE;
@@ -95,6 +98,8 @@ pub struct CoreSettings {
     pub login_limits: LoginLimitSettings,
     /// Whether clients may create their own accounts (`Core::register_account`).
     pub open_registration: bool,
+    /// Push notifications to offline devices (`push.rs`); off by default.
+    pub push: PushSettings,
 }
 
 /// The shared core. Cheap to clone behind an `Arc`; every field is itself shared.
@@ -120,6 +125,8 @@ pub struct Core {
     next_party: AtomicU64,
     /// Display names and avatars, read on every post (`profiles.rs`).
     profiles: profiles::ProfileCache,
+    /// The push worker's wake-up and the calls rung by push (`push.rs`).
+    push: push::PushState,
 }
 
 impl Core {
@@ -144,6 +151,7 @@ impl Core {
             typing: typing::TypingState::default(),
             next_party: AtomicU64::new(1),
             profiles: profiles::ProfileCache::default(),
+            push: push::PushState::default(),
         }
     }
 
