@@ -10,7 +10,8 @@
 //! - `migrations`: the schema, versioned in `confer_schema`, applied at open under an
 //!   advisory lock (nodes starting together migrate once).
 //! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`,
-//!   `attachments`: the core's storage traits, one file per aggregate.
+//!   `attachments`, `hub` (the edge-to-hub sync): the core's storage traits, one file per
+//!   aggregate.
 //!
 //! ## Durability and group commit
 //! A write returns after `COMMIT` returned, with PostgreSQL's `synchronous_commit` on
