@@ -142,6 +142,38 @@ test('an image and a file: bob sees the preview and the viewer, and downloads th
   assert.equal(sha(readFileSync(await picture.path())), sha(PNG));
 });
 
+// A short silent WAV (8 kHz mono, 16-bit): sniffed as audio by the server.
+function wav(samples = 800) {
+  const b = Buffer.alloc(44 + samples * 2);
+  b.write('RIFF', 0); b.writeUInt32LE(36 + samples * 2, 4); b.write('WAVE', 8);
+  b.write('fmt ', 12); b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22);
+  b.writeUInt32LE(8000, 24); b.writeUInt32LE(16000, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34);
+  b.write('data', 36); b.writeUInt32LE(samples * 2, 40);
+  return b;
+}
+
+test('a file pasted into the composer and a sound dropped on the chat are sent; bob gets a player', async () => {
+  await alice.getByLabel('Message', { exact: true }).evaluate((el) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['pasted words'], 'pasted.txt', { type: 'text/plain' }));
+    el.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  });
+  await bob.getByRole('link', { name: /pasted\.txt/ }).waitFor();
+  const bytes = [...wav()];
+  const dataTransfer = await alice.evaluateHandle((b) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(b)], 'beep.wav', { type: 'audio/wav' }));
+    return dt;
+  }, bytes);
+  await alice.getByRole('main').dispatchEvent('drop', { dataTransfer });
+  const player = bob.locator('audio[aria-label="beep.wav"]');
+  await player.waitFor({ state: 'attached' });
+  await bob.waitForFunction(() => {
+    const a = document.querySelector('audio[aria-label="beep.wav"]');
+    return a && a.readyState >= 1 && a.duration > 0;
+  });
+});
+
 test('200 messages of history load as bob scrolls back, each once', async () => {
   for (let i = 1; i <= 200; i++) await server.post(groupId, `history ${i}`, 'alice@example.com');
   await message(bob, 'history 200').waitFor();
@@ -229,6 +261,24 @@ test('bob goes offline while alice sends, comes back, and has every message once
   await message(alice, 'Back again').waitFor();
 });
 
+test('block and leave: a blocked alice cannot write until bob unblocks her; leaving a group takes it off her list', async () => {
+  await bob.getByRole('button', { name: 'Block', exact: true }).click();
+  await bob.getByRole('button', { name: 'Unblock' }).waitFor();
+  await alice.getByText('You were blocked in this chat.').waitFor();
+  assert.equal(await alice.getByLabel('Message', { exact: true }).count(), 0);
+  await bob.getByRole('button', { name: 'Unblock' }).click();
+  await alice.getByLabel('Message', { exact: true }).waitFor();
+
+  await chatItem(alice, 'Team').click();
+  alice.once('dialog', (d) => d.accept());
+  await alice.getByRole('button', { name: 'Leave' }).click();
+  await chatItem(alice, 'Team').waitFor({ state: 'detached' });
+  await alice.getByText('Pick a chat, or start a new one.').waitFor();
+  // Bob keeps the group, without alice.
+  await chatItem(bob, 'Team').waitFor();
+  await chatItem(alice, 'bob@example.com').click();
+});
+
 test('presence: alice sees bob go offline when he closes the app, and online when he is back', async () => {
   const context = bob.context();
   await bob.close();
@@ -278,6 +328,22 @@ test('keyboard alone: sign in, open a chat and send', async () => {
   await message(alice, 'Typed with keys').waitFor();
   assert.deepEqual(page.problems, []);
   await page.context().close();
+});
+
+test('a second tab with the same sign-in takes the connection; the first offers it back', async () => {
+  const second = await alice.context().newPage();
+  await second.goto('/');
+  await second.locator('[data-testid=connection]', { hasText: 'Online' }).waitFor();
+  await alice.getByRole('alert').filter({ hasText: 'open in another tab' }).waitFor();
+  await alice.getByRole('button', { name: 'Use here' }).click();
+  await alice.locator('[data-testid=connection]', { hasText: 'Online' }).waitFor();
+  await second.getByRole('alert').filter({ hasText: 'open in another tab' }).waitFor();
+  await second.close();
+  // And it still chats.
+  await alice.getByLabel('Message', { exact: true }).fill('Still here');
+  await alice.getByLabel('Message', { exact: true }).press('Enter');
+  await message(alice, 'Still here').waitFor();
+  await chatItem(bob, 'alice@example.com').filter({ hasText: 'Still here' }).waitFor();
 });
 
 test('no page logged an error or met its Content-Security-Policy', async () => {

@@ -138,8 +138,12 @@ export function connect(token: string): Socket {
   });
 }
 
-/** Emit an event and wait for its ack; a non-zero result (but 13, a duplicate) throws. */
+/** Emit an event and wait for its ack; a non-zero result (but 13, a duplicate) throws.
+ * While disconnected it fails at once rather than letting Socket.IO buffer the event and
+ * send it on reconnect, after the caller was told it failed (the text stays in the
+ * composer, to be sent again). */
 export function request<T = Ack>(socket: Socket, event: string, args: object): Promise<T & Ack> {
+  if (!socket.connected) return Promise.reject(new ChatError(-1, 'Not connected: try again when back online.'));
   return new Promise((resolve, reject) => {
     socket.timeout(ACK_TIMEOUT_MS).emit(event, args, (err: Error | null, ack: Ack) => {
       if (err) return reject(new ChatError(-1, `${event}: no answer`));

@@ -91,8 +91,8 @@ export class Chat {
       this.changed();
     });
     s.on('message', (p: { message: Message }) => this.onMessage(p.message));
-    s.on('update_message', (p: { message: Message }) => this.upsert(p.message));
-    s.on('delete_message', (p: { message: Message }) => this.upsert(p.message));
+    s.on('update_message', (p: { message: Message }) => this.replace(p.message));
+    s.on('delete_message', (p: { message: Message }) => this.replace(p.message));
     s.on('group', (p: { group: Group }) => this.upsertGroup(p.group));
     s.on('update_group', (p: { group: Group }) => this.upsertGroup(p.group));
     s.on('delete_group', (p: { group: Group }) => {
@@ -332,6 +332,16 @@ export class Chat {
       g.last_message_id = msg.message_id;
     }
     if (!quiet) this.changed();
+  }
+
+  /** An edit or delete: applied to the copy we hold, if any (one outside the loaded
+   * history is read with it later), and to the group's last message. */
+  private replace(msg: Message) {
+    const had = this.messages.get(msg.group_id)?.byId.get(msg.message_id);
+    if (had) Object.assign(had, msg);
+    const g = this.groups.get(msg.group_id);
+    if (g?.last_message?.message_id === msg.message_id) g.last_message = { ...g.last_message, ...msg };
+    this.changed();
   }
 
   private upsertGroup(g: Group, quiet = false) {

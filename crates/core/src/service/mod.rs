@@ -39,10 +39,10 @@ pub use accounts::{admin_principal, failed_login_delay};
 pub use chat_messages::ChatMessageInput;
 pub use conferences::DESTROYED_BY_REQUEST;
 pub use groups::{GroupChanges, GroupSort};
-pub use parties::PartyChange;
 pub use hub::{
     attachment_kind, kind_of_mimetype, student_login, valid_name as hub_valid_name, MAX_BATCH,
 };
+pub use parties::PartyChange;
 pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
 pub use receipts::Receipt;
 pub use sessions::SESSION_STOP_CODE;
