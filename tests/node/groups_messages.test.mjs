@@ -49,7 +49,8 @@ test('messages: send, edit, delete, nonce retries, paging', async () => {
   const m = sent.message;
   assert.equal(m.message, 'hello');
   assert.equal(m.sender_uin, a.uin);
-  assert.equal(m.sender_avatar, 'av', 'the misspelled send_avatar is accepted, the documented name is sent');
+  assert.equal(m.sender_avatar, null, 'send_avatar is read, but the server says whose avatar it is (none set)');
+  assert.equal(m.sender_name, null, 'and whose name: a claimed one does not count');
   assert.equal(typeof m.message_id, 'string');
   assert.ok(m.created_at > 1.6e15, 'message times are in microseconds');
   assert.equal((await atB).message.message_id, m.message_id);

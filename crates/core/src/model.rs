@@ -81,6 +81,12 @@ pub struct Conversation {
     /// post, and conversations are cached); the core fills it in wherever it shows a chat
     /// group (answers and group pushes).
     pub last_message_id: u64,
+    /// The change number of its last change of its own (created, renamed, members, owner,
+    /// blocks): see [`Message::change_seq`] for the space these numbers share.
+    pub change_seq: u64,
+    /// Members who left this private group: it is hidden from them until it comes back
+    /// (a message in it, or `check_group`/`create_group` for the pair).
+    pub hidden: BTreeSet<Uin>,
 }
 
 impl Conversation {
@@ -139,6 +145,10 @@ pub struct Message {
     /// follows the members' marks, see [`ReadMark`]): stores read it empty, and the core
     /// fills it in wherever it shows a chat message (answers, edits, `message_status`).
     pub receipts: Receipts,
+    /// The number of its last change: its `message_id` until it is edited or deleted, then
+    /// the number that change took. Change numbers are one server-wide rising count shared
+    /// by messages, groups and members' marks, so "every change after N" is one bound.
+    pub change_seq: u64,
 }
 
 /// Who of a message's recipients (the group's members but its sender) has it: `received`
@@ -321,6 +331,9 @@ pub struct MemberState {
     pub seen_seq: u64,
     /// The newest `seq` one of the user's devices has received (`received_message`).
     pub received_seq: u64,
+    /// The user left this private group: it is hidden from them (see
+    /// [`Conversation::hidden`]).
+    pub hidden: bool,
 }
 
 /// One conversation as `list_group` shows it to one user.
@@ -330,6 +343,25 @@ pub struct GroupListing {
     pub state: MemberState,
     pub last_message: Option<Message>,
     pub unread: u64,
+    /// The number of the last change that shows in this listing: the group's own, the
+    /// user's marks, or any of its messages (new, edited, deleted).
+    pub change_seq: u64,
+}
+
+/// A group a user no longer sees: left, removed, ended, or (private) hidden.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeftGroup {
+    pub group_id: GroupId,
+    /// The number of the change by which the user lost it.
+    pub change_seq: u64,
+}
+
+/// What changed for one user after a change number (`list_group` with `since_seq`),
+/// read at one instant: the groups they see that changed, and those they no longer see.
+#[derive(Clone, Debug, Default)]
+pub struct ChangedGroups {
+    pub groups: Vec<GroupListing>,
+    pub left: Vec<LeftGroup>,
 }
 
 /// Which messages a listing wants. Bounds are message ids, exclusive.
@@ -347,6 +379,9 @@ pub struct MessageQuery {
     pub max_bytes: usize,
     /// Oldest first (catching up after `after`) or newest first (browsing history).
     pub oldest_first: bool,
+    /// Every message whose [`Message::change_seq`] is larger (new, edited or deleted), in
+    /// change order; `before`, `after`, `offset` and `oldest_first` are then not used.
+    pub changed_after: Option<u64>,
 }
 
 /// A call's state, numbered as the Chat API does.
@@ -481,6 +516,7 @@ mod tests {
             deleted: false,
             files: Vec::new(),
             receipts: Receipts::default(),
+            change_seq: seq,
         }
     }
 

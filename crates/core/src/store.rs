@@ -12,9 +12,9 @@ use crate::event::Json;
 use crate::hub::{HubBatchItem, HubBox, HubGroup, HubLinkKind, HubLog, HubSetting};
 use crate::ids::{GroupId, Uin};
 use crate::model::{
-    Account, Appended, Attachment, AttachmentState, Call, Conversation, ConversationKind,
-    DeviceToken, GroupListing, MemberState, Message, MessagePage, MessageQuery, NewAccount,
-    NewConversation, NewMessage, Presence, ReadMark, StaleAttachment, TokenRecord,
+    Account, Appended, Attachment, AttachmentState, Call, ChangedGroups, Conversation,
+    ConversationKind, DeviceToken, GroupListing, MemberState, Message, MessagePage, MessageQuery,
+    NewAccount, NewConversation, NewMessage, Presence, ReadMark, StaleAttachment, TokenRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,13 @@ pub trait AccountStore: Send + Sync {
     ) -> StoreResult<()>;
     /// The stored presence of each of `uins` that has an account (one read for the lot).
     async fn presences(&self, uins: Vec<Uin>) -> StoreResult<Vec<Presence>>;
+    /// Replace a user's display name and avatar URL (`None` clears one).
+    async fn set_profile(
+        &self,
+        uin: Uin,
+        name: Option<String>,
+        avatar_url: Option<String>,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -136,6 +143,13 @@ pub trait ConversationStore: Send + Sync {
         }
         Ok(marks)
     }
+    /// Hide a private group from `uins` (they left it) or show it to them again; each
+    /// takes a change number (see [`crate::model::Message::change_seq`]).
+    async fn set_hidden(&self, id: GroupId, uins: BTreeSet<Uin>, hidden: bool) -> StoreResult<()>;
+    /// What changed for `uin` after change number `since`, read at one instant: the chat
+    /// groups it sees whose listing changed, and those it stopped seeing (left, removed,
+    /// ended, hidden) after `since`.
+    async fn groups_changed(&self, uin: Uin, since: u64) -> StoreResult<ChangedGroups>;
     /// Everyone who shares at least one live chat group with `uin` (not `uin` itself).
     async fn peers_of(&self, uin: Uin) -> StoreResult<BTreeSet<Uin>>;
 }

@@ -52,6 +52,7 @@ pub fn group(c: &Conversation) -> Value {
         "created_at": secs(c.created_at_us),
         "updated_at": secs(c.updated_at_us),
         "last_message_id": id(c.last_message_id),
+        "change_seq": id(c.change_seq),
     })
 }
 
@@ -70,6 +71,8 @@ pub fn listing(g: &GroupListing) -> Value {
             g.last_message.as_ref().map_or(Value::Null, message),
         );
         obj.insert("unread_cnt".into(), Value::from(g.unread));
+        // A listing's change number covers its messages and the caller's marks too.
+        obj.insert("change_seq".into(), id(g.change_seq));
     }
     v
 }
@@ -105,20 +108,32 @@ pub fn message_json(m: &Message) -> String {
     o.int("version", m.version);
     o.int("created_at", m.created_at_us);
     o.int("updated_at", m.updated_at_us);
+    o.id("change_seq", m.change_seq);
     if !m.files.is_empty() {
         o.raw("files", &files(&m.files).to_string());
     }
     let body = m.body.as_ref().map(|b| b.as_str());
-    if m.text.is_none() && m.kind == 0 {
-        // A message from the External API carries its `msg` object; show it as `body`.
+    if m.text.is_none() && m.attachments.is_none() && m.kind == 0 {
+        // A message from the External API carries its `msg` object; show it as `body`
+        // (a chat message has text or attachments, its body holds display fields).
         if let Some(Ok(body)) = body.map(serde_json::from_str::<&RawValue>) {
             o.raw("body", body.get());
         }
-    } else if let Some(Ok(Value::Object(extra))) = body.map(serde_json::from_str::<Value>) {
-        // The display fields sent along with it; they never replace a message's own.
+    } else {
+        // The display fields stored with it (the server's); they never replace a
+        // message's own, and one not stored (unset) is `null`.
+        let extra = match body.map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Object(extra))) => extra,
+            _ => Map::new(),
+        };
         for (k, v) in extra.iter() {
             if !MESSAGE_FIELDS.contains(&k.as_str()) {
                 o.any(k, v);
+            }
+        }
+        for key in DISPLAY_FIELDS {
+            if !extra.contains_key(key) {
+                o.raw(key, "null");
             }
         }
     }
@@ -141,8 +156,11 @@ pub fn files(files: &[MessageFile]) -> Value {
         .collect()
 }
 
+/// The display fields every chat message shows (`null` when unset).
+const DISPLAY_FIELDS: [&str; 4] = ["group_name", "group_avatar", "sender_name", "sender_avatar"];
+
 /// The fields a message object has; display fields stored with it never replace them.
-const MESSAGE_FIELDS: [&str; 14] = [
+const MESSAGE_FIELDS: [&str; 15] = [
     "message_id",
     "group_id",
     "type",
@@ -157,6 +175,7 @@ const MESSAGE_FIELDS: [&str; 14] = [
     "created_at",
     "updated_at",
     "files",
+    "change_seq",
 ];
 
 /// A JSON object written as text. Keys given as `&'static str` are this door's own and
@@ -377,6 +396,7 @@ mod tests {
             deleted: false,
             files: Vec::new(),
             receipts: Default::default(),
+            change_seq: 12,
         }
     }
 
@@ -392,7 +412,9 @@ mod tests {
             json!({"message_id": "12", "group_id": "3", "type": 0, "message": "hi",
                    "attachments": null, "sender_uin": "7", "status": 1,
                    "received_uins": [], "seen_uins": [], "nonce": "n\"1",
-                   "version": 0, "created_at": 5, "updated_at": 6, "sender_name": "Al"})
+                   "version": 0, "created_at": 5, "updated_at": 6, "change_seq": "12",
+                   "sender_name": "Al", "group_name": null, "group_avatar": null,
+                   "sender_avatar": null})
         );
         assert_eq!(message(&m), v);
     }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use confer_core::model::{Account, NewAccount, Presence};
-use confer_core::store::{AccountStore, StoreResult};
+use confer_core::store::{AccountStore, StoreError, StoreResult};
 use confer_core::Uin;
 use tokio_postgres::Row;
 
@@ -103,6 +103,27 @@ impl AccountStore for PgStore {
                 )
                 .await,
         )
+    }
+
+    async fn set_profile(
+        &self,
+        uin: Uin,
+        name: Option<String>,
+        avatar_url: Option<String>,
+    ) -> StoreResult<()> {
+        let uin = to_sql_id(uin.0)?;
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE accounts SET name = $2, avatar_url = $3 WHERE uin = $1",
+                &[&uin, &name, &avatar_url],
+            )
+            .await
+            .map_err(backend)?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn set_last_seen(&self, uin: Uin, at_us: i64) -> StoreResult<()> {

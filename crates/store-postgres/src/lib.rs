@@ -9,6 +9,7 @@
 //! ## Layout
 //! - `migrations`: the schema, versioned in `confer_schema`, applied at open under an
 //!   advisory lock (nodes starting together migrate once).
+//! - `changes`: the change numbers clients catch up by (one clock row, in commit order).
 //! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`,
 //!   `attachments`, `hub` (the edge-to-hub sync): the core's storage traits, one file per
 //!   aggregate.
@@ -24,6 +25,7 @@
 mod accounts;
 mod attachments;
 mod calls;
+mod changes;
 mod conversations;
 mod devices;
 mod hub;

@@ -190,6 +190,24 @@ const MIGRATIONS: &[&str] = &[
         at BIGINT NOT NULL
     );
     CREATE INDEX hub_settings_by_box ON hub_settings(boxid, id);",
+    // 4 (SQLite's 12): change numbers for catching up (`changes.rs`): an edited or deleted
+    // message's `rev` (a partial index, so posting writes nothing more), a group's, a
+    // member's marks', who left which group when, private groups hidden from a member who
+    // left; and the clock they are taken from, starting past every message id (a new
+    // message's id is its number from now on).
+    "ALTER TABLE messages ADD COLUMN rev BIGINT;
+    CREATE INDEX messages_changed ON messages(group_id, rev) WHERE rev IS NOT NULL;
+    ALTER TABLE conversations ADD COLUMN rev BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE occupants ADD COLUMN rev BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE occupants ADD COLUMN hidden BOOLEAN NOT NULL DEFAULT FALSE;
+    CREATE TABLE departures (
+        uin BIGINT NOT NULL,
+        group_id BIGINT NOT NULL REFERENCES conversations(group_id),
+        rev BIGINT NOT NULL,
+        PRIMARY KEY (uin, group_id)
+    );
+    CREATE TABLE change_clock (n BIGINT NOT NULL);
+    INSERT INTO change_clock (n) SELECT COALESCE(MAX(message_id), 0) FROM messages;",
 ];
 
 /// Connect once and apply every migration the database has not seen, each in its own

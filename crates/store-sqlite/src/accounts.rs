@@ -153,6 +153,28 @@ impl AccountStore for SqliteStore {
         .await
     }
 
+    async fn set_profile(
+        &self,
+        uin: Uin,
+        name: Option<String>,
+        avatar_url: Option<String>,
+    ) -> StoreResult<()> {
+        let uin = to_sql_id(uin.0)?;
+        self.write(move |conn| {
+            let n = exec(
+                conn,
+                "UPDATE accounts SET name = ?2, avatar_url = ?3 WHERE uin = ?1",
+                params![uin, name, avatar_url],
+            )
+            .map_err(backend)?;
+            if n == 0 {
+                return Err(confer_core::store::StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn presences(&self, uins: Vec<Uin>) -> StoreResult<Vec<Presence>> {
         let ids = uins
             .iter()

@@ -94,6 +94,8 @@ mod tests {
             updated_at_us: 0,
             destroyed: false,
             last_message_id: 0,
+            change_seq: 0,
+            hidden: Default::default(),
         })
     }
 

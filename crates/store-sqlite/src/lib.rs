@@ -9,6 +9,7 @@
 //! - `cache`: conversations as last committed, so posting a message needs no query to
 //!   check its group.
 //! - [`nonces`]: the window in which a retried message (same nonce) is recognized.
+//! - `changes`: the change numbers clients catch up by.
 //! - `migrations`: the schema, embedded and applied at open.
 //! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`,
 //!   `attachments`, `hub` (the edge-to-hub sync): the core's
@@ -18,6 +19,7 @@ mod accounts;
 mod attachments;
 mod cache;
 mod calls;
+mod changes;
 mod conversations;
 mod devices;
 mod hub;
@@ -53,6 +55,8 @@ pub struct SqliteStore {
     conversations: cache::ConversationCache,
     /// Recent nonces; used by the writer thread alone (see [`nonces`]).
     nonces: Arc<Mutex<NonceWindow>>,
+    /// The next change number; taken by the writer thread alone (see `changes`).
+    clock: Arc<changes::Clock>,
 }
 
 /// How the SQLite backend runs; [`Default`] is what `confer serve` uses unless configured.
@@ -98,6 +102,7 @@ impl SqliteStore {
         nonces
             .load(&conn, confer_core::model::now_us())
             .map_err(backend)?;
+        let clock = Arc::new(changes::Clock::load(&conn).map_err(backend)?);
         let writer = Writer::start(conn, metrics, options.linger)?;
         Ok(SqliteStore {
             path,
@@ -106,6 +111,7 @@ impl SqliteStore {
             reader_slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
             conversations: cache::ConversationCache::default(),
             nonces: Arc::new(Mutex::new(nonces)),
+            clock,
         })
     }
 

@@ -14,7 +14,8 @@ use crate::{backend, exec, one_row, query_row, to_sql_id, SqliteStore};
 
 pub(crate) const COLUMNS: &str =
     "message_id, group_id, seq, sender, sender_login, session_id, kind, text, \
-                       attachments, body, nonce, version, created_at, updated_at, deleted, files";
+                       attachments, body, nonce, version, created_at, updated_at, deleted, files, \
+                       COALESCE(rev, message_id)";
 
 pub(crate) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -36,6 +37,7 @@ pub(crate) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         deleted: row.get::<_, i64>(14)? != 0,
         files: decode_files(row.get::<_, Option<String>>(15)?.as_deref()),
         receipts: Default::default(),
+        change_seq: row.get::<_, i64>(16)? as u64,
     })
 }
 
@@ -86,6 +88,7 @@ impl MessageStore for SqliteStore {
         let group = to_sql_id(new.group_id.0)?;
         let sender = to_sql_id(new.sender.0)?;
         let nonces = self.nonces.clone();
+        let clock = self.clock.clone();
         // Unguarded: the insert is its one change, and undoes itself when it fails
         // (`Writer::write_unguarded`). (A post's "read up to here" is derived when unread
         // counts are read, `conversations.rs`.)
@@ -117,11 +120,13 @@ impl MessageStore for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(backend)?;
+            // The id is the message's change number (`changes.rs`): ids still only rise.
+            let message_id = clock.next();
             exec(
                 conn,
                 "INSERT INTO messages (group_id, seq, sender, sender_login, session_id, kind, text,
-                    attachments, body, nonce, version, created_at, updated_at, files)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
+                    attachments, body, nonce, version, created_at, updated_at, files, message_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
                 params![
                     group,
                     seq,
@@ -136,6 +141,7 @@ impl MessageStore for SqliteStore {
                     new.version,
                     new.created_at_us,
                     encode_files(&new.files),
+                    message_id,
                 ],
             )
             .map_err(|e| match e {
@@ -147,7 +153,7 @@ impl MessageStore for SqliteStore {
                 }
                 other => backend(other),
             })?;
-            let message_id = conn.last_insert_rowid() as u64;
+            let message_id = message_id as u64;
             if let Some(k) = key {
                 lock().remember(k, message_id, new.created_at_us);
             }
@@ -170,6 +176,7 @@ impl MessageStore for SqliteStore {
                     deleted: false,
                     files: new.files,
                     receipts: Default::default(),
+                    change_seq: message_id,
                 }),
                 duplicate: false,
             })
@@ -211,13 +218,14 @@ impl MessageStore for SqliteStore {
         now_us: i64,
     ) -> StoreResult<Message> {
         let id = to_sql_id(message_id)?;
+        let clock = self.clock.clone();
         self.write(move |conn| {
             one_row(exec(
                 conn,
                 "UPDATE messages SET text = COALESCE(?2, text), attachments = COALESCE(?3, attachments),
-                        version = version + 1, updated_at = ?4
+                        version = version + 1, updated_at = ?4, rev = ?5
                      WHERE message_id = ?1 AND deleted = 0",
-                params![id, text, attachments, now_us],
+                params![id, text, attachments, now_us, clock.next()],
             ))?;
             by_id(conn, id)
                 .map_err(backend)?
@@ -228,13 +236,14 @@ impl MessageStore for SqliteStore {
 
     async fn delete_message(&self, message_id: u64, now_us: i64) -> StoreResult<Message> {
         let id = to_sql_id(message_id)?;
+        let clock = self.clock.clone();
         self.write(move |conn| {
             one_row(exec(
                 conn,
                 "UPDATE messages SET text = NULL, attachments = NULL, body = NULL, files = NULL, deleted = 1,
-                        updated_at = ?2
+                        updated_at = ?2, rev = ?3
                      WHERE message_id = ?1 AND deleted = 0",
-                params![id, now_us],
+                params![id, now_us, clock.next()],
             ))?;
             by_id(conn, id)
                 .map_err(backend)?
@@ -249,6 +258,11 @@ impl MessageStore for SqliteStore {
         let limit = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
         let order = if query.oldest_first { "ASC" } else { "DESC" };
+        if let Some(since) = query.changed_after {
+            return self
+                .read(move |conn| changed_after(conn, group, since, &query))
+                .await;
+        }
         self.read(move |conn| {
             // The bounds are message ids; the group's index is by seq. Within a group ids
             // and seqs grow together, so each id bound is the seq of the last message at
@@ -272,6 +286,36 @@ impl MessageStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Every message of `group` whose change number is above `since` and whose seq is above
+/// `query.above_seq`, in change order, one page. Two ordered halves, each from its index:
+/// messages posted after `since` and never changed since (their number is their id, so
+/// by seq from the first one past `since`), and messages changed after `since` (the
+/// partial index of changed ones). A message changed after `since` is in the second half
+/// only.
+fn changed_after(
+    conn: &Connection,
+    group: i64,
+    since: u64,
+    query: &MessageQuery,
+) -> rusqlite::Result<MessagePage> {
+    let since_seq = seq_at_or_below(conn, group, since)?;
+    let low = since_seq.max(i64::try_from(query.above_seq).unwrap_or(i64::MAX));
+    let since = i64::try_from(since).unwrap_or(i64::MAX);
+    let cleared = i64::try_from(query.above_seq).unwrap_or(i64::MAX);
+    let limit = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT * FROM (
+             SELECT * FROM (SELECT {COLUMNS} FROM messages
+                 WHERE group_id = ?1 AND seq > ?2 AND rev IS NULL ORDER BY seq LIMIT ?5)
+             UNION ALL
+             SELECT * FROM (SELECT {COLUMNS} FROM messages
+                 WHERE group_id = ?1 AND rev > ?3 AND seq > ?4 ORDER BY rev LIMIT ?5))
+         ORDER BY 17 LIMIT ?5"
+    ))?;
+    let rows = stmt.query_map(params![group, low, since, cleared, limit], message_row)?;
+    MessagePage::collect(rows, query.limit, query.max_bytes)
 }
 
 /// The seq of the group's last message whose id is at most `id` (0 if none).

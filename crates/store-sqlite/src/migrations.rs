@@ -226,6 +226,20 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     );
     CREATE INDEX hub_settings_by_box ON hub_settings(boxid, id);",
+    // 12: change numbers for catching up (`changes.rs`): an edited or deleted message's
+    // `rev` (a partial index, so posting writes nothing more), a group's, a member's marks',
+    // and who left which group when; private groups hidden from a member who left.
+    "ALTER TABLE messages ADD COLUMN rev INTEGER;
+    CREATE INDEX messages_changed ON messages(group_id, rev) WHERE rev IS NOT NULL;
+    ALTER TABLE conversations ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE occupants ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE occupants ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE departures (
+        uin INTEGER NOT NULL,
+        group_id INTEGER NOT NULL REFERENCES conversations(group_id),
+        rev INTEGER NOT NULL,
+        PRIMARY KEY (uin, group_id)
+    ) WITHOUT ROWID;",
 ];
 
 /// Apply every migration the database has not seen, each in its own transaction.

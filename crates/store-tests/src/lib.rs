@@ -53,7 +53,10 @@ macro_rules! storage_suite {
             hub_links_are_kept_once_but_an_edge_mark_is_replaced,
             a_hub_batch_is_taken_once_as_prepared_and_moves_the_marks,
             hub_logs_and_settings_keep_their_order_and_are_removed_by_box,
-            hub_attachments_change_owner_and_accounts_become_admins
+            hub_attachments_change_owner_and_accounts_become_admins,
+            changes_are_listed_once_in_order_and_numbers_rise_across_a_reopen,
+            groups_changed_since_a_number_lists_changed_groups_and_those_left,
+            a_profile_is_replaced_and_cleared
         );
     };
     (@each $backend:expr; $($name:ident),*) => {
@@ -348,6 +351,7 @@ pub async fn listing_by_id_bounds_matches_ids_from_any_group<B: Backend>(backend
                 limit: 100,
                 max_bytes: usize::MAX,
                 oldest_first,
+                changed_after: None,
             };
             let got = store.list_messages(a, query).await.unwrap().messages;
             got.iter().map(|m| m.message_id).collect::<Vec<u64>>()
@@ -471,6 +475,7 @@ pub async fn listings_stop_at_their_byte_limit_and_say_there_is_more<B: Backend>
         limit: 100,
         max_bytes: one * 7 / 2,
         oldest_first: false,
+        changed_after: None,
     };
     let newest = store.list_messages(group, query).await.unwrap();
     let seqs: Vec<u64> = newest.messages.iter().map(|m| m.seq).collect();
@@ -519,6 +524,7 @@ pub async fn a_message_keeps_its_files_across_a_reopen_and_loses_them_when_delet
         limit: 10,
         max_bytes: usize::MAX,
         oldest_first: true,
+        changed_after: None,
     };
     let listed = store.list_messages(group, query).await.unwrap();
     assert_eq!(listed.messages[0].files, files);
@@ -1006,6 +1012,282 @@ pub async fn hub_attachments_change_owner_and_accounts_become_admins<B: Backend>
     assert!(!store.account_is_admin(Uin(u64::MAX)).await.unwrap());
     assert!(matches!(
         store.set_account_admin(Uin(999_999), true).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+fn changes_after(since: u64, limit: usize) -> confer_core::model::MessageQuery {
+    confer_core::model::MessageQuery {
+        limit,
+        max_bytes: usize::MAX,
+        changed_after: Some(since),
+        ..Default::default()
+    }
+}
+
+/// Catching up by change number: each change is listed once, in change order, page by
+/// page; an edited message moves past the new ones; numbers keep rising after a reopen.
+pub async fn changes_are_listed_once_in_order_and_numbers_rise_across_a_reopen<B: Backend>(
+    backend: B,
+) {
+    let (group, ids) = {
+        let store = backend.open();
+        let group = conference(&store, "room").await;
+        let mut ids = Vec::new();
+        for text in ["a", "b", "c"] {
+            let m = store
+                .append_message(message(group, None, text))
+                .await
+                .unwrap();
+            assert_eq!(m.message.change_seq, m.message.message_id);
+            ids.push(m.message.message_id);
+        }
+        let edited = store
+            .edit_message(ids[0], Some("a2".into()), None, 20)
+            .await
+            .unwrap();
+        assert!(
+            edited.change_seq > ids[2],
+            "an edit takes a new, larger number"
+        );
+        let deleted = store.delete_message(ids[1], 21).await.unwrap();
+        assert!(deleted.change_seq > edited.change_seq);
+        store.flush().await.unwrap();
+        (group, ids)
+    };
+    let store = backend.open();
+    let mut seen = Vec::new();
+    let mut since = ids[0];
+    loop {
+        let page = store
+            .list_messages(group, changes_after(since, 1))
+            .await
+            .unwrap();
+        seen.extend(page.messages.iter().map(|m| (m.text.clone(), m.deleted)));
+        match page.messages.last() {
+            Some(m) if page.more => since = m.change_seq,
+            _ => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            (Some("c".into()), false),
+            (Some("a2".into()), false),
+            (None, true)
+        ]
+    );
+    let next = store
+        .append_message(message(group, None, "d"))
+        .await
+        .unwrap();
+    let all = store
+        .list_messages(group, changes_after(0, 10))
+        .await
+        .unwrap();
+    let largest = all.messages.iter().map(|m| m.change_seq).max().unwrap();
+    assert_eq!(
+        largest, next.message.message_id,
+        "after a reopen, numbers go on rising"
+    );
+}
+
+/// What `groups_changed` answers after each kind of change: a post, a member's marks, a
+/// member removed, a private group hidden and shown again, a group ended; numbers go on
+/// rising after a reopen.
+pub async fn groups_changed_since_a_number_lists_changed_groups_and_those_left<B: Backend>(
+    backend: B,
+) {
+    use confer_core::model::ChangedGroups;
+    let ids = |c: &ChangedGroups| -> (Vec<GroupId>, Vec<GroupId>) {
+        (
+            c.groups.iter().map(|g| g.conversation.group_id).collect(),
+            c.left.iter().map(|l| l.group_id).collect(),
+        )
+    };
+    let newest = |c: &ChangedGroups| -> u64 {
+        c.groups
+            .iter()
+            .map(|g| g.change_seq)
+            .chain(c.left.iter().map(|l| l.change_seq))
+            .max()
+            .unwrap_or(0)
+    };
+    let (group, private, last) = {
+        let store = backend.open();
+        let chat = |kind, members: &[u64]| NewConversation {
+            alias: None,
+            kind,
+            name: None,
+            avatar_url: None,
+            owner: Uin(1),
+            creator: Uin(1),
+            occupants: members.iter().map(|u| Uin(*u)).collect(),
+            created_at_us: 1,
+        };
+        let group = store
+            .create_conversation(chat(ConversationKind::Group, &[1, 2, 3]))
+            .await
+            .unwrap()
+            .group_id;
+        let private = store
+            .create_conversation(chat(ConversationKind::Private, &[1, 2]))
+            .await
+            .unwrap()
+            .group_id;
+        let all = store.groups_changed(Uin(1), 0).await.unwrap();
+        assert_eq!(ids(&all), (vec![group, private], vec![]));
+        let start = newest(&all);
+
+        // A post changes its group only, with the message's number.
+        let posted = store
+            .append_message(message(group, None, "hi"))
+            .await
+            .unwrap()
+            .message;
+        assert!(posted.change_seq > start);
+        let changed = store.groups_changed(Uin(2), start).await.unwrap();
+        assert_eq!(ids(&changed), (vec![group], vec![]));
+        assert_eq!(changed.groups[0].change_seq, posted.change_seq);
+        let after_post = posted.change_seq;
+
+        // A member's marks change the group for that member only.
+        let mut state = store.member_state(private, Uin(1)).await.unwrap().unwrap();
+        state.muted = true;
+        store
+            .set_member_state(private, Uin(1), state)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&store.groups_changed(Uin(1), after_post).await.unwrap()),
+            (vec![private], vec![])
+        );
+        assert_eq!(
+            ids(&store.groups_changed(Uin(2), after_post).await.unwrap()),
+            (vec![], vec![])
+        );
+
+        // A member removed: the group is one it left, and the others see it changed.
+        store.remove_occupant(group, Uin(3), 5).await.unwrap();
+        let gone = store.groups_changed(Uin(3), after_post).await.unwrap();
+        assert_eq!(ids(&gone), (vec![], vec![group]));
+        assert!(store.groups_of(Uin(3)).await.unwrap().is_empty());
+        let seen = store.groups_changed(Uin(2), after_post).await.unwrap();
+        assert_eq!(ids(&seen), (vec![group], vec![]));
+
+        // Hidden from the member who left it, shown again later.
+        let before_hide = newest(&store.groups_changed(Uin(1), 0).await.unwrap());
+        store
+            .set_hidden(private, BTreeSet::from([Uin(2)]), true)
+            .await
+            .unwrap();
+        let conv = store.conversation(private).await.unwrap().unwrap();
+        assert_eq!(conv.hidden, BTreeSet::from([Uin(2)]));
+        assert!(
+            store
+                .member_state(private, Uin(2))
+                .await
+                .unwrap()
+                .unwrap()
+                .hidden
+        );
+        let listed: Vec<GroupId> = store
+            .groups_of(Uin(2))
+            .await
+            .unwrap()
+            .iter()
+            .map(|g| g.conversation.group_id)
+            .collect();
+        assert_eq!(listed, vec![group], "a hidden group is not listed");
+        let hidden = store.groups_changed(Uin(2), before_hide).await.unwrap();
+        assert_eq!(ids(&hidden), (vec![], vec![private]));
+        let hidden_at = newest(&hidden);
+        assert!(matches!(
+            store
+                .set_hidden(private, BTreeSet::from([Uin(9)]), true)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        store
+            .set_hidden(private, BTreeSet::from([Uin(2)]), false)
+            .await
+            .unwrap();
+        let back = store.groups_changed(Uin(2), hidden_at).await.unwrap();
+        assert_eq!(ids(&back), (vec![private], vec![]));
+        assert!(store
+            .conversation(private)
+            .await
+            .unwrap()
+            .unwrap()
+            .hidden
+            .is_empty());
+
+        // A group ended is one its members left.
+        let before_end = newest(&store.groups_changed(Uin(1), 0).await.unwrap());
+        store.mark_destroyed(group, 9).await.unwrap();
+        let ended = store.groups_changed(Uin(1), before_end).await.unwrap();
+        assert_eq!(ids(&ended), (vec![], vec![group]));
+        let last = newest(&store.groups_changed(Uin(1), 0).await.unwrap()).max(newest(&ended));
+        store.flush().await.unwrap();
+        (group, private, last)
+    };
+    let store = backend.open();
+    assert_eq!(
+        ids(&store.groups_changed(Uin(3), 0).await.unwrap()),
+        (vec![], vec![group]),
+        "a departure survives a reopen"
+    );
+    let posted = store
+        .append_message(message(private, None, "again"))
+        .await
+        .unwrap()
+        .message;
+    assert!(
+        posted.change_seq > last,
+        "numbers go on rising after a reopen"
+    );
+    let changed = store.groups_changed(Uin(2), last).await.unwrap();
+    assert_eq!(ids(&changed), (vec![private], vec![]));
+}
+
+/// A profile replaces the account's name and avatar, `None` clears them, an unknown
+/// account is `NotFound`; it survives a reopen.
+pub async fn a_profile_is_replaced_and_cleared<B: Backend>(backend: B) {
+    let uin = {
+        let store = backend.open();
+        let uin = account(&store, "ann").await;
+        store
+            .set_profile(
+                uin,
+                Some("Ann".into()),
+                Some("https://x.example/a.png".into()),
+            )
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+        uin
+    };
+    let store = backend.open();
+    let ann = store.account_by_login("ann").await.unwrap().unwrap();
+    assert_eq!(
+        (ann.name.as_deref(), ann.avatar_url.as_deref()),
+        (Some("Ann"), Some("https://x.example/a.png"))
+    );
+    store
+        .set_profile(uin, Some("Ann B".into()), None)
+        .await
+        .unwrap();
+    let ann = store.account_by_login("ann").await.unwrap().unwrap();
+    assert_eq!((ann.name.as_deref(), ann.avatar_url), (Some("Ann B"), None));
+    store.set_profile(uin, None, None).await.unwrap();
+    assert_eq!(
+        store.account_by_login("ann").await.unwrap().unwrap().name,
+        None
+    );
+    assert!(matches!(
+        store
+            .set_profile(Uin(999_999), Some("x".into()), None)
+            .await,
         Err(StoreError::NotFound)
     ));
 }

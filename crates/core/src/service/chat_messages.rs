@@ -43,7 +43,8 @@ pub struct ChatMessageInput {
     pub attachments: Option<String>,
     pub nonce: Option<String>,
     pub version: u32,
-    /// Display fields sent along (group_name, sender_name …), kept with the message.
+    /// Display fields a client sent along (group_name, sender_name …): not used; the
+    /// server fills them from the account and the group (`profiles.rs`).
     pub extra: Option<Json>,
     /// Attachment item ids the message carries (the sender's own uploads).
     pub attachment_ids: Vec<u64>,
@@ -159,6 +160,11 @@ impl Core {
             return Err(CoreError::InvalidValue(EMPTY_MESSAGE.into()));
         }
         let conv = self.member_group(caller, group).await?;
+        let display = self.display_fields(&conv, caller.uin).await?;
+        if !conv.hidden.is_empty() && !conv.destroyed && !conv.blocked.contains(&caller.uin) {
+            // A private group someone left comes back to them with this message.
+            self.unhide(&conv, conv.hidden.clone()).await?;
+        }
         let new = NewMessage {
             group_id: group,
             sender: caller.uin,
@@ -167,7 +173,7 @@ impl Core {
             kind: input.kind,
             text: input.text,
             attachments: input.attachments,
-            body: input.extra,
+            body: display,
             nonce: input.nonce,
             version: input.version,
             created_at_us: now_us(),
@@ -287,6 +293,42 @@ impl Core {
             limit,
             max_bytes: self.settings.max_list_bytes,
             oldest_first: after.is_some() && before.is_none(),
+            changed_after: None,
+        };
+        let mut listed = self.storage.list_messages(group, query).await?;
+        self.with_receipts(group, &mut listed.messages).await?;
+        Ok(listed)
+    }
+
+    /// Every change to a group's messages after change number `since`, in change order:
+    /// new messages, edited ones (as they are now) and deleted ones (tombstones), each
+    /// once, with its `change_seq`; what the caller cleared is left out. A page stops at
+    /// `page_size` (capped by `max_list`; 0 is refused) or `max_list_bytes`; continue from
+    /// the last `change_seq` received while `more`.
+    pub async fn list_chat_changes(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        since: u64,
+        page_size: usize,
+    ) -> CoreResult<MessagePage> {
+        if page_size == 0 {
+            return Err(CoreError::InvalidValue(
+                super::groups::PAGE_SIZE_ZERO.into(),
+            ));
+        }
+        self.member_group(caller, group).await?;
+        let state = self
+            .storage
+            .member_state(group, caller.uin)
+            .await?
+            .unwrap_or_default();
+        let query = MessageQuery {
+            above_seq: state.cleared_seq,
+            limit: page_size.clamp(1, self.settings.max_list),
+            max_bytes: self.settings.max_list_bytes,
+            changed_after: Some(since),
+            ..MessageQuery::default()
         };
         let mut listed = self.storage.list_messages(group, query).await?;
         self.with_receipts(group, &mut listed.messages).await?;

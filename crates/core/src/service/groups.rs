@@ -4,7 +4,12 @@
 //! Rules: only members see or touch a group (anyone else is told it does not exist);
 //! only the owner changes it or blocks, except that in a private (1:1) group either
 //! member may block the other. A private group has exactly two members and exists once
-//! per pair: creating it again returns the existing one.
+//! per pair: creating it again returns the existing one. Leaving a private group hides it
+//! from the leaver, who stays a member: it comes back, with its history, on the next
+//! message in it or the leaver's `check_group`/`create_group` for the pair.
+//!
+//! Catching up: [`Core::list_group_changes`] gives every group whose listing changed
+//! after a change number, and every group the caller stopped seeing.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,7 +18,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::event::{EventBody, Grant};
 use crate::ids::{GroupId, Uin};
 use crate::model::{
-    now_us, Conversation, ConversationKind, GroupListing, MemberState, MessageQuery,
+    now_us, Conversation, ConversationKind, GroupListing, LeftGroup, MemberState, MessageQuery,
     NewConversation, Principal,
 };
 
@@ -110,6 +115,35 @@ impl Core {
         self.push_chat(to, kind, group.group_id.to_string(), body);
     }
 
+    /// Show a private group again to those of `uins` it was hidden from; they hear
+    /// `group`.
+    pub(super) async fn unhide(&self, conv: &Conversation, uins: BTreeSet<Uin>) -> CoreResult<()> {
+        let uins: BTreeSet<Uin> = uins.intersection(&conv.hidden).copied().collect();
+        if uins.is_empty() {
+            return Ok(());
+        }
+        self.storage
+            .set_hidden(conv.group_id, uins.clone(), false)
+            .await?;
+        let mut shown = conv.clone();
+        shown.hidden.retain(|u| !uins.contains(u));
+        self.push_group(uins, "group", &shown).await;
+        Ok(())
+    }
+
+    /// `group` shown again to the caller if they had left it (private groups).
+    async fn come_back(
+        &self,
+        caller: &Principal,
+        mut group: Conversation,
+    ) -> CoreResult<Conversation> {
+        if group.hidden.contains(&caller.uin) {
+            self.unhide(&group, BTreeSet::from([caller.uin])).await?;
+            group.hidden.remove(&caller.uin);
+        }
+        self.with_last_message(group).await
+    }
+
     /// Create a chat group; the caller is always a member. For a private group that
     /// exists already, the existing one is returned with `false`.
     pub async fn create_group(
@@ -146,7 +180,7 @@ impl Core {
                 .find_group_with_occupants(&kind, &occupants)
                 .await?
             {
-                return Ok((self.with_last_message(existing).await?, false));
+                return Ok((self.come_back(caller, existing).await?, false));
             }
         }
         let group = self
@@ -183,7 +217,7 @@ impl Core {
             .find_group_with_occupants(&kind, &occupants)
             .await?
             .ok_or(CoreError::ConversationNotFound)?;
-        self.with_last_message(group).await
+        self.come_back(caller, group).await
     }
 
     pub async fn update_group(
@@ -264,11 +298,23 @@ impl Core {
     }
 
     /// Leave a group. An owner who leaves hands the group to the member with the lowest
-    /// number; the last member to leave ends the group.
+    /// number; the last member to leave ends the group. Leaving a private group hides it
+    /// from the caller instead (see the module doc): the pair keeps its one group.
     pub async fn leave_group(&self, caller: &Principal, group: GroupId) -> CoreResult<()> {
         let mut conv = self.member_group(caller, group).await?;
         let now = now_us();
         let leaving = BTreeSet::from([caller.uin]);
+        if conv.kind == ConversationKind::Private {
+            if !conv.hidden.contains(&caller.uin) {
+                self.storage
+                    .set_hidden(group, leaving.clone(), true)
+                    .await?;
+                conv.hidden.insert(caller.uin);
+            }
+            self.end_call_participation(group, &leaving).await;
+            self.push_group([caller.uin], "delete_group", &conv).await;
+            return Ok(());
+        }
         conv.occupants.remove(&caller.uin);
         conv.updated_at_us = now;
         let heir = conv.occupants.iter().next().copied();
@@ -342,6 +388,47 @@ impl Core {
             }
         }
         Ok(groups)
+    }
+
+    /// Every change after change number `since` in what the caller's `list_group` shows,
+    /// oldest change first: groups whose listing changed (created, renamed, members,
+    /// blocks, the caller's marks, new, edited or deleted messages), and groups the caller
+    /// no longer sees (left, removed, ended, a private group left). At most `page_size`
+    /// (capped by `max_list`; 0 is refused) items of both kinds together, and whether
+    /// there are more: continue from the last `change_seq` received.
+    pub async fn list_group_changes(
+        &self,
+        caller: &Principal,
+        since: u64,
+        page_size: usize,
+    ) -> CoreResult<(Vec<GroupListing>, Vec<LeftGroup>, bool)> {
+        if page_size == 0 {
+            return Err(CoreError::InvalidValue(PAGE_SIZE_ZERO.into()));
+        }
+        let size = page_size.clamp(1, self.settings.max_list);
+        let changed = self.storage.groups_changed(caller.uin, since).await?;
+        let mut items: Vec<(u64, Result<GroupListing, LeftGroup>)> = changed
+            .groups
+            .into_iter()
+            .map(|g| (g.change_seq, Ok(g)))
+            .chain(changed.left.into_iter().map(|l| (l.change_seq, Err(l))))
+            .collect();
+        items.sort_by_key(|(seq, _)| *seq);
+        let more = items.len() > size;
+        let (mut groups, mut left) = (Vec::new(), Vec::new());
+        for (_, item) in items.into_iter().take(size) {
+            match item {
+                Ok(g) => groups.push(g),
+                Err(l) => left.push(l),
+            }
+        }
+        // The last message shows its status as a listed one does (`receipts.rs`).
+        for g in &mut groups {
+            if let Some(last) = g.last_message.take() {
+                g.last_message = Some(self.receipted(last).await);
+            }
+        }
+        Ok((groups, left, more))
     }
 
     /// Block or unblock a member from posting in a group.

@@ -17,6 +17,7 @@
 //! - `tokens`: live sessions end with the login token they were opened with.
 //! - `typing`: typing indicators end by themselves (timeout, last socket gone).
 //! - `receipts`: members' received/seen marks, and message status and receipts from them.
+//! - `profiles`: users' display names and avatars, and the display fields of messages.
 
 mod accounts;
 mod admin;
@@ -30,6 +31,7 @@ mod hub;
 mod messages;
 mod parties;
 mod presence;
+mod profiles;
 mod receipts;
 mod sessions;
 mod tokens;
@@ -44,6 +46,7 @@ pub use hub::{
 };
 pub use parties::PartyChange;
 pub use presence::{CHAT_DOOR, CONFLICT_STOP_CODE};
+pub use profiles::Profile;
 pub use receipts::Receipt;
 pub use sessions::SESSION_STOP_CODE;
 pub use tokens::TOKEN_ENDED_STOP_CODE;
@@ -115,6 +118,8 @@ pub struct Core {
     /// The next conference party id (`RoomMember::party`). Unique in this process; a
     /// registry spanning nodes would hand them out itself.
     next_party: AtomicU64,
+    /// Display names and avatars, read on every post (`profiles.rs`).
+    profiles: profiles::ProfileCache,
 }
 
 impl Core {
@@ -138,6 +143,7 @@ impl Core {
             calls: Mutex::new(calls::LiveCalls::default()),
             typing: typing::TypingState::default(),
             next_party: AtomicU64::new(1),
+            profiles: profiles::ProfileCache::default(),
         }
     }
 

@@ -1,6 +1,12 @@
 //! Group events: `create_group`, `update_group` (with `push_all`/`pull_all` and owner
 //! transfer), `leave_group`, `delete_conversation` (clears history for the caller only),
 //! `list_group` (paged, pinned first) and `check_group`.
+//!
+//! `list_group {since_seq}` catches up instead: oldest change first, the groups whose
+//! listing changed after that change number (in `groups`) and those the caller no longer
+//! sees (`left_groups: [{group_id, change_seq}]`), `more` when the page stopped early.
+//! `leave_group` of a private group hides it (`delete_group` to the leaver) until a
+//! message in it or the leaver's `check_group`/`create_group` for the pair brings it back.
 
 use confer_core::service::{GroupChanges, GroupSort};
 use confer_core::ConversationKind;
@@ -74,6 +80,28 @@ pub async fn list(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         2 => GroupSort::Created,
         _ => return Err(Failure::invalid("sort_by")),
     };
+    if let Some(since) = args.opt_u64(&["since_seq"])? {
+        if page > 0 {
+            return Err(Failure::invalid("since_seq (not with pindex)"));
+        }
+        let (groups, left, more) = ctx.core.list_group_changes(ctx.who, since, size).await?;
+        let left = left
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "group_id": l.group_id.0.to_string(),
+                    "change_seq": l.change_seq.to_string(),
+                })
+            })
+            .collect();
+        return Ok(Reply::ok()
+            .with(
+                "groups",
+                Value::Array(groups.iter().map(render::listing).collect()),
+            )
+            .with("left_groups", Value::Array(left))
+            .with("more", Value::Bool(more)));
+    }
     let groups = ctx.core.list_groups(ctx.who, page, size, sort).await?;
     Ok(Reply::ok().with(
         "groups",

@@ -14,13 +14,22 @@
 //! continue from the last `message_id` received (`last_message_id` newest first,
 //! `last_seen_message_id` oldest first), not by `pindex`, since a page cut by bytes is
 //! shorter than `psize`.
+//!
+//! Catching up on changes: `list_message {group_id, since_seq}` lists, oldest change
+//! first, every message whose `change_seq` is above `since_seq`: new ones, edited ones
+//! as they are now, deleted ones as tombstones (`status` 4), each once. Page on with the
+//! last `change_seq` received while `more`; it cannot be combined with the id bounds.
+//!
+//! `sender_name`, `sender_avatar`, `group_name`, `group_avatar` are the server's (from the
+//! sender's profile and the group, as they were when the message was posted): a client's
+//! are read and ignored.
 
 use confer_core::service::{ChatMessageInput, Receipt};
 use serde_json::Value;
 
 use super::{Ctx, Outcome, Reply, DISPLAY_FIELDS};
 use crate::args::Args;
-use crate::codes::DUPLICATE_MESSAGE;
+use crate::codes::{Failure, DUPLICATE_MESSAGE};
 use crate::render;
 
 /// The default `psize` of `list_message`.
@@ -36,6 +45,8 @@ pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         .and_then(|a| serde_json::from_str::<Value>(a).ok())
         .and_then(|v| confer_core::references::item_ids(&v, crate::args::upload_shape))
         .unwrap_or_default();
+    // What a client claims its name (or the group's) is does not count: read and dropped.
+    let _claimed = args.extras(DISPLAY_FIELDS);
     let input = ChatMessageInput {
         kind: args.opt_u32(&["type"])?.unwrap_or(0),
         text: args.opt_text(&["message"])?,
@@ -43,7 +54,7 @@ pub async fn create(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
         attachment_ids,
         nonce: args.opt_str(&["nonce"])?,
         version: args.opt_u32(&["version"])?.unwrap_or(0),
-        extra: args.extras(DISPLAY_FIELDS),
+        extra: None,
     };
     let (message, duplicate) = ctx
         .core
@@ -81,14 +92,28 @@ pub async fn list(ctx: &Ctx<'_>, mut args: Args) -> Outcome {
     let group = args.group()?;
     let before = args.opt_u64(&["last_message_id"])?.filter(|b| *b > 0);
     let after = args.opt_u64(&["last_seen_message_id"])?;
+    let since = args.opt_u64(&["since_seq"])?;
     let page = args.opt_u64(&["pindex"])?.unwrap_or(0) as usize;
     let size = args
         .opt_u64(&["psize"])?
         .map_or(DEFAULT_PAGE, |s| s as usize);
-    let listed = ctx
-        .core
-        .list_chat_messages(ctx.who, group, before, after, page, size)
-        .await?;
+    let listed = match since {
+        Some(_) if before.is_some() || after.is_some() || page > 0 => {
+            return Err(Failure::invalid(
+                "since_seq (not with last_message_id, last_seen_message_id or pindex)",
+            ))
+        }
+        Some(since) => {
+            ctx.core
+                .list_chat_changes(ctx.who, group, since, size)
+                .await?
+        }
+        None => {
+            ctx.core
+                .list_chat_messages(ctx.who, group, before, after, page, size)
+                .await?
+        }
+    };
     let mut list = String::from("[");
     for (i, m) in listed.messages.iter().enumerate() {
         if i > 0 {

@@ -8,12 +8,14 @@
 //! - `messages`: create/update/delete/list_message, received_message, seen_message.
 //! - `calls`: create/answer/stop_call, call_status, ice_sdp, ice_candidate, event.
 //! - `presence`: user_status (the caller's chosen online status and message_status).
+//! - `profiles`: update_profile, get_profile.
 
 mod calls;
 mod groups;
 mod messages;
 mod prefs;
 mod presence;
+mod profiles;
 mod tokens;
 
 use std::sync::Arc;
@@ -98,6 +100,8 @@ pub fn check_self(args: &mut Args, ctx: &Ctx<'_>, names: &[&str]) -> Result<(), 
 }
 
 /// Display fields messages and calls carry along, with their documented misspellings.
+/// On messages the server fills them itself (a client's are read and ignored); calls
+/// still carry what the caller sent.
 pub const DISPLAY_FIELDS: &[(&str, &str)] = &[
     ("group_name", "group_name"),
     ("group_avatar", "group_avatar"),
@@ -136,6 +140,8 @@ enum Ev {
     IceCandidate,
     Event,
     UserStatus,
+    UpdateProfile,
+    GetProfile,
 }
 
 /// Every client event the door answers, by name. [`dispatch`] finds events here and
@@ -170,6 +176,8 @@ const EVENTS: &[(&str, Ev)] = &[
     ("ice_candidate", Ev::IceCandidate),
     ("event", Ev::Event),
     ("user_status", Ev::UserStatus),
+    ("update_profile", Ev::UpdateProfile),
+    ("get_profile", Ev::GetProfile),
 ];
 
 /// The name of every client event the door answers, in table order.
@@ -217,6 +225,8 @@ async fn dispatch(name: &str, ctx: &Ctx<'_>, args: Args) -> Outcome {
         Ev::IceCandidate => calls::signal(ctx, args, "ice_candidate").await,
         Ev::Event => calls::event(ctx, args).await,
         Ev::UserStatus => presence::set(ctx, args).await,
+        Ev::UpdateProfile => profiles::update(ctx, args).await,
+        Ev::GetProfile => profiles::get(ctx, args).await,
     }
 }
 
