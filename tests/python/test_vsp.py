@@ -563,3 +563,77 @@ def test_chat_api_lines_arrive_here_and_lines_here_arrive_there_once_and_calls_g
             run(scenario())
         finally:
             server.stop()
+
+
+class RawClient:
+    """A WebSocket client on a plain socket with a tiny receive buffer, so that when it
+    stops reading the server's writes to it really stop."""
+
+    def __init__(self, port):
+        import socket
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /vsp/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def send(self, obj):
+        payload = json.dumps(obj).encode()
+        mask = os.urandom(4)
+        assert len(payload) < 126
+        frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(frame)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_client_that_stops_reading_is_cut_and_nobody_waits_for_it(data_dir):
+    add_user(data_dir, "ann@example.com", "pw")
+    add_user(data_dir, "slow@example.com", "pw")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "confer.toml")
+        with open(config, "w") as f:
+            f.write("outbound_queue = 8\nwrite_timeout_ms = 2000\nvsp_rate_burst = 100000\nvsp_rate_per_sec = 100000\n"
+                    "vsp_timer_interval_ms = 600000\n")
+        server = configured_server(data_dir, config)
+
+        async def scenario():
+            ann = await Vsp.connect(server)
+            await ann.login(server, "ann@example.com", "pw")
+            cid = str((await ann.call("cd", "create", name="Flood"))["result"]["ID"])
+            await ann.call("conf", "join", ID=cid)
+            # The slow client logs in, joins, then never reads again.
+            slow = RawClient(server.port)
+            slow.send({"cmd": "login", "seq": 0, "obj": "nd", "params": {"user": "slow@example.com", "password": "pw"}})
+            joined = None
+            while joined is None:
+                slow.send({"cmd": "join", "seq": 0, "obj": "conf", "params": {"ID": cid}})
+                try:
+                    joined = await ann.event("conf", "changed", where=changed_with("addParties", "slow@example.com"))
+                except asyncio.TimeoutError:
+                    pass
+            line = "x" * 60_000
+            cut = False
+            for i in range(2_000):
+                # Every command is still answered while the other connection is stuck.
+                assert (await ann.call("conf", "instantmsg", ID=cid, msg=line))["result"]["code"] == OK
+                ann.events.clear()
+                if i % 10 == 0:
+                    info = await ann.call("cd", "info", ID=cid)
+                    if info["result"]["confdata"]["parties"] == 1:
+                        cut = True
+                        break
+            assert cut, "the slow connection was never cut"
+            slow.close()
+
+        try:
+            run(scenario())
+        finally:
+            server.stop()

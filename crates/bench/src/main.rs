@@ -18,6 +18,10 @@
 //! - `logins`: password login bursts and floods of wrong guesses over HTTP: logins/s, server
 //!   RSS, a real login's latency during a flood (`logins.rs`).
 //!
+//! - `sfu`: P synthetic WebRTC parties (str0m peers) sending generated video and audio
+//!   through the media endpoint: forwarded frames/s, per-receiver loss and jitter, CPU per
+//!   forwarded frame (`scenarios/sfu.rs`).
+//!
 //! It measures; it never asserts a time. See BENCHMARKS.md for the commands and results.
 //!
 //! ## Layout
@@ -43,7 +47,7 @@ use crate::peers::confer::confer_bin;
 use crate::report::print_rows;
 use crate::scenarios::peak::{peak_search, PeakSearch};
 use crate::scenarios::{
-    drops::drops, fanout::fanout, idle::idle, ingest::ingest, logins, storm::storm,
+    drops::drops, fanout::fanout, idle::idle, ingest::ingest, logins, sfu, storm::storm,
 };
 
 #[derive(Parser)]
@@ -165,6 +169,16 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// Synthetic WebRTC parties sending ~500 kbit/s video + ~32 kbit/s audio through the
+    /// media endpoint, each receiving every other party of its conference.
+    Sfu {
+        #[arg(long, default_value_t = 6)]
+        parties: usize,
+        #[arg(long, default_value_t = 2)]
+        conferences: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Senders that each wait for the durable ack.
     Ingest {
         #[arg(long, default_value_t = 200)]
@@ -268,6 +282,18 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             seconds,
             cuts,
         } => drops(cli, *groups, *members, *rate, *seconds, *cuts).await?,
+        Scenario::Sfu {
+            parties,
+            conferences,
+            seconds,
+        } => {
+            let run = sfu::SfuRun {
+                parties: *parties,
+                conferences: *conferences,
+                seconds: *seconds,
+            };
+            sfu::sfu(&run).await?
+        }
     };
     print_rows(&rows);
     Ok(())

@@ -28,6 +28,8 @@ pub struct HubBox {
     pub siteip: Option<String>,
     /// How many keys it holds.
     pub keys: usize,
+    /// How many hub→edge items wait in its batch.
+    pub pending: usize,
 }
 
 /// Which map of stored keys a [`HubStore::hub_link`] lookup uses.

@@ -34,6 +34,12 @@ pub struct Metrics {
     password_hashes_refused: AtomicU64,
     /// Password logins refused by the per-account or per-address limit.
     logins_throttled: AtomicU64,
+    /// UDP datagrams the media endpoint dropped: malformed, unknown sender, failed checks.
+    media_datagrams_dropped: AtomicU64,
+    /// Media frames (audio or video) the media endpoint forwarded to a receiver.
+    media_forwarded: AtomicU64,
+    /// Media frames not forwarded because their sender was over its bitrate cap.
+    media_over_cap: AtomicU64,
 }
 
 impl Metrics {
@@ -76,6 +82,28 @@ impl Metrics {
 
     pub fn login_throttled(&self) {
         self.logins_throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn media_datagram_dropped(&self) {
+        self.media_datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn media_forwarded(&self, n: u64) {
+        self.media_forwarded.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn media_over_cap(&self) {
+        self.media_over_cap.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Datagrams the media endpoint dropped so far (tests and the load generator read it).
+    pub fn media_datagrams_dropped_total(&self) -> u64 {
+        self.media_datagrams_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Media frames forwarded so far.
+    pub fn media_forwarded_total(&self) -> u64 {
+        self.media_forwarded.load(Ordering::Relaxed)
     }
 
     pub fn deliveries_dropped(&self, n: u64) {
@@ -157,6 +185,21 @@ impl Metrics {
                 "confer_logins_throttled_total",
                 "Password logins refused by the per-account or per-address limit.",
                 &self.logins_throttled,
+            ),
+            (
+                "confer_media_datagrams_dropped_total",
+                "UDP datagrams the media endpoint dropped (malformed, unknown sender, failed STUN check).",
+                &self.media_datagrams_dropped,
+            ),
+            (
+                "confer_media_forwarded_total",
+                "Audio and video frames the media endpoint forwarded to a receiver.",
+                &self.media_forwarded,
+            ),
+            (
+                "confer_media_over_cap_total",
+                "Media frames not forwarded because their sender was over media_party_max_kbps.",
+                &self.media_over_cap,
             ),
         ];
         for (name, help, value) in simple {

@@ -19,7 +19,7 @@ use crate::{core_error, error, ok_json, Call, ChathostApi};
 const DASHBOARD: &str = "/chathost/admin";
 const LOGIN_PAGE: &str = "/chathost/login";
 
-fn form_fields(body: &[u8]) -> Value {
+pub(crate) fn form_fields(body: &[u8]) -> Value {
     let text = String::from_utf8_lossy(body);
     let mut map = serde_json::Map::new();
     for pair in text.split('&') {

@@ -8,7 +8,8 @@
 //! Paths are matched without regard to case (edges call both `/healthcheck` and
 //! `/healthCheck`), so the door routes `/chathost/…` itself ([`dispatch`]) rather than
 //! through axum's case-sensitive router. JSON bodies are read whole, at most
-//! [`MAX_BODY`] bytes (413 beyond), at most [`BODY_READERS`] at once.
+//! [`MAX_BODY`] bytes (413 beyond), at most [`BODY_READERS`] at once; at most
+//! [`STORING`] rosters or message arrays are stored at once.
 //!
 //! ## Layout
 //! - `auth`: the box credential (`Bearer <boxid>|<token>`) and the admin session cookie.
@@ -16,6 +17,7 @@
 //!   `messages` (both directions), `attachments` (exists, upload, download), `logs`,
 //!   `settings`: the box's endpoints, one file each.
 //! - `admin_auth` (`/auth`, `/logout`), `admin`: the admin API.
+//! - `fuzzing` (hidden): the decoders of box input, for the fuzz target in `fuzz/`.
 //! - [`FileStore`]: where attachment bytes go (the server plugs in its blob store).
 
 // A refusal is the answer itself (a `Response`), returned once per request: its size
@@ -26,6 +28,8 @@ mod admin;
 mod admin_auth;
 mod attachments;
 mod auth;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod logs;
 mod messages;
@@ -52,6 +56,9 @@ use serde_json::{json, Value};
 pub const MAX_BODY: usize = 50 * 1024 * 1024;
 /// How many requests may hold a body in memory at once; others wait their turn.
 pub const BODY_READERS: usize = 4;
+/// How many rosters or message arrays are stored at once (each is many writes); others
+/// wait their turn.
+pub const STORING: usize = 2;
 
 /// Where the hub keeps attachment bytes: content-addressed, type sniffed from content.
 #[async_trait]
@@ -72,6 +79,8 @@ pub struct ChathostApi {
     /// restart, as the original hub did).
     handed: Mutex<HashSet<u64>>,
     bodies: tokio::sync::Semaphore,
+    /// Turns of storing a roster or a message array ([`STORING`]).
+    storing: tokio::sync::Semaphore,
     started: Instant,
 }
 
@@ -83,6 +92,7 @@ impl ChathostApi {
             trust_on_first_use,
             handed: Mutex::new(HashSet::new()),
             bodies: tokio::sync::Semaphore::new(BODY_READERS),
+            storing: tokio::sync::Semaphore::new(STORING),
             started: Instant::now(),
         }
     }
@@ -160,6 +170,16 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
+impl ChathostApi {
+    /// Wait for a turn to store a roster or a message array.
+    pub(crate) async fn storing_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Response> {
+        self.storing
+            .acquire()
+            .await
+            .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))
+    }
+}
+
 /// A JSON answer with 200.
 pub(crate) fn ok_json(value: Value) -> Response {
     axum::Json(value).into_response()
@@ -189,7 +209,7 @@ pub(crate) fn core_error(e: CoreError) -> Response {
 }
 
 /// Percent-decode one path segment (`%20` and `+` stay distinct: only `%XX` is decoded).
-fn percent_decode(segment: &str) -> String {
+pub(crate) fn percent_decode(segment: &str) -> String {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

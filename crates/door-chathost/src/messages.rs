@@ -34,7 +34,9 @@ fn parse_one(value: &Value, at: &str) -> Result<(HubEdgeMessage, Option<String>)
     let obj = value
         .as_object()
         .ok_or_else(|| format!("{at}: a message must be an object"))?;
-    let id = text_of(obj.get("id")).ok_or_else(|| format!("{at}.id is required"))?;
+    let id = text_of(obj.get("id"))
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| format!("{at}.id is required"))?;
     let sender = text_of(obj.get("sender").and_then(|s| s.get("username")))
         .ok_or_else(|| format!("{at}.sender.username is required"))?;
     let recipient = obj
@@ -80,25 +82,30 @@ fn parse_one(value: &Value, at: &str) -> Result<(HubEdgeMessage, Option<String>)
     ))
 }
 
+/// The messages of a body, or why it is refused.
+pub(crate) fn parse(body: &Value) -> Result<Vec<(HubEdgeMessage, Option<String>)>, String> {
+    let items = body
+        .as_array()
+        .ok_or("the body must be a JSON array of messages")?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, m)| parse_one(m, &format!("[{i}]")))
+        .collect()
+}
+
 pub(crate) async fn post(api: &ChathostApi, boxid: &str, call: Call) -> Response {
     let body = match call.json(api).await {
         Ok(v) => v,
         Err(refused) => return refused,
     };
-    let Some(items) = body.as_array() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the body must be a JSON array of messages",
-        );
-    };
-    let parsed: Result<Vec<_>, String> = items
-        .iter()
-        .enumerate()
-        .map(|(i, m)| parse_one(m, &format!("[{i}]")))
-        .collect();
-    let parsed = match parsed {
+    let parsed = match parse(&body) {
         Ok(p) => p,
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
+    };
+    let _turn = match api.storing_turn().await {
+        Ok(t) => t,
+        Err(refused) => return refused,
     };
     let mut failed = Vec::new();
     let (mut stored, mut skipped) = (0, 0);

@@ -93,6 +93,10 @@ pub(crate) async fn post(api: &ChathostApi, boxid: &str, call: Call) -> Response
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
     let count = courses.len();
+    let _turn = match api.storing_turn().await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
     let roster = Json::from_validated(body.to_string());
     match api
         .core

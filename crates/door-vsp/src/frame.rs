@@ -41,6 +41,11 @@ impl Params {
         )
     }
 
+    /// The parameters, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+
     pub fn opt(&mut self, key: &str) -> Option<String> {
         self.0.remove(key)
     }
@@ -160,6 +165,17 @@ pub fn decode(text: &str) -> Result<Command, BadFrame> {
         seq,
         params,
     })
+}
+
+/// A command as a client sends it (tests and the fuzz target's round trip).
+pub fn command(c: &Command) -> String {
+    let params: Map<String, Value> = c
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+        .collect();
+    json!({"dst": "std", "lng": "en", "cmd": c.cmd, "seq": c.seq, "obj": c.obj, "params": params})
+        .to_string()
 }
 
 /// `{"ANSW":{cmd, seq, obj, result:{code:0, …extra}}}` or the error's `{code, text}`.

@@ -84,6 +84,18 @@ config! {
     /// has its own pool, and PostgreSQL accepts 100 connections unless configured
     /// (`max_connections`, a few of them reserved): keep nodes × this under it.
     database_pool_size: usize = 16;
+    /// Redis (or Valkey) that joins this node to the others of a cluster:
+    /// `redis://host:port/`. Unset: this node is alone. With it, events (External API
+    /// subscriptions) and Chat API pushes reach sessions on every node (see README
+    /// "Running several nodes" for what is not shared yet).
+    redis_url: Option<String> = None;
+    /// This node's name in the cluster, unique among the nodes. Unset: the host name and
+    /// the `listen` port (and a random suffix when the port is 0).
+    node_id: Option<String> = None;
+    /// Frames waiting to be published to Redis, at most; more are dropped and counted.
+    redis_queue: usize = 65_536;
+    /// Bytes of frames waiting to be published to Redis, at most.
+    redis_queue_bytes: usize = 64 << 20;
     /// How long one write to a client may take before it is disconnected (milliseconds).
     write_timeout_ms: u64 = 10_000;
     /// The most messages one listing returns.
@@ -233,9 +245,51 @@ config! {
     /// A STUN server's URL (`stun:stun.example.com:3478`), given to callers with or
     /// without TURN. Empty: none.
     stun_url: String = String::new();
+    /// The UDP address of the built-in media endpoint (the SFU) that `CALLME_S2` opens
+    /// media through, e.g. `0.0.0.0:3479`. Empty: no media endpoint (the conference door
+    /// answers media commands with "media unavailable").
+    media_udp_bind: String = String::new();
+    /// The IP address announced to clients for media (`servufrag`, the answer's
+    /// candidate) when it differs from the bound one; required when `media_udp_bind` is a
+    /// wildcard address.
+    media_public_ip: String = String::new();
+    /// At most this many parties of one conference have media at once; the next
+    /// `CALLME_S2` is refused as full.
+    max_parties_per_conference: usize = 16;
+    /// What one party may send through the media endpoint (audio and video together,
+    /// kbit/s): announced in the answer (`b=AS`), and frames beyond it are not forwarded.
+    media_party_max_kbps: u32 = 2_500;
+    /// A party whose media (ICE + DTLS) has not connected this long after `CALLME_S2` is
+    /// ended with `conf.webrtc.Disconnected` (milliseconds).
+    media_connect_timeout_ms: u64 = 30_000;
 }
 
 impl Config {
+    /// The media endpoint's settings, or `None` when `media_udp_bind` is empty.
+    pub fn media(&self) -> Result<Option<confer_media::SfuConfig>, String> {
+        let bind = self.media_udp_bind.trim();
+        if bind.is_empty() {
+            return Ok(None);
+        }
+        let bind = bind
+            .parse()
+            .map_err(|e| format!("media_udp_bind {bind:?}: {e}"))?;
+        let public_ip = match self.media_public_ip.trim() {
+            "" => None,
+            ip => Some(
+                ip.parse()
+                    .map_err(|e| format!("media_public_ip {ip:?}: {e}"))?,
+            ),
+        };
+        Ok(Some(confer_media::SfuConfig {
+            bind,
+            public_ip,
+            max_parties_per_conference: self.max_parties_per_conference,
+            party_max_kbps: self.media_party_max_kbps.max(1),
+            connect_timeout: std::time::Duration::from_millis(self.media_connect_timeout_ms),
+        }))
+    }
+
     /// The TURN and STUN servers every door hands its callers.
     pub fn turn(&self) -> confer_core::turn::TurnSettings {
         confer_core::turn::TurnSettings {

@@ -1,7 +1,7 @@
 //! # confer (the binary's library): wiring, configuration, shutdown
 //!
-//! [`start`] builds the core over its backends (SQLite storage, in-process bus and
-//! registry, GELF sink), mounts every door on one axum router, and serves until its
+//! [`start`] builds the core over its backends (SQLite or PostgreSQL storage, the
+//! in-process bus and registry, wrapped for Redis when `redis_url` is set, GELF sink), mounts every door on one axum router, and serves until its
 //! shutdown token is cancelled; then it drains connections and flushes storage.
 //!
 //! - [`config`]: the one `Config` struct (file + env + flags) and its generated example.
@@ -10,6 +10,7 @@
 //! - [`sync`]: the edge role of the edge-to-hub sync (`confer sync push|settings|schedule`).
 //! - `hub_files`: the hub role's attachment bytes in the blob store.
 //! - [`admin_client`]: the admin HTTP API's client, for `confer group|message|session`.
+//! - [`migrate`]: `confer migrate --to postgres://…`, SQLite into PostgreSQL, verified.
 //! - `main.rs`: the CLI (`serve`, `user`, `attachments`, `group`, `message`, `session`,
 //!   `config example`) and logging set-up.
 //!
@@ -21,6 +22,7 @@ pub mod config;
 pub mod gelf;
 mod hub_files;
 mod limits;
+pub mod migrate;
 mod serve;
 pub mod sync;
 
@@ -30,6 +32,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use confer_bus::{LocalBus, LocalRegistry};
+use confer_core::bus::{EventBus, SessionRegistry};
 use confer_core::hasher::HasherSettings;
 use confer_core::login_limits::LoginLimitSettings;
 use confer_core::logsink::LogSink;
@@ -67,8 +70,26 @@ async fn final_flush(
 pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
     let metrics = Arc::new(Metrics::default());
     let storage = open_storage(config, metrics.clone())?;
-    let registry = Arc::new(LocalRegistry::new());
-    let bus = Arc::new(LocalBus::new(registry.clone()));
+    let local_registry = Arc::new(LocalRegistry::new());
+    let local_bus = Arc::new(LocalBus::new(local_registry.clone()));
+    let (bus, registry): (Arc<dyn EventBus>, Arc<dyn SessionRegistry>) =
+        match config.redis_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => {
+                let (bus, registry) = confer_bus_redis::start(
+                    confer_bus_redis::RedisOptions {
+                        url: url.to_string(),
+                        node_id: node_id(config),
+                        queue: config.redis_queue,
+                        queue_bytes: config.redis_queue_bytes,
+                    },
+                    local_bus,
+                    local_registry,
+                )
+                .context("joining the cluster through redis_url")?;
+                (Arc::new(bus), Arc::new(registry))
+            }
+            None => (local_bus, local_registry),
+        };
     let logs: Option<Arc<dyn LogSink>> = match &config.gelf {
         Some(url) => Some(Arc::new(gelf::GelfSink::from_url(
             url,
@@ -108,6 +129,27 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
     Ok(Arc::new(Core::new(
         storage, bus, registry, logs, metrics, settings,
     )))
+}
+
+/// This node's name: `node_id`, else the host name and the `listen` port (a random
+/// suffix instead of port 0, which every test node would share).
+fn node_id(config: &Config) -> String {
+    if let Some(id) = config.node_id.as_deref().filter(|i| !i.is_empty()) {
+        return id.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() {
+        "confer".into()
+    } else {
+        host
+    };
+    match config.listen.rsplit_once(':').map(|(_, port)| port) {
+        Some(port) if port != "0" => format!("{host}:{port}"),
+        _ => format!("{host}-{:016x}", rand::random::<u64>()),
+    }
 }
 
 /// The storage `config` names: PostgreSQL with a `database_url`, else the embedded
@@ -256,6 +298,17 @@ pub async fn start_with_media(
         shutdown.clone(),
         tracker.clone(),
     );
+    // An endpoint handed in (tests) wins; otherwise the configured SFU, if any.
+    let media: Option<Arc<dyn confer_core::media::MediaEndpoint>> =
+        match (media, config.media().map_err(anyhow::Error::msg)?) {
+            (Some(given), _) => Some(given),
+            (None, Some(settings)) => Some(
+                confer_media::Sfu::start(settings, core.metrics().clone())
+                    .await
+                    .context("starting the media endpoint")?,
+            ),
+            (None, None) => None,
+        };
     let vsp = Arc::new(confer_door_vsp::Vsp {
         core: core.clone(),
         settings: confer_door_vsp::Settings {

@@ -1,4 +1,4 @@
-//! The `confer` command: `serve`, `user add|list|passwd`, `attachments`, `config example`,
+//! The `confer` command: `serve`, `user add|list|passwd`, `attachments`, `migrate`, `config example`,
 //! and `group`, `message`, `session`, which act on the running server through its admin
 //! HTTP API (`confer_server::admin_client`).
 //!
@@ -73,6 +73,16 @@ enum Cmd {
         action: AttachmentsCmd,
     },
     /// Chat groups of the running server.
+    /// Copy this data folder's SQLite database into PostgreSQL (stop the server first):
+    /// with progress, resumable (run it again after an interruption), and verified by
+    /// row counts and checksums of every table. Then set `database_url` to the same URL.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+        /// The target, `postgres://user:password@host:port/database`.
+        #[arg(long)]
+        to: String,
+    },
     Group {
         #[command(flatten)]
         remote: Remote,
@@ -592,6 +602,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 token.cancel();
             });
             running.wait().await
+        }
+        Cmd::Migrate { common, to } => {
+            let config = load(&common, None)?;
+            init_logging(&config);
+            let quiet = !std::io::stderr().is_terminal();
+            let reports = confer_server::migrate::migrate(&config.data_dir, &to, quiet).await?;
+            for r in &reports {
+                println!(
+                    "{}: {} rows ({} copied by this run), SHA-256 {}",
+                    r.table, r.rows, r.copied, r.checksum
+                );
+            }
+            println!("verified: every table holds the same rows in PostgreSQL");
+            Ok(())
         }
         Cmd::Attachments { common, action } => {
             let config = load(&common, None)?;

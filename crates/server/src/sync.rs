@@ -885,7 +885,7 @@ async fn receive(
     };
     let tag = message.trim_start();
     if tag.starts_with("<attachment") {
-        let filepath = attribute(tag, "filepath").unwrap_or_default();
+        let filepath = download_path(&attribute(tag, "filepath").unwrap_or_default());
         let filename = attribute(tag, "filename").unwrap_or_else(|| "file".into());
         let kind = attribute(tag, "type").unwrap_or_else(|| "document".into());
         let a = hub
@@ -927,6 +927,21 @@ async fn receive(
         .await?)
 }
 
+/// The path on the hub to download `filepath` from: a path as it is, a full URL by its
+/// path (the credential goes only to the hub synced with).
+fn download_path(filepath: &str) -> String {
+    let rest = filepath
+        .strip_prefix("https://")
+        .or_else(|| filepath.strip_prefix("http://"));
+    match rest {
+        Some(rest) => rest
+            .find('/')
+            .map_or("/".to_string(), |i| rest[i..].to_string()),
+        None if filepath.starts_with('/') => filepath.to_string(),
+        None => format!("/{filepath}"),
+    }
+}
+
 async fn store_blob(blobs: &Arc<dyn BlobStore>, data: &[u8]) -> anyhow::Result<String> {
     use sha2::Digest;
     let sha = hex::encode(sha2::Sha256::digest(data));
@@ -937,6 +952,16 @@ async fn store_blob(blobs: &Arc<dyn BlobStore>, data: &[u8]) -> anyhow::Result<S
         return Err(e.into());
     }
     Ok(sha)
+}
+
+/// The wait after a run: `every` after a success; after a failure twice the last wait,
+/// at most an hour (or `every`, if that is longer).
+fn next_wait(last: Duration, every: Duration, ok: bool) -> Duration {
+    if ok {
+        every
+    } else {
+        last.saturating_mul(2).min(MAX_BACKOFF.max(every))
+    }
 }
 
 /// Run every `every`; after a failed run wait twice as long each time (up to an hour),
@@ -951,15 +976,64 @@ pub async fn schedule(config: &Config, options: &Options, every: Duration) -> an
                 false
             }
         };
-        wait = if ok {
-            every
-        } else {
-            (wait * 2).min(MAX_BACKOFF.max(every))
-        };
+        wait = next_wait(wait, every, ok);
         tracing::info!(next_in_secs = wait.as_secs(), ok, "next sync");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hub_that_stays_down_is_tried_less_and_less_often_and_normally_again_once_it_answers() {
+        let every = Duration::from_secs(300);
+        let mut wait = every;
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            wait = next_wait(wait, every, false);
+            waits.push(wait.as_secs());
+        }
+        assert_eq!(waits, [600, 1200, 2400, 3600, 3600, 3600]);
+        assert_eq!(next_wait(wait, every, true), every);
+    }
+
+    #[test]
+    fn a_hub_address_gives_host_port_and_the_chathost_prefix() {
+        let h = Hub::new("http://10.0.0.5:8080", "b", "t", Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            (h.tls, h.host.as_str(), h.port, h.prefix.as_str()),
+            (false, "10.0.0.5", 8080, "/chathost")
+        );
+        let h = Hub::new(
+            "https://hub.example.org/chathost/",
+            "b",
+            "t",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            (h.tls, h.host.as_str(), h.port, h.prefix.as_str()),
+            (true, "hub.example.org", 443, "/chathost")
+        );
+        assert!(Hub::new("http://", "b", "t", Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn attachment_tags_and_file_paths_are_read_as_the_hub_writes_them() {
+        let tag = r#"<attachment type="photo" id="7" filename="a &quot;b&quot;.png" filepath="/chathost/files/3/7">"#;
+        assert_eq!(attribute(tag, "filename").as_deref(), Some("a \"b\".png"));
+        assert_eq!(attribute(tag, "type").as_deref(), Some("photo"));
+        assert_eq!(attribute(tag, "missing"), None);
+        assert_eq!(download_path("/chathost/files/3/7"), "/chathost/files/3/7");
+        assert_eq!(
+            download_path("https://hub.org/chathost/files/3/7"),
+            "/chathost/files/3/7"
+        );
+        assert_eq!(download_path("files/3"), "/files/3");
     }
 }

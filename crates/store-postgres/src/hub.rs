@@ -13,7 +13,8 @@ use tokio_postgres::{Row, Transaction};
 use crate::{backend, from_sql_id, one_row, to_sql_id, PgStore};
 
 const BOX_COLUMNS: &str = "boxid, created_at, last_sync, roster, roster_at, roster_key, siteip, \
-     (SELECT COUNT(*) FROM hub_keys k WHERE k.boxid = b.boxid)";
+     (SELECT COUNT(*) FROM hub_keys k WHERE k.boxid = b.boxid), \
+     (SELECT COUNT(*) FROM hub_batch q WHERE q.boxid = b.boxid)";
 
 fn box_row(row: &Row) -> Result<HubBox, tokio_postgres::Error> {
     Ok(HubBox {
@@ -27,6 +28,7 @@ fn box_row(row: &Row) -> Result<HubBox, tokio_postgres::Error> {
         roster_key: row.try_get(5)?,
         siteip: row.try_get(6)?,
         keys: usize::try_from(row.try_get::<_, i64>(7)?).unwrap_or(0),
+        pending: usize::try_from(row.try_get::<_, i64>(8)?).unwrap_or(0),
     })
 }
 

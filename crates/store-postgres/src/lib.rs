@@ -16,7 +16,7 @@
 //!
 //! ## Durability and group commit
 //! A write returns after `COMMIT` returned, with PostgreSQL's `synchronous_commit` on
-//! (its default; the connection asks for it): the change is in the flushed WAL. Writes
+//! (each connection asks for it, whatever the server's default): the change is in the flushed WAL. Writes
 //! run on a bounded pool of connections ([`PgOptions::pool_size`]); PostgreSQL flushes
 //! the WAL of transactions that commit at the same moment together (its own group
 //! commit), so the pool's concurrent commits share fsyncs the way SQLite's writer thread
@@ -67,9 +67,15 @@ impl PgStore {
     /// migrations run on a connection of their own, on a thread of their own; the pool's
     /// connections are made on the caller's runtime as they are first needed.
     pub fn open(url: &str, options: PgOptions) -> StoreResult<Self> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("database_url: {e}")))?;
+        // Acknowledged means durable, whatever the server's or the role's default says.
+        let session = format!(
+            "{} -c synchronous_commit=on",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(session.trim());
         let migrate_config = config.clone();
         std::thread::scope(|scope| {
             scope

@@ -7,10 +7,11 @@
 //! message id (the sequence's `nextval`, taken while the lock is held) rises with the seq
 //! within the conversation, which listing by id bounds relies on, as on SQLite.
 //!
-//! **Retries across nodes:** the nonce check runs under the same lock, and a unique index
-//! on (group, sender, nonce) backs it, so a retry that reaches another node finds the
-//! original as soon as it was acknowledged. Unlike SQLite's in-memory window, a nonce is
-//! recognized for as long as its message exists.
+//! **Retries across nodes:** the nonce check runs under the same lock, through an index on
+//! (group, sender, nonce), so a retry that reaches another node finds the original as
+//! soon as it was acknowledged, and two copies of one retry take turns (the second finds
+//! the first). Unlike SQLite's in-memory window, a nonce is recognized for as long as its
+//! message exists (the newest message with it, should a migrated folder hold two).
 //!
 //! **Change numbers:** a message's id is its change number (`changes.rs`), taken from the
 //! clock after the conversation's lock, so ids still rise with seqs within a conversation;
@@ -127,7 +128,8 @@ impl MessageStore for PgStore {
             let original = tx
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM messages
-                     WHERE group_id = $1 AND sender = $2 AND nonce = $3"
+                     WHERE group_id = $1 AND sender = $2 AND nonce = $3
+                     ORDER BY message_id DESC LIMIT 1"
                 ))
                 .await
                 .map_err(backend)?;

@@ -16,8 +16,10 @@ const MIGRATION_LOCK: i64 = 0x636f_6e66_6572; // "confer"
 const MIGRATIONS: &[&str] = &[
     // 1: the schema of SQLite's migration 8, in PostgreSQL's types. Differences: a
     // conversation keeps its `last_seq` (its row is locked by each append, which is what
-    // makes seqs gapless when several nodes post to it at once), and a nonce is unique
-    // per (group, sender) through an index, which every node sees.
+    // makes seqs gapless when several nodes post to it at once), and nonces are indexed
+    // by (group, sender), which every node sees. Not unique: SQLite recognizes a nonce
+    // only within its window, so a folder copied by `confer migrate` may hold one nonce
+    // twice; the newest is the one a retry finds.
     "CREATE TABLE accounts (
         uin BIGINT PRIMARY KEY,
         login TEXT NOT NULL UNIQUE,
@@ -84,7 +86,7 @@ const MIGRATIONS: &[&str] = &[
         files TEXT,
         UNIQUE (group_id, seq)
     );
-    CREATE UNIQUE INDEX messages_nonce ON messages(group_id, sender, nonce)
+    CREATE INDEX messages_nonce ON messages(group_id, sender, nonce)
         WHERE nonce IS NOT NULL;
     CREATE TABLE device_tokens (
         token TEXT PRIMARY KEY,

@@ -12,7 +12,8 @@ use rusqlite::{params, OptionalExtension, Row};
 use crate::{backend, exec, one_row, query_row, to_sql_id, SqliteStore};
 
 const BOX_COLUMNS: &str = "boxid, created_at, last_sync, roster, roster_at, roster_key, siteip, \
-     (SELECT COUNT(*) FROM hub_keys k WHERE k.boxid = b.boxid)";
+     (SELECT COUNT(*) FROM hub_keys k WHERE k.boxid = b.boxid), \
+     (SELECT COUNT(*) FROM hub_batch q WHERE q.boxid = b.boxid)";
 
 fn box_row(row: &Row<'_>) -> rusqlite::Result<HubBox> {
     Ok(HubBox {
@@ -24,6 +25,7 @@ fn box_row(row: &Row<'_>) -> rusqlite::Result<HubBox> {
         roster_key: row.get(5)?,
         siteip: row.get(6)?,
         keys: row.get::<_, i64>(7)? as usize,
+        pending: row.get::<_, i64>(8)? as usize,
     })
 }
 

@@ -856,7 +856,8 @@ pub async fn a_hub_batch_is_taken_once_as_prepared_and_moves_the_marks<B: Backen
         vec![mark(g1, 0), mark(g2, 42)]
     );
     assert_eq!(store.hub_groups("b2").await.unwrap(), vec![mark(g1, 0)]);
-    assert_eq!(store.hub_box("b1").await.unwrap().unwrap().last_sync, 7);
+    let b1 = store.hub_box("b1").await.unwrap().unwrap();
+    assert_eq!((b1.last_sync, b1.pending), (7, 3));
 
     assert!(store.hub_take_batch("b1", 999).await.unwrap().is_empty());
     assert!(store.hub_take_batch("b2", 1000).await.unwrap().is_empty());
@@ -868,6 +869,7 @@ pub async fn a_hub_batch_is_taken_once_as_prepared_and_moves_the_marks<B: Backen
         store.hub_take_batch("b1", 1000).await.unwrap().is_empty(),
         "a batch is taken once"
     );
+    assert_eq!(store.hub_box("b1").await.unwrap().unwrap().pending, 0);
 
     // Several takes at once: exactly one gets the batch.
     let store = Arc::new(store);

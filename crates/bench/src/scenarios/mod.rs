@@ -7,4 +7,5 @@ pub(crate) mod idle;
 pub(crate) mod ingest;
 pub(crate) mod logins;
 pub(crate) mod peak;
+pub(crate) mod sfu;
 pub(crate) mod storm;

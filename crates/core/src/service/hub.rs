@@ -484,12 +484,14 @@ impl Core {
     /// `messageStatus`: the box's last sync time (1 if never), after adding to its batch
     /// every message written since to its students by someone else, oldest first per
     /// conversation, and moving its sync time to now. Items not yet fetched stay in the
-    /// batch. At most [`MAX_BATCH`] items are added; the rest come next time.
+    /// batch, which holds at most [`MAX_BATCH`] items; the rest come next time.
     pub async fn hub_prepare_batch(&self, boxid: &str) -> CoreResult<i64> {
-        let since = match self.storage.hub_box(boxid).await? {
+        let known = self.storage.hub_box(boxid).await?;
+        let since = match &known {
             Some(b) if b.last_sync > 0 => b.last_sync,
             _ => 1,
         };
+        let room = MAX_BATCH.saturating_sub(known.map_or(0, |b| b.pending));
         let suffix = format!(".{boxid}");
         let mut items = Vec::new();
         let mut marks = Vec::new();
@@ -517,7 +519,7 @@ impl Core {
                     )
                     .await?;
                 for m in &page.messages {
-                    if items.len() + students.len() > MAX_BATCH {
+                    if items.len() + students.len() > room {
                         marks.push(HubGroup {
                             group_id: group.group_id,
                             handed_seq: mark,

@@ -320,7 +320,7 @@ mod tests {
             assert!(seen.insert(name), "{name} twice");
             assert!(find(name).is_some());
         }
-        assert_eq!(seen.len(), 28);
+        assert_eq!(seen.len(), 30);
         assert!(find("login").is_none());
         assert!(find("create_messages").is_none());
     }

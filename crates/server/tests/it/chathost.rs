@@ -806,6 +806,55 @@ impl Pair {
         assert_eq!(status, 201, "{answer}");
     }
 
+    /// The teacher sends a photo on the hub (uploaded through the core, as the file door
+    /// does).
+    async fn teacher_sends_photo(&self) {
+        let core = confer_server::build_core(&self.hub.config).unwrap();
+        let accounts = core.list_accounts().await.unwrap();
+        let who = |l: &str| {
+            let a = accounts.iter().find(|a| a.login == l).unwrap();
+            Principal {
+                uin: a.uin,
+                login: a.login.clone(),
+                admin: false,
+            }
+        };
+        let (t, s) = (who("tmath"), who(&format!("sam.{BOX}")));
+        let blobs = confer_server::open_blobs(&self.hub.config).unwrap();
+        use confer_door_files::BlobStore;
+        use sha2::Digest;
+        let content = [PNG, b"teacher"].concat();
+        let sha = hex::encode(sha2::Sha256::digest(&content));
+        let staged = blobs.staging_path();
+        std::fs::write(&staged, &content).unwrap();
+        blobs.publish(&staged, &sha).await.unwrap();
+        let up = core
+            .register_upload(
+                &t,
+                sha,
+                content.len() as u64,
+                "image/png".into(),
+                "leaf.png".into(),
+            )
+            .await
+            .unwrap();
+        core.add_file(&t, up.item_id).await.unwrap();
+        let g = core
+            .check_group(&t, ConversationKind::Private, BTreeSet::from([s.uin]))
+            .await
+            .unwrap();
+        let input = confer_core::service::ChatMessageInput {
+            kind: 2,
+            attachments: Some(json!([{"item_id": up.item_id.to_string()}]).to_string()),
+            attachment_ids: vec![up.item_id],
+            ..Default::default()
+        };
+        core.post_chat_message(&t, &SessionId::random(), g.group_id, input)
+            .await
+            .unwrap();
+        core.flush().await.unwrap();
+    }
+
     /// (texts of the hub's conversation, texts of the edge's).
     pub(crate) async fn both_sides(&self) -> (Vec<String>, Vec<String>) {
         let show = |m: &confer_core::Message| match m.files.first() {
@@ -845,12 +894,23 @@ async fn a_confer_edge_syncs_with_a_confer_hub_both_ways_and_a_second_run_moves_
     core.hub_queue_setting(BOX, "wifi", "on").await.unwrap();
     core.flush().await.unwrap();
     pair.teacher_answers("well done, Sam").await;
+    pair.teacher_sends_photo().await;
     let report = pair.run(Hooks::default()).await;
     assert_eq!(report.failed, None, "{:?}", report.steps);
-    assert_eq!((report.messages_sent, report.messages_received), (0, 1));
+    assert_eq!((report.messages_sent, report.messages_received), (0, 2));
     assert_eq!(report.settings_applied, ["wifi"]);
     let (_, edge) = pair.both_sides().await;
-    assert_eq!(edge.last().map(String::as_str), Some("well done, Sam"));
+    assert_eq!(
+        edge[edge.len() - 2..],
+        ["well done, Sam".to_string(), "[image/png]".to_string()]
+    );
+    // The photo was downloaded: the student reads the teacher's bytes on the edge.
+    let on_edge = private_messages(&pair.edge, "sam", "tmath").await;
+    let file = &on_edge.last().unwrap().files[0];
+    assert_eq!(
+        (file.filename.as_str(), file.size),
+        ("leaf.png", PNG.len() as u64 + 7)
+    );
     let edge_core = confer_server::build_core(&pair.edge.config).unwrap();
     let settings = edge_core.hub_settings("").await.unwrap();
     assert!(settings.iter().any(|s| s.key == "wifi" && s.value == "on"));
@@ -952,4 +1012,282 @@ async fn a_hub_that_is_down_or_refuses_the_key_ends_the_run_with_a_report_saying
     .unwrap();
     assert_eq!(written["ok"], false);
     assert!(written["failed"].as_str().unwrap().starts_with("step 1"));
+}
+
+/// A hub that misbehaves as told: `mode` names the step that goes wrong and how.
+/// Everything else answers as a hub with nothing to send. The bodies posted to
+/// `/chathost/messages` are kept.
+async fn fake_hub(mode: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::extract::State;
+    use axum::routing::{any, get, post};
+    type Posted = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+    let posted: Posted = Default::default();
+    async fn status() -> axum::response::Response {
+        use axum::response::IntoResponse;
+        "1".into_response()
+    }
+    let app = axum::Router::new()
+        .route("/chathost/healthcheck", get(|| async { "OK" }))
+        .route("/chathost/check", get(|| async { "OK" }))
+        .route(
+            "/chathost/messageStatus",
+            get(move || async move {
+                if mode == "hang" {
+                    std::future::pending::<()>().await;
+                }
+                status().await
+            }),
+        )
+        .route(
+            "/chathost/courseRosters",
+            post(move || async move {
+                if mode == "5xx" {
+                    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom")
+                } else {
+                    (axum::http::StatusCode::OK, "OK")
+                }
+            }),
+        )
+        .route(
+            "/chathost/messages",
+            post(move |State(p): State<Posted>, body: String| async move {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                p.lock().unwrap().push(v.clone());
+                if mode == "404" {
+                    let first = v[0]["id"].clone();
+                    (
+                        axum::http::StatusCode::NOT_FOUND,
+                        json!([first]).to_string(),
+                    )
+                } else {
+                    (axum::http::StatusCode::OK, "{}".to_string())
+                }
+            }),
+        )
+        .route(
+            "/chathost/messages/{since}",
+            get(move || async move {
+                if mode == "malformed" {
+                    "[{not json"
+                } else {
+                    "[]"
+                }
+            }),
+        )
+        .route("/chathost/{*rest}", any(|| async { "[]" }))
+        .with_state(posted.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), posted)
+}
+
+#[tokio::test]
+async fn a_hub_that_hangs_fails_answers_garbage_or_refuses_messages_is_reported_and_the_next_run_catches_up(
+) {
+    let pair = Pair::new().await;
+    let mut config = pair.edge.config.clone();
+    config.sync_timeout_ms = 300;
+    let run = |hub: String| {
+        let config = config.clone();
+        let options = Options {
+            hub: Some(hub),
+            ..pair.options()
+        };
+        async move {
+            sync::run_with(&config, &options, Hooks::default())
+                .await
+                .unwrap()
+        }
+    };
+    let (hang, _) = fake_hub("hang").await;
+    let failed = run(hang).await.failed.unwrap();
+    assert!(
+        failed.starts_with("step 3 (messageStatus): no answer within 300 ms"),
+        "{failed}"
+    );
+    let (five, _) = fake_hub("5xx").await;
+    let failed = run(five).await.failed.unwrap();
+    assert_eq!(failed, "step 4 (courseRosters): HTTP 500: boom");
+    let (garbage, posted) = fake_hub("malformed").await;
+    let failed = run(garbage).await.failed.unwrap();
+    assert!(
+        failed.starts_with("step 7 (messages since): malformed JSON"),
+        "{failed}"
+    );
+    assert_eq!(
+        posted.lock().unwrap()[0].as_array().unwrap().len(),
+        2,
+        "both messages went up"
+    );
+    // The fake hub took them (200): they are not sent to it again.
+    let (refusing, posted) = fake_hub("404").await;
+    let report = run(refusing.clone()).await;
+    assert_eq!(
+        report.messages_sent, 0,
+        "already accepted by the other hub: {:?}",
+        report.steps
+    );
+    // A new message refused (404 with its id) stays owed: sent again on the next run.
+    pair.student_says("refused once").await;
+    let report = run(refusing.clone()).await;
+    assert_eq!(report.failed, None);
+    assert_eq!(report.messages_failed.len(), 1);
+    let report = run(refusing).await;
+    assert_eq!(report.messages_failed.len(), 1, "retried");
+    let bodies = posted.lock().unwrap().clone();
+    let texts: Vec<&Value> = bodies
+        .iter()
+        .flat_map(|b| b.as_array().unwrap())
+        .map(|m| &m["message"])
+        .collect();
+    assert_eq!(
+        texts.iter().filter(|t| **t == "refused once").count(),
+        2,
+        "{texts:?}"
+    );
+}
+
+fn confer(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_confer"))
+        .args(args)
+        .env("CONFER_DATA_DIR", data_dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn boxes_and_hub_administrators_are_managed_from_the_cli() {
+    let s = hub().await;
+    let dir = s.data_dir();
+    let out = confer(&["hub", "box", "add", BOX], &dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let credential = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let token = credential
+        .strip_prefix(&format!("{BOX}|"))
+        .expect("boxid|token");
+    let auth = bearer(token);
+    assert_eq!(
+        s.http("GET", "/chathost/check", &[("Authorization", &auth)], "")
+            .await
+            .0,
+        200
+    );
+    // A second key, given: both work.
+    assert!(confer(&["hub", "box", "add", BOX, "--token", TOKEN], &dir)
+        .status
+        .success());
+    assert_eq!(call(&s, "GET", "/chathost/check", "").await.0, 200);
+    assert_eq!(
+        s.http("GET", "/chathost/check", &[("Authorization", &auth)], "")
+            .await
+            .0,
+        200
+    );
+    let list = String::from_utf8_lossy(&confer(&["hub", "box", "list"], &dir).stdout).to_string();
+    assert!(list.starts_with(&format!("{BOX}\t2\t")), "{list}");
+    let bad = confer(&["hub", "box", "add", "a|b"], &dir);
+    assert!(!bad.status.success());
+    // `resetKey <token>` through the admin API: the new key only.
+    let cookie = admin_cookie(&s).await;
+    let reset = format!("/chathost/admin/security/{BOX}/resetKey%20fresh-key-123");
+    assert_eq!(admin(&s, &cookie, "PUT", &reset, "").await.0, 200);
+    assert_eq!(call(&s, "GET", "/chathost/check", "").await.0, 401);
+    let fresh = bearer("fresh-key-123");
+    assert_eq!(
+        s.http("GET", "/chathost/check", &[("Authorization", &fresh)], "")
+            .await
+            .0,
+        200
+    );
+    assert!(confer(&["hub", "box", "remove", BOX], &dir)
+        .status
+        .success());
+    assert_eq!(call(&s, "GET", "/chathost/check", "").await.0, 401);
+    assert!(!confer(&["hub", "box", "remove", BOX], &dir)
+        .status
+        .success());
+    // `user add --admin`: a hub administrator.
+    let out = confer(&["user", "add", "ops", "--password", "pw", "--admin"], &dir);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hub administrator"));
+    let login = json!({"username": "ops", "password": "pw"}).to_string();
+    assert_eq!(
+        s.http(
+            "POST",
+            "/chathost/auth",
+            &[("Content-Type", "application/json")],
+            &login
+        )
+        .await
+        .0,
+        200
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn trust_on_first_use_registers_an_unknown_box_only_when_configured() {
+    let off = hub().await;
+    assert_eq!(call(&off, "GET", "/chathost/check", "").await.0, 401);
+    off.stop().await;
+    let on = TestServer::start_with(|c| {
+        c.hub_role = true;
+        c.hub_trust_on_first_use = true;
+    })
+    .await;
+    assert_eq!(call(&on, "GET", "/chathost/check", "").await.0, 200);
+    assert_eq!(
+        on.http(
+            "GET",
+            "/chathost/check",
+            &[("Authorization", &bearer("other-key"))],
+            ""
+        )
+        .await
+        .0,
+        401
+    );
+    // A short token is replaced by one the hub makes, queued as `authorization`.
+    let short = "Bearer 11-22-33-44-55-66|abc".to_string();
+    assert_eq!(
+        on.http("GET", "/chathost/check", &[("Authorization", &short)], "")
+            .await
+            .0,
+        200
+    );
+    let (_, settings) = on
+        .http(
+            "GET",
+            "/chathost/settings",
+            &[("Authorization", &short)],
+            "",
+        )
+        .await;
+    let settings: Value = serde_json::from_str(&settings).unwrap();
+    assert_eq!(settings[0]["key"], "authorization");
+    let fresh = format!(
+        "Bearer 11-22-33-44-55-66|{}",
+        settings[0]["value"].as_str().unwrap()
+    );
+    assert_eq!(
+        on.http("GET", "/chathost/check", &[("Authorization", &fresh)], "")
+            .await
+            .0,
+        200
+    );
+    // Without the hub role there is no chathost API.
+    let plain = TestServer::start().await;
+    assert_eq!(
+        plain.http("GET", "/chathost/healthcheck", &[], "").await.0,
+        404
+    );
+    on.stop().await;
+    plain.stop().await;
 }

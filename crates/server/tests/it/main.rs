@@ -17,6 +17,7 @@ mod http_limits;
 mod integrity;
 mod login;
 mod login_limits;
+mod media;
 mod nodes;
 mod polling;
 mod reference;

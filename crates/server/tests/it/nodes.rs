@@ -1,7 +1,10 @@
 //! Several confer nodes over one PostgreSQL database (issue 20): accounts and login tokens
-//! on every node, concurrent posting to one conversation from three nodes (seqs 1..N, each
-//! acked message stored once), `kill -9` of a node mid-traffic losing no acked message,
-//! and a hub of the edge-to-hub sync on PostgreSQL, seen alike by each of its nodes.
+//! on every node (a logout on one ends the token's sessions on another), concurrent
+//! posting to one conversation from three nodes (seqs 1..N, each acked message stored
+//! once), `kill -9` of a node mid-traffic losing no acked message, `confer migrate` of a
+//! populated SQLite folder, (with `CONFER_TEST_REDIS_URL` too) events reaching
+//! sessions on other nodes through Redis, and a hub of the edge-to-hub sync on
+//! PostgreSQL, seen alike by each of its nodes.
 //!
 //! The database server is `CONFER_TEST_POSTGRES_URL` (scripts/suite-scale starts one);
 //! each test makes a database of its own there. Without it the tests say they skipped,
@@ -206,6 +209,49 @@ async fn three_nodes_share_accounts_tokens_and_one_gapless_conversation() {
     }
 }
 
+/// A logout on one node ends the sessions of its token on another (each node re-reads
+/// its sessions' tokens from the shared database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_node_ends_the_tokens_sessions_on_another() {
+    let Some(db) = TestDatabase::fresh() else {
+        return;
+    };
+    let (a, b) = (node(&db).await, node(&db).await);
+    a.add_user("alice", "a").await;
+    let (_, body) = http(
+        a.addr,
+        "POST",
+        "/api/v1/login",
+        &[],
+        r#"{"user":"alice","password":"a"}"#,
+    )
+    .await;
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = token["session"].as_str().unwrap().to_string();
+    let on_b = b.connect().await;
+    let login = on_b
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "alice", "token": token}),
+        )
+        .await;
+    assert_eq!(login["result"], "ok", "{login}");
+    let bearer = format!("Bearer {token}");
+    let (status, _) = a
+        .http("POST", "/api/v1/logout", &[("Authorization", &bearer)], "")
+        .await;
+    assert_eq!(status, 200);
+    let closed = on_b.closed().await;
+    assert_eq!(
+        closed.as_ref().map(|(c, r)| (*c, r.as_str())),
+        Some((1008, "token revoked or expired"))
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
 /// A node killed with SIGKILL while its client posts loses no acknowledged message: the
 /// client logs in on another node and finds each acked message exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,6 +366,214 @@ async fn a_node_killed_mid_traffic_loses_no_acked_message() {
     }
     assert!(stored.len() <= sent.load(Ordering::Relaxed));
     survivor.stop().await;
+}
+
+/// `confer migrate` with the data folder of a stopped server.
+async fn migrate(data_dir: &std::path::Path, url: &str) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_confer"))
+        .args(["migrate", "--to", url])
+        .env("CONFER_DATA_DIR", data_dir)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A populated SQLite folder moves to PostgreSQL: verified, resumable after a partial
+/// copy, a changed row is caught, and a node over the copy answers the same listings,
+/// takes the same login token, and goes on with the next seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_copies_a_folder_and_the_migrated_server_answers_the_same() {
+    let Some(db) = TestDatabase::fresh() else {
+        return;
+    };
+    let old = TestServer::start().await;
+    old.add_user("alice", "a").await;
+    old.add_user("bob", "b").await;
+    let (alice, _) = old.login("alice", "a").await;
+    ok_data(
+        &alice
+            .call(
+                "media",
+                "conf",
+                "create",
+                json!({"conf_id": "room", "class": "sfu"}),
+            )
+            .await,
+    );
+    let (bob, _) = old.login("bob", "b").await;
+    ok_data(
+        &bob.call("media", "conf", "join", json!({"conf_id": "room"}))
+            .await,
+    );
+    for i in 1..=5 {
+        ok_data(&msglog_send(&alice, &format!("m{i}")).await);
+    }
+    let (status, body) = http(
+        old.addr,
+        "POST",
+        "/api/v1/login",
+        &[],
+        r#"{"user":"bob","password":"b"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = token["session"].as_str().unwrap().to_string();
+    let log_before = ok_data(
+        &bob.call("media", "conf", "msglog_get", json!({"conf_id": "room"}))
+            .await,
+    );
+    let list_before = ok_data(&bob.call("media", "conf", "get_list", json!({})).await);
+    let data_dir = old.data_dir();
+    let _keep = old.dir.clone();
+    old.stop().await;
+
+    let (ok, out, err) = migrate(&data_dir, &db.url).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("messages: 5 rows (5 copied by this run)"),
+        "{out}"
+    );
+    assert!(out.contains("verified"), "{out}");
+
+    // As if the first run had stopped after two messages: a second run copies the rest.
+    admin(&db.url, "DELETE FROM messages WHERE seq > 2");
+    let (ok, out, err) = migrate(&data_dir, &db.url).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("messages: 5 rows (3 copied by this run)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("accounts: 2 rows (0 copied by this run)"),
+        "{out}"
+    );
+
+    // A row that differs is found by the checksum, and the run fails.
+    admin(
+        &db.url,
+        "UPDATE accounts SET name = 'changed' WHERE login = 'bob'",
+    );
+    let (ok, out, err) = migrate(&data_dir, &db.url).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("accounts: the rows differ"), "{err}");
+    admin(
+        &db.url,
+        "UPDATE accounts SET name = NULL WHERE login = 'bob'",
+    );
+
+    let new = node(&db).await;
+    let migrated = new.connect().await;
+    let login = migrated
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "bob", "token": token}),
+        )
+        .await;
+    assert_eq!(login["result"], "ok", "the old token logs in: {login}");
+    let log_after = ok_data(
+        &migrated
+            .call("media", "conf", "msglog_get", json!({"conf_id": "room"}))
+            .await,
+    );
+    assert_eq!(log_after, log_before);
+    let list_after = ok_data(&migrated.call("media", "conf", "get_list", json!({})).await);
+    assert_eq!(list_after, list_before);
+    let (alice, _) = new.login("alice", "a").await;
+    let next = ok_data(&msglog_send(&alice, "after the move").await);
+    assert_eq!(next["msg_id"], 6, "seqs go on after the copied ones");
+    new.stop().await;
+}
+
+/// `CONFER_TEST_REDIS_URL`, or `None` (saying why) when the tests may skip.
+fn redis_url() -> Option<String> {
+    match std::env::var("CONFER_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CONFER_REQUIRE_SERVICES").is_none(),
+                "CONFER_REQUIRE_SERVICES is set but CONFER_TEST_REDIS_URL is not"
+            );
+            eprintln!("skipped: CONFER_TEST_REDIS_URL is not set (scripts/suite-scale sets it)");
+            None
+        }
+    }
+}
+
+async fn clustered_node(db: &TestDatabase, redis: &str) -> TestServer {
+    let (url, redis) = (db.url.clone(), redis.to_string());
+    TestServer::start_with(move |c| {
+        c.database_url = Some(url);
+        c.database_pool_size = 4;
+        c.redis_url = Some(redis);
+    })
+    .await
+}
+
+/// Three nodes over one PostgreSQL and one Redis: a conference message posted on one
+/// node reaches an occupant's session on another as `msglog_new_msg`, and a
+/// `user send_event` reaches the user's sessions on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_sessions_on_other_nodes_through_redis() {
+    let (Some(db), Some(redis)) = (TestDatabase::fresh(), redis_url()) else {
+        return;
+    };
+    let nodes = [
+        clustered_node(&db, &redis).await,
+        clustered_node(&db, &redis).await,
+        clustered_node(&db, &redis).await,
+    ];
+    nodes[0].add_user("alice", "a").await;
+    nodes[0].add_user("bob", "b").await;
+    let (alice, alice_session) = nodes[0].login("alice", "a").await;
+    let (bob, _) = nodes[1].login("bob", "b").await;
+    let (bob_too, _) = nodes[2].login("bob", "b").await;
+    ok_data(
+        &alice
+            .call(
+                "media",
+                "conf",
+                "create",
+                json!({"conf_id": "room", "class": "sfu"}),
+            )
+            .await,
+    );
+    ok_data(
+        &bob.call("media", "conf", "join", json!({"conf_id": "room"}))
+            .await,
+    );
+    let sent = ok_data(&msglog_send(&alice, "across").await);
+    let e = bob.event_of_type("msglog_new_msg").await;
+    assert_eq!(e["obj_id"], "room");
+    assert_eq!(e["body"]["msg_id"], sent["msg_id"]);
+    assert_eq!(e["body"]["text"], "across");
+    assert_eq!(e["body"]["session_id"], alice_session.as_str());
+
+    ok_data(
+        &alice
+            .call(
+                "core",
+                "user",
+                "send_event",
+                json!({"user": "bob", "type": "hi", "body": {"n": 1}}),
+            )
+            .await,
+    );
+    for session in [&bob, &bob_too] {
+        let e = session.event_of_type("hi").await;
+        assert_eq!(e["obj_id"], "bob");
+        assert_eq!(e["body"], json!({"n": 1}));
+    }
+    for n in nodes {
+        n.stop().await;
+    }
 }
 
 async fn hub_node(db: &TestDatabase) -> TestServer {
