@@ -166,12 +166,6 @@ pub fn open_storage(
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             anyhow::bail!("database_url must start with postgres:// (got {url:?})");
         }
-        if config.hub_role {
-            anyhow::bail!(
-                "hub_role runs on the embedded SQLite storage for now: the sync's tables are not \
-                 on PostgreSQL yet (leave database_url unset on the hub)"
-            );
-        }
         if !push_config(config)?.token_types().is_empty() {
             anyhow::bail!(
                 "push notifications run on the embedded SQLite storage for now: the push outbox \

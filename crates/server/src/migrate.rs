@@ -291,6 +291,13 @@ pub async fn migrate(data_dir: &Path, url: &str, quiet: bool) -> anyhow::Result<
             .await
             .with_context(|| format!("moving the id sequence of {table} past its rows"))?;
     }
+    // New messages take their ids from the change clock (store-postgres `changes.rs`).
+    target
+        .batch_execute(
+            "UPDATE change_clock SET n = GREATEST(n, (SELECT COALESCE(MAX(message_id), 0) FROM messages))",
+        )
+        .await
+        .context("moving the change clock past the copied messages")?;
     let mut out = Vec::new();
     for (table, copied) in reports {
         let (source_rows, source_sum) = sqlite_checksum(&source, table)?;

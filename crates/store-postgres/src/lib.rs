@@ -9,8 +9,10 @@
 //! ## Layout
 //! - `migrations`: the schema, versioned in `confer_schema`, applied at open under an
 //!   advisory lock (nodes starting together migrate once).
+//! - `changes`: the change numbers clients catch up by (one clock row, in commit order).
 //! - `accounts`, `tokens`, `conversations`, `messages`, `devices`, `calls`,
-//!   `attachments`: the core's storage traits, one file per aggregate.
+//!   `attachments`, `hub` (the edge-to-hub sync): the core's storage traits, one file per
+//!   aggregate.
 //!
 //! ## Durability and group commit
 //! A write returns after `COMMIT` returned, with PostgreSQL's `synchronous_commit` on
@@ -23,6 +25,7 @@
 mod accounts;
 mod attachments;
 mod calls;
+mod changes;
 mod conversations;
 mod devices;
 mod hub;

@@ -12,6 +12,10 @@
 //! soon as it was acknowledged, and two copies of one retry take turns (the second finds
 //! the first). Unlike SQLite's in-memory window, a nonce is recognized for as long as its
 //! message exists (the newest message with it, should a migrated folder hold two).
+//!
+//! **Change numbers:** a message's id is its change number (`changes.rs`), taken from the
+//! clock after the conversation's lock, so ids still rise with seqs within a conversation;
+//! an edit or delete writes the number it takes into `rev`.
 
 use std::sync::Arc;
 
@@ -19,13 +23,15 @@ use async_trait::async_trait;
 use confer_core::model::{Appended, Message, MessageFile, MessagePage, MessageQuery, NewMessage};
 use confer_core::store::{MessageStore, StoreError, StoreResult};
 use confer_core::{GroupId, Json, SessionId, Uin};
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::{GenericClient, Row, Transaction};
 
+use crate::changes::{lock_conversation, Clock};
 use crate::{backend, from_sql_id, to_sql_id, PgStore};
 
 pub(crate) const COLUMNS: &str =
     "message_id, group_id, seq, sender, sender_login, session_id, kind, text, \
-     attachments, body, nonce, version, created_at, updated_at, deleted, files";
+     attachments, body, nonce, version, created_at, updated_at, deleted, files, \
+     COALESCE(rev, message_id)";
 
 pub(crate) fn message_row(row: &Row) -> Result<Message, tokio_postgres::Error> {
     Ok(Message {
@@ -48,11 +54,9 @@ pub(crate) fn message_row(row: &Row) -> Result<Message, tokio_postgres::Error> {
         updated_at_us: row.try_get(13)?,
         deleted: row.try_get(14)?,
         files: decode_files(row.try_get::<_, Option<String>>(15)?.as_deref()),
+        change_seq: from_sql_id(row.try_get(16)?),
         // Receipts follow the members' marks; the core fills them in.
         receipts: Default::default(),
-        // Change numbers are not on PostgreSQL yet: a message shows its id, the number
-        // it has until it is edited or deleted.
-        change_seq: from_sql_id(row.try_get(0)?),
     })
 }
 
@@ -143,37 +147,41 @@ impl MessageStore for PgStore {
                 });
             }
         }
+        // The id is the message's change number: the clock, after the conversation's lock.
+        let mut clock = Clock::lock(&tx).await?;
+        let id = clock.next();
         let insert = tx
             .prepare_cached(
                 "INSERT INTO messages (group_id, seq, sender, sender_login, session_id, kind,
-                    text, attachments, body, nonce, version, created_at, updated_at, files)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)
-                 RETURNING message_id",
+                    text, attachments, body, nonce, version, created_at, updated_at, files,
+                    message_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
             )
             .await
             .map_err(backend)?;
-        let row = tx
-            .query_one(
-                &insert,
-                &[
-                    &group,
-                    &seq,
-                    &sender,
-                    &new.sender_login,
-                    &new.session_id.as_ref().map(|s| s.as_str()),
-                    &i64::from(new.kind),
-                    &new.text,
-                    &new.attachments,
-                    &new.body.as_ref().map(|b| b.as_str()),
-                    &new.nonce,
-                    &i64::from(new.version),
-                    &new.created_at_us,
-                    &encode_files(&new.files),
-                ],
-            )
-            .await
-            .map_err(backend)?;
-        let message_id = from_sql_id(row.try_get(0).map_err(backend)?);
+        tx.execute(
+            &insert,
+            &[
+                &group,
+                &seq,
+                &sender,
+                &new.sender_login,
+                &new.session_id.as_ref().map(|s| s.as_str()),
+                &i64::from(new.kind),
+                &new.text,
+                &new.attachments,
+                &new.body.as_ref().map(|b| b.as_str()),
+                &new.nonce,
+                &i64::from(new.version),
+                &new.created_at_us,
+                &encode_files(&new.files),
+                &id,
+            ],
+        )
+        .await
+        .map_err(backend)?;
+        let message_id = from_sql_id(id);
+        clock.save(&tx).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Appended {
             message: Arc::new(Message {
@@ -240,54 +248,61 @@ impl MessageStore for PgStore {
         now_us: i64,
     ) -> StoreResult<Message> {
         let id = to_sql_id(message_id)?;
-        let client = self.client().await?;
-        let row = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let mut clock = begin_message_change(&tx, id).await?;
+        let row = tx
             .query_opt(
                 &format!(
                     "UPDATE messages SET text = COALESCE($2, text),
                         attachments = COALESCE($3, attachments),
-                        version = version + 1, updated_at = $4
+                        version = version + 1, updated_at = $4, rev = $5
                      WHERE message_id = $1 AND NOT deleted RETURNING {COLUMNS}"
                 ),
-                &[&id, &text, &attachments, &now_us],
+                &[&id, &text, &attachments, &now_us, &clock.next()],
             )
             .await
             .map_err(backend)?
             .ok_or(StoreError::NotFound)?;
-        message_row(&row).map_err(backend)
+        let edited = message_row(&row).map_err(backend)?;
+        clock.save(&tx).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(edited)
     }
 
     async fn delete_message(&self, message_id: u64, now_us: i64) -> StoreResult<Message> {
         let id = to_sql_id(message_id)?;
-        let client = self.client().await?;
-        let row = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let mut clock = begin_message_change(&tx, id).await?;
+        let row = tx
             .query_opt(
                 &format!(
                     "UPDATE messages SET text = NULL, attachments = NULL, body = NULL,
-                        files = NULL, deleted = TRUE, updated_at = $2
+                        files = NULL, deleted = TRUE, updated_at = $2, rev = $3
                      WHERE message_id = $1 AND NOT deleted RETURNING {COLUMNS}"
                 ),
-                &[&id, &now_us],
+                &[&id, &now_us, &clock.next()],
             )
             .await
             .map_err(backend)?
             .ok_or(StoreError::NotFound)?;
-        message_row(&row).map_err(backend)
+        let deleted = message_row(&row).map_err(backend)?;
+        clock.save(&tx).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(deleted)
     }
 
     async fn list_messages(&self, group: GroupId, query: MessageQuery) -> StoreResult<MessagePage> {
-        if query.changed_after.is_some() {
-            return Err(StoreError::Backend(
-                "listing messages changed since a change number is not available on PostgreSQL yet"
-                    .into(),
-            ));
-        }
         let group = to_sql_id(group.0)?;
         // One row past the page tells whether there is more.
         let limit = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
         let order = if query.oldest_first { "ASC" } else { "DESC" };
         let client = self.client().await?;
+        if let Some(since) = query.changed_after {
+            return changed_after(&**client, group, since, &query).await;
+        }
         // The bounds are message ids; within a group ids and seqs rise together (see the
         // module doc), so each id bound is the seq of the last message at or below it.
         let mut low = i64::try_from(query.above_seq).unwrap_or(i64::MAX);
@@ -312,6 +327,56 @@ impl MessageStore for PgStore {
             .map_err(backend)?;
         page(&rows, query.limit, query.max_bytes)
     }
+}
+
+/// Begin an edit or delete of message `id`: its conversation's row locked, then the
+/// clock (`changes.rs`); `NotFound` if there is no such message.
+async fn begin_message_change(tx: &Transaction<'_>, id: i64) -> StoreResult<Clock> {
+    let group: i64 = tx
+        .query_opt(
+            "SELECT group_id FROM messages WHERE message_id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?
+        .try_get(0)
+        .map_err(backend)?;
+    lock_conversation(tx, group).await?;
+    Clock::lock(tx).await
+}
+
+/// Every message of `group` whose change number is above `since` and whose seq is above
+/// `query.above_seq`, in change order, one page (as on SQLite): those posted after
+/// `since` and never changed (by seq from the first one past `since`), and those changed
+/// after `since` (the partial index of changed ones).
+async fn changed_after<C: GenericClient + Sync>(
+    client: &C,
+    group: i64,
+    since: u64,
+    query: &MessageQuery,
+) -> StoreResult<MessagePage> {
+    let since_seq = seq_at_or_below(client, group, since).await?;
+    let cleared = i64::try_from(query.above_seq).unwrap_or(i64::MAX);
+    let low = since_seq.max(cleared);
+    let since = i64::try_from(since).unwrap_or(i64::MAX);
+    let limit = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT * FROM (
+                     (SELECT {COLUMNS} FROM messages
+                         WHERE group_id = $1 AND seq > $2 AND rev IS NULL ORDER BY seq LIMIT $5)
+                     UNION ALL
+                     (SELECT {COLUMNS} FROM messages
+                         WHERE group_id = $1 AND rev > $3 AND seq > $4 ORDER BY rev LIMIT $5)
+                 ) changed ORDER BY 17 LIMIT $5"
+            ),
+            &[&group, &low, &since, &cleared, &limit],
+        )
+        .await
+        .map_err(backend)?;
+    page(&rows, query.limit, query.max_bytes)
 }
 
 /// The seq of the group's last message whose id is at most `id` (0 if none): one query,

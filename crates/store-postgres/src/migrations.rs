@@ -131,6 +131,85 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE occupants ADD COLUMN received_seq BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE accounts ADD COLUMN online_status BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE accounts ADD COLUMN message_status TEXT NOT NULL DEFAULT '';",
+    // 3 (SQLite's 11): the edge-to-hub sync (`hub.rs`): the hub's boxes, their keys
+    // (SHA-256 only), rosters and the teachers' emails they name (found ignoring case, as
+    // SQLite's NOCASE does), links between edge and hub ids, each box's conversations and
+    // how far they were handed to it, pending batches, logs and settings; and the hub
+    // administrator flag of accounts.
+    "ALTER TABLE accounts ADD COLUMN admin BOOLEAN NOT NULL DEFAULT FALSE;
+    CREATE TABLE hub_boxes (
+        boxid TEXT PRIMARY KEY,
+        created_at BIGINT NOT NULL,
+        last_sync BIGINT NOT NULL DEFAULT 0,
+        batch_since BIGINT,
+        roster TEXT,
+        roster_at BIGINT,
+        roster_key TEXT,
+        siteip TEXT
+    );
+    CREATE TABLE hub_keys (
+        boxid TEXT NOT NULL,
+        token_hash BYTEA NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (boxid, token_hash)
+    );
+    CREATE TABLE hub_teachers (
+        username TEXT PRIMARY KEY,
+        email TEXT NOT NULL
+    );
+    CREATE INDEX hub_teachers_by_email ON hub_teachers(lower(email));
+    CREATE TABLE hub_links (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        id BIGINT NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    CREATE TABLE hub_groups (
+        boxid TEXT NOT NULL,
+        group_id BIGINT NOT NULL,
+        handed_seq BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (boxid, group_id)
+    );
+    CREATE TABLE hub_batch (
+        boxid TEXT NOT NULL,
+        message_id BIGINT NOT NULL,
+        recipient TEXT NOT NULL,
+        PRIMARY KEY (boxid, message_id, recipient)
+    );
+    CREATE TABLE hub_logs (
+        id BIGSERIAL PRIMARY KEY,
+        boxid TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        item TEXT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX hub_logs_by_box ON hub_logs(boxid, id);
+    CREATE TABLE hub_settings (
+        id BIGSERIAL PRIMARY KEY,
+        boxid TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX hub_settings_by_box ON hub_settings(boxid, id);",
+    // 4 (SQLite's 12): change numbers for catching up (`changes.rs`): an edited or deleted
+    // message's `rev` (a partial index, so posting writes nothing more), a group's, a
+    // member's marks', who left which group when, private groups hidden from a member who
+    // left; and the clock they are taken from, starting past every message id (a new
+    // message's id is its number from now on).
+    "ALTER TABLE messages ADD COLUMN rev BIGINT;
+    CREATE INDEX messages_changed ON messages(group_id, rev) WHERE rev IS NOT NULL;
+    ALTER TABLE conversations ADD COLUMN rev BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE occupants ADD COLUMN rev BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE occupants ADD COLUMN hidden BOOLEAN NOT NULL DEFAULT FALSE;
+    CREATE TABLE departures (
+        uin BIGINT NOT NULL,
+        group_id BIGINT NOT NULL REFERENCES conversations(group_id),
+        rev BIGINT NOT NULL,
+        PRIMARY KEY (uin, group_id)
+    );
+    CREATE TABLE change_clock (n BIGINT NOT NULL);
+    INSERT INTO change_clock (n) SELECT COALESCE(MAX(message_id), 0) FROM messages;",
 ];
 
 /// Connect once and apply every migration the database has not seen, each in its own

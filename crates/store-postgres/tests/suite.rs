@@ -6,7 +6,7 @@
 //! `CONFER_REQUIRE_SERVICES` is set (the test command sets it), when it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -165,6 +165,86 @@ async fn a_retry_on_another_node_answers_with_the_original() {
     }
     assert_eq!((ids.len(), originals), (1, 1));
     assert_eq!(b.last_seq(group).await.unwrap(), 1);
+}
+
+/// Three nodes post to three groups at once while a member catches up by change number,
+/// each time from the largest number it was shown (as a client does): when the posts are
+/// done it has been shown every group's last message, and no number was given twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catching_up_while_three_nodes_post_to_several_groups_misses_nothing() {
+    use confer_core::model::{ConversationKind, NewConversation};
+    use confer_core::{GroupId, Uin};
+    let Some(backend) = PgBackend::fresh() else {
+        return;
+    };
+    let nodes: Vec<Arc<PgStore>> = (0..3).map(|_| Arc::new(backend.open())).collect();
+    let mut groups = Vec::new();
+    for _ in 0..3 {
+        let created = nodes[0]
+            .create_conversation(NewConversation {
+                alias: None,
+                kind: ConversationKind::Group,
+                name: None,
+                avatar_url: None,
+                owner: Uin(1),
+                creator: Uin(1),
+                occupants: BTreeSet::from([Uin(1), Uin(2)]),
+                created_at_us: 1,
+            })
+            .await
+            .unwrap();
+        groups.push(created.group_id);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..120 {
+        let node = nodes[i % 3].clone();
+        let group = groups[(i / 3) % 3];
+        tasks.push(tokio::spawn(async move {
+            node.append_message(message(group, None, "x"))
+                .await
+                .unwrap()
+                .message
+        }));
+    }
+    let reader = nodes[1].clone();
+    let mut shown: BTreeMap<GroupId, u64> = BTreeMap::new();
+    let mut since = 0;
+    while !tasks.iter().all(|t| t.is_finished()) {
+        let changed = reader.groups_changed(Uin(2), since).await.unwrap();
+        since = catch_up(&mut shown, since, changed);
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.push(t.await.unwrap());
+    }
+    let changed = reader.groups_changed(Uin(2), since).await.unwrap();
+    catch_up(&mut shown, since, changed);
+    let numbers: BTreeSet<u64> = acked.iter().map(|m| m.change_seq).collect();
+    assert_eq!(numbers.len(), acked.len(), "no number is given twice");
+    for group in &groups {
+        let last = acked
+            .iter()
+            .filter(|m| m.group_id == *group)
+            .map(|m| m.change_seq)
+            .max()
+            .unwrap();
+        assert_eq!(shown.get(group), Some(&last), "group {group:?}");
+    }
+}
+
+/// Note each group's number shown; the next `since` (the largest number shown).
+fn catch_up(
+    shown: &mut BTreeMap<confer_core::GroupId, u64>,
+    since: u64,
+    changed: confer_core::model::ChangedGroups,
+) -> u64 {
+    let mut next = since;
+    for g in changed.groups {
+        let seen = shown.entry(g.conversation.group_id).or_default();
+        *seen = (*seen).max(g.change_seq);
+        next = next.max(g.change_seq);
+    }
+    next
 }
 
 #[test]

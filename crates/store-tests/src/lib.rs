@@ -13,8 +13,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use confer_core::model::{ConversationKind, NewAccount, NewConversation, NewMessage};
-use confer_core::store::{AccountStore, ConversationStore, MessageStore, Storage, StoreError};
+use confer_core::hub::{HubBatchItem, HubGroup, HubLinkKind};
+use confer_core::model::{
+    Attachment, AttachmentState, ConversationKind, NewAccount, NewConversation, NewMessage,
+};
+use confer_core::store::{
+    AccountStore, AttachmentStore, ConversationStore, HubStore, MessageStore, Storage, StoreError,
+};
 use confer_core::{GroupId, Json, Uin};
 
 /// One database of one backend, opened as often as a test likes: every [`Backend::open`]
@@ -43,7 +48,15 @@ macro_rules! storage_suite {
             a_message_keeps_its_files_across_a_reopen_and_loses_them_when_deleted,
             read_marks_follow_receipts_and_posts_and_survive_a_reopen,
             a_chosen_presence_is_stored_and_read_for_many_users_at_once,
-            changes_are_listed_once_in_order_and_numbers_rise_across_a_reopen
+            hub_keys_boxes_and_their_removal_survive_a_reopen,
+            a_hub_roster_is_stored_whole_and_names_teachers_by_email_in_any_case,
+            hub_links_are_kept_once_but_an_edge_mark_is_replaced,
+            a_hub_batch_is_taken_once_as_prepared_and_moves_the_marks,
+            hub_logs_and_settings_keep_their_order_and_are_removed_by_box,
+            hub_attachments_change_owner_and_accounts_become_admins,
+            changes_are_listed_once_in_order_and_numbers_rise_across_a_reopen,
+            groups_changed_since_a_number_lists_changed_groups_and_those_left,
+            a_profile_is_replaced_and_cleared
         );
     };
     (@each $backend:expr; $($name:ident),*) => {
@@ -603,6 +616,409 @@ pub async fn a_chosen_presence_is_stored_and_read_for_many_users_at_once<B: Back
     );
 }
 
+async fn account<S: AccountStore>(store: &S, login: &str) -> Uin {
+    store
+        .create_account(NewAccount {
+            uin: None,
+            login: login.into(),
+            name: None,
+            password_hash: "x".into(),
+            created_at_us: 1,
+        })
+        .await
+        .unwrap()
+        .uin
+}
+
+/// Keys are listed newest first and counted on their box; `replace` drops the others;
+/// removing keys keeps the box, removing the box forgets it; all of it survives a reopen.
+pub async fn hub_keys_boxes_and_their_removal_survive_a_reopen<B: Backend>(backend: B) {
+    {
+        let store = backend.open();
+        store.hub_add_key("b1", [1; 32], false, 10).await.unwrap();
+        store.hub_add_key("b1", [2; 32], false, 20).await.unwrap();
+        store.hub_add_key("b2", [3; 32], false, 30).await.unwrap();
+        // The same key again only refreshes it.
+        store.hub_add_key("b2", [3; 32], false, 40).await.unwrap();
+        store.flush().await.unwrap();
+    }
+    let store = backend.open();
+    assert_eq!(store.hub_keys("b1").await.unwrap(), vec![[2; 32], [1; 32]]);
+    assert_eq!(store.hub_keys("b2").await.unwrap(), vec![[3; 32]]);
+    assert!(store.hub_keys("nobody").await.unwrap().is_empty());
+    let boxes = store.hub_boxes().await.unwrap();
+    let listed: Vec<(&str, i64, usize)> = boxes
+        .iter()
+        .map(|b| (b.boxid.as_str(), b.created_at_us, b.keys))
+        .collect();
+    assert_eq!(listed, vec![("b1", 10, 2), ("b2", 30, 1)]);
+    assert!(boxes[0].roster.is_none() && boxes[0].last_sync == 0);
+
+    store.hub_add_key("b1", [4; 32], true, 50).await.unwrap();
+    assert_eq!(store.hub_keys("b1").await.unwrap(), vec![[4; 32]]);
+    assert_eq!(
+        store.hub_box("b1").await.unwrap().unwrap().created_at_us,
+        10
+    );
+
+    assert!(store.hub_remove_keys("b1").await.unwrap());
+    assert!(!store.hub_remove_keys("nobody").await.unwrap());
+    let b1 = store.hub_box("b1").await.unwrap().expect("the box stays");
+    assert_eq!(b1.keys, 0);
+
+    store.hub_queue_setting("b2", "k", "v", 1).await.unwrap();
+    assert!(store.hub_remove_box("b2").await.unwrap());
+    assert!(!store.hub_remove_box("b2").await.unwrap());
+    assert!(store.hub_box("b2").await.unwrap().is_none());
+    assert!(store.hub_keys("b2").await.unwrap().is_empty());
+    assert!(store.hub_settings("b2").await.unwrap().is_empty());
+    // A box registered again starts afresh.
+    store.hub_add_key("b2", [5; 32], false, 60).await.unwrap();
+    assert_eq!(
+        store.hub_box("b2").await.unwrap().unwrap().created_at_us,
+        60
+    );
+}
+
+/// A roster creates its box, is replaced by the next one, and its teachers are found by
+/// email whatever its case; a teacher's new email replaces the old.
+pub async fn a_hub_roster_is_stored_whole_and_names_teachers_by_email_in_any_case<B: Backend>(
+    backend: B,
+) {
+    {
+        let store = backend.open();
+        store
+            .hub_set_roster(
+                "b1",
+                Json::from_validated("{\"v\":1}"),
+                "hint1".into(),
+                "10.0.0.1".into(),
+                vec![
+                    ("t.one".into(), "One@School.example".into()),
+                    ("t.two".into(), "two@school.example".into()),
+                ],
+                100,
+            )
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    let store = backend.open();
+    let b1 = store
+        .hub_box("b1")
+        .await
+        .unwrap()
+        .expect("the roster made the box");
+    assert_eq!(b1.roster.as_ref().map(Json::as_str), Some("{\"v\":1}"));
+    assert_eq!(
+        (
+            b1.roster_at_us,
+            b1.roster_key.as_deref(),
+            b1.siteip.as_deref()
+        ),
+        (Some(100), Some("hint1"), Some("10.0.0.1"))
+    );
+    assert_eq!(b1.created_at_us, 100);
+    for email in [
+        "one@school.example",
+        "ONE@SCHOOL.EXAMPLE",
+        "One@School.example",
+    ] {
+        assert_eq!(
+            store.hub_teacher_by_email(email).await.unwrap().as_deref(),
+            Some("t.one"),
+            "{email}"
+        );
+    }
+    assert_eq!(
+        store.hub_teacher_by_email("x@y.example").await.unwrap(),
+        None
+    );
+
+    store
+        .hub_set_roster(
+            "b1",
+            Json::from_validated("{\"v\":2}"),
+            "hint2".into(),
+            "10.0.0.2".into(),
+            vec![("t.one".into(), "new@school.example".into())],
+            200,
+        )
+        .await
+        .unwrap();
+    let b1 = store.hub_box("b1").await.unwrap().unwrap();
+    assert_eq!(b1.roster.as_ref().map(Json::as_str), Some("{\"v\":2}"));
+    assert_eq!((b1.roster_at_us, b1.created_at_us), (Some(200), 100));
+    assert_eq!(
+        store
+            .hub_teacher_by_email("NEW@school.example")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("t.one")
+    );
+    assert_eq!(
+        store
+            .hub_teacher_by_email("one@school.example")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .hub_teacher_by_email("two@school.example")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("t.two"),
+        "a teacher the new roster leaves out keeps its email"
+    );
+}
+
+/// A link is recorded once (the first id wins), per kind; an edge mark is replaced.
+pub async fn hub_links_are_kept_once_but_an_edge_mark_is_replaced<B: Backend>(backend: B) {
+    {
+        let store = backend.open();
+        assert!(store
+            .hub_set_link(HubLinkKind::EdgeMessage, "b1-7", 70)
+            .await
+            .unwrap());
+        assert!(!store
+            .hub_set_link(HubLinkKind::EdgeMessage, "b1-7", 71)
+            .await
+            .unwrap());
+        assert!(store
+            .hub_set_link(HubLinkKind::EdgeAttachment, "b1-7", 72)
+            .await
+            .unwrap());
+        assert!(store
+            .hub_set_link(HubLinkKind::EdgeMark, "pushed", 5)
+            .await
+            .unwrap());
+        assert!(store
+            .hub_set_link(HubLinkKind::EdgeMark, "pushed", 9)
+            .await
+            .unwrap());
+        store.flush().await.unwrap();
+    }
+    let store = backend.open();
+    let link = |kind, key: &'static str| {
+        let store = &store;
+        async move { store.hub_link(kind, key).await.unwrap() }
+    };
+    assert_eq!(link(HubLinkKind::EdgeMessage, "b1-7").await, Some(70));
+    assert_eq!(link(HubLinkKind::EdgeAttachment, "b1-7").await, Some(72));
+    assert_eq!(link(HubLinkKind::EdgeMark, "pushed").await, Some(9));
+    assert_eq!(link(HubLinkKind::Course, "b1-7").await, None);
+    assert_eq!(link(HubLinkKind::FromHub, "1").await, None);
+}
+
+/// A prepared batch is taken once, and only as the `since` it was prepared for; the
+/// box's conversations keep the marks it moved; a repeated item is stored once.
+pub async fn a_hub_batch_is_taken_once_as_prepared_and_moves_the_marks<B: Backend>(backend: B) {
+    let item = |message_id, recipient: &str| HubBatchItem {
+        message_id,
+        recipient: recipient.into(),
+    };
+    let (g1, g2) = (GroupId(11), GroupId(12));
+    {
+        let store = backend.open();
+        store.hub_add_group("b1", g1).await.unwrap();
+        store.hub_add_group("b1", g2).await.unwrap();
+        store.hub_add_group("b1", g2).await.unwrap();
+        store.hub_add_group("b2", g1).await.unwrap();
+        store
+            .hub_prepare_batch(
+                "b1",
+                1000,
+                vec![
+                    item(5, "sam"),
+                    item(3, "ann"),
+                    item(5, "sam"),
+                    item(5, "ann"),
+                ],
+                vec![HubGroup {
+                    group_id: g2,
+                    handed_seq: 42,
+                }],
+                7,
+            )
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    let store = backend.open();
+    let mark = |group_id, handed_seq| HubGroup {
+        group_id,
+        handed_seq,
+    };
+    assert_eq!(
+        store.hub_groups("b1").await.unwrap(),
+        vec![mark(g1, 0), mark(g2, 42)]
+    );
+    assert_eq!(store.hub_groups("b2").await.unwrap(), vec![mark(g1, 0)]);
+    let b1 = store.hub_box("b1").await.unwrap().unwrap();
+    assert_eq!((b1.last_sync, b1.pending), (7, 3));
+
+    assert!(store.hub_take_batch("b1", 999).await.unwrap().is_empty());
+    assert!(store.hub_take_batch("b2", 1000).await.unwrap().is_empty());
+    assert_eq!(
+        store.hub_take_batch("b1", 1000).await.unwrap(),
+        vec![item(3, "ann"), item(5, "ann"), item(5, "sam")]
+    );
+    assert!(
+        store.hub_take_batch("b1", 1000).await.unwrap().is_empty(),
+        "a batch is taken once"
+    );
+    assert_eq!(store.hub_box("b1").await.unwrap().unwrap().pending, 0);
+
+    // Several takes at once: exactly one gets the batch.
+    let store = Arc::new(store);
+    store
+        .hub_prepare_batch("b1", 2000, vec![item(8, "ann")], Vec::new(), 8)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.hub_take_batch("b1", 2000).await.unwrap()
+        }));
+    }
+    let mut taken = Vec::new();
+    for t in tasks {
+        taken.extend(t.await.unwrap());
+    }
+    assert_eq!(taken, vec![item(8, "ann")]);
+}
+
+/// Logs are listed oldest first up to a limit, per box; settings get rising ids, are
+/// listed per box in order and deleted one at a time, by their own box only.
+pub async fn hub_logs_and_settings_keep_their_order_and_are_removed_by_box<B: Backend>(backend: B) {
+    let (first, second) = {
+        let store = backend.open();
+        store
+            .hub_add_logs(
+                "b1",
+                "chat",
+                vec![Json::from_validated("[1]"), Json::from_validated("[2]")],
+                5,
+            )
+            .await
+            .unwrap();
+        store
+            .hub_add_logs("b2", "chat", vec![Json::from_validated("[9]")], 6)
+            .await
+            .unwrap();
+        store
+            .hub_add_logs("b1", "login", vec![Json::from_validated("{}")], 7)
+            .await
+            .unwrap();
+        let first = store
+            .hub_queue_setting("b1", "volume", "3", 100)
+            .await
+            .unwrap();
+        let second = store
+            .hub_queue_setting("b1", "volume", "4", 101)
+            .await
+            .unwrap();
+        store
+            .hub_queue_setting("", "theme", "dark", 102)
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+        (first, second)
+    };
+    let store = backend.open();
+    let logs = store.hub_logs("b1", 10).await.unwrap();
+    let seen: Vec<(&str, &str, i64)> = logs
+        .iter()
+        .map(|l| (l.kind.as_str(), l.item.as_str(), l.at_us))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("chat", "[1]", 5), ("chat", "[2]", 5), ("login", "{}", 7)]
+    );
+    assert!(logs.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(store.hub_logs("b1", 2).await.unwrap(), logs[..2].to_vec());
+    assert_eq!(store.hub_logs("b2", 10).await.unwrap().len(), 1);
+    assert!(store.hub_logs("b3", 10).await.unwrap().is_empty());
+
+    assert!(first.id < second.id);
+    assert_eq!(
+        (
+            first.boxid.as_str(),
+            first.key.as_str(),
+            first.value.as_str(),
+            first.timestamp
+        ),
+        ("b1", "volume", "3", 100)
+    );
+    assert_eq!(
+        store.hub_settings("b1").await.unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+    let own = store.hub_settings("").await.unwrap();
+    assert_eq!(own.len(), 1);
+    assert_eq!(
+        (own[0].key.as_str(), own[0].value.as_str()),
+        ("theme", "dark")
+    );
+
+    assert!(!store.hub_delete_setting("b2", first.id).await.unwrap());
+    assert!(!store.hub_delete_setting("b1", u64::MAX).await.unwrap());
+    assert!(store.hub_delete_setting("b1", first.id).await.unwrap());
+    assert!(!store.hub_delete_setting("b1", first.id).await.unwrap());
+    assert_eq!(store.hub_settings("b1").await.unwrap(), vec![second]);
+}
+
+/// An attachment handed on by the hub belongs to its new owner; an unknown one is
+/// `NotFound`. The admin flag is off for a new account, set and cleared, and `NotFound`
+/// (or simply false) for an unknown one.
+pub async fn hub_attachments_change_owner_and_accounts_become_admins<B: Backend>(backend: B) {
+    let (alice, item) = {
+        let store = backend.open();
+        let alice = account(&store, "alice").await;
+        let item = store
+            .insert_attachment(Attachment {
+                item_id: 0,
+                owner: Uin(1),
+                sha256: "00".repeat(32),
+                size: 3,
+                mimetype: "text/plain".into(),
+                filename: "a.txt".into(),
+                state: AttachmentState::Draft,
+                created_at_us: 1,
+            })
+            .await
+            .unwrap()
+            .item_id;
+        store.hub_claim_attachment(item, Uin(77)).await.unwrap();
+        assert!(!store.account_is_admin(alice).await.unwrap());
+        store.set_account_admin(alice, true).await.unwrap();
+        store.flush().await.unwrap();
+        (alice, item)
+    };
+    let store = backend.open();
+    assert_eq!(
+        store.attachment(item).await.unwrap().unwrap().owner,
+        Uin(77)
+    );
+    assert!(matches!(
+        store.hub_claim_attachment(item + 1000, Uin(77)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.account_is_admin(alice).await.unwrap());
+    store.set_account_admin(alice, false).await.unwrap();
+    assert!(!store.account_is_admin(alice).await.unwrap());
+    assert!(!store.account_is_admin(Uin(999_999)).await.unwrap());
+    assert!(!store.account_is_admin(Uin(u64::MAX)).await.unwrap());
+    assert!(matches!(
+        store.set_account_admin(Uin(999_999), true).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 fn changes_after(since: u64, limit: usize) -> confer_core::model::MessageQuery {
     confer_core::model::MessageQuery {
         limit,
@@ -677,4 +1093,204 @@ pub async fn changes_are_listed_once_in_order_and_numbers_rise_across_a_reopen<B
         largest, next.message.message_id,
         "after a reopen, numbers go on rising"
     );
+}
+
+/// What `groups_changed` answers after each kind of change: a post, a member's marks, a
+/// member removed, a private group hidden and shown again, a group ended; numbers go on
+/// rising after a reopen.
+pub async fn groups_changed_since_a_number_lists_changed_groups_and_those_left<B: Backend>(
+    backend: B,
+) {
+    use confer_core::model::ChangedGroups;
+    let ids = |c: &ChangedGroups| -> (Vec<GroupId>, Vec<GroupId>) {
+        (
+            c.groups.iter().map(|g| g.conversation.group_id).collect(),
+            c.left.iter().map(|l| l.group_id).collect(),
+        )
+    };
+    let newest = |c: &ChangedGroups| -> u64 {
+        c.groups
+            .iter()
+            .map(|g| g.change_seq)
+            .chain(c.left.iter().map(|l| l.change_seq))
+            .max()
+            .unwrap_or(0)
+    };
+    let (group, private, last) = {
+        let store = backend.open();
+        let chat = |kind, members: &[u64]| NewConversation {
+            alias: None,
+            kind,
+            name: None,
+            avatar_url: None,
+            owner: Uin(1),
+            creator: Uin(1),
+            occupants: members.iter().map(|u| Uin(*u)).collect(),
+            created_at_us: 1,
+        };
+        let group = store
+            .create_conversation(chat(ConversationKind::Group, &[1, 2, 3]))
+            .await
+            .unwrap()
+            .group_id;
+        let private = store
+            .create_conversation(chat(ConversationKind::Private, &[1, 2]))
+            .await
+            .unwrap()
+            .group_id;
+        let all = store.groups_changed(Uin(1), 0).await.unwrap();
+        assert_eq!(ids(&all), (vec![group, private], vec![]));
+        let start = newest(&all);
+
+        // A post changes its group only, with the message's number.
+        let posted = store
+            .append_message(message(group, None, "hi"))
+            .await
+            .unwrap()
+            .message;
+        assert!(posted.change_seq > start);
+        let changed = store.groups_changed(Uin(2), start).await.unwrap();
+        assert_eq!(ids(&changed), (vec![group], vec![]));
+        assert_eq!(changed.groups[0].change_seq, posted.change_seq);
+        let after_post = posted.change_seq;
+
+        // A member's marks change the group for that member only.
+        let mut state = store.member_state(private, Uin(1)).await.unwrap().unwrap();
+        state.muted = true;
+        store
+            .set_member_state(private, Uin(1), state)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&store.groups_changed(Uin(1), after_post).await.unwrap()),
+            (vec![private], vec![])
+        );
+        assert_eq!(
+            ids(&store.groups_changed(Uin(2), after_post).await.unwrap()),
+            (vec![], vec![])
+        );
+
+        // A member removed: the group is one it left, and the others see it changed.
+        store.remove_occupant(group, Uin(3), 5).await.unwrap();
+        let gone = store.groups_changed(Uin(3), after_post).await.unwrap();
+        assert_eq!(ids(&gone), (vec![], vec![group]));
+        assert!(store.groups_of(Uin(3)).await.unwrap().is_empty());
+        let seen = store.groups_changed(Uin(2), after_post).await.unwrap();
+        assert_eq!(ids(&seen), (vec![group], vec![]));
+
+        // Hidden from the member who left it, shown again later.
+        let before_hide = newest(&store.groups_changed(Uin(1), 0).await.unwrap());
+        store
+            .set_hidden(private, BTreeSet::from([Uin(2)]), true)
+            .await
+            .unwrap();
+        let conv = store.conversation(private).await.unwrap().unwrap();
+        assert_eq!(conv.hidden, BTreeSet::from([Uin(2)]));
+        assert!(
+            store
+                .member_state(private, Uin(2))
+                .await
+                .unwrap()
+                .unwrap()
+                .hidden
+        );
+        let listed: Vec<GroupId> = store
+            .groups_of(Uin(2))
+            .await
+            .unwrap()
+            .iter()
+            .map(|g| g.conversation.group_id)
+            .collect();
+        assert_eq!(listed, vec![group], "a hidden group is not listed");
+        let hidden = store.groups_changed(Uin(2), before_hide).await.unwrap();
+        assert_eq!(ids(&hidden), (vec![], vec![private]));
+        let hidden_at = newest(&hidden);
+        assert!(matches!(
+            store
+                .set_hidden(private, BTreeSet::from([Uin(9)]), true)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        store
+            .set_hidden(private, BTreeSet::from([Uin(2)]), false)
+            .await
+            .unwrap();
+        let back = store.groups_changed(Uin(2), hidden_at).await.unwrap();
+        assert_eq!(ids(&back), (vec![private], vec![]));
+        assert!(store
+            .conversation(private)
+            .await
+            .unwrap()
+            .unwrap()
+            .hidden
+            .is_empty());
+
+        // A group ended is one its members left.
+        let before_end = newest(&store.groups_changed(Uin(1), 0).await.unwrap());
+        store.mark_destroyed(group, 9).await.unwrap();
+        let ended = store.groups_changed(Uin(1), before_end).await.unwrap();
+        assert_eq!(ids(&ended), (vec![], vec![group]));
+        let last = newest(&store.groups_changed(Uin(1), 0).await.unwrap()).max(newest(&ended));
+        store.flush().await.unwrap();
+        (group, private, last)
+    };
+    let store = backend.open();
+    assert_eq!(
+        ids(&store.groups_changed(Uin(3), 0).await.unwrap()),
+        (vec![], vec![group]),
+        "a departure survives a reopen"
+    );
+    let posted = store
+        .append_message(message(private, None, "again"))
+        .await
+        .unwrap()
+        .message;
+    assert!(
+        posted.change_seq > last,
+        "numbers go on rising after a reopen"
+    );
+    let changed = store.groups_changed(Uin(2), last).await.unwrap();
+    assert_eq!(ids(&changed), (vec![private], vec![]));
+}
+
+/// A profile replaces the account's name and avatar, `None` clears them, an unknown
+/// account is `NotFound`; it survives a reopen.
+pub async fn a_profile_is_replaced_and_cleared<B: Backend>(backend: B) {
+    let uin = {
+        let store = backend.open();
+        let uin = account(&store, "ann").await;
+        store
+            .set_profile(
+                uin,
+                Some("Ann".into()),
+                Some("https://x.example/a.png".into()),
+            )
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+        uin
+    };
+    let store = backend.open();
+    let ann = store.account_by_login("ann").await.unwrap().unwrap();
+    assert_eq!(
+        (ann.name.as_deref(), ann.avatar_url.as_deref()),
+        (Some("Ann"), Some("https://x.example/a.png"))
+    );
+    store
+        .set_profile(uin, Some("Ann B".into()), None)
+        .await
+        .unwrap();
+    let ann = store.account_by_login("ann").await.unwrap().unwrap();
+    assert_eq!((ann.name.as_deref(), ann.avatar_url), (Some("Ann B"), None));
+    store.set_profile(uin, None, None).await.unwrap();
+    assert_eq!(
+        store.account_by_login("ann").await.unwrap().unwrap().name,
+        None
+    );
+    assert!(matches!(
+        store
+            .set_profile(Uin(999_999), Some("x".into()), None)
+            .await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::common::{http_bytes, TestServer, ADMIN_PASSWORD};
 
-const BOX: &str = "aa-bb-cc-dd-ee-ff";
+pub(crate) const BOX: &str = "aa-bb-cc-dd-ee-ff";
 const TOKEN: &str = "0b6e4f8e-1c1f-4a57-9b53-7c2f1e0f5d11";
 const PNG: &[u8] =
     b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
@@ -641,14 +641,18 @@ async fn a_hub_account_with_the_admin_flag_may_use_the_admin_api_and_others_may_
 /// A hub with the box registered, and an edge data folder with a teacher owning a
 /// course group and a student in it, their private conversation holding a text and a
 /// photo from the student.
-struct Pair {
-    hub: TestServer,
+pub(crate) struct Pair {
+    pub(crate) hub: TestServer,
     edge: TestServer,
 }
 
 impl Pair {
     async fn new() -> Pair {
-        let hub = hub().await;
+        Pair::with_hub(hub().await).await
+    }
+
+    /// The same, with a hub of the caller's (another storage backend's, say).
+    pub(crate) async fn with_hub(hub: TestServer) -> Pair {
         let core = confer_server::build_core(&hub.config).unwrap();
         core.hub_add_key(BOX, TOKEN, false, "").await.unwrap();
         core.flush().await.unwrap();
@@ -775,14 +779,14 @@ impl Pair {
         }
     }
 
-    async fn run(&self, hooks: Hooks) -> sync::Report {
+    pub(crate) async fn run(&self, hooks: Hooks) -> sync::Report {
         sync::run_with(&self.edge.config, &self.options(), hooks)
             .await
             .unwrap()
     }
 
     /// The teacher answers on the hub (through the admin API, as the teacher).
-    async fn teacher_answers(&self, text: &str) {
+    pub(crate) async fn teacher_answers(&self, text: &str) {
         let hub_side = private_messages(&self.hub, "tmath", &format!("sam.{BOX}")).await;
         let group = hub_side[0].group_id;
         let body = json!({"text": text, "as": "tmath"}).to_string();
@@ -852,7 +856,7 @@ impl Pair {
     }
 
     /// (texts of the hub's conversation, texts of the edge's).
-    async fn both_sides(&self) -> (Vec<String>, Vec<String>) {
+    pub(crate) async fn both_sides(&self) -> (Vec<String>, Vec<String>) {
         let show = |m: &confer_core::Message| match m.files.first() {
             Some(f) => format!("[{}]", f.mimetype),
             None => m.text.clone().unwrap_or_default(),

@@ -2,8 +2,9 @@
 //! on every node (a logout on one ends the token's sessions on another), concurrent
 //! posting to one conversation from three nodes (seqs 1..N, each acked message stored
 //! once), `kill -9` of a node mid-traffic losing no acked message, `confer migrate` of a
-//! populated SQLite folder, and (with `CONFER_TEST_REDIS_URL` too) events reaching
-//! sessions on other nodes through Redis.
+//! populated SQLite folder, (with `CONFER_TEST_REDIS_URL` too) events reaching
+//! sessions on other nodes through Redis, and a hub of the edge-to-hub sync on
+//! PostgreSQL, seen alike by each of its nodes.
 //!
 //! The database server is `CONFER_TEST_POSTGRES_URL` (scripts/suite-scale starts one);
 //! each test makes a database of its own there. Without it the tests say they skipped,
@@ -13,8 +14,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use confer_server::sync::Hooks;
 use serde_json::json;
 
+use crate::chathost::{Pair, BOX};
 use crate::common::{http, ok_data, Client, TestServer, ADMIN_PASSWORD, WAIT};
 
 /// A database of its own on the test server, dropped when the test ends.
@@ -571,4 +574,60 @@ async fn events_reach_sessions_on_other_nodes_through_redis() {
     for n in nodes {
         n.stop().await;
     }
+}
+
+async fn hub_node(db: &TestDatabase) -> TestServer {
+    let url = db.url.clone();
+    TestServer::start_with(move |c| {
+        c.database_url = Some(url);
+        c.database_pool_size = 4;
+        c.hub_role = true;
+    })
+    .await
+}
+
+/// A hub runs on PostgreSQL (`serve` used to refuse `hub_role` with a `database_url`): an
+/// edge syncs with one hub node both ways, and another node of the same database sees
+/// the box, its roster, the edge's messages and the sync's logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_on_postgresql_syncs_with_an_edge_and_its_other_node_sees_it_all() {
+    let Some(db) = TestDatabase::fresh() else {
+        return;
+    };
+    let pair = Pair::with_hub(hub_node(&db).await).await;
+    let report = pair.run(Hooks::default()).await;
+    assert_eq!(report.failed, None, "{:?}", report.steps);
+    assert_eq!((report.messages_sent, report.attachments_sent), (2, 1));
+
+    let other = hub_node(&db).await;
+    let core = confer_server::build_core(&other.config).unwrap();
+    let b = core
+        .hub_box(BOX)
+        .await
+        .unwrap()
+        .expect("the box, from the other node");
+    assert!(b.roster.unwrap().as_str().contains("\"Math\""));
+    core.hub_queue_setting(BOX, "wifi", "on").await.unwrap();
+    core.flush().await.unwrap();
+
+    pair.teacher_answers("well done, Sam").await;
+    let report = pair.run(Hooks::default()).await;
+    assert_eq!(report.failed, None, "{:?}", report.steps);
+    assert_eq!((report.messages_sent, report.messages_received), (0, 1));
+    assert_eq!(report.settings_applied, ["wifi"]);
+    let (hub, edge) = pair.both_sides().await;
+    assert_eq!(hub[1..3], ["hello from the box", "[image/png]"]);
+    assert_eq!(edge.last().map(String::as_str), Some("well done, Sam"));
+    assert!(!core.hub_logs(BOX).await.unwrap().is_empty());
+
+    let report = pair.run(Hooks::default()).await;
+    assert_eq!(
+        (
+            report.failed,
+            report.messages_sent,
+            report.messages_received
+        ),
+        (None, 0, 0),
+        "a third run moves nothing"
+    );
 }
