@@ -99,7 +99,7 @@ class StandIn:
     def url(self, path=""):
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def next(self, timeout=15):
+    def next(self, timeout=60):
         """The next recorded request as (status answered, what `check` returned)."""
         return self.requests.get(timeout=timeout)
 
@@ -346,7 +346,7 @@ class Apns:
                                     "collapse_id": headers.get("apns-collapse-id"), "payload": payload}))
         return status, reply
 
-    def next(self, timeout=15):
+    def next(self, timeout=60):
         return self.requests.get(timeout=timeout)
 
     def stop(self):
