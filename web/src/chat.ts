@@ -70,6 +70,7 @@ export class Chat {
       if (a.result === 0) {
         this.connection = 'online';
         this.changed();
+        void this.nameMyself();
         void this.resync();
       } else if (a.result === 7) {
         this.connection = 'elsewhere';
@@ -174,6 +175,17 @@ export class Chat {
 
   get me(): Id {
     return this.session.uin;
+  }
+
+  /** The server fills `sender_name` from the account's profile: an account without a
+   * display name gets its sign-in name as one, so others see who wrote. */
+  async nameMyself() {
+    try {
+      const p = await request<{ profile?: { name?: string | null } }>(this.socket, 'get_profile', {});
+      if (!p.profile?.name) await request(this.socket, 'update_profile', { name: this.session.user });
+    } catch {
+      // Not fatal: messages then show no name until the user sets one.
+    }
   }
 
   /** After each login: every group anew, then each loaded history caught up. */
