@@ -1,7 +1,7 @@
 // The web client in Chromium, as two people use it: Alice and Bob, each in a browser
 // context of their own, against the real server. The steps build on each other (one
 // server, one chat), so they run in order.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -12,8 +12,10 @@ import {
 let server, browser, alice, bob, aliceUin, bobUin, groupId;
 
 before(async () => {
-  // Short Chat API heartbeats, so a socket whose network vanished is noticed soon.
-  server = await startServer({ CONFER_CHAT_PING_INTERVAL_MS: '1000', CONFER_CHAT_PING_TIMEOUT_MS: '2000' });
+  // Short Chat API heartbeats, so a socket whose network vanished is noticed within ten
+  // seconds; the timeout is long enough that a loaded machine (CI runs other suites beside
+  // this one) does not drop a live socket and with it a request in flight.
+  server = await startServer({ CONFER_CHAT_PING_INTERVAL_MS: '2000', CONFER_CHAT_PING_TIMEOUT_MS: '8000' });
   aliceUin = server.addUser('alice@example.com', 'alice-pw');
   bobUin = server.addUser('bob@example.com', 'bob-pw');
   browser = await launch();
@@ -24,6 +26,16 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await server?.stop();
+});
+
+// A step that fails with a dialog open (a chat being made, an image viewed) would leave it
+// over the page and fail every later step with it: close what is left open.
+afterEach(async () => {
+  for (const page of [alice, bob]) {
+    if (page && !page.isClosed()) {
+      await page.evaluate(() => document.querySelectorAll('dialog[open]').forEach((d) => d.close())).catch(() => {});
+    }
+  }
 });
 
 const messages = (page) => page.locator('.messages li.msg');
