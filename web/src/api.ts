@@ -22,7 +22,10 @@ export interface Message {
   message: string | null;
   attachments: string | null;
   sender_uin: Id;
+  /** 1 sent, 2 received by every recipient, 3 seen by every recipient, 4 deleted. */
   status: number;
+  received_uins?: Id[];
+  seen_uins?: Id[];
   nonce: string | null;
   version: number;
   created_at: number;
@@ -47,6 +50,15 @@ export interface Group {
   last_message_id?: Id;
   last_message?: Message | null;
   unread_cnt?: number;
+}
+
+/** A peer's presence (`user_status`, `user_statuses`): online_status 1 online, 2
+ * offline, 3 idle, 4 invisible (as one's own only), 5 away, 6 busy. */
+export interface UserStatus {
+  uin: Id;
+  online_status: number;
+  message_status?: string;
+  last_seen_at?: number | null;
 }
 
 export interface Session {

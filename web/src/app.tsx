@@ -157,10 +157,12 @@ function GroupItem({ chat, group: g }: { chat: Chat; group: Group }) {
   );
 }
 
-/** Presence as last told by `user_status`; nothing is shown before the server said. */
+/** Presence as told by the `user_statuses` snapshot after login and the `user_status`
+ * pushes after it; nothing is shown before the server said. Idle, away and busy are
+ * online; invisible (one's own only) is offline. */
 function presenceOf(chat: Chat, uin: Id): 'online' | 'offline' | null {
   const s = chat.presence.get(uin);
-  return s === undefined ? null : s === 1 ? 'online' : 'offline';
+  return s === undefined ? null : s === 2 || s === 4 ? 'offline' : 'online';
 }
 
 function Dot({ chat, uin }: { chat: Chat; uin: Id }) {
@@ -320,6 +322,7 @@ function MessageItem({ chat, msg, onView }: { chat: Chat; msg: Message; onView: 
         <span class="sender">{chat.name(msg.sender_uin)}</span>{' '}
         <time dateTime={new Date(msg.created_at / 1000).toISOString()}>{time(msg.created_at)}</time>
         {edited && <span class="edited"> (edited)</span>}
+        {mine && !deleted && <Receipt status={msg.status} />}
       </div>
       {deleted ? (
         <p class="text">Message deleted</p>
@@ -365,6 +368,25 @@ function MessageItem({ chat, msg, onView }: { chat: Chat; msg: Message; onView: 
         </div>
       )}
     </li>
+  );
+}
+
+const RECEIPT: Record<number, [string, string]> = {
+  1: ['✓', 'Sent'],
+  2: ['✓✓', 'Delivered'],
+  3: ['✓✓', 'Seen'],
+};
+
+/** One's own message's read state (its `status`, moved on by `message_status`): sent,
+ * delivered to every recipient, seen by every recipient. */
+function Receipt({ status }: { status: number }) {
+  const r = RECEIPT[status];
+  if (!r) return null;
+  return (
+    <span class={`receipt receipt-${status}`} data-testid="receipt" title={r[1]}>
+      <span aria-hidden="true">{r[0]}</span>
+      <span class="sr-only">{r[1]}</span>
+    </span>
   );
 }
 

@@ -19,6 +19,7 @@ import {
   request,
   Session,
   upload,
+  UserStatus,
 } from './api';
 import { Call, ChatCall } from './call';
 
@@ -104,10 +105,17 @@ export class Chat {
     });
     s.on('pin_group', (p: { group: Group }) => this.setFlag(p.group.group_id, 'pinned', true));
     s.on('unpin_group', (p: { group: Group }) => this.setFlag(p.group.group_id, 'pinned', false));
-    s.on('user_status', (p: { user_status: { uin: Id; online_status: number } }) => {
+    s.on('user_status', (p: { user_status: UserStatus }) => {
       this.presence.set(p.user_status.uin, p.user_status.online_status);
       this.changed();
     });
+    // Right after login, once: everyone this user shares a group with, so a presence dot
+    // is right from the start and not only after that person's next change.
+    s.on('user_statuses', (p: { user_statuses: UserStatus[] }) => {
+      for (const u of p.user_statuses ?? []) this.presence.set(u.uin, u.online_status);
+      this.changed();
+    });
+    s.on('message_status', (p: { message: Message }) => this.onStatus(p.message));
     s.on('event', (e: { group_id: Id; type: number; sender_uin: Id }) => this.onEvent(e));
     s.on('start_call', (p: { call: ChatCall }) => {
       const c = p.call;
@@ -320,7 +328,11 @@ export class Chat {
     if (fresh && g && msg.sender_uin !== this.me) {
       this.stopTypingOf(msg.group_id, msg.sender_uin);
       if (this.openGroup === msg.group_id && document.visibilityState !== 'hidden') this.markSeen();
-      else g.unread_cnt = (g.unread_cnt || 0) + 1;
+      else {
+        g.unread_cnt = (g.unread_cnt || 0) + 1;
+        // It reached this device: the sender's tick says delivered.
+        request(this.socket, 'received_message', { group_id: msg.group_id, message_id: msg.message_id }).catch(() => {});
+      }
       this.changed();
     }
   }
@@ -353,6 +365,28 @@ export class Chat {
     if (had) Object.assign(had, msg);
     const g = this.groups.get(msg.group_id);
     if (g?.last_message?.message_id === msg.message_id) g.last_message = { ...g.last_message, ...msg };
+    this.changed();
+  }
+
+  /** A member's received or seen mark moved: the message as it now is, which speaks for
+   * every earlier message of the group too (their status is at least its status, their
+   * seen and received lists hold its own). */
+  private onStatus(msg: Message) {
+    const m = this.messages.get(msg.group_id);
+    for (const had of m?.list ?? []) {
+      if (compareIds(had.message_id, msg.message_id) > 0) break;
+      if (had.message_id === msg.message_id) {
+        Object.assign(had, { status: msg.status, received_uins: msg.received_uins, seen_uins: msg.seen_uins });
+      } else if (had.status !== 4) {
+        had.status = Math.max(had.status, msg.status);
+        had.received_uins = union(had.received_uins, msg.received_uins);
+        had.seen_uins = union(had.seen_uins, msg.seen_uins);
+      }
+    }
+    const g = this.groups.get(msg.group_id);
+    if (g?.last_message && compareIds(g.last_message.message_id, msg.message_id) <= 0 && g.last_message.status !== 4) {
+      g.last_message = { ...g.last_message, status: Math.max(g.last_message.status, msg.status) };
+    }
     this.changed();
   }
 
@@ -534,6 +568,10 @@ export class Chat {
     for (const g of this.groups.values()) for (const u of g.occupants_uins) if (u !== this.me) all.add(u);
     return [...all].sort(compareIds);
   }
+}
+
+function union(a: Id[] | undefined, b: Id[] | undefined): Id[] {
+  return [...new Set([...(a ?? []), ...(b ?? [])])];
 }
 
 function typeOf(mime: string): number {
