@@ -3,22 +3,11 @@
 // (Chromium's fake camera); then alice hangs up and both see the call end.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, newPage, signIn, shot, seriousViolations } from './harness.mjs';
+import {
+  startServer, launch, newPage, signIn, shot, seriousViolations, recordPeerConnections,
+} from './harness.mjs';
 
 let server, browser, alice, bob, bobUin;
-
-// Keeps each page's peer connections where the test can ask them for stats; injected
-// by the browser before the page's scripts, so the app itself has no test hook.
-function recordPeerConnections() {
-  const Native = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = class extends Native {
-    constructor(...args) {
-      super(...args);
-      window.__pcs.push(this);
-    }
-  };
-}
 
 async function framesDecoded(page) {
   return page.evaluate(async () => {

@@ -100,6 +100,20 @@ export async function newPage(browser, base, viewport = DESKTOP) {
   return page;
 }
 
+// Keeps each page's peer connections where a test can ask them for stats: injected by
+// the browser before the page's scripts (`context.addInitScript`), so the app itself has
+// no test hook.
+export function recordPeerConnections() {
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.__pcs.push(this);
+    }
+  };
+}
+
 export async function signIn(page, user, password) {
   await page.goto('/');
   await page.getByLabel('User').fill(user);

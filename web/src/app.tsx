@@ -6,6 +6,7 @@ import { useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } fro
 import type { FileRef, Group, Id, Message, Session } from './api';
 import type { Call } from './call';
 import { Chat } from './chat';
+import type { Conference, Party } from './conference';
 
 export function App({ session, onSignOut }: { session: Session; onSignOut: (revoke: boolean) => void }) {
   const chat = useMemo(() => new Chat(session), [session]);
@@ -28,17 +29,20 @@ export function App({ session, onSignOut }: { session: Session; onSignOut: (revo
   }, [chat.connection]);
 
   const open = chat.openGroup ? chat.groups.get(chat.openGroup) : undefined;
+  // The conference screen covers the app: what is under it is out of reach meanwhile.
+  const covered = !!chat.conference;
   return (
     <div class={`app ${open ? 'has-open' : ''}`}>
-      <Sidebar chat={chat} onNew={() => setCreating(true)} onSignOut={() => onSignOut(true)} />
+      <Sidebar chat={chat} inert={covered} onNew={() => setCreating(true)} onSignOut={() => onSignOut(true)} />
       {open ? (
-        <Conversation key={open.group_id} chat={chat} group={open} onView={setViewing} />
+        <Conversation key={open.group_id} chat={chat} group={open} inert={covered} onView={setViewing} />
       ) : (
-        <main class="empty" aria-label="Conversation">
+        <main class="empty" aria-label="Conversation" inert={covered}>
           <p>Pick a chat, or start a new one.</p>
         </main>
       )}
       {chat.call && <CallPanel chat={chat} call={chat.call} />}
+      {chat.conference && <ConferencePanel chat={chat} conf={chat.conference} />}
       {creating && <NewChat chat={chat} onClose={() => setCreating(false)} />}
       {viewing && <Viewer file={viewing} onClose={() => setViewing(null)} />}
       {chat.error && (
@@ -61,10 +65,10 @@ const CONNECTION_TEXT = {
   elsewhere: 'Open in another tab',
 };
 
-function Sidebar({ chat, onNew, onSignOut }: { chat: Chat; onNew: () => void; onSignOut: () => void }) {
+function Sidebar({ chat, inert, onNew, onSignOut }: { chat: Chat; inert: boolean; onNew: () => void; onSignOut: () => void }) {
   const groups = chat.sortedGroups();
   return (
-    <nav class="sidebar" aria-label="Chats">
+    <nav class="sidebar" aria-label="Chats" inert={inert}>
       <header class="bar">
         <h1>confer</h1>
         <span class={`conn conn-${chat.connection}`} role="status" data-testid="connection">
@@ -170,7 +174,7 @@ function Dot({ chat, uin }: { chat: Chat; uin: Id }) {
   return p ? <span class={`dot ${p === 'online' ? 'on' : 'off'}`} data-presence={p} /> : null;
 }
 
-function Conversation({ chat, group: g, onView }: { chat: Chat; group: Group; onView: (f: FileRef) => void }) {
+function Conversation({ chat, group: g, inert, onView }: { chat: Chat; group: Group; inert: boolean; onView: (f: FileRef) => void }) {
   const list = useRef<HTMLDivElement>(null);
   const heading = useRef<HTMLHeadingElement>(null);
   const atBottom = useRef(true);
@@ -223,6 +227,7 @@ function Conversation({ chat, group: g, onView }: { chat: Chat; group: Group; on
     <main
       class={`conversation ${dragging ? 'dragging' : ''}`}
       aria-labelledby="conversation-title"
+      inert={inert}
       onDragOver={(e) => (e.preventDefault(), setDragging(true))}
       onDragLeave={() => setDragging(false)}
       onDrop={drop}
@@ -256,6 +261,11 @@ function Conversation({ chat, group: g, onView }: { chat: Chat; group: Group; on
                 Video call
               </button>
             </>
+          )}
+          {!iAmBlocked && (
+            <button type="button" disabled={!!chat.conference} onClick={() => chat.joinConference(g.group_id)}>
+              Join conference
+            </button>
           )}
           {peer && (
             <button type="button" onClick={() => chat.setBlocked(g.group_id, peer, !blockedPeer).catch((e) => chat.fail(e))}>
@@ -657,6 +667,110 @@ function CallPanel({ chat, call }: { chat: Chat; call: Call }) {
             Hang up
           </button>
         )}
+      </div>
+    </section>
+  );
+}
+
+function Audio({ stream }: { stream: MediaStream }) {
+  const ref = useRef<HTMLAudioElement>(null);
+  useEffect(() => {
+    if (ref.current && ref.current.srcObject !== stream) ref.current.srcObject = stream;
+  });
+  return <audio ref={ref} autoPlay />;
+}
+
+const CONFERENCE_TEXT = {
+  joining: 'Joining…',
+  connecting: 'Connecting…',
+  live: 'In the conference',
+  ended: 'Left',
+};
+
+/** Microphone and camera as the party said (`bMicOn`, `bCamOn`): shown when off. */
+function Flags({ mic, cam }: { mic: boolean; cam: boolean }) {
+  return (
+    <span class="flags">
+      {!mic && <span class="flag">Mic off</span>}
+      {!cam && <span class="flag">Camera off</span>}
+    </span>
+  );
+}
+
+function PartyTile({ conf, party: p }: { conf: Conference; party: Party }) {
+  const slot = conf.slotOf(p.PartyID);
+  return (
+    <li class="tile" data-party={p.PartyID} data-testid="party">
+      {slot >= 0 && (
+        <>
+          <Media stream={conf.video[slot]} muted={true} label={`${p.username}'s video`} cls="tile-video" />
+          <Audio stream={conf.audio[slot]} />
+        </>
+      )}
+      {(slot < 0 || !p.bCamOn) && (
+        // Nothing to show (yet), or the camera is off: the last frame would stand still.
+        <span class="tile-wait" aria-hidden="true">
+          {p.username.slice(0, 1).toUpperCase()}
+        </span>
+      )}
+      <Flags mic={p.bMicOn} cam={p.bCamOn} />
+      <span class="tile-name">
+        {p.username}
+        {slot < 0 && <span class="hint"> ({p.State === 2 ? 'no free slot' : 'connecting'})</span>}
+      </span>
+    </li>
+  );
+}
+
+function ConferencePanel({ chat, conf }: { chat: Chat; conf: Conference }) {
+  const heading = useRef<HTMLHeadingElement>(null);
+  const g = chat.groups.get(conf.groupId);
+  const title = g ? chat.title(g) : 'the conference';
+  useEffect(() => heading.current?.focus(), []);
+  const act = (f: () => Promise<void>) => () => void f().catch((e) => chat.fail(e));
+  const others = conf.others();
+  const ended = conf.state === 'ended';
+  return (
+    <section class="conference" aria-labelledby="conference-title">
+      <header class="bar">
+        <h2 id="conference-title" tabIndex={-1} ref={heading}>
+          Conference in {title}
+        </h2>
+        <p class="conf-status" role="status" data-testid="conference-status">
+          {CONFERENCE_TEXT[conf.state]}
+          {ended && conf.ended ? `: ${conf.ended}` : ''}
+        </p>
+      </header>
+      <ul class="tiles" aria-label="People in the conference">
+        {!ended && (
+          <li class="tile mine" data-testid="me">
+            <Media stream={conf.local} muted={true} label="Your video" cls="tile-video" />
+            {!conf.cam && (
+              <span class="tile-wait" aria-hidden="true">
+                Y
+              </span>
+            )}
+            <Flags mic={conf.mic} cam={conf.cam} />
+            <span class="tile-name">You</span>
+          </li>
+        )}
+        {!ended && others.map((p) => <PartyTile key={p.PartyID} conf={conf} party={p} />)}
+      </ul>
+      {!ended && conf.state !== 'joining' && others.length === 0 && <p class="hint">Nobody else is here yet.</p>}
+      <div class="row end conf-controls" role="group" aria-label="Conference controls">
+        {!ended && (
+          <>
+            <button type="button" aria-pressed={conf.mic} disabled={!conf.pc} onClick={act(() => conf.setMic(!conf.mic))}>
+              Microphone
+            </button>
+            <button type="button" aria-pressed={conf.cam} disabled={!conf.pc} onClick={act(() => conf.setCam(!conf.cam))}>
+              Camera
+            </button>
+          </>
+        )}
+        <button type="button" class={ended ? '' : 'danger'} onClick={act(() => chat.leaveConference())}>
+          {ended ? 'Close' : 'Leave'}
+        </button>
       </div>
     </section>
   );

@@ -22,6 +22,7 @@ import {
   UserStatus,
 } from './api';
 import { Call, ChatCall } from './call';
+import { Conference } from './conference';
 
 /** `elsewhere`: the same token connected again (another tab), which the server answers
  * by disconnecting this socket (Chat API `login` result 7); it stays off until asked. */
@@ -58,6 +59,8 @@ export class Chat {
   error: string | null = null;
   /** The call in progress, ringing, or just ended (until dismissed). */
   call: Call | null = null;
+  /** The conference joined (or being joined), until left or dismissed. */
+  conference: Conference | null = null;
   private listeners = new Set<() => void>();
   private typingSentAt = 0;
   private typingIn: Id | null = null;
@@ -162,6 +165,7 @@ export class Chat {
 
   close() {
     this.call?.finish('Signed out.');
+    this.conference?.finish('Signed out.');
     window.removeEventListener('online', this.onOnline);
     window.removeEventListener('offline', this.onOffline);
     this.socket.disconnect();
@@ -499,6 +503,23 @@ export class Chat {
     if (this.call && this.call.state !== 'ended') return;
     this.call = await Call.start(this.socket, groupId, peer, this.me, video, () => this.changed());
     this.changed();
+  }
+
+  /** Join the conference of a group through the conference door (one at a time). */
+  joinConference(groupId: Id) {
+    if (this.conference && this.conference.state !== 'ended') return;
+    const c = new Conference(groupId, () => this.changed());
+    this.conference = c;
+    this.changed();
+    void c.join(this.session.session);
+  }
+
+  /** Leave the conference (if still in it) and close its screen. */
+  async leaveConference() {
+    const c = this.conference;
+    this.conference = null;
+    this.changed();
+    await c?.leave();
   }
 
   dismissCall() {
