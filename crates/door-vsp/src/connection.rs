@@ -6,7 +6,8 @@
 //! a slow client never holds up anybody else. Writes have a timeout for the same reason.
 //! The conferences' events are rendered here per connection (they are few, and a party
 //! list is the connection's own): `started_member`/`stopped_member`/`updated_member`
-//! become `conf.changed`, `media_ended` `conf.webrtc.Disconnected`, `msglog_new_msg`
+//! become `conf.changed`, `media_ended` (and `stopped_member` of a party whose media was
+//! up) `conf.webrtc.Disconnected`, `msglog_new_msg`
 //! `conf.instantmsg`, `destroyed` the end of the conference.
 
 use std::collections::BTreeMap;
@@ -347,11 +348,17 @@ impl Conn {
                 let Some(joined) = self.state.joined.get_mut(&group) else {
                     return Vec::new();
                 };
-                if joined.parties.remove(&m.party).is_none() {
+                let Some(was) = joined.parties.remove(&m.party) else {
                     return Vec::new();
-                }
+                };
                 let own = joined.party == m.party;
-                let frames = vec![changed("delParties", vec![render::party(m)])];
+                let mut frames = vec![changed("delParties", vec![render::party(m)])];
+                if was.state.media {
+                    // It left with its media up: the media ended with it (the endpoint's
+                    // own end comes after the party is gone, and changes nobody then).
+                    let result = json!({"ClusterID": cluster, "ID": group.0, "PartyID": m.party});
+                    frames.push(frame::event("conf", "webrtc", Some("Disconnected"), result));
+                }
                 if own {
                     // Kicked: this connection is out of the conference.
                     self.forget(group).await;
