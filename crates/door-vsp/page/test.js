@@ -23,7 +23,7 @@
     slots: [],
     // PartyIDs announced by conf.webrtc.Disconnected, in order.
     disconnected: [],
-    // The server's media address, from servufrag.
+    // The server's media address and ICE ufrag, from servufrag (and this page's ufrag).
     server: null,
     // RTCPeerConnections made and offers sent by this page.
     connections: 0,
@@ -238,7 +238,8 @@
       state.offers += 1;
       await command('conf', 'CALLME_S2', { ID: id, sdp: pc.localDescription.sdp });
       const answer = (await nextEvent('conf', 'webrtc', 'servufrag')).EvtData || {};
-      state.server = { ip: answer.ip, port: answer.port };
+      const own = /a=ice-ufrag:(\S+)/.exec(pc.localDescription.sdp);
+      state.server = { ip: answer.ip, port: answer.port, ufrag: answer.ufrag, client_ufrag: own ? own[1] : null };
       await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
       setPhase('connecting');
       el('hangup').disabled = false;
