@@ -53,6 +53,15 @@ pub enum MediaEndReason {
     Failed,
 }
 
+/// One receive slot of a party: the lines (the offer's `a=mid` values) it receives on, and
+/// the party of the same conference it shows, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSlot {
+    pub audio_mid: Option<String>,
+    pub video_mid: Option<String>,
+    pub party: Option<u64>,
+}
+
 /// What the endpoint tells the doors about a party's media.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {
@@ -68,6 +77,13 @@ pub enum MediaEvent {
         uin: Uin,
         audio: bool,
         video: bool,
+    },
+    /// Which party each of the party's receive slots shows now (after its media opened,
+    /// and whenever one of them changes): for the party's own client only.
+    Slots {
+        key: PartyKey,
+        uin: Uin,
+        slots: Vec<MediaSlot>,
     },
 }
 

@@ -6,7 +6,8 @@
 //! a slow client never holds up anybody else. Writes have a timeout for the same reason.
 //! The conferences' events are rendered here per connection (they are few, and a party
 //! list is the connection's own): `started_member`/`stopped_member`/`updated_member`
-//! become `conf.changed`, `media_ended` `conf.webrtc.Disconnected`, `msglog_new_msg`
+//! become `conf.changed`, `media_ended` (and `stopped_member` of a party whose media was
+//! up) `conf.webrtc.Disconnected`, `msglog_new_msg`
 //! `conf.instantmsg`, `destroyed` the end of the conference.
 
 use std::collections::BTreeMap;
@@ -15,11 +16,12 @@ use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use confer_core::bus::{Delivery, Mailbox, RoomMember};
-use confer_core::media::PartyKey;
+use confer_core::media::{MediaEvent, PartyKey};
 use confer_core::rate::RateBucket;
 use confer_core::{Event, EventBody, GroupId};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 
 use crate::cmd::{Command, ConnState, Ctx, Joined, DOOR};
@@ -71,6 +73,7 @@ async fn serve(door: Arc<Vsp>, ws: Box<WebSocket>, peer: SocketAddr) {
             mailbox: Some(mailbox),
             joined: BTreeMap::new(),
             logout: false,
+            media_events: None,
         },
         bucket: RateBucket::full(door.settings.rate_burst),
         door,
@@ -101,6 +104,7 @@ async fn serve(door: Arc<Vsp>, ws: Box<WebSocket>, peer: SocketAddr) {
                 Some(Err(e)) => Err(confer_websocket::close_for(&e).map(|(code, reason)| Ending { code, reason })),
             },
             delivery = deliveries.recv() => conn.on_delivery(delivery).await,
+            event = media_event(&mut conn.state.media_events) => conn.on_media(event).await,
             _ = timer.tick() => {
                 let t = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -137,7 +141,58 @@ async fn serve(door: Arc<Vsp>, ws: Box<WebSocket>, peer: SocketAddr) {
     metrics.connection_closed(DOOR);
 }
 
+/// The next media event, or never when the connection has opened no media.
+async fn media_event(
+    events: &mut Option<broadcast::Receiver<MediaEvent>>,
+) -> Result<MediaEvent, RecvError> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Conn {
+    /// A media event: the `Slots` of one of this connection's parties becomes
+    /// `conf.webrtc.slots` `{ClusterID, ID, PartyID, EvtData: {slots: [{audio, video,
+    /// PartyID}]}}`; the rest is the door's media task's (`listen_media`).
+    async fn on_media(&mut self, event: Result<MediaEvent, RecvError>) -> Step {
+        let (key, slots) = match event {
+            Ok(MediaEvent::Slots { key, slots, .. }) => (key, slots),
+            Ok(_) => return Ok(()),
+            Err(RecvError::Lagged(n)) => {
+                tracing::debug!(
+                    lost = n,
+                    "conference connection fell behind the media events"
+                );
+                return Ok(());
+            }
+            Err(RecvError::Closed) => {
+                self.state.media_events = None;
+                return Ok(());
+            }
+        };
+        let ours = self
+            .state
+            .joined
+            .get(&key.conference)
+            .is_some_and(|j| j.party == key.party && j.media);
+        if !ours {
+            return Ok(());
+        }
+        let slots: Vec<Value> = slots
+            .iter()
+            .map(|s| json!({"audio": s.audio_mid, "video": s.video_mid, "PartyID": s.party}))
+            .collect();
+        let result = json!({
+            "ClusterID": self.door.settings.cluster_id,
+            "ID": key.conference.0,
+            "PartyID": key.party,
+            "EvtData": {"slots": slots},
+        });
+        self.send(frame::event("conf", "webrtc", Some("slots"), result))
+            .await
+    }
+
     async fn send(&mut self, text: String) -> Step {
         let write = self.ws.send(Message::Text(text.into()));
         match tokio::time::timeout(self.door.settings.write_timeout, write).await {
@@ -293,11 +348,17 @@ impl Conn {
                 let Some(joined) = self.state.joined.get_mut(&group) else {
                     return Vec::new();
                 };
-                if joined.parties.remove(&m.party).is_none() {
+                let Some(was) = joined.parties.remove(&m.party) else {
                     return Vec::new();
-                }
+                };
                 let own = joined.party == m.party;
-                let frames = vec![changed("delParties", vec![render::party(m)])];
+                let mut frames = vec![changed("delParties", vec![render::party(m)])];
+                if was.state.media {
+                    // It left with its media up: the media ended with it (the endpoint's
+                    // own end comes after the party is gone, and changes nobody then).
+                    let result = json!({"ClusterID": cluster, "ID": group.0, "PartyID": m.party});
+                    frames.push(frame::event("conf", "webrtc", Some("Disconnected"), result));
+                }
                 if own {
                     // Kicked: this connection is out of the conference.
                     self.forget(group).await;

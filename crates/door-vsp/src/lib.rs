@@ -18,6 +18,8 @@
 //! - [`cmd`]: one file per command: parse its `params`, apply to the core, answer.
 //! - [`render`]: parties, `confdata`, instant messages, chat colours.
 //! - [`codes`]: the door's result codes and the one mapping from core errors.
+//! - [`page`]: the test page at `/vsp/test` (plain JavaScript in `page/`), which the
+//!   browser tests drive.
 //!
 //! Media (`CALLME_S2`, `hangup`) goes to the server's [`MediaEndpoint`] when one is
 //! plugged in; without one those commands answer [`codes::MEDIA_UNAVAILABLE`].
@@ -26,6 +28,7 @@ pub mod cmd;
 pub mod codes;
 pub mod connection;
 pub mod frame;
+pub mod page;
 pub mod render;
 
 use std::net::SocketAddr;
@@ -65,6 +68,9 @@ pub struct Settings {
     pub cluster_id: u64,
     /// The ICE servers `CALLME_S1` hands out.
     pub turn: TurnSettings,
+    /// The Content-Security-Policy of the test page at `/vsp/test` (the binary hands in
+    /// the web client's, so one policy covers every page the server serves).
+    pub page_csp: &'static str,
 }
 
 /// What every connection of the door shares.
@@ -79,7 +85,7 @@ pub struct Vsp {
     pub tracker: TaskTracker,
 }
 
-/// The door's route, `GET /vsp/ws` (serve with `into_make_service_with_connect_info`).
+/// The door's routes, `GET /vsp/ws` and the test page (serve with `into_make_service_with_connect_info`).
 /// With a media endpoint, its events are heard from here on (see [`listen_media`]).
 pub fn router(door: Arc<Vsp>) -> Router {
     if door.media.is_some() {
@@ -87,6 +93,9 @@ pub fn router(door: Arc<Vsp>) -> Router {
     }
     Router::new()
         .route("/vsp/ws", get(upgrade))
+        .route("/vsp/test", get(page::html))
+        .route("/vsp/test.js", get(page::js))
+        .route("/vsp/test.css", get(page::css))
         .with_state(door)
 }
 
@@ -121,6 +130,8 @@ pub async fn listen_media(door: Arc<Vsp>) {
                 };
                 (key, change, false)
             }
+            // For the party's own connection only (it renders them itself).
+            Ok(MediaEvent::Slots { .. }) => continue,
             Err(RecvError::Lagged(n)) => {
                 tracing::warn!(lost = n, "conference door fell behind the media events");
                 continue;

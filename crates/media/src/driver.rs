@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confer_core::media::{MediaEndReason, MediaError, MediaEvent, PartyKey};
+use confer_core::media::{MediaEndReason, MediaError, MediaEvent, MediaSlot, PartyKey};
 use confer_core::metrics::Metrics;
 use confer_core::{GroupId, Uin};
 use str0m::ice::StunMessage;
@@ -115,6 +115,8 @@ struct Party {
     video_out: Vec<Mid>,
     /// Which other party each slot shows.
     slots: Vec<Option<PartyKey>>,
+    /// Whether a `MediaEvent::Slots` told the party's slots yet.
+    slots_told: bool,
     opened: Instant,
     connected: bool,
     last_stun: Instant,
@@ -142,6 +144,19 @@ impl Party {
         }
         let slots = self.audio_out.len().max(self.video_out.len());
         self.slots.resize(slots, None);
+    }
+
+    /// The party's slots as `MediaEvent::Slots` tells them.
+    fn slot_lines(&self) -> Vec<MediaSlot> {
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(n, shown)| MediaSlot {
+                audio_mid: self.audio_out.get(n).map(|mid| mid.to_string()),
+                video_mid: self.video_out.get(n).map(|mid| mid.to_string()),
+                party: shown.map(|key| key.party),
+            })
+            .collect()
     }
 
     fn learn(&mut self, addr: SocketAddr) -> Option<SocketAddr> {
@@ -293,6 +308,7 @@ impl Driver {
                 audio_out: Vec::new(),
                 video_out: Vec::new(),
                 slots: Vec::new(),
+                slots_told: false,
                 opened: now,
                 connected: false,
                 last_stun: now,
@@ -357,8 +373,17 @@ impl Driver {
         let mut sources = Vec::new();
         for key in &order {
             if let Some(party) = self.parties.get_mut(key) {
+                let before = party.slots.clone();
                 for (_, source) in slots::refill(&mut party.slots, *key, &order) {
                     sources.push(source);
+                }
+                if !party.slots.is_empty() && (party.slots != before || !party.slots_told) {
+                    party.slots_told = true;
+                    let _ = self.events.send(MediaEvent::Slots {
+                        key: *key,
+                        uin: party.uin,
+                        slots: party.slot_lines(),
+                    });
                 }
             }
         }

@@ -380,6 +380,7 @@ pub async fn start_with_media(
             rate_burst: config.vsp_rate_burst,
             cluster_id: config.cluster_id,
             turn: config.turn(),
+            page_csp: confer_door_http::web::CSP,
         },
         media,
         shutdown: shutdown.clone(),

@@ -2,8 +2,9 @@
 //! or, for clients of the original protocol, just its ICE ufrag/pwd and DTLS
 //! fingerprint) goes to the server's media endpoint, which answers; the caller then gets
 //! `conf.webrtc.servufrag` with the endpoint's ufrag, pwd, fingerprint, ip, port and SDP
-//! answer, and everyone sees its party's `State` become 2. Without a media endpoint:
-//! [`MEDIA_UNAVAILABLE`].
+//! answer, and everyone sees its party's `State` become 2. Then (and whenever it changes)
+//! the caller gets `conf.webrtc.slots`: which party each of its receive slots shows
+//! (rendered by `connection`). Without a media endpoint: [`MEDIA_UNAVAILABLE`].
 
 use confer_core::media::{MediaError, MediaOffer};
 use confer_core::service::PartyChange;
@@ -47,6 +48,9 @@ impl ConfCallmeS2 {
             ));
         };
         let key = ctx.own_party(self.id).await?;
+        if ctx.state.media_events.is_none() {
+            ctx.state.media_events = Some(media.events());
+        }
         let me = ctx.logged_in()?;
         let answer = media
             .open(key, me.who.uin, self.offer)

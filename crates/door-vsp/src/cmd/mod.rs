@@ -50,6 +50,10 @@ pub struct ConnState {
     pub joined: BTreeMap<GroupId, Joined>,
     /// `nd logout` was answered: close.
     pub logout: bool,
+    /// The media endpoint's events, from this connection's first `CALLME_S2` on (before
+    /// its `open`, so the first `Slots` is not missed): the connection renders the
+    /// `Slots` of its own parties as `conf.webrtc.slots`.
+    pub media_events: Option<tokio::sync::broadcast::Receiver<confer_core::media::MediaEvent>>,
 }
 
 pub struct LoggedIn {
