@@ -8,8 +8,9 @@
 // The endpoint gives each receiving audio and video line pair of the offer ("slot") one
 // other party, fixed, without renegotiation: the first slots to the earliest parties with
 // media, a slot freed by a leaver to the next one waiting (crates/media/src/slots.rs).
-// The client keeps the same book from the door's events, so each tile shows the right
-// party's stream under its name.
+// The door says which party each slot shows (`conf.webrtc.slots`, by the lines' mids);
+// from a server that does not, the client keeps the same book from the door's events, so
+// each tile shows the right party's stream under its name either way.
 
 import type { Id } from './api';
 
@@ -72,6 +73,8 @@ export class Conference {
   private webrtc = new Map<string, (r: Record<string, unknown>) => void>();
   /** The parties with media (State 2), in the order they got it: the endpoint's order. */
   private withMedia: number[] = [];
+  /** Whether the door says the slots itself (`conf.webrtc.slots`): then they are its. */
+  private told = false;
   private audioTx: RTCRtpTransceiver[] = [];
   private videoTx: RTCRtpTransceiver[] = [];
 
@@ -264,6 +267,7 @@ export class Conference {
         this.webrtc.delete(type);
         waiter(r);
       }
+      if (type === 'slots') this.onSlots(r.EvtData);
       if (type === 'Disconnected') {
         const id = Number(r.PartyID);
         if (id === this.partyId) this.finish('The media connection ended.');
@@ -302,15 +306,33 @@ export class Conference {
 
   private mediaDown(id: number) {
     this.withMedia = this.withMedia.filter((p) => p !== id);
+    // Its slot shows nobody now (until the door's next `slots` gives it to another).
+    if (this.told) this.slots = this.slots.map((s) => (s === id ? null : s));
     this.refill();
+    this.changed();
+  }
+
+  /** `conf.webrtc.slots`: `{slots: [{audio, video, PartyID}]}`, each slot by its lines'
+   * mids, `PartyID` null when free. */
+  private onSlots(data: unknown) {
+    const list = (data as { slots?: unknown } | undefined)?.slots;
+    if (!Array.isArray(list)) return;
+    this.told = true;
+    const slots: (number | null)[] = new Array(this.videoTx.length).fill(null);
+    for (const s of list as { audio?: unknown; video?: unknown; PartyID?: unknown }[]) {
+      let i = this.videoTx.findIndex((t) => t.mid !== null && t.mid === String(s.video));
+      if (i < 0) i = this.audioTx.findIndex((t) => t.mid !== null && t.mid === String(s.audio));
+      if (i >= 0 && typeof s.PartyID === 'number') slots[i] = s.PartyID;
+    }
+    this.slots = slots;
     this.changed();
   }
 
   /** The endpoint's rule (crates/media/src/slots.rs): a slot keeps its party while it has
    * media; a free slot takes the first party with media not shown yet. Slots exist once
-   * this party's own media is up. */
+   * this party's own media is up. Not when the door says the slots itself. */
   private refill() {
-    if (!this.withMedia.includes(this.partyId)) return;
+    if (this.told || !this.withMedia.includes(this.partyId)) return;
     this.slots = this.slots.map((s) => (s !== null && this.withMedia.includes(s) ? s : null));
     const waiting = this.withMedia.filter((p) => p !== this.partyId && !this.slots.includes(p));
     this.slots = this.slots.map((s) => (s === null ? (waiting.shift() ?? null) : s));
