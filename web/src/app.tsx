@@ -716,7 +716,7 @@ function PartyTile({ conf, party: p }: { conf: Conference; party: Party }) {
       <Flags mic={p.bMicOn} cam={p.bCamOn} />
       <span class="tile-name">
         {p.username}
-        {slot < 0 && <span class="hint"> ({p.State === 2 ? 'no free slot' : 'connecting'})</span>}
+        {slot < 0 && <span class="hint"> ({p.State !== 2 ? 'no media' : conf.slots.includes(null) ? 'connecting' : 'no free slot'})</span>}
       </span>
     </li>
   );
