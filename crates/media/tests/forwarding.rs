@@ -449,3 +449,44 @@ async fn a_party_that_never_connects_ends_as_failed() {
         }
     );
 }
+
+/// The next `Slots` event for `party` that shows `shown` (one party per slot, in order).
+async fn slots_shown(
+    events: &mut tokio::sync::broadcast::Receiver<MediaEvent>,
+    party: PartyKey,
+    shown: &[Option<u64>],
+) {
+    let wait = async {
+        loop {
+            if let Ok(MediaEvent::Slots { key: k, slots, .. }) = events.recv().await {
+                let parties: Vec<Option<u64>> = slots.iter().map(|s| s.party).collect();
+                if k == party && parties == shown {
+                    assert!(slots
+                        .iter()
+                        .all(|s| s.audio_mid.is_some() && s.video_mid.is_some()));
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("no Slots for {party:?} showing {shown:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_party_is_told_which_party_its_slots_show() {
+    let (sfu, _) = start(SfuConfig::default()).await;
+    let mut events = sfu.events();
+    let _a = join(&sfu, 9, 1, 2).await;
+    slots_shown(&mut events, key(9, 1), &[None, None]).await;
+    let _b = join(&sfu, 9, 2, 1).await;
+    slots_shown(&mut events, key(9, 1), &[Some(2), None]).await;
+    slots_shown(&mut events, key(9, 2), &[Some(1)]).await;
+    let _c = join(&sfu, 9, 3, 2).await;
+    slots_shown(&mut events, key(9, 1), &[Some(2), Some(3)]).await;
+    slots_shown(&mut events, key(9, 3), &[Some(1), Some(2)]).await;
+    sfu.close(key(9, 2)).await;
+    slots_shown(&mut events, key(9, 1), &[None, Some(3)]).await;
+    slots_shown(&mut events, key(9, 3), &[Some(1), None]).await;
+}
