@@ -161,6 +161,8 @@ test('carol leaves: she is gone from the others\' screens, who still see each ot
   await control(carol, 'Leave').click();
   await carol.getByRole('heading', { name: 'Conference in Standup' }).waitFor({ state: 'detached' });
   await carol.getByRole('heading', { level: 2, name: 'Standup' }).waitFor();
+  // The keyboard's focus is back in the chat the conference was joined from.
+  await carol.waitForFunction(() => document.activeElement?.id === 'conversation-title');
   for (const page of [alice, bob]) await tile(page, NAMES[2]).waitFor({ state: 'detached' });
   await tile(alice, NAMES[1]).locator('video').waitFor();
   await tile(bob, NAMES[0]).locator('video').waitFor();

@@ -726,7 +726,11 @@ function ConferencePanel({ chat, conf }: { chat: Chat; conf: Conference }) {
   const heading = useRef<HTMLHeadingElement>(null);
   const g = chat.groups.get(conf.groupId);
   const title = g ? chat.title(g) : 'the conference';
-  useEffect(() => heading.current?.focus(), []);
+  useEffect(() => {
+    heading.current?.focus();
+    // Closed: focus goes back to the chat it was joined from (or wherever is first).
+    return () => document.getElementById('conversation-title')?.focus();
+  }, []);
   const act = (f: () => Promise<void>) => () => void f().catch((e) => chat.fail(e));
   const others = conf.others();
   const ended = conf.state === 'ended';
