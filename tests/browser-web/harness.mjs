@@ -3,9 +3,9 @@
 // (no browser download: CHROMIUM, default /usr/bin/chromium), with fake media devices.
 // Screenshots go to SHOTS (default target/browser-web), never into the repository.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import net from 'node:net';
 import { chromium } from 'playwright-core';
 import axe from 'axe-core';
@@ -66,9 +66,14 @@ export async function startServer(env = {}) {
       });
       if (!r.ok) throw new Error(`admin post: ${r.status} ${await r.text()}`);
     },
-    stop() {
-      proc.kill('SIGTERM');
-      return new Promise((r) => proc.once('exit', r));
+    // Stops the server and removes its data folder.
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dirname(dataDir), { recursive: true, force: true });
     },
   };
 }
