@@ -176,7 +176,7 @@ fn call_from(v: &Value) -> Option<Call> {
     })
 }
 
-fn member(m: &RoomMember) -> Value {
+pub fn member(m: &RoomMember) -> Value {
     let st = &m.state;
     json!({
         "session_id": m.session_id.as_str(), "uin": m.uin.0, "user": m.user, "role": m.role,
@@ -185,7 +185,7 @@ fn member(m: &RoomMember) -> Value {
     })
 }
 
-fn member_from(v: &Value) -> Option<RoomMember> {
+pub fn member_from(v: &Value) -> Option<RoomMember> {
     let flag = |i: usize| v["state"].get(i)?.as_bool();
     Some(RoomMember {
         session_id: SessionId::new(v["session_id"].as_str()?),

@@ -8,14 +8,20 @@
 //! for `node_timeout` is dead: its sessions leave this copy, and the live node with the
 //! lowest id closes them (the core's `close_orphans`), so that happens once.
 //!
+//! Conference rooms the same way: each node announces its own sessions' parties joining,
+//! leaving and changing (`joined`, `left`, `party`, `cleared`), and every node keeps the
+//! others' here, so a room's member list is the whole room whichever node asks. A dead
+//! node's parties stay until its closer closes their sessions (which leaves their rooms
+//! and says so to every node).
+//!
 //! A std `RwLock`, never held across anything that waits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use confer_core::bus::SessionInfo;
-use confer_core::{SessionId, Uin};
+use confer_core::bus::{PartyState, RoomMember, SessionInfo};
+use confer_core::{GroupId, SessionId, Uin};
 
 pub(crate) struct Directory {
     me: String,
@@ -29,6 +35,8 @@ struct Inner {
     by_user: HashMap<String, Vec<SessionId>>,
     by_uin: HashMap<Uin, Vec<SessionId>>,
     nodes: HashMap<String, Node>,
+    /// Other nodes' parties, by room, with the node holding each.
+    rooms: HashMap<GroupId, BTreeMap<SessionId, (String, RoomMember)>>,
 }
 
 struct Node {
@@ -203,6 +211,87 @@ impl Directory {
             sessions,
             closer,
         }
+    }
+}
+
+/// Rooms: the other nodes' parties.
+impl Directory {
+    pub fn joined(&self, node: &str, room: GroupId, member: RoomMember) {
+        if node == self.me {
+            return;
+        }
+        self.write()
+            .rooms
+            .entry(room)
+            .or_default()
+            .insert(member.session_id.clone(), (node.to_string(), member));
+    }
+
+    /// A party left a room; the member it was, if this copy had it.
+    pub fn left(&self, room: GroupId, session: &SessionId) -> Option<(String, RoomMember)> {
+        let mut inner = self.write();
+        let members = inner.rooms.get_mut(&room)?;
+        let gone = members.remove(session);
+        if members.is_empty() {
+            inner.rooms.remove(&room);
+        }
+        gone
+    }
+
+    pub fn members(&self, room: GroupId) -> Vec<RoomMember> {
+        self.read()
+            .rooms
+            .get(&room)
+            .map(|m| m.values().map(|(_, member)| member.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Change the state of party `party` in `room` here; the node holding it and the
+    /// member as it now is.
+    pub fn update_party(
+        &self,
+        room: GroupId,
+        party: u64,
+        change: &mut dyn FnMut(&mut PartyState),
+    ) -> Option<(String, RoomMember)> {
+        let mut inner = self.write();
+        let (node, member) = inner
+            .rooms
+            .get_mut(&room)?
+            .values_mut()
+            .find(|(_, m)| m.party == party)?;
+        change(&mut member.state);
+        Some((node.clone(), member.clone()))
+    }
+
+    /// Set a party's state as its node says it is.
+    pub fn set_party(&self, room: GroupId, member: RoomMember) {
+        let mut inner = self.write();
+        if let Some((_, m)) = inner
+            .rooms
+            .get_mut(&room)
+            .and_then(|r| r.get_mut(&member.session_id))
+        {
+            *m = member;
+        }
+    }
+
+    pub fn rooms_of(&self, session: &SessionId) -> Vec<GroupId> {
+        self.read()
+            .rooms
+            .iter()
+            .filter(|(_, members)| members.contains_key(session))
+            .map(|(room, _)| *room)
+            .collect()
+    }
+
+    /// Empty a room; the members it had here.
+    pub fn clear_room(&self, room: GroupId) -> Vec<RoomMember> {
+        self.write()
+            .rooms
+            .remove(&room)
+            .map(|m| m.into_values().map(|(_, member)| member).collect())
+            .unwrap_or_default()
     }
 }
 

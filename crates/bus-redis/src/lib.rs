@@ -22,7 +22,9 @@
 //! One cluster channel (`<prefix>:bus`) for what every node hears, one per node
 //! (`<prefix>:node:<node>`) for what is addressed to it, every key and channel under the
 //! cluster's prefix (`redis_prefix`, [`DEFAULT_PREFIX`]); a node skips what it sent itself
-//! (`from` is its `node_id`). Conference rooms are still each node's own.
+//! (`from` is its `node_id`). Conference rooms are shared the same way as sessions
+//! (`directory.rs`): a room's members are every node's parties, and party ids are unique
+//! across nodes (`party_id`: this start's number in the high bits).
 //!
 //! Three threads per node, blocking, so nothing here needs the caller's runtime: the
 //! subscriber (subscribed before [`start`] returns, so nothing published after it is
@@ -82,6 +84,11 @@ impl Names {
     /// What is addressed to one node.
     fn node_channel(&self, node: &str) -> String {
         format!("{}:node:{node}", self.prefix)
+    }
+
+    /// How many node starts the cluster has seen (each start's number).
+    fn starts(&self) -> String {
+        format!("{}:starts", self.prefix)
     }
 
     /// The key whose expiry says a node died.
@@ -156,6 +163,9 @@ type Answer = oneshot::Sender<Result<Option<Json>, RemoteError>>;
 /// What the wrappers and the threads share.
 struct Shared {
     node_id: String,
+    /// This start's number in the cluster (`INCR <prefix>:starts`, 20 bits): the high
+    /// half of the party ids this node hands out, so they are unique across nodes.
+    node_number: u64,
     names: Names,
     tx: SyncSender<Out>,
     queued_bytes: Arc<AtomicUsize>,
@@ -408,6 +418,33 @@ impl Shared {
                 let _ = self.local.deliver(&session()?, event);
                 Some(())
             })(),
+            Some("joined") => (|| {
+                let member = codec::member_from(&frame["member"])?;
+                self.directory
+                    .joined(from, GroupId(frame["room"].as_u64()?), member);
+                Some(())
+            })(),
+            Some("left") => (|| {
+                let (room, session) = (GroupId(frame["room"].as_u64()?), session()?);
+                // Ours when another node let one of our parties go (a kick).
+                self.local.leave_room(room, &session);
+                self.directory.left(room, &session);
+                Some(())
+            })(),
+            Some("party") => (|| {
+                let room = GroupId(frame["room"].as_u64()?);
+                let member = codec::member_from(&frame["member"])?;
+                let state = member.state;
+                // Ours when another node changed one of our parties.
+                self.local
+                    .update_party(room, member.party, &mut |s| *s = state);
+                self.directory.set_party(room, member);
+                Some(())
+            })(),
+            Some("cleared") => frame["room"].as_u64().map(|room| {
+                self.local.clear_room(GroupId(room));
+                self.directory.clear_room(GroupId(room));
+            }),
             Some("request") => self.serve_request(from, &frame),
             Some("reply") => {
                 // An answer nobody waits for any more (timed out) is no error.
@@ -470,11 +507,14 @@ pub fn start(
         .arg(timeout_ms)
         .query(&mut conn)?;
 
+    let starts: u64 = conn.incr(names.starts(), 1)?;
+    let node_number = starts & 0xF_FFFF;
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = sync_channel::<Out>(options.queue.max(1));
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let shared = Arc::new(Shared {
         node_id: me.clone(),
+        node_number,
         names: names.clone(),
         tx,
         queued_bytes: queued_bytes.clone(),
@@ -881,26 +921,72 @@ impl SessionRegistry for RedisRegistry {
     }
 
     fn join_room(&self, room: GroupId, member: RoomMember) -> bool {
-        self.local.join_room(room, member)
+        let frame = json!({"room": room.0, "member": codec::member(&member)});
+        if !self.local.join_room(room, member) {
+            return false;
+        }
+        self.shared().send("joined", frame);
+        true
     }
+
     fn leave_room(&self, room: GroupId, session: &SessionId) -> Option<RoomMember> {
-        self.local.leave_room(room, session)
+        let frame = json!({"room": room.0, "session": session.as_str()});
+        let left = match self.local.leave_room(room, session) {
+            Some(member) => Some(member),
+            // Another node's party (kicked from here, or its node died): every node,
+            // its own included, lets it go.
+            None => self
+                .shared()
+                .directory
+                .left(room, session)
+                .map(|(_, member)| member),
+        };
+        if left.is_some() {
+            self.shared().send("left", frame);
+        }
+        left
     }
+
     fn room_members(&self, room: GroupId) -> Vec<RoomMember> {
-        self.local.room_members(room)
+        let mut members = self.local.room_members(room);
+        members.extend(self.shared().directory.members(room));
+        members
     }
+
     fn update_party(
         &self,
         room: GroupId,
         party: u64,
         change: &mut dyn FnMut(&mut confer_core::bus::PartyState),
     ) -> Option<RoomMember> {
-        self.local.update_party(room, party, change)
+        let member = match self.local.update_party(room, party, change) {
+            Some(member) => member,
+            None => self.shared().directory.update_party(room, party, change)?.1,
+        };
+        self.shared().send(
+            "party",
+            json!({"room": room.0, "member": codec::member(&member)}),
+        );
+        Some(member)
     }
+
     fn rooms_of(&self, session: &SessionId) -> Vec<GroupId> {
-        self.local.rooms_of(session)
+        if self.local.session(session).is_some() {
+            return self.local.rooms_of(session);
+        }
+        // A session of another node (one that died, being closed here): a scan of the
+        // rooms, on this rare path only.
+        self.shared().directory.rooms_of(session)
     }
+
     fn clear_room(&self, room: GroupId) -> Vec<RoomMember> {
-        self.local.clear_room(room)
+        let mut members = self.local.clear_room(room);
+        members.extend(self.shared().directory.clear_room(room));
+        self.shared().send("cleared", json!({"room": room.0}));
+        members
+    }
+
+    fn party_id(&self, local: u64) -> u64 {
+        (self.shared().node_number << 32) | (local & 0xFFFF_FFFF)
     }
 }

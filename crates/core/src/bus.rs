@@ -273,6 +273,11 @@ pub trait SessionRegistry: Send + Sync {
     fn rooms_of(&self, session: &SessionId) -> Vec<GroupId>;
     /// Empty a room (the conference was destroyed); the members it had.
     fn clear_room(&self, room: GroupId) -> Vec<RoomMember>;
+    /// The party id for this process's `local`-th party (`RoomMember::party`): unique in
+    /// the whole registry, so a registry spanning nodes makes it unique across them.
+    fn party_id(&self, local: u64) -> u64 {
+        local
+    }
 }
 
 /// Subscriptions and publishing. Delivery goes through the registry's mailboxes.

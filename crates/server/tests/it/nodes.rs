@@ -6,7 +6,8 @@
 //! events reaching sessions on other nodes through Redis, one session directory over
 //! three nodes (`user list`/`get`, `session send_event`/`cmd`/`stop` across nodes), and
 //! `kill -9` of a node mid-traffic losing no acked message, its session expiring from
-//! the directory and its client back on another node with the same token at once.
+//! the directory and its client back on another node with the same token at once, and a
+//! conference's live room spanning nodes.
 //!
 //! The database server is `CONFER_TEST_POSTGRES_URL` (scripts/suite-scale starts one);
 //! each test makes a database of its own there. Without it the tests say they skipped,
@@ -729,6 +730,92 @@ async fn one_session_directory_spans_three_nodes() {
     for n in nodes {
         n.stop().await;
     }
+}
+
+/// The sessions in a conference's live room, as `get_info` lists them.
+fn room_sessions(reply: &serde_json::Value) -> BTreeSet<String> {
+    reply["data"]["members"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A conference's live room spans nodes: `get_info` on any node lists the parties of
+/// every node, a party leaving on one node leaves every node's list, and a party's
+/// session closing on its node (here: a node stopped) takes it out everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_room_spans_three_nodes() {
+    let (Some(db), Some(redis)) = (TestDatabase::fresh("confer_it"), redis_url()) else {
+        return;
+    };
+    let nodes = [
+        clustered_node(&db, &redis).await,
+        clustered_node(&db, &redis).await,
+        clustered_node(&db, &redis).await,
+    ];
+    for user in ["alice", "bob", "carol"] {
+        nodes[0].add_user(user, "p").await;
+    }
+    let (alice, alice_session) = nodes[0].login("alice", "p").await;
+    let (bob, bob_session) = nodes[1].login("bob", "p").await;
+    let (carol, carol_session) = nodes[2].login("carol", "p").await;
+    ok_data(
+        &alice
+            .call(
+                "media",
+                "conf",
+                "create",
+                json!({"conf_id": "room", "class": "sfu"}),
+            )
+            .await,
+    );
+    for client in [&alice, &bob, &carol] {
+        ok_data(
+            &client
+                .call("media", "conf", "join", json!({"conf_id": "room"}))
+                .await,
+        );
+    }
+    let everyone: BTreeSet<String> = [&alice_session, &bob_session, &carol_session]
+        .into_iter()
+        .cloned()
+        .collect();
+    for client in [&alice, &bob, &carol] {
+        eventually(
+            client,
+            ("media", "conf", "get_info"),
+            json!({"conf_id": "room"}),
+            |r| room_sessions(r) == everyone,
+        )
+        .await;
+    }
+    ok_data(
+        &bob.call("media", "conf", "leave", json!({"conf_id": "room"}))
+            .await,
+    );
+    let without_bob: BTreeSet<String> = [&alice_session, &carol_session]
+        .into_iter()
+        .cloned()
+        .collect();
+    eventually(
+        &carol,
+        ("media", "conf", "get_info"),
+        json!({"conf_id": "room"}),
+        |r| room_sessions(r) == without_bob,
+    )
+    .await;
+    let [n0, n1, n2] = nodes;
+    n2.stop().await;
+    let only_alice: BTreeSet<String> = [alice_session.clone()].into_iter().collect();
+    eventually(
+        &alice,
+        ("media", "conf", "get_info"),
+        json!({"conf_id": "room"}),
+        |r| room_sessions(r) == only_alice,
+    )
+    .await;
+    n0.stop().await;
+    n1.stop().await;
 }
 
 async fn hub_node(db: &TestDatabase) -> TestServer {
