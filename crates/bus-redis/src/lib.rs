@@ -710,16 +710,21 @@ fn heartbeat_loop(client: redis::Client, shared: Arc<Shared>, timeout: Duration)
             conn = client.get_connection().ok();
         }
         if let Some(c) = conn.as_mut() {
-            let renewed: redis::RedisResult<Option<String>> = redis::cmd("SET")
+            // Was it still there, and renew it (one round trip; no `SET … GET`, which
+            // older Redis lacks).
+            let renewed: redis::RedisResult<(bool,)> = redis::pipe()
+                .cmd("EXISTS")
+                .arg(shared.names.alive(&me))
+                .cmd("SET")
                 .arg(shared.names.alive(&me))
                 .arg(1)
                 .arg("PX")
                 .arg(timeout_ms)
-                .arg("GET")
+                .ignore()
                 .query(c);
             match renewed {
-                Ok(Some(_)) => {}
-                Ok(None) => {
+                Ok((true,)) => {}
+                Ok((false,)) => {
                     tracing::warn!("this node was taken for dead; announcing its sessions again");
                     let _: redis::RedisResult<()> = c.sadd(shared.names.nodes(), &me);
                     shared.send("hello", json!({}));
