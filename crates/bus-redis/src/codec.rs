@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use confer_core::bus::{PartyState, RoomMember};
+use confer_core::bus::{PartyState, RoomMember, SessionInfo};
 use confer_core::event::{Event, EventBody, Grant, Json};
 use confer_core::model::{
     Call, CallStatus, Conversation, ConversationKind, Message, MessageFile, Receipts,
@@ -176,7 +176,7 @@ fn call_from(v: &Value) -> Option<Call> {
     })
 }
 
-fn member(m: &RoomMember) -> Value {
+pub fn member(m: &RoomMember) -> Value {
     let st = &m.state;
     json!({
         "session_id": m.session_id.as_str(), "uin": m.uin.0, "user": m.user, "role": m.role,
@@ -185,7 +185,7 @@ fn member(m: &RoomMember) -> Value {
     })
 }
 
-fn member_from(v: &Value) -> Option<RoomMember> {
+pub fn member_from(v: &Value) -> Option<RoomMember> {
     let flag = |i: usize| v["state"].get(i)?.as_bool();
     Some(RoomMember {
         session_id: SessionId::new(v["session_id"].as_str()?),
@@ -318,6 +318,56 @@ pub fn grant_from(v: &Value) -> Option<Grant> {
     })
 }
 
+/// The doors a session may have come through; another node's name is mapped back to
+/// the same `&'static str` (a door this build does not know shows as "remote").
+const DOORS: [&str; 4] = ["chat", "api_server", "vsp", "chat_api"];
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A session's directory entry.
+pub fn session_info(s: &SessionInfo) -> Value {
+    json!({
+        "session_id": s.session_id.as_str(), "uin": s.uin.0, "user": s.user,
+        "remote": s.remote, "door": s.door,
+        "token_hash": s.token_hash.as_ref().map(|h| hex(h)),
+        "started_at_us": s.started_at_us, "meta": json_text(&s.meta),
+    })
+}
+
+pub fn session_info_from(v: &Value) -> Option<SessionInfo> {
+    let door = v["door"].as_str()?;
+    Some(SessionInfo {
+        session_id: SessionId::new(v["session_id"].as_str()?),
+        uin: Uin(v["uin"].as_u64()?),
+        user: v["user"].as_str()?.to_string(),
+        remote: v["remote"].as_str()?.to_string(),
+        door: DOORS
+            .iter()
+            .find(|d| **d == door)
+            .copied()
+            .unwrap_or("remote"),
+        token_hash: match v["token_hash"].as_str() {
+            Some(h) => Some(unhex32(h)?),
+            None => None,
+        },
+        started_at_us: v["started_at_us"].as_i64()?,
+        meta: opt_json(&v["meta"]),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +418,23 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(event_from(&json!({"class": "x", "body": {"t": "nope"}})).is_none());
+    }
+
+    #[test]
+    fn a_session_entry_crosses_unchanged() {
+        let s = SessionInfo {
+            session_id: SessionId::new("s1"),
+            uin: Uin(5),
+            user: "bob".into(),
+            remote: "127.0.0.1:5".into(),
+            door: "chat",
+            token_hash: Some([0xab; 32]),
+            started_at_us: 42,
+            meta: Some(Json::from_validated(r#"{"app":"x"}"#)),
+        };
+        assert_eq!(session_info_from(&session_info(&s)), Some(s.clone()));
+        let bad = json!({"session_id": "s", "uin": 1, "user": "u", "remote": "", "door": "chat",
+            "token_hash": "zz", "started_at_us": 1});
+        assert_eq!(session_info_from(&bad), None);
     }
 }

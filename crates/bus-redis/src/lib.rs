@@ -1,44 +1,106 @@
-//! # confer-bus-redis: events and chat pushes across nodes, over Redis pub/sub
+//! # confer-bus-redis: several nodes as one server, over Redis
 //!
-//! The first part of the Redis pair (issue 20). Each node keeps its own sessions and
-//! subscriptions in the local pair (`confer-bus`); [`RedisBus`] and [`RedisRegistry`]
-//! wrap them and carry across nodes, on one channel ([`CHANNEL`]), what must reach
-//! sessions wherever they live:
+//! Each node keeps its own sessions and subscriptions in the local pair (`confer-bus`);
+//! [`RedisBus`] and [`RedisRegistry`] wrap them and carry across nodes, over Redis
+//! pub/sub, what must reach sessions wherever they live:
 //! - `EventBus::publish`: every other node publishes the event to its own subscribers
 //!   (External API subscriptions, conference events);
-//! - `SessionRegistry::deliver_to_users` (chat pushes: messages, groups, typing,
-//!   signalling): every other node delivers to its own sessions of those users;
-//! - `EventBus::revoke`: a right that ended takes its subscriptions away on every node.
+//! - `SessionRegistry::deliver_to_users` (chat pushes: messages, groups, presence,
+//!   typing, signalling): every other node delivers to its own sessions of those users;
+//! - `EventBus::revoke`: a right that ended takes its subscriptions away on every node;
+//! - the session directory (`directory.rs`): which node holds which session, with the
+//!   user index, so `session`, user lists, `user get` and presence see every node's
+//!   sessions; `deliver` to a session of another node (`session stop`, `send_event`'s
+//!   target check, `session cmd`) is sent to that node's own channel, and a forwarded
+//!   command's answer comes back on the asking node's channel under its request id
+//!   (waiting bounded by the core's `forward_timeout`, at most [`MAX_PENDING`] at once);
+//! - heartbeats: each node renews `<prefix>:alive:<node>` (expiring after `node_timeout`)
+//!   and says `beat` on the cluster channel every third of it; a node silent for
+//!   `node_timeout` is dead, its sessions leave the directory and the live node with the
+//!   lowest id hands them to its core to close (`SessionRegistry::orphans`).
 //!
-//! A node skips what it sent itself (`from` is its `node_id`). Session lookups
-//! (`session`, user lists, presence, `session cmd`) and conference rooms are still each
-//! node's own: the shared directory with heartbeats comes next.
+//! One cluster channel (`<prefix>:bus`) for what every node hears, one per node
+//! (`<prefix>:node:<node>`) for what is addressed to it, every key and channel under the
+//! cluster's prefix (`redis_prefix`, [`DEFAULT_PREFIX`]); a node skips what it sent itself
+//! (`from` is its `node_id`). Conference rooms are shared the same way as sessions
+//! (`directory.rs`): a room's members are every node's parties, and party ids are unique
+//! across nodes (`party_id`: this start's number in the high bits).
 //!
-//! Two threads per node, blocking, so nothing here needs the caller's runtime: the
+//! Three threads per node, blocking, so nothing here needs the caller's runtime: the
 //! subscriber (subscribed before [`start`] returns, so nothing published after it is
-//! missed) and the publisher, fed by a queue bounded in items and bytes; what does not fit
-//! is dropped and counted, never waited for (a publishing core never blocks on Redis).
+//! missed), the publisher, fed by a queue bounded in items and bytes (what does not fit
+//! is dropped and counted, never waited for: a publishing core never blocks on Redis),
+//! and the heartbeat, which also sweeps dead nodes.
 
 mod codec;
+mod directory;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use confer_bus::{LocalBus, LocalRegistry};
 use confer_core::bus::{
-    Delivery, EventBus, Mailbox, PushError, RoomMember, SessionInfo, SessionRegistry,
+    Delivery, EventBus, ForwardedRequest, Mailbox, PushError, RemoteError, RoomMember, SessionInfo,
+    SessionRegistry,
 };
-use confer_core::event::{Event, Grant, Subscription};
+use confer_core::event::{Event, Grant, Json, Subscription};
 use confer_core::{GroupId, SessionId, Uin};
+use redis::Commands;
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 
-/// The one pub/sub channel of a cluster.
-pub const CHANNEL: &str = "confer:bus";
+use directory::Directory;
+
+/// The default prefix of every key and channel (`redis_prefix`).
+pub const DEFAULT_PREFIX: &str = "confer";
+/// Forwarded commands (`session cmd`) this node waits for answers to, at most; more are
+/// refused as unavailable.
+pub const MAX_PENDING: usize = 4096;
 
 /// How long the subscriber waits for a message before it looks whether to stop.
 const POLL: Duration = Duration::from_millis(500);
+
+/// The names of a cluster's keys and channels, all under its prefix, so that several
+/// clusters (or test runs) can share one Redis.
+#[derive(Clone, Debug)]
+struct Names {
+    prefix: String,
+}
+
+impl Names {
+    /// The pub/sub channel every node of the cluster hears.
+    fn channel(&self) -> String {
+        format!("{}:bus", self.prefix)
+    }
+
+    /// The set of node ids that joined (a dead one is taken out by its closer).
+    fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// What is addressed to one node.
+    fn node_channel(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+
+    /// How many node starts the cluster has seen (each start's number).
+    fn starts(&self) -> String {
+        format!("{}:starts", self.prefix)
+    }
+
+    /// The key whose expiry says a node died.
+    fn alive(&self, node: &str) -> String {
+        format!("{}:alive:{node}", self.prefix)
+    }
+
+    /// A node's sessions, session id → entry (`codec::session_info`).
+    fn sessions(&self, node: &str) -> String {
+        format!("{}:sessions:{node}", self.prefix)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisBusError {
@@ -55,34 +117,83 @@ pub struct RedisOptions {
     pub url: String,
     /// This node's name, unique in the cluster.
     pub node_id: String,
+    /// The prefix of the cluster's keys and channels ([`DEFAULT_PREFIX`]): the nodes of
+    /// one cluster share it; clusters sharing one Redis each need their own.
+    pub prefix: String,
     /// Frames waiting for the publisher, at most.
     pub queue: usize,
     /// Bytes of frames waiting for the publisher, at most.
     pub queue_bytes: usize,
+    /// A node not heard from for this long is dead (its sessions expire).
+    pub node_timeout: Duration,
+    /// How long this node waits for its client's answer to a command forwarded from
+    /// another node before saying the session is gone.
+    pub request_timeout: Duration,
 }
 
-/// What both wrappers share: the outgoing queue and this node's name.
-struct Link {
+/// One thing for the publisher to do.
+enum Out {
+    Publish {
+        channel: String,
+        frame: Vec<u8>,
+    },
+    SetSession {
+        node: String,
+        id: String,
+        entry: Vec<u8>,
+    },
+    DelSession {
+        node: String,
+        id: String,
+    },
+}
+
+impl Out {
+    fn bytes(&self) -> usize {
+        match self {
+            Out::Publish { channel, frame } => channel.len() + frame.len(),
+            Out::SetSession { node, id, entry } => node.len() + id.len() + entry.len(),
+            Out::DelSession { node, id } => node.len() + id.len(),
+        }
+    }
+}
+
+type Answer = oneshot::Sender<Result<Option<Json>, RemoteError>>;
+
+/// What the wrappers and the threads share.
+struct Shared {
     node_id: String,
-    tx: SyncSender<Vec<u8>>,
+    /// This start's number in the cluster (`INCR <prefix>:starts`, 20 bits): the high
+    /// half of the party ids this node hands out, so they are unique across nodes.
+    node_number: u64,
+    names: Names,
+    tx: SyncSender<Out>,
     queued_bytes: Arc<AtomicUsize>,
     max_bytes: usize,
     dropped: AtomicU64,
     stop: Arc<AtomicBool>,
+    bus: Arc<LocalBus>,
+    local: Arc<LocalRegistry>,
+    directory: Directory,
+    /// Commands forwarded to sessions of other nodes, by request id, waiting for answers.
+    pending: Mutex<HashMap<u64, Answer>>,
+    next_request: AtomicU64,
+    /// Sessions of dead nodes for this node's core to close.
+    orphans: Mutex<Vec<SessionInfo>>,
+    /// Where a command forwarded from another node waits for its client's answer.
+    runtime: Option<tokio::runtime::Handle>,
+    request_timeout: Duration,
 }
 
-impl Link {
-    fn send(&self, op: &str, mut frame: Value) {
-        frame["from"] = self.node_id.as_str().into();
-        frame["op"] = op.into();
-        let bytes = frame.to_string().into_bytes();
-        let len = bytes.len();
+impl Shared {
+    fn enqueue(&self, out: Out) {
+        let len = out.bytes();
         if self.queued_bytes.fetch_add(len, Ordering::AcqRel) + len > self.max_bytes {
             self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             self.drop_one();
             return;
         }
-        match self.tx.try_send(bytes) {
+        match self.tx.try_send(out) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
@@ -91,100 +202,444 @@ impl Link {
         }
     }
 
+    fn publish(&self, channel: String, op: &str, mut frame: Value) {
+        frame["from"] = self.node_id.as_str().into();
+        frame["op"] = op.into();
+        let frame = frame.to_string().into_bytes();
+        self.enqueue(Out::Publish { channel, frame });
+    }
+
+    /// To every node.
+    fn send(&self, op: &str, frame: Value) {
+        self.publish(self.names.channel(), op, frame);
+    }
+
+    /// To one node.
+    fn send_to(&self, node: &str, op: &str, frame: Value) {
+        self.publish(self.names.node_channel(node), op, frame);
+    }
+
     fn drop_one(&self) {
         if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
             tracing::warn!("the Redis publish queue is full; frames to other nodes are dropped");
         }
     }
-}
 
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+    /// Tell the others about a session of this node, and write it to the directory.
+    fn announce(&self, info: &SessionInfo) {
+        let entry = codec::session_info(info);
+        self.enqueue(Out::SetSession {
+            node: self.node_id.clone(),
+            id: info.session_id.to_string(),
+            entry: entry.to_string().into_bytes(),
+        });
+        self.send("up", json!({ "session": entry }));
+    }
+
+    /// Queue a delivery for a session another node holds.
+    fn deliver_remote(
+        &self,
+        node: &str,
+        session: &SessionId,
+        delivery: Delivery,
+    ) -> Result<(), PushError> {
+        match delivery {
+            Delivery::Stop { code, reason } => self.send_to(
+                node,
+                "stop",
+                json!({"session": session.as_str(), "code": code, "reason": reason}),
+            ),
+            Delivery::Event { event, merge } => self.send_to(
+                node,
+                "deliver",
+                json!({
+                    "session": session.as_str(),
+                    "event": codec::event(&event),
+                    "merge": merge.iter().map(|j| j.as_str()).collect::<Vec<&str>>(),
+                }),
+            ),
+            Delivery::Request(request) => {
+                let ForwardedRequest {
+                    class,
+                    subclass,
+                    cmd,
+                    data,
+                    reply,
+                } = *request;
+                let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+                {
+                    let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    if pending.len() >= MAX_PENDING {
+                        // Those whose caller stopped waiting (timed out) go first.
+                        pending.retain(|_, answer| !answer.is_closed());
+                    }
+                    if pending.len() >= MAX_PENDING {
+                        return Err(PushError::Full);
+                    }
+                    pending.insert(id, reply);
+                }
+                self.send_to(
+                    node,
+                    "request",
+                    json!({
+                        "id": id, "session": session.as_str(), "class": class,
+                        "subclass": subclass, "cmd": cmd,
+                        "data": data.as_ref().map(|j| j.as_str()),
+                    }),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A command another node forwards to a session of this one: deliver it, and send
+    /// the client's answer (or "gone") back to the asking node.
+    fn serve_request(self: &Arc<Self>, from: &str, frame: &Value) -> Option<()> {
+        let id = frame["id"].as_u64()?;
+        let session = SessionId::new(frame["session"].as_str()?);
+        let (reply, answer) = oneshot::channel();
+        let request = ForwardedRequest {
+            class: frame["class"].as_str()?.to_string(),
+            subclass: frame["subclass"].as_str().map(str::to_string),
+            cmd: frame["cmd"].as_str()?.to_string(),
+            data: frame["data"].as_str().map(Json::from_validated),
+            reply,
+        };
+        let gone = json!({"id": id, "gone": true});
+        let Some(runtime) = &self.runtime else {
+            self.send_to(from, "reply", gone);
+            return Some(());
+        };
+        if self
+            .local
+            .deliver(&session, Delivery::Request(Box::new(request)))
+            .is_err()
+        {
+            self.send_to(from, "reply", gone);
+            return Some(());
+        }
+        let (shared, to, timeout) = (self.clone(), from.to_string(), self.request_timeout);
+        runtime.spawn(async move {
+            let body = match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(Ok(data))) => json!({"id": id, "ok": data.as_ref().map(|j| j.as_str())}),
+                Ok(Ok(Err(e))) => json!({"id": id, "error": {"code": e.code, "error": e.error}}),
+                _ => gone,
+            };
+            shared.send_to(&to, "reply", body);
+        });
+        Some(())
+    }
+
+    /// The answer to a command this node forwarded.
+    fn take_reply(&self, frame: &Value) -> Option<()> {
+        let id = frame["id"].as_u64()?;
+        let answer = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)?;
+        let result = if let Some(e) = frame.get("error") {
+            Err(RemoteError {
+                code: e["code"].as_u64()?,
+                error: e["error"].as_str()?.to_string(),
+            })
+        } else if frame.get("gone").is_some() {
+            // Dropping the sender says the session is gone.
+            return Some(());
+        } else {
+            Ok(frame["ok"].as_str().map(Json::from_validated))
+        };
+        let _ = answer.send(result);
+        Some(())
+    }
+
+    /// Act on one frame from another node; a frame that does not parse is dropped.
+    fn apply(self: &Arc<Self>, payload: &[u8]) {
+        let Ok(frame) = serde_json::from_slice::<Value>(payload) else {
+            tracing::warn!("a frame from Redis that is not JSON was dropped");
+            return;
+        };
+        let Some(from) = frame["from"].as_str() else {
+            return;
+        };
+        if from == self.node_id {
+            return;
+        }
+        self.directory.heard(from);
+        let session = || frame["session"].as_str().map(SessionId::new);
+        let applied = match frame["op"].as_str() {
+            Some("event") => codec::event_from(&frame["event"]).map(|event| {
+                self.bus.publish(event);
+            }),
+            Some("push") => (|| {
+                let event = Arc::new(codec::event_from(&frame["event"])?);
+                let door = frame["door"].as_str()?;
+                let uins: Vec<Uin> = frame["uins"]
+                    .as_array()?
+                    .iter()
+                    .map(|u| u.as_u64().map(Uin))
+                    .collect::<Option<_>>()?;
+                let merge = merges(&frame["merge"])?;
+                let make = || Delivery::Event {
+                    event: event.clone(),
+                    merge: merge.clone(),
+                };
+                self.local
+                    .deliver_to_users(&mut uins.into_iter(), door, &make);
+                Some(())
+            })(),
+            Some("revoke") => codec::grant_from(&frame["grant"]).map(|grant| {
+                self.bus.revoke(&grant);
+            }),
+            Some("beat") => Some(()),
+            Some("hello") => {
+                self.directory.reset(from);
+                Some(())
+            }
+            Some("up") => codec::session_info_from(&frame["session"]).map(|info| {
+                self.directory.up(from, info);
+            }),
+            Some("down") => session().map(|id| {
+                self.directory.down(&id);
+            }),
+            Some("stop") => (|| {
+                let stop = Delivery::Stop {
+                    code: frame["code"].as_u64()?,
+                    reason: frame["reason"].as_str()?.to_string(),
+                };
+                let _ = self.local.deliver(&session()?, stop);
+                Some(())
+            })(),
+            Some("deliver") => (|| {
+                let event = Delivery::Event {
+                    event: Arc::new(codec::event_from(&frame["event"])?),
+                    merge: merges(&frame["merge"])?,
+                };
+                let _ = self.local.deliver(&session()?, event);
+                Some(())
+            })(),
+            Some("joined") => (|| {
+                let member = codec::member_from(&frame["member"])?;
+                self.directory
+                    .joined(from, GroupId(frame["room"].as_u64()?), member);
+                Some(())
+            })(),
+            Some("left") => (|| {
+                let (room, session) = (GroupId(frame["room"].as_u64()?), session()?);
+                // Ours when another node let one of our parties go (a kick).
+                self.local.leave_room(room, &session);
+                self.directory.left(room, &session);
+                Some(())
+            })(),
+            Some("party") => (|| {
+                let room = GroupId(frame["room"].as_u64()?);
+                let member = codec::member_from(&frame["member"])?;
+                let state = member.state;
+                // Ours when another node changed one of our parties.
+                self.local
+                    .update_party(room, member.party, &mut |s| *s = state);
+                self.directory.set_party(room, member);
+                Some(())
+            })(),
+            Some("cleared") => frame["room"].as_u64().map(|room| {
+                self.local.clear_room(GroupId(room));
+                self.directory.clear_room(GroupId(room));
+            }),
+            Some("request") => self.serve_request(from, &frame),
+            Some("reply") => {
+                // An answer nobody waits for any more (timed out) is no error.
+                let _ = self.take_reply(&frame);
+                Some(())
+            }
+            _ => None,
+        };
+        if applied.is_none() {
+            tracing::warn!(op = ?frame["op"], "a frame from Redis that does not parse was dropped");
+        }
     }
 }
 
-/// Join the cluster: connect, subscribe, and start the publisher. Fails when Redis cannot
-/// be reached now (a node that starts without its bus would be silently alone).
+fn merges(v: &Value) -> Option<Vec<Json>> {
+    v.as_array()?
+        .iter()
+        .map(|j| j.as_str().map(Json::from_validated))
+        .collect()
+}
+
+/// Held by the two wrappers: when both are gone, the threads stop.
+struct Guard(Arc<Shared>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Join the cluster: connect, subscribe, read the directory, and start the publisher and
+/// the heartbeat. Fails when Redis cannot be reached now (a node that starts without its
+/// bus would be silently alone).
 pub fn start(
     options: RedisOptions,
     local_bus: Arc<LocalBus>,
     local_registry: Arc<LocalRegistry>,
 ) -> Result<(RedisBus, RedisRegistry), RedisBusError> {
     let client = redis::Client::open(options.url.as_str())?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = sync_channel::<Vec<u8>>(options.queue.max(1));
-    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let mut conn = client.get_connection()?;
+    let me = options.node_id.clone();
+    let names = Names {
+        prefix: if options.prefix.is_empty() {
+            DEFAULT_PREFIX.to_string()
+        } else {
+            options.prefix.clone()
+        },
+    };
+    let timeout = options.node_timeout.max(Duration::from_millis(300));
+    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
 
-    // The publisher: one connection, frames sent in pipelines of what is waiting.
-    let publisher = client.clone();
-    let counted = queued_bytes.clone();
+    // Sessions this node held in an earlier life (same node id) are its own to close.
+    let stale: HashMap<String, String> = conn.hgetall(names.sessions(&me))?;
+    let () = conn.del(names.sessions(&me))?;
+    let () = conn.sadd(names.nodes(), &me)?;
+    let () = redis::cmd("SET")
+        .arg(names.alive(&me))
+        .arg(1)
+        .arg("PX")
+        .arg(timeout_ms)
+        .query(&mut conn)?;
+
+    let starts: u64 = conn.incr(names.starts(), 1)?;
+    let node_number = starts & 0xF_FFFF;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = sync_channel::<Out>(options.queue.max(1));
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        node_id: me.clone(),
+        node_number,
+        names: names.clone(),
+        tx,
+        queued_bytes: queued_bytes.clone(),
+        max_bytes: options.queue_bytes.max(1),
+        dropped: AtomicU64::new(0),
+        stop: stop.clone(),
+        bus: local_bus.clone(),
+        local: local_registry.clone(),
+        directory: Directory::new(me.clone(), timeout),
+        pending: Mutex::new(HashMap::new()),
+        next_request: AtomicU64::new(1),
+        orphans: Mutex::new(
+            stale
+                .values()
+                .filter_map(|v| serde_json::from_str::<Value>(v).ok())
+                .filter_map(|v| codec::session_info_from(&v))
+                .collect(),
+        ),
+        runtime: tokio::runtime::Handle::try_current().ok(),
+        request_timeout: options.request_timeout,
+    });
+
+    // The publisher: one connection, what is waiting sent in one pipeline.
+    let (publisher, publisher_names) = (client.clone(), names.clone());
     std::thread::Builder::new()
         .name("confer-redis-pub".into())
-        .spawn(move || publish_loop(publisher, rx, counted))
+        .spawn(move || publish_loop(publisher, publisher_names, rx, queued_bytes))
         .map_err(|e| RedisBusError::Subscriber(e.to_string()))?;
 
-    // The subscriber: subscribed before we return.
+    // The subscriber: subscribed before we go on.
     let (ready_tx, ready_rx) = sync_channel::<Result<(), String>>(1);
-    let node_id = options.node_id.clone();
-    let stopping = stop.clone();
-    let (bus, registry) = (local_bus.clone(), local_registry.clone());
+    let (subscriber, sub_shared) = (client.clone(), shared.clone());
     std::thread::Builder::new()
         .name("confer-redis-sub".into())
-        .spawn(move || {
-            subscribe_loop(client, node_id, stopping, bus, registry, ready_tx);
-        })
+        .spawn(move || subscribe_loop(subscriber, sub_shared, ready_tx))
         .map_err(|e| RedisBusError::Subscriber(e.to_string()))?;
     match ready_rx.recv_timeout(Duration::from_secs(10)) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(RedisBusError::Subscriber(e)),
         Err(_) => return Err(RedisBusError::Subscriber("no answer from Redis".into())),
     }
-    let link = Arc::new(Link {
-        node_id: options.node_id,
-        tx,
-        queued_bytes,
-        max_bytes: options.queue_bytes.max(1),
-        dropped: AtomicU64::new(0),
-        stop,
-    });
+
+    // The other nodes' sessions, as the directory holds them now.
+    let nodes: Vec<String> = conn.smembers(names.nodes())?;
+    for node in nodes.iter().filter(|n| **n != me) {
+        let alive: bool = conn.exists(names.alive(node))?;
+        if alive {
+            shared.directory.heard(node);
+        } else {
+            shared.directory.known_dead(node);
+        }
+        let entries: HashMap<String, String> = conn.hgetall(names.sessions(node))?;
+        for v in entries.values() {
+            if let Some(info) = serde_json::from_str::<Value>(v)
+                .ok()
+                .and_then(|v| codec::session_info_from(&v))
+            {
+                shared.directory.up(node, info);
+            }
+        }
+    }
+    // Whatever the others kept of this node's earlier life goes.
+    shared.send("hello", json!({}));
+
+    let beating = shared.clone();
+    std::thread::Builder::new()
+        .name("confer-redis-beat".into())
+        .spawn(move || heartbeat_loop(client, beating, timeout))
+        .map_err(|e| RedisBusError::Subscriber(e.to_string()))?;
+
+    let guard = Arc::new(Guard(shared));
     Ok((
         RedisBus {
             local: local_bus,
-            link: link.clone(),
+            guard: guard.clone(),
         },
         RedisRegistry {
             local: local_registry,
-            link,
+            guard,
         },
     ))
 }
 
-fn publish_loop(client: redis::Client, rx: Receiver<Vec<u8>>, queued: Arc<AtomicUsize>) {
+fn publish_loop(client: redis::Client, names: Names, rx: Receiver<Out>, queued: Arc<AtomicUsize>) {
     let mut conn: Option<redis::Connection> = None;
     while let Ok(first) = rx.recv() {
-        let mut frames = vec![first];
-        while frames.len() < 256 {
+        let mut batch = vec![first];
+        while batch.len() < 256 {
             match rx.try_recv() {
-                Ok(f) => frames.push(f),
+                Ok(out) => batch.push(out),
                 Err(_) => break,
             }
         }
-        let bytes: usize = frames.iter().map(Vec::len).sum();
+        let bytes: usize = batch.iter().map(Out::bytes).sum();
         queued.fetch_sub(bytes, Ordering::AcqRel);
         if conn.is_none() {
             conn = client.get_connection().ok();
         }
         let Some(c) = conn.as_mut() else {
-            tracing::warn!(frames = frames.len(), "Redis unreachable; frames dropped");
+            tracing::warn!(frames = batch.len(), "Redis unreachable; frames dropped");
             continue;
         };
         let mut pipe = redis::pipe();
-        for f in &frames {
-            pipe.cmd("PUBLISH").arg(CHANNEL).arg(f.as_slice()).ignore();
+        for out in &batch {
+            match out {
+                Out::Publish { channel, frame } => {
+                    pipe.cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(frame.as_slice())
+                        .ignore();
+                }
+                Out::SetSession { node, id, entry } => {
+                    pipe.cmd("HSET")
+                        .arg(names.sessions(node))
+                        .arg(id)
+                        .arg(entry.as_slice())
+                        .ignore();
+                }
+                Out::DelSession { node, id } => {
+                    pipe.cmd("HDEL").arg(names.sessions(node)).arg(id).ignore();
+                }
+            }
         }
         if let Err(e) = pipe.exec(c) {
-            tracing::warn!(error = %e, frames = frames.len(), "publishing to Redis failed");
+            tracing::warn!(error = %e, frames = batch.len(), "publishing to Redis failed");
             conn = None;
         }
     }
@@ -192,14 +647,15 @@ fn publish_loop(client: redis::Client, rx: Receiver<Vec<u8>>, queued: Arc<Atomic
 
 fn subscribe_loop(
     client: redis::Client,
-    node_id: String,
-    stop: Arc<AtomicBool>,
-    bus: Arc<LocalBus>,
-    registry: Arc<LocalRegistry>,
+    shared: Arc<Shared>,
     ready: SyncSender<Result<(), String>>,
 ) {
     let mut ready = Some(ready);
-    while !stop.load(Ordering::Acquire) {
+    let (all, own) = (
+        shared.names.channel(),
+        shared.names.node_channel(&shared.node_id),
+    );
+    while !shared.stop.load(Ordering::Acquire) {
         let attempt = (|| -> redis::RedisResult<redis::Connection> {
             let conn = client.get_connection()?;
             conn.set_read_timeout(Some(POLL))?;
@@ -218,7 +674,7 @@ fn subscribe_loop(
             }
         };
         let mut pubsub = conn.as_pubsub();
-        if let Err(e) = pubsub.subscribe(CHANNEL) {
+        if let Err(e) = pubsub.subscribe(&[all.as_str(), own.as_str()]) {
             if let Some(ready) = ready.take() {
                 let _ = ready.send(Err(e.to_string()));
                 return;
@@ -228,9 +684,9 @@ fn subscribe_loop(
         if let Some(ready) = ready.take() {
             let _ = ready.send(Ok(()));
         }
-        while !stop.load(Ordering::Acquire) {
+        while !shared.stop.load(Ordering::Acquire) {
             match pubsub.get_message() {
-                Ok(msg) => apply(msg.get_payload_bytes(), &node_id, &bus, &registry),
+                Ok(msg) => shared.apply(msg.get_payload_bytes()),
                 Err(e) if e.is_timeout() => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "Redis subscriber lost its connection");
@@ -241,53 +697,80 @@ fn subscribe_loop(
     }
 }
 
-/// Act on one frame from another node; a frame that does not parse is dropped.
-fn apply(payload: &[u8], node_id: &str, bus: &LocalBus, registry: &LocalRegistry) {
-    let Ok(frame) = serde_json::from_slice::<Value>(payload) else {
-        tracing::warn!("a frame from Redis that is not JSON was dropped");
-        return;
-    };
-    if frame["from"].as_str() == Some(node_id) {
-        return;
-    }
-    let applied = match frame["op"].as_str() {
-        Some("event") => codec::event_from(&frame["event"]).map(|event| {
-            bus.publish(event);
-        }),
-        Some("push") => (|| {
-            let event = Arc::new(codec::event_from(&frame["event"])?);
-            let door = frame["door"].as_str()?;
-            let uins: Vec<Uin> = frame["uins"]
-                .as_array()?
-                .iter()
-                .map(|u| u.as_u64().map(Uin))
-                .collect::<Option<_>>()?;
-            let merge = frame["merge"]
-                .as_array()?
-                .iter()
-                .map(|j| j.as_str().map(confer_core::event::Json::from_validated))
-                .collect::<Option<Vec<_>>>()?;
-            let make = || Delivery::Event {
-                event: event.clone(),
-                merge: merge.clone(),
-            };
-            registry.deliver_to_users(&mut uins.into_iter(), door, &make);
-            Some(())
-        })(),
-        Some("revoke") => codec::grant_from(&frame["grant"]).map(|grant| {
-            bus.revoke(&grant);
-        }),
-        _ => None,
-    };
-    if applied.is_none() {
-        tracing::warn!(op = ?frame["op"], "a frame from Redis that does not parse was dropped");
+/// Every third of `timeout`: renew this node's liveness, say `beat`, and sweep the nodes
+/// that fell silent. When this node's key had expired (Redis was out of reach, the others
+/// took it for dead), it writes and announces its sessions again.
+fn heartbeat_loop(client: redis::Client, shared: Arc<Shared>, timeout: Duration) {
+    let every = timeout / 3;
+    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    let me = shared.node_id.clone();
+    let mut conn: Option<redis::Connection> = None;
+    while !shared.stop.load(Ordering::Acquire) {
+        if conn.is_none() {
+            conn = client.get_connection().ok();
+        }
+        if let Some(c) = conn.as_mut() {
+            // Was it still there, and renew it (one round trip; no `SET … GET`, which
+            // older Redis lacks).
+            let renewed: redis::RedisResult<(bool,)> = redis::pipe()
+                .cmd("EXISTS")
+                .arg(shared.names.alive(&me))
+                .cmd("SET")
+                .arg(shared.names.alive(&me))
+                .arg(1)
+                .arg("PX")
+                .arg(timeout_ms)
+                .ignore()
+                .query(c);
+            match renewed {
+                Ok((true,)) => {}
+                Ok((false,)) => {
+                    tracing::warn!("this node was taken for dead; announcing its sessions again");
+                    let _: redis::RedisResult<()> = c.sadd(shared.names.nodes(), &me);
+                    shared.send("hello", json!({}));
+                    for info in shared.local.all_sessions() {
+                        shared.announce(&info);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat to Redis failed");
+                    conn = None;
+                }
+            }
+        }
+        shared.send("beat", json!({}));
+
+        let expired = shared.directory.expire();
+        for node in &expired.nodes {
+            tracing::warn!(node = %node, sessions = expired.sessions.len(), "a node stopped answering; its sessions expire");
+        }
+        if expired.closer && !expired.nodes.is_empty() {
+            if let Some(c) = conn.as_mut() {
+                for node in &expired.nodes {
+                    let _: redis::RedisResult<()> = c.del(shared.names.sessions(node));
+                    let _: redis::RedisResult<()> = c.srem(shared.names.nodes(), node);
+                }
+            }
+            shared
+                .orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(expired.sessions);
+        }
+
+        let mut slept = Duration::ZERO;
+        while slept < every && !shared.stop.load(Ordering::Acquire) {
+            let step = (every - slept).min(Duration::from_millis(100));
+            std::thread::sleep(step);
+            slept += step;
+        }
     }
 }
 
 /// The event bus of a node in a cluster: local subscriptions, events published to all.
 pub struct RedisBus {
     local: Arc<LocalBus>,
-    link: Arc<Link>,
+    guard: Arc<Guard>,
 }
 
 impl EventBus for RedisBus {
@@ -314,46 +797,110 @@ impl EventBus for RedisBus {
     }
 
     fn revoke(&self, grant: &Grant) -> usize {
-        self.link
+        self.guard
+            .0
             .send("revoke", json!({"grant": codec::grant(grant)}));
         self.local.revoke(grant)
     }
 
     fn publish(&self, event: Event) -> usize {
-        self.link
+        self.guard
+            .0
             .send("event", json!({"event": codec::event(&event)}));
         self.local.publish(event)
     }
 }
 
-/// The session registry of a node in a cluster: its own sessions, with chat pushes to
-/// users carried to the other nodes' sessions of those users.
+/// The session registry of a node in a cluster: its own sessions in the local registry,
+/// every node's in the directory; deliveries go to the node that holds the session.
 pub struct RedisRegistry {
     local: Arc<LocalRegistry>,
-    link: Arc<Link>,
+    guard: Arc<Guard>,
+}
+
+impl RedisRegistry {
+    fn shared(&self) -> &Shared {
+        &self.guard.0
+    }
 }
 
 impl SessionRegistry for RedisRegistry {
     fn register(&self, info: SessionInfo, mailbox: Mailbox) -> bool {
-        self.local.register(info, mailbox)
+        // A session id another live node holds is taken too.
+        if self.shared().directory.session(&info.session_id).is_some() {
+            return false;
+        }
+        if !self.local.register(info.clone(), mailbox) {
+            return false;
+        }
+        self.shared().announce(&info);
+        true
     }
+
     fn unregister(&self, session: &SessionId) {
-        self.local.unregister(session)
+        let shared = self.shared();
+        let node = if self.local.session(session).is_some() {
+            self.local.unregister(session);
+            shared.node_id.clone()
+        } else if let Some((node, _)) = shared.directory.down(session) {
+            // Closed here for a node that is gone, or a conflict across nodes.
+            node
+        } else {
+            return;
+        };
+        shared.enqueue(Out::DelSession {
+            node,
+            id: session.to_string(),
+        });
+        shared.send("down", json!({"session": session.as_str()}));
     }
+
     fn session(&self, session: &SessionId) -> Option<SessionInfo> {
-        self.local.session(session)
+        self.local
+            .session(session)
+            .or_else(|| self.shared().directory.session(session).map(|(_, s)| s))
     }
+
     fn sessions_of_user(&self, user: &str) -> Vec<SessionInfo> {
-        self.local.sessions_of_user(user)
+        let mut all = self.local.sessions_of_user(user);
+        all.extend(self.shared().directory.of_user(user));
+        all
     }
+
     fn sessions_of_uin(&self, uin: Uin) -> Vec<SessionInfo> {
-        self.local.sessions_of_uin(uin)
+        let mut all = self.local.sessions_of_uin(uin);
+        all.extend(self.shared().directory.of_uin(uin));
+        all
     }
+
     fn all_sessions(&self) -> Vec<SessionInfo> {
+        let mut all = self.local.all_sessions();
+        all.extend(self.shared().directory.all());
+        all
+    }
+
+    fn local_sessions(&self) -> Vec<SessionInfo> {
         self.local.all_sessions()
     }
+
+    fn orphans(&self) -> Vec<SessionInfo> {
+        std::mem::take(
+            &mut *self
+                .shared()
+                .orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
     fn deliver(&self, session: &SessionId, delivery: Delivery) -> Result<(), PushError> {
-        self.local.deliver(session, delivery)
+        if self.local.session(session).is_some() {
+            return self.local.deliver(session, delivery);
+        }
+        match self.shared().directory.session(session) {
+            Some((node, _)) => self.shared().deliver_remote(&node, session, delivery),
+            None => Err(PushError::Closed),
+        }
     }
 
     fn deliver_to_users(
@@ -364,7 +911,7 @@ impl SessionRegistry for RedisRegistry {
     ) -> usize {
         let uins: Vec<Uin> = uins.collect();
         if let Delivery::Event { event, merge } = make() {
-            self.link.send(
+            self.shared().send(
                 "push",
                 json!({
                     "event": codec::event(&event),
@@ -379,26 +926,72 @@ impl SessionRegistry for RedisRegistry {
     }
 
     fn join_room(&self, room: GroupId, member: RoomMember) -> bool {
-        self.local.join_room(room, member)
+        let frame = json!({"room": room.0, "member": codec::member(&member)});
+        if !self.local.join_room(room, member) {
+            return false;
+        }
+        self.shared().send("joined", frame);
+        true
     }
+
     fn leave_room(&self, room: GroupId, session: &SessionId) -> Option<RoomMember> {
-        self.local.leave_room(room, session)
+        let frame = json!({"room": room.0, "session": session.as_str()});
+        let left = match self.local.leave_room(room, session) {
+            Some(member) => Some(member),
+            // Another node's party (kicked from here, or its node died): every node,
+            // its own included, lets it go.
+            None => self
+                .shared()
+                .directory
+                .left(room, session)
+                .map(|(_, member)| member),
+        };
+        if left.is_some() {
+            self.shared().send("left", frame);
+        }
+        left
     }
+
     fn room_members(&self, room: GroupId) -> Vec<RoomMember> {
-        self.local.room_members(room)
+        let mut members = self.local.room_members(room);
+        members.extend(self.shared().directory.members(room));
+        members
     }
+
     fn update_party(
         &self,
         room: GroupId,
         party: u64,
         change: &mut dyn FnMut(&mut confer_core::bus::PartyState),
     ) -> Option<RoomMember> {
-        self.local.update_party(room, party, change)
+        let member = match self.local.update_party(room, party, change) {
+            Some(member) => member,
+            None => self.shared().directory.update_party(room, party, change)?.1,
+        };
+        self.shared().send(
+            "party",
+            json!({"room": room.0, "member": codec::member(&member)}),
+        );
+        Some(member)
     }
+
     fn rooms_of(&self, session: &SessionId) -> Vec<GroupId> {
-        self.local.rooms_of(session)
+        if self.local.session(session).is_some() {
+            return self.local.rooms_of(session);
+        }
+        // A session of another node (one that died, being closed here): a scan of the
+        // rooms, on this rare path only.
+        self.shared().directory.rooms_of(session)
     }
+
     fn clear_room(&self, room: GroupId) -> Vec<RoomMember> {
-        self.local.clear_room(room)
+        let mut members = self.local.clear_room(room);
+        members.extend(self.shared().directory.clear_room(room));
+        self.shared().send("cleared", json!({"room": room.0}));
+        members
+    }
+
+    fn party_id(&self, local: u64) -> u64 {
+        (self.shared().node_number << 32) | (local & 0xFFFF_FFFF)
     }
 }

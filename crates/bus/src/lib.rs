@@ -2,8 +2,8 @@
 //!
 //! [`LocalRegistry`] keeps live sessions and conference rooms in this process;
 //! [`LocalBus`] keeps subscriptions and delivers matching events through the registry's
-//! bounded mailboxes. A Redis-backed pair implementing the same core traits will join
-//! several nodes.
+//! bounded mailboxes. `confer-bus-redis` wraps both to join several nodes: it keeps using
+//! them for this node's own sessions and subscriptions.
 
 mod bus;
 mod registry;

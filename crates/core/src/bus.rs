@@ -1,7 +1,7 @@
 //! The event bus and the session registry: how the core reaches live sessions.
 //!
 //! Both are traits because a session may live on another node: the in-process pair is in
-//! `confer-bus`; a Redis-backed pair joins nodes later. **Invariant:** nothing outside
+//! `confer-bus`; the Redis-backed pair of `confer-bus-redis` joins nodes. **Invariant:** nothing outside
 //! these traits assumes a session lives in this process; the core addresses sessions only
 //! by id, through [`SessionRegistry`], and events only through [`EventBus`].
 
@@ -230,8 +230,20 @@ pub trait SessionRegistry: Send + Sync {
     fn session(&self, session: &SessionId) -> Option<SessionInfo>;
     fn sessions_of_user(&self, user: &str) -> Vec<SessionInfo>;
     fn sessions_of_uin(&self, uin: Uin) -> Vec<SessionInfo>;
-    /// Every live session, grouped by nothing; callers group as they render.
+    /// Every live session, grouped by nothing; callers group as they render. With a
+    /// registry spanning nodes: every node's.
     fn all_sessions(&self) -> Vec<SessionInfo>;
+    /// The live sessions of this process only (the token check reads these: each node
+    /// checks its own). The same as [`all_sessions`](Self::all_sessions) on one node.
+    fn local_sessions(&self) -> Vec<SessionInfo> {
+        self.all_sessions()
+    }
+    /// Sessions left by a node that died (it stopped renewing its heartbeat), taken out
+    /// of the directory and handed to this node, once, to be closed as if their
+    /// connections had ended (presence, grants). Always empty on one node.
+    fn orphans(&self) -> Vec<SessionInfo> {
+        Vec::new()
+    }
     /// Queue a delivery for one session.
     fn deliver(&self, session: &SessionId, delivery: Delivery) -> Result<(), PushError>;
     /// Queue `make()` for every session of each of `uins` that came through `door`; how
@@ -261,6 +273,11 @@ pub trait SessionRegistry: Send + Sync {
     fn rooms_of(&self, session: &SessionId) -> Vec<GroupId>;
     /// Empty a room (the conference was destroyed); the members it had.
     fn clear_room(&self, room: GroupId) -> Vec<RoomMember>;
+    /// The party id for this process's `local`-th party (`RoomMember::party`): unique in
+    /// the whole registry, so a registry spanning nodes makes it unique across them.
+    fn party_id(&self, local: u64) -> u64 {
+        local
+    }
 }
 
 /// Subscriptions and publishing. Delivery goes through the registry's mailboxes.

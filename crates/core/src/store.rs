@@ -362,4 +362,11 @@ pub trait Storage:
 {
     /// Finish pending writes and close; called once at shutdown.
     async fn flush(&self) -> StoreResult<()>;
+
+    /// Whether other processes (other nodes) write this database while this one runs.
+    /// The core then keeps no cache that is right only for a sole writer (profiles,
+    /// `service/profiles.rs`). `false`: this process is its only writer.
+    fn shared(&self) -> bool {
+        false
+    }
 }

@@ -86,12 +86,20 @@ config! {
     database_pool_size: usize = 16;
     /// Redis (or Valkey) that joins this node to the others of a cluster:
     /// `redis://host:port/`. Unset: this node is alone. With it, events (External API
-    /// subscriptions) and Chat API pushes reach sessions on every node (see README
-    /// "Running several nodes" for what is not shared yet).
+    /// subscriptions), Chat API pushes, presence and the session directory (`user list`,
+    /// `session stop`/`cmd`) span every node (see README "Running several nodes" for
+    /// what is not shared yet).
     redis_url: Option<String> = None;
     /// This node's name in the cluster, unique among the nodes. Unset: the host name and
     /// the `listen` port (and a random suffix when the port is 0).
     node_id: Option<String> = None;
+    /// The prefix of every Redis key and channel of this cluster: all its nodes share it,
+    /// and clusters sharing one Redis each need their own.
+    redis_prefix: String = "confer".into();
+    /// With `redis_url`: a node whose heartbeat (renewed every third of this) stops for
+    /// this long is dead; its sessions leave the directory and its users' presence goes
+    /// offline (seconds).
+    node_timeout_secs: u64 = 10;
     /// Frames waiting to be published to Redis, at most; more are dropped and counted.
     redis_queue: usize = 65_536;
     /// Bytes of frames waiting to be published to Redis, at most.

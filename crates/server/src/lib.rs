@@ -66,30 +66,48 @@ async fn final_flush(
     }
 }
 
-/// Build the core over the embedded backends described by `config`.
+/// Build the core over the backends described by `config`, for a command that is not a
+/// serving node (`confer user`, `attachments`, `hub`, `sync`, tests): it never joins the
+/// cluster of `redis_url`, where it would be taken for a node (and, with the default
+/// `node_id`, for the server on the same host and port).
 pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
+    build_node_core(config, false)
+}
+
+/// Build the core; a serving node (`join`) joins the cluster of `redis_url`.
+fn build_node_core(config: &Config, join: bool) -> anyhow::Result<Arc<Core>> {
     let metrics = Arc::new(Metrics::default());
     let storage = open_storage(config, metrics.clone())?;
     let local_registry = Arc::new(LocalRegistry::new());
     let local_bus = Arc::new(LocalBus::new(local_registry.clone()));
-    let (bus, registry): (Arc<dyn EventBus>, Arc<dyn SessionRegistry>) =
-        match config.redis_url.as_deref().filter(|u| !u.is_empty()) {
-            Some(url) => {
-                let (bus, registry) = confer_bus_redis::start(
-                    confer_bus_redis::RedisOptions {
-                        url: url.to_string(),
-                        node_id: node_id(config),
-                        queue: config.redis_queue,
-                        queue_bytes: config.redis_queue_bytes,
-                    },
-                    local_bus,
-                    local_registry,
-                )
-                .context("joining the cluster through redis_url")?;
-                (Arc::new(bus), Arc::new(registry))
-            }
-            None => (local_bus, local_registry),
-        };
+    let cluster = config
+        .redis_url
+        .as_deref()
+        .filter(|u| join && !u.is_empty());
+    let (bus, registry): (Arc<dyn EventBus>, Arc<dyn SessionRegistry>) = match cluster {
+        Some(url) => {
+            let (bus, registry) = confer_bus_redis::start(
+                confer_bus_redis::RedisOptions {
+                    url: url.to_string(),
+                    node_id: node_id(config),
+                    prefix: config.redis_prefix.clone(),
+                    queue: config.redis_queue,
+                    queue_bytes: config.redis_queue_bytes,
+                    node_timeout: Duration::from_secs(config.node_timeout_secs),
+                    request_timeout: Duration::from_millis(
+                        config
+                            .forward_timeout_ms
+                            .max(config.reply_timeout_ms + config.acked_reply_timeout_ms),
+                    ),
+                },
+                local_bus,
+                local_registry,
+            )
+            .context("joining the cluster through redis_url")?;
+            (Arc::new(bus), Arc::new(registry))
+        }
+        None => (local_bus, local_registry),
+    };
     let logs: Option<Arc<dyn LogSink>> = match &config.gelf {
         Some(url) => Some(Arc::new(gelf::GelfSink::from_url(
             url,
@@ -319,7 +337,7 @@ pub async fn start_with_media(
     config: Config,
     media: Option<Arc<dyn confer_core::media::MediaEndpoint>>,
 ) -> anyhow::Result<Running> {
-    let core = build_core(&config)?;
+    let core = build_node_core(&config, true)?;
     let listener = bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

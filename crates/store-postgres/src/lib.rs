@@ -120,6 +120,11 @@ impl Storage for PgStore {
         // Every write was committed before it returned; nothing is pending.
         Ok(())
     }
+
+    /// Several nodes write one database.
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 pub(crate) fn backend(e: tokio_postgres::Error) -> StoreError {

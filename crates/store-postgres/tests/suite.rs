@@ -7,95 +7,29 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use confer_core::model::NewMessage;
 use confer_core::store::{ConversationStore, MessageStore};
 use confer_store_postgres::{PgOptions, PgStore};
+use confer_store_tests::pg::TestDatabase;
 use confer_store_tests::{conference, message, Backend};
 
 /// A database of its own on the test server, dropped when the test ends.
-struct PgBackend {
-    admin_url: String,
-    name: String,
-    url: String,
-}
+struct PgBackend(TestDatabase);
 
 impl PgBackend {
     /// A fresh database, or `None` (saying why) when no server is configured.
     fn fresh() -> Option<PgBackend> {
-        let Ok(admin_url) = std::env::var("CONFER_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var_os("CONFER_REQUIRE_SERVICES").is_none(),
-                "CONFER_REQUIRE_SERVICES is set but CONFER_TEST_POSTGRES_URL is not"
-            );
-            eprintln!("skipped: CONFER_TEST_POSTGRES_URL is not set (scripts/suite-scale sets it)");
-            return None;
-        };
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "confer_test_{}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            confer_core::model::now_us()
-        );
-        admin(&admin_url, &format!("CREATE DATABASE {name}"));
-        let url = database_url(&admin_url, &name);
-        Some(PgBackend {
-            admin_url,
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for PgBackend {
-    fn drop(&mut self) {
-        admin(
-            &self.admin_url,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
+        TestDatabase::fresh("confer_test").map(PgBackend)
     }
 }
 
 impl Backend for PgBackend {
     type Store = PgStore;
     fn open(&self) -> PgStore {
-        PgStore::open(&self.url, PgOptions { pool_size: 8 }).unwrap()
+        PgStore::open(&self.0.url, PgOptions { pool_size: 8 }).unwrap()
     }
-}
-
-/// The URL of database `name` on the server of `admin_url` (its path replaced).
-fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .filter(|(base, _)| base.contains("//") && !base.ends_with('/'))
-        .unwrap_or((admin_url, ""));
-    format!("{base}/{name}")
-}
-
-/// Run one statement on the server's maintenance database, on a thread of its own (the
-/// tests' runtime may be busy with this very call).
-fn admin(url: &str, sql: &str) {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            let driver = tokio::spawn(connection);
-            client.batch_execute(&sql).await.unwrap();
-            drop(client);
-            let _ = driver.await;
-        });
-    })
-    .join()
-    .unwrap();
 }
 
 confer_store_tests::storage_suite!(PgBackend::fresh());
@@ -245,12 +179,4 @@ fn catch_up(
         next = next.max(g.change_seq);
     }
     next
-}
-
-#[test]
-fn a_database_url_names_the_new_database() {
-    assert_eq!(
-        database_url("postgres://u@127.0.0.1:5432/postgres", "x"),
-        "postgres://u@127.0.0.1:5432/x"
-    );
 }

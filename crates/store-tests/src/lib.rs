@@ -7,8 +7,13 @@
 //! command starts. What only one backend has (SQLite's commit linger, its nonce window's
 //! size, its reader pool; PostgreSQL's several nodes) is tested beside that backend.
 //!
+//! [`pg`] makes a PostgreSQL database of its own for one test (the store's suite and the
+//! server's several-node tests both use it).
+//!
 //! This crate exists only for tests, so it may unwrap.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod pg;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

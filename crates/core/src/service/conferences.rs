@@ -248,7 +248,9 @@ impl Core {
             uin: caller.uin,
             user: caller.login.clone(),
             role,
-            party: self.next_party.fetch_add(1, Ordering::Relaxed),
+            party: self
+                .registry
+                .party_id(self.next_party.fetch_add(1, Ordering::Relaxed)),
             name,
             index: u32::try_from(index).unwrap_or(u32::MAX),
             state: PartyState::default(),

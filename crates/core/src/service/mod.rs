@@ -120,8 +120,8 @@ pub struct Core {
     hasher: PasswordHasher,
     /// Password logins per account and address (`login_limits.rs`).
     login_limits: LoginLimits,
-    /// The next conference party id (`RoomMember::party`). Unique in this process; a
-    /// registry spanning nodes would hand them out itself.
+    /// The next conference party of this process; its id is
+    /// `SessionRegistry::party_id` of it (unique across nodes with a registry spanning them).
     next_party: AtomicU64,
     /// Display names and avatars, read on every post (`profiles.rs`).
     profiles: profiles::ProfileCache,

@@ -4,8 +4,10 @@
 //! A chat message carries `sender_name`, `sender_avatar`, `group_name` and `group_avatar`
 //! as they were when it was posted: the server fills them from the sender's account and
 //! the group ([`Core::display_fields`]); what a client sends under those names is ignored.
-//! Profiles are read on every post, so they are cached here (bounded; this process is the
-//! only one that changes them).
+//! Profiles are read on every post, so they are cached here (bounded), but only while
+//! this process is the storage's sole writer: over a database that other nodes write
+//! (`Storage::shared`, PostgreSQL) a profile one node changed would stay stale on the
+//! others, so each post reads it (one indexed row).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -82,7 +84,8 @@ fn json_string(out: &mut String, s: &str) {
 impl Core {
     /// A user's profile, from the cache or storage.
     pub(super) async fn profile(&self, uin: Uin) -> CoreResult<Arc<Profile>> {
-        if let Some(p) = self.profiles.get(uin) {
+        let cached = !self.storage.shared();
+        if let Some(p) = self.profiles.get(uin).filter(|_| cached) {
             return Ok(p);
         }
         let account = self
@@ -95,7 +98,9 @@ impl Core {
             name: account.name,
             avatar_url: account.avatar_url,
         });
-        self.profiles.put(profile.clone());
+        if cached {
+            self.profiles.put(profile.clone());
+        }
         Ok(profile)
     }
 
@@ -133,7 +138,9 @@ impl Core {
         self.storage
             .set_profile(caller.uin, profile.name.clone(), profile.avatar_url.clone())
             .await?;
-        self.profiles.put(Arc::new(profile.clone()));
+        if !self.storage.shared() {
+            self.profiles.put(Arc::new(profile.clone()));
+        }
         Ok(profile)
     }
 

@@ -9,7 +9,9 @@
 //! Revocations in this process end their sessions at once. For those made by another
 //! process on the same database (`confer user passwd`), and for expiry, the server checks
 //! each live session's token again every `token_check_interval_ms`: one indexed read per
-//! distinct token, whatever the number of sessions sharing it.
+//! distinct token, whatever the number of sessions sharing it. With several nodes each
+//! checks its own sessions (`SessionRegistry::local_sessions`); a revocation stops the
+//! token's sessions on every node at once (the registry delivers the stop where they are).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use crate::bus::{Delivery, SessionInfo};
 use crate::ids::Uin;
 use crate::model::now_us;
 
-use super::Core;
+use super::{Core, CHAT_DOOR};
 
 /// The stop code of a session whose token was revoked or expired (the External API's
 /// "unauthorized"; the Chat API says `login {result: 2}`).
@@ -71,7 +73,8 @@ impl Core {
     /// revoked (here or by another process) or has expired. How many were stopped.
     pub async fn check_tokens(&self) -> usize {
         let mut by_token: HashMap<[u8; 32], Vec<SessionInfo>> = HashMap::new();
-        for s in self.registry.all_sessions() {
+        // Each node checks its own sessions; revocations here stop every node's at once.
+        for s in self.registry.local_sessions() {
             if let Some(hash) = s.token_hash {
                 by_token.entry(hash).or_default().push(s);
             }
@@ -99,7 +102,26 @@ impl Core {
         ended
     }
 
-    /// Run [`Core::check_tokens`] every `interval` until `stop` is cancelled.
+    /// Close the sessions a dead node left ([`SessionRegistry::orphans`]), as their
+    /// doors would have: a chat session's user goes offline for its peers if it has no
+    /// other chat session, grants resting on them are revoked. How many.
+    ///
+    /// [`SessionRegistry::orphans`]: crate::bus::SessionRegistry::orphans
+    pub async fn close_orphans(&self) -> usize {
+        let orphans = self.registry.orphans();
+        for s in &orphans {
+            tracing::info!(user = %s.user, session = %s.session_id, "session of a dead node closed");
+            if s.door == CHAT_DOOR {
+                self.close_chat_session(s).await;
+            } else {
+                self.close_session(s).await;
+            }
+        }
+        orphans.len()
+    }
+
+    /// Run [`Core::check_tokens`] and [`Core::close_orphans`] every `interval` until
+    /// `stop` is cancelled.
     pub async fn watch_tokens(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -109,6 +131,7 @@ impl Core {
                 _ = tick.tick() => {}
             }
             self.check_tokens().await;
+            self.close_orphans().await;
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Several confer nodes over one PostgreSQL database (issue 20): accounts and login tokens
 //! on every node (a logout on one ends the token's sessions on another), concurrent
 //! posting to one conversation from three nodes (seqs 1..N, each acked message stored
-//! once), `kill -9` of a node mid-traffic losing no acked message, `confer migrate` of a
-//! populated SQLite folder, (with `CONFER_TEST_REDIS_URL` too) events reaching
-//! sessions on other nodes through Redis, and a hub of the edge-to-hub sync on
-//! PostgreSQL, seen alike by each of its nodes.
+//! once), `confer migrate` of a populated SQLite folder, a hub of the edge-to-hub sync on
+//! PostgreSQL, seen alike by each of its nodes, and (with `CONFER_TEST_REDIS_URL` too)
+//! events reaching sessions on other nodes through Redis, one session directory over
+//! three nodes (`user list`/`get`, `session send_event`/`cmd`/`stop` across nodes), and
+//! `kill -9` of a node mid-traffic losing no acked message, its session expiring from
+//! the directory and its client back on another node with the same token at once, and a
+//! conference's live room spanning nodes.
 //!
 //! The database server is `CONFER_TEST_POSTGRES_URL` (scripts/suite-scale starts one);
 //! each test makes a database of its own there. Without it the tests say they skipped,
@@ -15,78 +18,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use confer_server::sync::Hooks;
+use confer_store_tests::pg::{admin, TestDatabase};
 use serde_json::json;
 
 use crate::chathost::{Pair, BOX};
-use crate::common::{http, ok_data, Client, TestServer, ADMIN_PASSWORD, WAIT};
-
-/// A database of its own on the test server, dropped when the test ends.
-pub struct TestDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl TestDatabase {
-    pub fn fresh() -> Option<TestDatabase> {
-        let Ok(admin_url) = std::env::var("CONFER_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var_os("CONFER_REQUIRE_SERVICES").is_none(),
-                "CONFER_REQUIRE_SERVICES is set but CONFER_TEST_POSTGRES_URL is not"
-            );
-            eprintln!("skipped: CONFER_TEST_POSTGRES_URL is not set (scripts/suite-scale sets it)");
-            return None;
-        };
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "confer_it_{}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            confer_core::model::now_us()
-        );
-        admin(&admin_url, &format!("CREATE DATABASE {name}"));
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(base, _)| base);
-        let url = format!("{base}/{name}");
-        Some(TestDatabase {
-            admin_url,
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        admin(
-            &self.admin_url,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
-
-/// One statement on the maintenance database, on a thread of its own.
-fn admin(url: &str, sql: &str) {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            let driver = tokio::spawn(connection);
-            client.batch_execute(&sql).await.unwrap();
-            drop(client);
-            let _ = driver.await;
-        });
-    })
-    .join()
-    .unwrap();
-}
+use crate::common::{code, http, ok_data, Client, TestServer, ADMIN_PASSWORD, WAIT};
 
 async fn node(db: &TestDatabase) -> TestServer {
     let url = db.url.clone();
@@ -128,7 +64,7 @@ async fn msglog_texts(client: &Client) -> Vec<(u64, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_accounts_tokens_and_one_gapless_conversation() {
-    let Some(db) = TestDatabase::fresh() else {
+    let Some(db) = TestDatabase::fresh("confer_it") else {
         return;
     };
     let nodes = [node(&db).await, node(&db).await, node(&db).await];
@@ -213,7 +149,7 @@ async fn three_nodes_share_accounts_tokens_and_one_gapless_conversation() {
 /// its sessions' tokens from the shared database).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_on_one_node_ends_the_tokens_sessions_on_another() {
-    let Some(db) = TestDatabase::fresh() else {
+    let Some(db) = TestDatabase::fresh("confer_it") else {
         return;
     };
     let (a, b) = (node(&db).await, node(&db).await);
@@ -253,14 +189,27 @@ async fn a_logout_on_one_node_ends_the_tokens_sessions_on_another() {
 }
 
 /// A node killed with SIGKILL while its client posts loses no acknowledged message: the
-/// client logs in on another node and finds each acked message exactly once.
+/// client logs in on another node with the same token at once and finds each acked
+/// message exactly once; the dead node's session leaves the directory of the survivor
+/// once `node_timeout_secs` passed without its heartbeat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_traffic_loses_no_acked_message() {
-    let Some(db) = TestDatabase::fresh() else {
+    let (Some(db), Some(redis)) = (TestDatabase::fresh("confer_it"), redis_url()) else {
         return;
     };
-    let survivor = node(&db).await;
+    let survivor = clustered_node(&db, &redis).await;
     survivor.add_user("alice", "a").await;
+    let (admin, _) = survivor.login("admin", ADMIN_PASSWORD).await;
+    let (_, body) = http(
+        survivor.addr,
+        "POST",
+        "/api/v1/login",
+        &[],
+        r#"{"user":"alice","password":"a"}"#,
+    )
+    .await;
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = token["session"].as_str().unwrap().to_string();
 
     // The node to kill is the real binary in a process of its own.
     let port = {
@@ -273,6 +222,9 @@ async fn a_node_killed_mid_traffic_loses_no_acked_message() {
         .env("CONFER_LISTEN", format!("127.0.0.1:{port}"))
         .env("CONFER_DATA_DIR", dir.path().join("data"))
         .env("CONFER_DATABASE_URL", &db.url)
+        .env("CONFER_REDIS_URL", &redis)
+        .env("CONFER_REDIS_PREFIX", cluster_prefix(&db))
+        .env("CONFER_NODE_TIMEOUT_SECS", "1")
         .env("CONFER_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -294,10 +246,16 @@ async fn a_node_killed_mid_traffic_loses_no_acked_message() {
             "core",
             "user",
             "login",
-            json!({"user": "alice", "password": "a"}),
+            json!({"user": "alice", "token": token}),
         )
         .await;
     assert_eq!(login["result"], "ok", "{login}");
+    let doomed_session = login["data"]["session_id"].as_str().unwrap().to_string();
+    // The survivor's directory knows the session on the other node.
+    eventually(&admin, ("core", "user", "list"), json!(null), |r| {
+        r["data"]["alice"] == json!([doomed_session])
+    })
+    .await;
     ok_data(
         &client
             .call(
@@ -350,7 +308,23 @@ async fn a_node_killed_mid_traffic_loses_no_acked_message() {
         p.await.unwrap();
     }
 
-    let (reconnected, _) = survivor.login("alice", "a").await;
+    // At once, with the same token: the session left on the dead node is no obstacle.
+    let reconnected = survivor.connect().await;
+    let login = reconnected
+        .call(
+            "core",
+            "user",
+            "login",
+            json!({"user": "alice", "token": token}),
+        )
+        .await;
+    assert_eq!(login["result"], "ok", "{login}");
+    let new_session = login["data"]["session_id"].as_str().unwrap().to_string();
+    // The dead node's session expires from the directory; the new one stays.
+    eventually(&admin, ("core", "user", "list"), json!(null), |r| {
+        r["data"]["alice"] == json!([new_session])
+    })
+    .await;
     let stored = msglog_texts(&reconnected).await;
     let seqs: Vec<u64> = stored.iter().map(|(seq, _)| *seq).collect();
     assert_eq!(
@@ -388,7 +362,7 @@ async fn migrate(data_dir: &std::path::Path, url: &str) -> (bool, String, String
 /// takes the same login token, and goes on with the next seq.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_copies_a_folder_and_the_migrated_server_answers_the_same() {
-    let Some(db) = TestDatabase::fresh() else {
+    let Some(db) = TestDatabase::fresh("confer_it") else {
         return;
     };
     let old = TestServer::start().await;
@@ -507,12 +481,22 @@ fn redis_url() -> Option<String> {
     }
 }
 
+/// The Redis prefix of the cluster over `db`.
+fn cluster_prefix(db: &TestDatabase) -> String {
+    format!("confer-test:{}", db.url)
+}
+
 async fn clustered_node(db: &TestDatabase, redis: &str) -> TestServer {
-    let (url, redis) = (db.url.clone(), redis.to_string());
+    let (url, redis, prefix) = (db.url.clone(), redis.to_string(), cluster_prefix(db));
     TestServer::start_with(move |c| {
         c.database_url = Some(url);
         c.database_pool_size = 4;
         c.redis_url = Some(redis);
+        // One cluster per test database, though the tests share one Redis.
+        c.redis_prefix = prefix;
+        // A session cmd nobody answers times out soon.
+        c.reply_timeout_ms = 1_000;
+        c.node_timeout_secs = 1;
     })
     .await
 }
@@ -522,7 +506,7 @@ async fn clustered_node(db: &TestDatabase, redis: &str) -> TestServer {
 /// `user send_event` reaches the user's sessions on every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_sessions_on_other_nodes_through_redis() {
-    let (Some(db), Some(redis)) = (TestDatabase::fresh(), redis_url()) else {
+    let (Some(db), Some(redis)) = (TestDatabase::fresh("confer_it"), redis_url()) else {
         return;
     };
     let nodes = [
@@ -576,6 +560,264 @@ async fn events_reach_sessions_on_other_nodes_through_redis() {
     }
 }
 
+/// Call until the answer satisfies `ok` (the directory reaches other nodes a moment after
+/// a session comes or goes); the last answer. Fails after [`WAIT`].
+async fn eventually(
+    client: &Client,
+    (class, subclass, cmd): (&str, &str, &str),
+    data: serde_json::Value,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reply = client.call(class, subclass, cmd, data.clone()).await;
+        if ok(&reply) {
+            return reply;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{cmd} never answered as expected; last: {reply}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The next server request whose `cmd` is `cmd`, skipping events and pings.
+async fn request_of(client: &Client, cmd: &str) -> serde_json::Value {
+    loop {
+        let r = client.next_request().await;
+        if r["cmd"] == cmd {
+            return r;
+        }
+    }
+}
+
+/// Three nodes over one PostgreSQL and one Redis share one session directory: `user
+/// list` and `user get` on one node show every node's sessions; `session send_event`,
+/// `session cmd` (its answer and its error routed back to the asking node, a target that
+/// never answers timed out) and `session stop` reach a session on another node; a
+/// stopped session leaves every node's directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_directory_spans_three_nodes() {
+    let (Some(db), Some(redis)) = (TestDatabase::fresh("confer_it"), redis_url()) else {
+        return;
+    };
+    let nodes = [
+        clustered_node(&db, &redis).await,
+        clustered_node(&db, &redis).await,
+        clustered_node(&db, &redis).await,
+    ];
+    nodes[0].add_user("alice", "a").await;
+    nodes[0].add_user("bob", "b").await;
+    let (alice, alice_session) = nodes[0].login("alice", "a").await;
+    let (bob, bob_session) = nodes[1].login("bob", "b").await;
+    let (admin, _) = nodes[2].login("admin", ADMIN_PASSWORD).await;
+
+    let users = eventually(&admin, ("core", "user", "list"), json!(null), |r| {
+        r["data"]["alice"] == json!([alice_session]) && r["data"]["bob"] == json!([bob_session])
+    })
+    .await;
+    assert_eq!(users["result"], "ok");
+    let got = ok_data(
+        &admin
+            .call("core", "user", "get", json!({"user": "alice"}))
+            .await,
+    );
+    assert_eq!(got[&alice_session]["type"], "api_server", "{got}");
+    // A user's own sessions on two nodes, seen from a third.
+    let (_alice_too, alice_too_session) = nodes[1].login("alice", "a").await;
+    let (alice_three, _) = nodes[2].login("alice", "a").await;
+    let mine = eventually(
+        &alice_three,
+        ("core", "user", "get"),
+        json!({"user": "alice"}),
+        |r| r["data"].as_object().is_some_and(|m| m.len() == 3),
+    )
+    .await;
+    assert!(mine["data"].get(&alice_too_session).is_some(), "{mine}");
+
+    ok_data(
+        &bob.call(
+            "core",
+            "session",
+            "send_event",
+            json!({"session_id": alice_session, "type": "poke"}),
+        )
+        .await,
+    );
+    let e = alice.event_of_type("poke").await;
+    assert_eq!(e["obj_id"], alice_session.as_str());
+
+    // `session cmd` from node 1 to a session on node 0: the answer comes back, and so
+    // does an error.
+    let answering = async {
+        let req = request_of(&alice, "my_cmd").await;
+        assert_eq!(req["class"], "my_class");
+        assert_eq!(req["data"], json!({"key": "val"}));
+        alice.answer(json!({"result": "ok", "tid": req["tid"], "data": {"received": true}}));
+        let req = request_of(&alice, "bad_cmd").await;
+        alice.answer(
+            json!({"result": "error", "tid": req["tid"], "data": {"code": 123, "error": "no way"}}),
+        );
+    };
+    let calling = async {
+        let ok = bob
+            .call(
+                "core",
+                "session",
+                "cmd",
+                json!({"session_id": alice_session, "class": "my_class", "cmd": "my_cmd", "data": {"key": "val"}}),
+            )
+            .await;
+        assert_eq!(ok_data(&ok), json!({"received": true}));
+        let err = bob
+            .call(
+                "core",
+                "session",
+                "cmd",
+                json!({"session_id": alice_session, "class": "my_class", "cmd": "bad_cmd"}),
+            )
+            .await;
+        assert_eq!(code(&err), 123, "{err}");
+        assert_eq!(err["data"]["error"], "no way");
+    };
+    tokio::join!(answering, calling);
+    // A target that never answers: its node's timeout answer reaches the caller.
+    let silent = bob
+        .call(
+            "core",
+            "session",
+            "cmd",
+            json!({"session_id": alice_too_session, "class": "x", "cmd": "unanswered"}),
+        )
+        .await;
+    assert_eq!(code(&silent), 100005, "{silent}");
+
+    // Stopping across nodes: not another user's session; the admin's, from a third node.
+    let refused = bob
+        .call(
+            "core",
+            "session",
+            "stop",
+            json!({"session_id": alice_session}),
+        )
+        .await;
+    assert_eq!(code(&refused), 100030, "{refused}");
+    ok_data(
+        &admin
+            .call(
+                "core",
+                "session",
+                "stop",
+                json!({"session_id": alice_session}),
+            )
+            .await,
+    );
+    assert_eq!(alice.closed().await.map(|(c, _)| c), Some(1000));
+    eventually(&admin, ("core", "user", "list"), json!(null), |r| {
+        r["data"]["alice"]
+            .as_array()
+            .is_some_and(|s| !s.contains(&json!(alice_session)))
+    })
+    .await;
+    eventually(
+        &bob,
+        ("core", "session", "cmd"),
+        json!({"session_id": alice_session, "class": "x", "cmd": "y"}),
+        |r| code(r) == 100062,
+    )
+    .await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// The sessions in a conference's live room, as `get_info` lists them.
+fn room_sessions(reply: &serde_json::Value) -> BTreeSet<String> {
+    reply["data"]["members"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A conference's live room spans nodes: `get_info` on any node lists the parties of
+/// every node, a party leaving on one node leaves every node's list, and a party's
+/// session closing on its node (here: a node stopped) takes it out everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_room_spans_three_nodes() {
+    let (Some(db), Some(redis)) = (TestDatabase::fresh("confer_it"), redis_url()) else {
+        return;
+    };
+    let nodes = [
+        clustered_node(&db, &redis).await,
+        clustered_node(&db, &redis).await,
+        clustered_node(&db, &redis).await,
+    ];
+    for user in ["alice", "bob", "carol"] {
+        nodes[0].add_user(user, "p").await;
+    }
+    let (alice, alice_session) = nodes[0].login("alice", "p").await;
+    let (bob, bob_session) = nodes[1].login("bob", "p").await;
+    let (carol, carol_session) = nodes[2].login("carol", "p").await;
+    ok_data(
+        &alice
+            .call(
+                "media",
+                "conf",
+                "create",
+                json!({"conf_id": "room", "class": "sfu"}),
+            )
+            .await,
+    );
+    for client in [&alice, &bob, &carol] {
+        ok_data(
+            &client
+                .call("media", "conf", "join", json!({"conf_id": "room"}))
+                .await,
+        );
+    }
+    let everyone: BTreeSet<String> = [&alice_session, &bob_session, &carol_session]
+        .into_iter()
+        .cloned()
+        .collect();
+    for client in [&alice, &bob, &carol] {
+        eventually(
+            client,
+            ("media", "conf", "get_info"),
+            json!({"conf_id": "room"}),
+            |r| room_sessions(r) == everyone,
+        )
+        .await;
+    }
+    ok_data(
+        &bob.call("media", "conf", "leave", json!({"conf_id": "room"}))
+            .await,
+    );
+    let without_bob: BTreeSet<String> = [&alice_session, &carol_session]
+        .into_iter()
+        .cloned()
+        .collect();
+    eventually(
+        &carol,
+        ("media", "conf", "get_info"),
+        json!({"conf_id": "room"}),
+        |r| room_sessions(r) == without_bob,
+    )
+    .await;
+    let [n0, n1, n2] = nodes;
+    n2.stop().await;
+    let only_alice: BTreeSet<String> = [alice_session.clone()].into_iter().collect();
+    eventually(
+        &alice,
+        ("media", "conf", "get_info"),
+        json!({"conf_id": "room"}),
+        |r| room_sessions(r) == only_alice,
+    )
+    .await;
+    n0.stop().await;
+    n1.stop().await;
+}
+
 async fn hub_node(db: &TestDatabase) -> TestServer {
     let url = db.url.clone();
     TestServer::start_with(move |c| {
@@ -591,7 +833,7 @@ async fn hub_node(db: &TestDatabase) -> TestServer {
 /// the box, its roster, the edge's messages and the sync's logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_on_postgresql_syncs_with_an_edge_and_its_other_node_sees_it_all() {
-    let Some(db) = TestDatabase::fresh() else {
+    let Some(db) = TestDatabase::fresh("confer_it") else {
         return;
     };
     let pair = Pair::with_hub(hub_node(&db).await).await;
