@@ -947,6 +947,7 @@ async fn a_run_that_dies_at_any_step_and_is_repeated_ends_as_one_clean_run() {
         let died = pair
             .run(Hooks {
                 stop_before: Some(step),
+                ..Hooks::default()
             })
             .await;
         assert!(
@@ -976,6 +977,68 @@ async fn a_run_that_dies_at_any_step_and_is_repeated_ends_as_one_clean_run() {
     }
     assert_eq!(count(&hub, "[image/png]"), 1);
     assert_eq!(count(&hub, "hello from the box"), 1);
+}
+
+/// A run killed right after the hub answered step N (the batch of step 7 and the
+/// settings of step 9 fetched, which the hub hands out once, nothing of them stored yet),
+/// then repeated: every hub message and setting is on the edge once, every edge message
+/// on the hub once, and the hub has nothing left for the box.
+#[tokio::test]
+async fn a_run_killed_right_after_any_hub_answer_and_repeated_loses_and_doubles_nothing() {
+    let pair = Pair::new().await;
+    assert_eq!(pair.run(Hooks::default()).await.failed, None);
+    let hub_core = confer_server::build_core(&pair.hub.config).unwrap();
+    for step in 1..=9u8 {
+        pair.student_says(&format!("before death {step}")).await;
+        pair.teacher_answers(&format!("reply {step}")).await;
+        hub_core
+            .hub_queue_setting(BOX, &format!("key{step}"), "on")
+            .await
+            .unwrap();
+        hub_core.flush().await.unwrap();
+        let died = pair
+            .run(Hooks {
+                die_after: Some(step),
+                ..Hooks::default()
+            })
+            .await;
+        let failed = died.failed.unwrap_or_default();
+        assert!(
+            failed.starts_with(&format!("step {step} ")) && failed.contains("test hook"),
+            "{failed}"
+        );
+        let report = pair.run(Hooks::default()).await;
+        assert_eq!(
+            report.failed, None,
+            "after dying at step {step}: {:?}",
+            report.steps
+        );
+    }
+    let (hub, edge) = pair.both_sides().await;
+    let count = |side: &[String], text: &str| side.iter().filter(|t| t.as_str() == text).count();
+    for step in 1..=9 {
+        assert_eq!(
+            count(&hub, &format!("before death {step}")),
+            1,
+            "hub: {hub:?}"
+        );
+        assert_eq!(count(&edge, &format!("reply {step}")), 1, "edge: {edge:?}");
+    }
+    let edge_core = confer_server::build_core(&pair.edge.config).unwrap();
+    let received = edge_core.hub_settings("").await.unwrap();
+    for step in 1..=9 {
+        let key = format!("key{step}");
+        assert_eq!(
+            received.iter().filter(|s| s.key == key).count(),
+            1,
+            "{key} on the edge: {received:?}"
+        );
+    }
+    assert!(
+        hub_core.hub_settings(BOX).await.unwrap().is_empty(),
+        "every setting confirmed"
+    );
+    assert!(!pair.edge.data_dir().join("sync-inbox.json").exists());
 }
 
 #[tokio::test]
