@@ -138,6 +138,39 @@ struct Hub {
     auth: String,
     boxid: String,
     timeout: Duration,
+    /// For an `https://` hub: the public roots and those of `sync_ca_file`.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The TLS settings for an https hub: the public roots (webpki-roots), and the
+/// certificates of `ca_file` (PEM) if given: a hub with a self-signed certificate or a
+/// private CA.
+fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut added = 0;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert =
+                cert.map_err(|e| anyhow!("{}: not a PEM certificate: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow!("{}: a certificate not usable: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(anyhow!("{}: no PEM certificate in it", path.display()));
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// An answer: status and body.
@@ -194,6 +227,7 @@ impl Hub {
             auth: format!("Bearer {boxid}|{token}"),
             boxid: boxid.to_string(),
             timeout,
+            tls_config: None,
         })
     }
 
@@ -203,18 +237,13 @@ impl Hub {
         if !self.tls {
             return Ok(Box::new(tcp));
         }
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = match &self.tls_config {
+            Some(c) => c.clone(),
+            None => tls_config(None).map_err(std::io::Error::other)?,
+        };
         let name = rustls::pki_types::ServerName::try_from(self.host.clone())
             .map_err(std::io::Error::other)?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await?;
         Ok(Box::new(tls))
@@ -579,12 +608,15 @@ pub async fn run_with(config: &Config, options: &Options, hooks: Hooks) -> anyho
         ..Report::default()
     };
     let token = current_token(&core, config).await?.unwrap_or_default();
-    let hub = Hub::new(
+    let mut hub = Hub::new(
         &hub_url,
         &boxid,
         &token,
         Duration::from_millis(config.sync_timeout_ms.max(1)),
     )?;
+    if hub.tls {
+        hub.tls_config = Some(tls_config(config.sync_ca_file.as_deref())?);
+    }
     let outcome = steps(&core, &blobs, &hub, config, &mut report, hooks, previous).await;
     if let Err((step, name, why)) = outcome {
         report.steps.push(Step {

@@ -1213,6 +1213,95 @@ async fn a_hub_that_hangs_fails_answers_garbage_or_refuses_messages_is_reported_
     );
 }
 
+/// An https front for a hub: TLS (the self-signed certificate of
+/// `tests/fixtures/hub-tls-*.pem`, for `127.0.0.1` and `localhost`, made once with
+/// `openssl req -x509 -newkey ec … -days 36500`) in front of its plain HTTP port, as a
+/// reverse proxy would be. Returns its `https://` address.
+async fn https_front(plain: std::net::SocketAddr) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let certs = CertificateDer::pem_file_iter(dir.join("hub-tls-cert.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("hub-tls-key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to do.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut hub) = tokio::net::TcpStream::connect(plain).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut hub).await;
+                }
+            });
+        }
+    });
+    format!("https://{addr}")
+}
+
+#[tokio::test]
+async fn an_edge_syncs_with_an_https_hub_whose_certificate_it_is_told_to_trust() {
+    let pair = Pair::new().await;
+    let options = Options {
+        hub: Some(https_front(pair.hub.addr).await),
+        ..pair.options()
+    };
+    // Not told to trust it: the run stops at step 1, saying why; nothing reached the hub.
+    let report = sync::run_with(&pair.edge.config, &options, Hooks::default())
+        .await
+        .unwrap();
+    let failed = report.failed.unwrap_or_default();
+    assert!(
+        failed.starts_with("step 1 (healthcheck): connecting:") && failed.contains("certificate"),
+        "{failed}"
+    );
+    let hub_core = confer_server::build_core(&pair.hub.config).unwrap();
+    let known = hub_core.hub_box(BOX).await.unwrap();
+    assert!(
+        known.and_then(|b| b.roster).is_none(),
+        "no roster on the hub"
+    );
+    // With `sync_ca_file` naming the hub's certificate: one clean run, both ways.
+    let mut config = pair.edge.config.clone();
+    config.sync_ca_file = Some(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hub-tls-cert.pem"),
+    );
+    let report = sync::run_with(&config, &options, Hooks::default())
+        .await
+        .unwrap();
+    assert_eq!(report.failed, None, "{:?}", report.steps);
+    assert_eq!((report.messages_sent, report.attachments_sent), (2, 1));
+    pair.teacher_answers("over https").await;
+    let report = sync::run_with(&config, &options, Hooks::default())
+        .await
+        .unwrap();
+    assert_eq!(report.failed, None, "{:?}", report.steps);
+    let (hub, edge) = pair.both_sides().await;
+    assert_eq!(hub[1..3], ["hello from the box", "[image/png]"]);
+    assert_eq!(edge.last().map(String::as_str), Some("over https"));
+    // A file that is not a certificate is refused before any call, by name.
+    config.sync_ca_file = Some(pair.edge.data_dir().join("report.json"));
+    let err = sync::run_with(&config, &options, Hooks::default())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("report.json"), "{err:#}");
+}
+
 fn confer(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_confer"))
         .args(args)
