@@ -1302,6 +1302,119 @@ async fn an_edge_syncs_with_an_https_hub_whose_certificate_it_is_told_to_trust()
     assert!(format!("{err:#}").contains("report.json"), "{err:#}");
 }
 
+/// Requests a [`hanging_hub`] received: (method, path).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A hub that answers every call as a hub with one setting to hand over would, except
+/// the call `hang` (method, path prefix), which it never answers.
+async fn hanging_hub(hang: (&'static str, &'static str)) -> (String, Seen) {
+    use axum::extract::{Request, State};
+    use axum::response::IntoResponse;
+    let seen: Seen = Default::default();
+    async fn answer(
+        State((hang, seen)): State<((&str, &str), Seen)>,
+        req: Request,
+    ) -> axum::response::Response {
+        let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+        seen.lock().unwrap().push((method.clone(), path.clone()));
+        if method == hang.0 && path.starts_with(hang.1) {
+            std::future::pending::<()>().await;
+        }
+        let setting =
+            json!([{"deleteId": "7", "boxid": BOX, "key": "wifi", "value": "on", "timestamp": 1}]);
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/chathost/messageStatus") => "1".into_response(),
+            ("GET", p) if p.ends_with("/exists") => {
+                axum::http::StatusCode::NOT_FOUND.into_response()
+            }
+            ("GET", p) if p.starts_with("/chathost/messages/") => "[]".into_response(),
+            ("GET", "/chathost/settings") => setting.to_string().into_response(),
+            _ => "OK".into_response(),
+        }
+    }
+    let app = axum::Router::new()
+        .fallback(answer)
+        .with_state((hang, seen.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// Every call of the nine steps has a timeout: a hub that never answers one ends the run
+/// at that step, saying so, with nothing after it called; the edge still owes what the
+/// hub did not confirm (a run against a hub that answers sends it) and what it stored
+/// stays stored once.
+#[tokio::test]
+async fn a_hub_that_never_answers_any_one_call_ends_the_run_at_that_step_and_nothing_is_lost() {
+    let calls: [(u8, &str, (&'static str, &'static str)); 10] = [
+        (1, "healthcheck", ("GET", "/chathost/healthcheck")),
+        (2, "check", ("GET", "/chathost/check")),
+        (3, "messageStatus", ("GET", "/chathost/messageStatus")),
+        (4, "courseRosters", ("POST", "/chathost/courseRosters")),
+        (5, "attachments", ("GET", "/chathost/attachments/")),
+        (5, "attachments", ("POST", "/chathost/attachments")),
+        (6, "messages", ("POST", "/chathost/messages")),
+        (7, "messages since", ("GET", "/chathost/messages/")),
+        (8, "logs", ("POST", "/chathost/logs/")),
+        (9, "settings", ("DELETE", "/chathost/settings/")),
+    ];
+    for (step, name, hang) in calls {
+        let pair = Pair::new().await;
+        let mut config = pair.edge.config.clone();
+        config.sync_timeout_ms = 300;
+        let (url, seen) = hanging_hub(hang).await;
+        let options = Options {
+            hub: Some(url),
+            ..pair.options()
+        };
+        let report = sync::run_with(&config, &options, Hooks::default())
+            .await
+            .unwrap();
+        let failed = report.failed.unwrap_or_default();
+        assert!(
+            failed.starts_with(&format!("step {step} ({name}): no answer within 300 ms")),
+            "{hang:?}: {failed}"
+        );
+        // The run stopped there: the call that hung was its last.
+        let last = seen.lock().unwrap().last().cloned().unwrap();
+        assert!(
+            last.0 == hang.0 && last.1.starts_with(hang.1),
+            "{hang:?}: then {last:?}"
+        );
+        // The next run, against a hub that answers, sends what was not confirmed.
+        let (url, _) = hanging_hub(("NONE", "")).await;
+        let options = Options {
+            hub: Some(url),
+            ..pair.options()
+        };
+        let again = sync::run_with(&config, &options, Hooks::default())
+            .await
+            .unwrap();
+        assert_eq!(again.failed, None, "{:?}", again.steps);
+        let owed = match step {
+            ..=5 => (2, 1),
+            6 => (2, 0),
+            _ => (0, 0),
+        };
+        assert_eq!(
+            (again.messages_sent, again.attachments_sent),
+            owed,
+            "{hang:?}"
+        );
+        // The setting (handed over again by this hub) is on the edge once.
+        let edge = confer_server::build_core(&pair.edge.config).unwrap();
+        let wifi = edge.hub_settings("").await.unwrap();
+        assert_eq!(
+            wifi.iter().filter(|s| s.key == "wifi").count(),
+            1,
+            "{hang:?}"
+        );
+    }
+}
+
 fn confer(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_confer"))
         .args(args)
