@@ -1415,6 +1415,74 @@ async fn a_hub_that_never_answers_any_one_call_ends_the_run_at_that_step_and_not
     }
 }
 
+/// The door's table of endpoints (which `confer doc commands` prints and
+/// tests/docs/test_docs.py holds docs/openapi.yaml to) is the router's: every entry is
+/// answered by an endpoint (whatever its status, never "no such … endpoint"), in any
+/// case of letters, and a path not in it is not.
+#[tokio::test]
+async fn every_endpoint_in_the_chathost_table_is_routed_and_nothing_else_is() {
+    let s = hub().await;
+    let core = confer_server::build_core(&s.config).unwrap();
+    core.hub_add_key(BOX, TOKEN, false, "").await.unwrap();
+    core.flush().await.unwrap();
+    let cookie = admin_cookie(&s).await;
+    let auth = bearer(TOKEN);
+    let send = |method: &'static str, path: String| {
+        let (s, cookie, auth) = (&s, cookie.clone(), auth.clone());
+        async move {
+            s.http(
+                method,
+                &path,
+                &[("Authorization", &auth), ("Cookie", &cookie)],
+                "",
+            )
+            .await
+        }
+    };
+    let unrouted = |body: &str| {
+        body.contains("no such chathost endpoint") || body.contains("no such admin endpoint")
+    };
+    for (method, path) in [
+        ("GET", "/chathost/nothing"),
+        ("PUT", "/chathost/messages"),
+        ("GET", "/chathost/admin/nothing"),
+    ] {
+        let (status, body) = send(method, path.to_string()).await;
+        assert!(
+            status == 404 && unrouted(&body),
+            "{method} {path}: {status} {body}"
+        );
+    }
+    // The destructive ones last, so the others still find the box and the session.
+    let mut table = confer_door_chathost::ENDPOINTS.to_vec();
+    table.sort_by_key(|(m, p)| {
+        (
+            *m == "DELETE" || p.ends_with("/logout"),
+            p.contains("security"),
+        )
+    });
+    for (method, template) in table {
+        let path = template
+            .replace("{boxid}", BOX)
+            .replace("{since}", "1")
+            .replace("{type}", "sync")
+            .replace("{token}", TOKEN)
+            .replace(['{', '}'], "");
+        let path = path
+            .replace("deleteId", "1")
+            .replace("message_id", "1")
+            .replace("item_id", "1")
+            .replace("/id/", "/1/");
+        for path in [
+            path.clone(),
+            path.to_uppercase().replace(&BOX.to_uppercase(), BOX),
+        ] {
+            let (status, body) = send(method, path.clone()).await;
+            assert!(!unrouted(&body), "{method} {path}: {status} {body}");
+        }
+    }
+}
+
 fn confer(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_confer"))
         .args(args)
