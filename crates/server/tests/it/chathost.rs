@@ -1053,6 +1053,12 @@ async fn a_hub_that_is_down_or_refuses_the_key_ends_the_run_with_a_report_saying
         .unwrap();
     let failed = report.failed.clone().unwrap();
     assert!(failed.starts_with("step 2 (check): HTTP 401"), "{failed}");
+    let hub_core = confer_server::build_core(&pair.hub.config).unwrap();
+    let known = hub_core.hub_box(BOX).await.unwrap();
+    assert!(
+        known.and_then(|b| b.roster).is_none(),
+        "nothing reached the hub"
+    );
     // Down: step 1.
     let addr = pair.hub.addr;
     pair.hub.stop().await;
@@ -1481,6 +1487,93 @@ async fn every_endpoint_in_the_chathost_table_is_routed_and_nothing_else_is() {
             assert!(!unrouted(&body), "{method} {path}: {status} {body}");
         }
     }
+}
+
+/// A hub with one text and one photo for the student, whose photo answers 503 the first
+/// time it is downloaded.
+async fn flaky_file_hub() -> String {
+    use axum::extract::{Request, State};
+    use axum::response::IntoResponse;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    type Counts = std::sync::Arc<(AtomicUsize, AtomicUsize)>;
+    async fn answer(State(counts): State<Counts>, req: Request) -> axum::response::Response {
+        let path = req.uri().path().to_string();
+        match (req.method().as_str(), path.as_str()) {
+            ("GET", "/chathost/messageStatus") => "1".into_response(),
+            ("GET", p) if p.starts_with("/chathost/messages/") => {
+                // Handed out once, as a hub does.
+                if counts.0.fetch_add(1, Ordering::SeqCst) > 0 {
+                    return "[]".into_response();
+                }
+                json!([
+                    {"id": "h1", "subject": null, "message": "a text from the hub",
+                     "sender": {"username": "tbio"}, "recipient": {"username": "sam"}, "created_on": 1},
+                    {"id": "h2", "subject": null,
+                     "message": "<attachment type=\"photo\" id=\"9\" filename=\"cell.png\" filepath=\"/chathost/files/2/9\">",
+                     "sender": {"username": "tbio"}, "recipient": {"username": "sam"}, "created_on": 1},
+                ])
+                .to_string()
+                .into_response()
+            }
+            ("GET", "/chathost/files/2/9") => {
+                if counts.1.fetch_add(1, Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+                } else {
+                    PNG.to_vec().into_response()
+                }
+            }
+            ("GET", p) if p.ends_with("/exists") => "OK".into_response(),
+            ("GET", "/chathost/settings") => "[]".into_response(),
+            _ => "OK".into_response(),
+        }
+    }
+    let app = axum::Router::new()
+        .fallback(answer)
+        .with_state(Counts::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// A hub message whose file does not download is not lost with the batch (handed out
+/// once): it waits in the inbox, counted in the report, and is stored on the next run.
+#[tokio::test]
+async fn a_hub_message_whose_file_fails_to_download_is_stored_on_the_next_run() {
+    let pair = Pair::new().await;
+    let options = Options {
+        hub: Some(flaky_file_hub().await),
+        ..pair.options()
+    };
+    let first = sync::run_with(&pair.edge.config, &options, Hooks::default())
+        .await
+        .unwrap();
+    assert_eq!(first.failed, None, "{:?}", first.steps);
+    assert_eq!((first.messages_received, first.messages_held), (1, 1));
+    assert!(pair.edge.data_dir().join("sync-inbox.json").exists());
+    let second = sync::run_with(&pair.edge.config, &options, Hooks::default())
+        .await
+        .unwrap();
+    assert_eq!(second.failed, None, "{:?}", second.steps);
+    assert_eq!((second.messages_received, second.messages_held), (1, 0));
+    assert!(!pair.edge.data_dir().join("sync-inbox.json").exists());
+    let got: Vec<String> = private_messages(&pair.edge, "tbio", "sam")
+        .await
+        .iter()
+        .map(|m| match m.files.first() {
+            Some(f) => format!("[{} {}]", f.filename, f.size),
+            None => m.text.clone().unwrap_or_default(),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "a text from the hub".to_string(),
+            format!("[cell.png {}]", PNG.len())
+        ]
+    );
 }
 
 fn confer(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
