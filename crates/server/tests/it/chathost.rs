@@ -573,16 +573,180 @@ async fn hub_endpoints_answer_as_the_spec_says_and_refuse_bad_input() {
 
 /// Send a request head declaring a body of `len` bytes, and no body: the status line.
 async fn declared_body(s: &TestServer, path: &str, len: u64) -> String {
+    declared_body_with(s, path, len, "").await
+}
+
+/// [`declared_body`], with an admin session's cookie.
+async fn declared_body_with(s: &TestServer, path: &str, len: u64, cookie: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {len}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nCookie: {cookie}\r\nContent-Length: {len}\r\n\r\n",
         bearer(TOKEN)
     );
     tcp.write_all(head.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 512];
     let n = tcp.read(&mut buf).await.unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Stream a chunked body of `len` bytes (no length declared) and read the answer's status
+/// line; the hub may stop reading and answer early.
+async fn chunked_body(s: &TestServer, path: &str, len: usize, cookie: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (mut rd, mut wr) = tcp.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nCookie: {cookie}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        bearer(TOKEN)
+    );
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 1 << 20];
+        for _ in 0..len.div_ceil(chunk.len()) {
+            wr.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            wr.write_all(&chunk).await?;
+            wr.write_all(b"\r\n").await?;
+        }
+        wr.write_all(b"0\r\n\r\n").await
+    });
+    let mut buf = vec![0u8; 512];
+    let n = rd.read(&mut buf).await.unwrap();
+    writer.abort();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Every endpoint that takes a body refuses, in the hub's own form (`{"error"}` with
+/// 400/413), malformed JSON, a value of the wrong shape, and a body over 50 MB whether its
+/// length is declared or not; path ids that are not numbers are 400; an unknown box or a
+/// wrong key is 401. Nothing of a refused body is stored.
+#[tokio::test]
+async fn every_hub_endpoint_with_a_body_refuses_bad_bodies_and_stores_nothing_of_them() {
+    let s = hub().await;
+    let core = confer_server::build_core(&s.config).unwrap();
+    core.hub_add_key(BOX, TOKEN, false, "").await.unwrap();
+    core.flush().await.unwrap();
+    let cookie = admin_cookie(&s).await;
+    let settings_path = format!("/chathost/admin/settings/{BOX}");
+    let bodies: [(&str, &str); 5] = [
+        ("/chathost/courseRosters", "{\"id\": 2}"),
+        ("/chathost/messages", "[\"not a message\"]"),
+        ("/chathost/logs/sync", "{\"log\": \"not in an array\"}"),
+        (&settings_path, "[\"key\", \"value\"]"),
+        ("/chathost/auth", "[\"admin\"]"),
+    ];
+    let send = |path: &str, body: &str| {
+        let (s, cookie, path, body) = (&s, cookie.clone(), path.to_string(), body.to_string());
+        async move {
+            let auth = bearer(TOKEN);
+            s.http(
+                "POST",
+                &path,
+                &[
+                    ("Authorization", &auth),
+                    ("Cookie", &cookie),
+                    ("Content-Type", "application/json"),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    for (path, wrong_shape) in bodies {
+        for body in ["[{", "", wrong_shape] {
+            let (status, answer) = send(path, body).await;
+            assert_eq!(status, 400, "{path} {body:?}: {answer}");
+            let answer: Value = serde_json::from_str(&answer).unwrap();
+            assert!(answer["error"].is_string(), "{path}: {answer}");
+        }
+        let declared = declared_body_with(&s, path, 50 * 1024 * 1024 + 1, &cookie).await;
+        assert!(declared.starts_with("HTTP/1.1 413"), "{path}: {declared}");
+        let streamed = chunked_body(&s, path, 51 * 1024 * 1024, &cookie).await;
+        assert!(streamed.starts_with("HTTP/1.1 413"), "{path}: {streamed}");
+    }
+    // The multipart upload: no file, or not multipart at all.
+    let (ct, body) = multipart("no-file", None);
+    let auth = bearer(TOKEN);
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", ct.as_str()),
+    ];
+    let (status, _, answer) =
+        http_bytes(s.addr, "POST", "/chathost/attachments", &headers, &body).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(send("/chathost/attachments", "{}").await.0, 400);
+    let declared = declared_body(&s, "/chathost/attachments", 60_000_000).await;
+    assert!(declared.starts_with("HTTP/1.1 413"), "{declared}");
+    // Path ids that are not what they should be.
+    for path in [
+        "/chathost/messages/soon",
+        "/chathost/messages/-1",
+        "/chathost/files/x/1",
+    ] {
+        assert_eq!(call(&s, "GET", path, "").await.0, 400, "{path}");
+    }
+    assert_eq!(
+        call(&s, "DELETE", "/chathost/settings/1.5", "").await.0,
+        400
+    );
+    assert_eq!(
+        admin(&s, &cookie, "DELETE", &format!("{settings_path}/x"), "")
+            .await
+            .0,
+        400
+    );
+    // A log type that is not one of the four: no such log (404).
+    assert_eq!(send("/chathost/logs/poetry", "[]").await.0, 404);
+    // An unknown box, a wrong key, a key of another box: 401 on every box endpoint.
+    for auth in [
+        "Bearer 00-00-00-00-00-00|".to_string() + TOKEN,
+        bearer("wrong"),
+        format!("Bearer {TOKEN}"),
+        "Basic YTpi".to_string(),
+    ] {
+        for (method, path) in [
+            ("GET", "/chathost/check"),
+            ("GET", "/chathost/messageStatus"),
+            ("POST", "/chathost/courseRosters"),
+            ("POST", "/chathost/messages"),
+            ("GET", "/chathost/messages/1"),
+            ("GET", "/chathost/attachments/1/exists"),
+            ("POST", "/chathost/attachments"),
+            ("POST", "/chathost/logs/sync"),
+            ("GET", "/chathost/settings"),
+            ("DELETE", "/chathost/settings/1"),
+        ] {
+            let (status, _) = s
+                .http(
+                    method,
+                    path,
+                    &[("Authorization", &auth), ("x-boxid", BOX)],
+                    "[]",
+                )
+                .await;
+            assert_eq!(status, 401, "{auth} {method} {path}");
+        }
+    }
+    // Nothing of it stored: no roster, no logs, no settings, no messages.
+    let read = |path: String| {
+        let (s, cookie) = (&s, cookie.clone());
+        async move { admin(s, &cookie, "GET", &path, "").await }
+    };
+    assert_eq!(
+        read(format!("/chathost/admin/roster/{BOX}")).await,
+        (200, "[]".into())
+    );
+    assert_eq!(
+        read(format!("/chathost/admin/logs/{BOX}")).await,
+        (200, "[]".into())
+    );
+    assert_eq!(read(settings_path.clone()).await, (200, "[]".into()));
+    assert!(
+        core.list_accounts().await.unwrap().is_empty(),
+        "no accounts made"
+    );
 }
 
 fn base64_admin() -> String {
