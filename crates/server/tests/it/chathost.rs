@@ -1341,9 +1341,13 @@ async fn a_hub_that_hangs_fails_answers_garbage_or_refuses_messages_is_reported_
         failed.starts_with("step 3 (messageStatus): no answer within 300 ms"),
         "{failed}"
     );
-    let (five, _) = fake_hub("5xx").await;
+    let (five, posted) = fake_hub("5xx").await;
     let failed = run(five).await.failed.unwrap();
     assert_eq!(failed, "step 4 (courseRosters): HTTP 500: boom");
+    assert!(
+        posted.lock().unwrap().is_empty(),
+        "no messages sent after the 500"
+    );
     let (garbage, posted) = fake_hub("malformed").await;
     let failed = run(garbage).await.failed.unwrap();
     assert!(
@@ -1355,6 +1359,8 @@ async fn a_hub_that_hangs_fails_answers_garbage_or_refuses_messages_is_reported_
         2,
         "both messages went up"
     );
+    // Nothing of the garbage was kept to be stored later.
+    assert!(!pair.edge.data_dir().join("sync-inbox.json").exists());
     // The fake hub took them (200): they are not sent to it again.
     let (refusing, posted) = fake_hub("404").await;
     let report = run(refusing.clone()).await;
