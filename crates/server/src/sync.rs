@@ -1006,11 +1006,13 @@ async fn steps(
             Value::String(v) => v.clone(),
             other => other.to_string(),
         };
-        let id = crate::sync::text_of(&s["deleteId"]);
-        if key.is_empty() || id.is_empty() || failure.is_some() {
-            if failure.is_some() {
-                unconfirmed.push(s);
-            }
+        let id = text_of(&s["deleteId"]);
+        if failure.is_some() {
+            // The hub stopped answering: the rest wait in the inbox for the next run.
+            unconfirmed.push(s);
+            continue;
+        }
+        if key.is_empty() || id.is_empty() {
             continue;
         }
         // Stored once per hub setting, however often it is handed over. A hub may give a
