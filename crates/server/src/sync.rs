@@ -995,7 +995,12 @@ async fn steps(
     )?;
     let settings: Vec<Value> = serde_json::from_slice(&a.body)
         .map_err(|e| (9, "settings", format!("malformed JSON: {e}")))?;
-    inbox.settings.extend(settings);
+    // A setting handed over again (a hub restart) while it waits here is kept once.
+    for setting in settings {
+        if !inbox.settings.contains(&setting) {
+            inbox.settings.push(setting);
+        }
+    }
     save(&inbox, 9, "settings")?;
     died(9, "settings")?;
     let mut unconfirmed = Vec::new();

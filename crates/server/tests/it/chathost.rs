@@ -1560,6 +1560,19 @@ async fn a_hub_that_never_answers_any_one_call_ends_the_run_at_that_step_and_not
             last.0 == hang.0 && last.1.starts_with(hang.1),
             "{hang:?}: then {last:?}"
         );
+        if step == 9 {
+            // Handed over again while the first copy waits unconfirmed: kept once.
+            assert!(sync::run_with(&config, &options, Hooks::default())
+                .await
+                .unwrap()
+                .failed
+                .is_some());
+            let inbox: Value = serde_json::from_slice(
+                &std::fs::read(pair.edge.data_dir().join("sync-inbox.json")).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(inbox["settings"].as_array().unwrap().len(), 1, "{inbox}");
+        }
         // The next run, against a hub that answers, sends what was not confirmed.
         let (url, _) = hanging_hub(("NONE", "")).await;
         let options = Options {
@@ -1588,6 +1601,7 @@ async fn a_hub_that_never_answers_any_one_call_ends_the_run_at_that_step_and_not
             1,
             "{hang:?}"
         );
+        assert!(!pair.edge.data_dir().join("sync-inbox.json").exists());
     }
 }
 
