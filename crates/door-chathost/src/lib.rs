@@ -229,6 +229,38 @@ pub(crate) fn percent_decode(segment: &str) -> String {
 }
 
 /// Route `/chathost/…` by its lower-cased fixed segments; ids keep their case.
+/// Every endpoint [`dispatch`] answers (method, path as docs/openapi.yaml writes it;
+/// matched without regard to case; `healthcheck`, `check` and `logout` take any method).
+/// `confer doc commands` prints it, and tests hold it to the router and to the document.
+pub const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET", "/chathost/healthcheck"),
+    ("GET", "/chathost/check"),
+    ("GET", "/chathost/messageStatus"),
+    ("POST", "/chathost/courseRosters"),
+    ("POST", "/chathost/messages"),
+    ("GET", "/chathost/messages/{since}"),
+    ("GET", "/chathost/attachments/{id}/exists"),
+    ("POST", "/chathost/attachments"),
+    ("GET", "/chathost/files/{message_id}/{item_id}"),
+    ("POST", "/chathost/logs/{type}"),
+    ("GET", "/chathost/settings"),
+    ("DELETE", "/chathost/settings/{deleteId}"),
+    ("POST", "/chathost/auth"),
+    ("GET", "/chathost/auth"),
+    ("GET", "/chathost/logout"),
+    ("GET", "/chathost/admin/boxes"),
+    ("DELETE", "/chathost/admin/boxes/{boxid}"),
+    ("GET", "/chathost/admin/roster/{boxid}"),
+    ("GET", "/chathost/admin/system"),
+    ("GET", "/chathost/admin/logs/{boxid}"),
+    ("GET", "/chathost/admin/settings/{boxid}"),
+    ("POST", "/chathost/admin/settings/{boxid}"),
+    ("DELETE", "/chathost/admin/settings/{boxid}/{deleteId}"),
+    ("GET", "/chathost/admin/security/{boxid}"),
+    ("PUT", "/chathost/admin/security/{boxid}/{token}"),
+    ("DELETE", "/chathost/admin/security/{boxid}"),
+];
+
 async fn dispatch(State(api): State<Arc<ChathostApi>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let segments: Vec<String> = parts

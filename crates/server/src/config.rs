@@ -192,6 +192,10 @@ config! {
     sync_token: Option<String> = None;
     /// As an edge: how long one call to the hub may take (milliseconds).
     sync_timeout_ms: u64 = 30_000;
+    /// As an edge: a PEM file of certificates an `https://` hub's certificate may be
+    /// signed by, trusted besides the public roots (a hub with a self-signed certificate
+    /// or a private CA). Unset: the public roots only.
+    sync_ca_file: Option<PathBuf> = None;
     /// Largest attachment upload (bytes).
     max_upload_bytes: u64 = 100 * 1024 * 1024;
     /// The most hyper's read buffer per HTTP connection may grow to (bytes, at least

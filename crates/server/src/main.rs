@@ -587,6 +587,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "extapi_commands": extapi,
                 "chat_events": confer_door_chat::cmd::event_names().collect::<Vec<_>>(),
                 "chat_pushes": pushes,
+                "chathost_endpoints": confer_door_chathost::ENDPOINTS
+                    .iter()
+                    .map(|(m, p)| serde_json::json!({"method": m, "path": p}))
+                    .collect::<Vec<_>>(),
             });
             println!("{tables}");
             Ok(())

@@ -16,9 +16,12 @@
 //! - the **logs** posted are the previous run's report, as a `sync` log;
 //! - what the hub sends is stored as a message from its sender (an account created when
 //!   missing) to the student, in their private conversation, once per hub id, with its
-//!   file downloaded from `filepath`;
+//!   file downloaded from `filepath`; the batch (handed out once by the hub) is written
+//!   to the inbox (`sync-inbox.json`, see [`Inbox`]) as soon as it is read and leaves it
+//!   only once stored, so a run that dies after the fetch loses nothing;
 //! - settings `authorization` and `moodle-security-key` replace the box's key; any other
-//!   is stored and listed by `confer sync settings`. A setting is confirmed (`DELETE`)
+//!   is stored and listed by `confer sync settings`. Settings go through the inbox too; a
+//!   setting is stored once (however often it is handed over) and confirmed (`DELETE`)
 //!   only after it is stored.
 //!
 //! The run writes a report (`report.json` in the data folder with `--log-to-file`, else
@@ -58,10 +61,15 @@ pub struct Options {
     pub log_to_file: bool,
 }
 
-/// A test hook: stop the run (as if it died) before this step (1–9).
+/// Test hooks: end the run as if the process died at a point of a step (1–9).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Hooks {
+    /// Before the step's first call to the hub.
     pub stop_before: Option<u8>,
+    /// Right after the step's call to the hub answered (for step 5, its first file's),
+    /// before anything of the answer is acted on: what was fetched (steps 7 and 9) is
+    /// only in the inbox.
+    pub die_after: Option<u8>,
 }
 
 /// One step's outcome.
@@ -86,6 +94,9 @@ pub struct Report {
     pub messages_sent: usize,
     pub messages_failed: Vec<String>,
     pub messages_received: usize,
+    /// Hub messages fetched but not stored yet (a file that did not download): kept in
+    /// the inbox for the next run.
+    pub messages_held: usize,
     pub settings_applied: Vec<String>,
 }
 
@@ -108,6 +119,7 @@ impl Report {
             "messages_sent": self.messages_sent,
             "messages_failed": self.messages_failed,
             "messages_received": self.messages_received,
+            "messages_held": self.messages_held,
             "settings_applied": self.settings_applied,
         })
     }
@@ -126,6 +138,39 @@ struct Hub {
     auth: String,
     boxid: String,
     timeout: Duration,
+    /// For an `https://` hub: the public roots and those of `sync_ca_file`.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The TLS settings for an https hub: the public roots (webpki-roots), and the
+/// certificates of `ca_file` (PEM) if given: a hub with a self-signed certificate or a
+/// private CA.
+fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut added = 0;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert =
+                cert.map_err(|e| anyhow!("{}: not a PEM certificate: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow!("{}: a certificate not usable: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(anyhow!("{}: no PEM certificate in it", path.display()));
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// An answer: status and body.
@@ -182,6 +227,7 @@ impl Hub {
             auth: format!("Bearer {boxid}|{token}"),
             boxid: boxid.to_string(),
             timeout,
+            tls_config: None,
         })
     }
 
@@ -191,18 +237,13 @@ impl Hub {
         if !self.tls {
             return Ok(Box::new(tcp));
         }
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = match &self.tls_config {
+            Some(c) => c.clone(),
+            None => tls_config(None).map_err(std::io::Error::other)?,
+        };
         let name = rustls::pki_types::ServerName::try_from(self.host.clone())
             .map_err(std::io::Error::other)?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await?;
         Ok(Box::new(tls))
@@ -460,6 +501,85 @@ fn report_path(config: &Config) -> PathBuf {
     config.data_dir.join("report.json")
 }
 
+/// Where what the hub handed over waits until it is stored (see [`Inbox`]).
+fn inbox_path(config: &Config) -> PathBuf {
+    config.data_dir.join("sync-inbox.json")
+}
+
+/// The most hub messages the inbox holds; with more, step 7 fetches nothing new (the hub
+/// keeps a batch not fetched) until they are stored.
+const MAX_INBOX: usize = 10_000;
+/// How many runs a hub message that cannot be stored (its file does not download) is
+/// tried in before it is dropped with a warning.
+const MAX_TRIES: u64 = 5;
+
+/// What the hub handed over (`GET /messages/:since`, `GET /settings`) and this edge has
+/// not finished with: written to `sync-inbox.json` in the data folder (a whole new file,
+/// synced, renamed over the old) as soon as an answer is read, before anything of it is
+/// stored or confirmed, and emptied as its items are stored. The hub hands a batch out
+/// once; a run that dies after the fetch leaves the batch here and the next run stores
+/// it (every store is idempotent on the hub's id), so nothing is lost and nothing doubled.
+#[derive(Debug, Default)]
+struct Inbox {
+    /// `{"item": <hub message>, "tries": n}`.
+    messages: Vec<Value>,
+    /// Settings as the hub sent them, stored or not, not yet confirmed (`DELETE`).
+    settings: Vec<Value>,
+}
+
+impl Inbox {
+    /// The inbox a previous run left (empty if none). An unreadable one is set aside
+    /// (`sync-inbox.json.bad`) with a warning, not trusted.
+    fn read(config: &Config) -> Inbox {
+        let path = inbox_path(config);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(_) => return Inbox::default(),
+        };
+        match serde_json::from_slice::<Value>(&text) {
+            Ok(Value::Object(o)) => {
+                let list = |k: &str| o.get(k).and_then(Value::as_array).cloned();
+                Inbox {
+                    messages: list("messages").unwrap_or_default(),
+                    settings: list("settings").unwrap_or_default(),
+                }
+            }
+            _ => {
+                tracing::warn!(path = %path.display(), "unreadable sync inbox set aside");
+                let _ = std::fs::rename(&path, path.with_extension("json.bad"));
+                Inbox::default()
+            }
+        }
+    }
+
+    /// Write it durably (or remove the file when empty).
+    fn write(&self, config: &Config) -> std::io::Result<()> {
+        let path = inbox_path(config);
+        if self.messages.is_empty() && self.settings.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        let staged = path.with_extension("json.tmp");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&staged)?;
+            f.write_all(
+                json!({"messages": self.messages, "settings": self.settings})
+                    .to_string()
+                    .as_bytes(),
+            )?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&staged, &path)?;
+        if let Ok(dir) = std::fs::File::open(&config.data_dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
 /// Run one sync and write its report (see the module doc).
 pub async fn run_once(config: &Config, options: &Options) -> anyhow::Result<Report> {
     run_with(config, options, Hooks::default()).await
@@ -488,12 +608,15 @@ pub async fn run_with(config: &Config, options: &Options, hooks: Hooks) -> anyho
         ..Report::default()
     };
     let token = current_token(&core, config).await?.unwrap_or_default();
-    let hub = Hub::new(
+    let mut hub = Hub::new(
         &hub_url,
         &boxid,
         &token,
         Duration::from_millis(config.sync_timeout_ms.max(1)),
     )?;
+    if hub.tls {
+        hub.tls_config = Some(tls_config(config.sync_ca_file.as_deref())?);
+    }
     let outcome = steps(&core, &blobs, &hub, config, &mut report, hooks, previous).await;
     if let Err((step, name, why)) = outcome {
         report.steps.push(Step {
@@ -546,6 +669,13 @@ async fn steps(
             Ok(())
         }
     };
+    let died = |n: u8, name: &'static str| -> Result<(), StepError> {
+        if hooks.die_after == Some(n) {
+            Err((n, name, "died after the hub answered (test hook)".into()))
+        } else {
+            Ok(())
+        }
+    };
     let internal = |n: u8, name: &'static str| move |e: anyhow::Error| (n, name, format!("{e:#}"));
     let done = |report: &mut Report, step: u8, name: &'static str, detail: String| {
         report.steps.push(Step {
@@ -563,6 +693,7 @@ async fn steps(
         1,
         "healthcheck",
     )?;
+    died(1, "healthcheck")?;
     done(report, 1, "healthcheck", "hub reachable".into());
 
     stop(2, "check")?;
@@ -571,6 +702,7 @@ async fn steps(
         2,
         "check",
     )?;
+    died(2, "check")?;
     done(report, 2, "check", "key accepted".into());
 
     stop(3, "messageStatus")?;
@@ -579,6 +711,7 @@ async fn steps(
         3,
         "messageStatus",
     )?;
+    died(3, "messageStatus")?;
     let since: i64 = a
         .text()
         .trim()
@@ -596,6 +729,7 @@ async fn steps(
         4,
         "courseRosters",
     )?;
+    died(4, "courseRosters")?;
     done(
         report,
         4,
@@ -673,6 +807,7 @@ async fn steps(
                     ))
                 }
             }
+            died(5, "attachments")?;
             core.hub_set_link(HubLinkKind::SentAttachment, &key, 1)
                 .await
                 .map_err(|e| (5, "attachments", e.to_string()))?;
@@ -680,6 +815,7 @@ async fn steps(
         bar.inc(1);
     }
     bar.finish_and_clear();
+    died(5, "attachments")?;
     done(
         report,
         5,
@@ -748,6 +884,7 @@ async fn steps(
             .collect(),
         other => return Err((6, "messages", format!("HTTP {other}: {}", a.text()))),
     };
+    died(6, "messages")?;
     // Each conversation's mark moves to just before its first failed message.
     let mut marks: BTreeMap<u64, u64> = BTreeMap::new();
     let mut blocked: BTreeSet<u64> = BTreeSet::new();
@@ -779,30 +916,66 @@ async fn steps(
     );
 
     stop(7, "messages since")?;
-    let a = expect(
-        hub.call("GET", &format!("/messages/{since}"), None, Vec::new())
-            .await,
-        7,
-        "messages since",
-    )?;
-    let batch: Vec<Value> = serde_json::from_slice(&a.body)
-        .map_err(|e| (7, "messages since", format!("malformed JSON: {e}")))?;
-    let mut skipped = 0;
-    for item in &batch {
+    let mut inbox = Inbox::read(config);
+    let save = |inbox: &Inbox, n: u8, name: &'static str| {
+        inbox
+            .write(config)
+            .map_err(|e| (n, name, format!("writing the sync inbox: {e}")))
+    };
+    let held_before = inbox.messages.len();
+    if held_before < MAX_INBOX {
+        let a = expect(
+            hub.call("GET", &format!("/messages/{since}"), None, Vec::new())
+                .await,
+            7,
+            "messages since",
+        )?;
+        let batch: Vec<Value> = serde_json::from_slice(&a.body)
+            .map_err(|e| (7, "messages since", format!("malformed JSON: {e}")))?;
+        inbox.messages.extend(
+            batch
+                .into_iter()
+                .map(|item| json!({"item": item, "tries": 0})),
+        );
+        save(&inbox, 7, "messages since")?;
+    }
+    died(7, "messages since")?;
+    let mut kept = Vec::new();
+    let mut dropped = 0;
+    for entry in std::mem::take(&mut inbox.messages) {
+        let item = &entry["item"];
         match receive(core, blobs, hub, item).await {
             Ok(true) => report.messages_received += 1,
             Ok(false) => {}
-            Err(e) => {
-                skipped += 1;
+            Err(Failure::Retry(e)) if entry["tries"].as_u64().unwrap_or(0) + 1 < MAX_TRIES => {
+                tracing::warn!(error = %e, "a hub message is kept for the next run");
+                let tries = entry["tries"].as_u64().unwrap_or(0) + 1;
+                kept.push(json!({"item": item, "tries": tries}));
+            }
+            Err(Failure::Retry(e) | Failure::Drop(e)) => {
+                dropped += 1;
                 tracing::warn!(error = %e, "a hub message was not stored");
             }
         }
+    }
+    inbox.messages = kept;
+    report.messages_held = inbox.messages.len();
+    save(&inbox, 7, "messages since")?;
+    if held_before >= MAX_INBOX {
+        return Err((
+            7,
+            "messages since",
+            format!("{held_before} hub messages still to store; nothing new fetched"),
+        ));
     }
     done(
         report,
         7,
         "messages since",
-        format!("{} stored, {skipped} not stored", report.messages_received),
+        format!(
+            "{} stored, {} kept for the next run, {dropped} not stored",
+            report.messages_received, report.messages_held
+        ),
     );
 
     stop(8, "logs")?;
@@ -811,6 +984,7 @@ async fn steps(
         None => json!([]),
     };
     expect(hub.json("POST", "/logs/sync", &logs).await, 8, "logs")?;
+    died(8, "logs")?;
     done(report, 8, "logs", "previous report sent".into());
 
     stop(9, "settings")?;
@@ -821,26 +995,72 @@ async fn steps(
     )?;
     let settings: Vec<Value> = serde_json::from_slice(&a.body)
         .map_err(|e| (9, "settings", format!("malformed JSON: {e}")))?;
-    for s in &settings {
+    // A setting handed over again (a hub restart) while it waits here is kept once.
+    for setting in settings {
+        if !inbox.settings.contains(&setting) {
+            inbox.settings.push(setting);
+        }
+    }
+    save(&inbox, 9, "settings")?;
+    died(9, "settings")?;
+    let mut unconfirmed = Vec::new();
+    let mut failure = None;
+    for s in std::mem::take(&mut inbox.settings) {
         let key = s["key"].as_str().unwrap_or_default();
         let value = match &s["value"] {
             Value::String(v) => v.clone(),
             other => other.to_string(),
         };
-        let id = crate::sync::text_of(&s["deleteId"]);
+        let id = text_of(&s["deleteId"]);
+        if failure.is_some() {
+            // The hub stopped answering: the rest wait in the inbox for the next run.
+            unconfirmed.push(s);
+            continue;
+        }
         if key.is_empty() || id.is_empty() {
             continue;
         }
-        core.hub_queue_setting("", key, &value)
+        // Stored once per hub setting, however often it is handed over. A hub may give a
+        // confirmed setting's id to a new one, so the mark is of the whole setting.
+        let applied = {
+            use sha2::Digest;
+            let whole = json!([id, text_of(&s["timestamp"]), key, value]).to_string();
+            format!("setting:{}", hex::encode(sha2::Sha256::digest(whole)))
+        };
+        let known = core
+            .hub_link(HubLinkKind::FromHub, &applied)
             .await
             .map_err(|e| (9, "settings", e.to_string()))?;
-        expect(
-            hub.call("DELETE", &format!("/settings/{id}"), None, Vec::new())
-                .await,
-            9,
-            "settings",
-        )?;
-        report.settings_applied.push(key.to_string());
+        if known.is_none() {
+            let stored = core
+                .hub_queue_setting("", key, &value)
+                .await
+                .map_err(|e| (9, "settings", e.to_string()))?;
+            core.hub_set_link(HubLinkKind::FromHub, &applied, stored.id)
+                .await
+                .map_err(|e| (9, "settings", e.to_string()))?;
+            report.settings_applied.push(key.to_string());
+        }
+        // 404: the hub no longer has it (confirmed before): nothing left to do.
+        match hub
+            .call("DELETE", &format!("/settings/{id}"), None, Vec::new())
+            .await
+        {
+            Ok(a) if a.status == 200 || a.status == 404 => {}
+            Ok(a) => {
+                failure = Some(format!("HTTP {}: {}", a.status, a.text()));
+                unconfirmed.push(s);
+            }
+            Err(e) => {
+                failure = Some(e);
+                unconfirmed.push(s);
+            }
+        }
+    }
+    inbox.settings = unconfirmed;
+    save(&inbox, 9, "settings")?;
+    if let Some(why) = failure {
+        return Err((9, "settings", why));
     }
     let _ = config;
     done(
@@ -860,20 +1080,38 @@ fn text_of(v: &Value) -> String {
     }
 }
 
+/// Why a hub→edge message was not stored.
+enum Failure {
+    /// Worth another try on the next run (its file did not download, the disk failed).
+    Retry(String),
+    /// Never storable (no id or recipient, a recipient this edge does not have).
+    Drop(String),
+}
+
+impl From<confer_core::CoreError> for Failure {
+    fn from(e: confer_core::CoreError) -> Failure {
+        use confer_core::CoreError;
+        match e {
+            CoreError::UserNotFound | CoreError::InvalidValue(_) => Failure::Drop(e.to_string()),
+            e => Failure::Retry(e.to_string()),
+        }
+    }
+}
+
 /// Store one hub→edge message; `false` if it was stored before.
 async fn receive(
     core: &Core,
     blobs: &Arc<dyn BlobStore>,
     hub: &Hub,
     item: &Value,
-) -> anyhow::Result<bool> {
+) -> Result<bool, Failure> {
     let id = text_of(&item["id"]);
     let sender = text_of(&item["sender"]["username"]);
     let recipient = text_of(&item["recipient"]["username"]);
     if id.is_empty() || sender.is_empty() || recipient.is_empty() {
-        return Err(anyhow!(
+        return Err(Failure::Drop(format!(
             "a hub message without id, sender or recipient: {item}"
-        ));
+        )));
     }
     if core.hub_link(HubLinkKind::FromHub, &id).await?.is_some() {
         return Ok(false);
@@ -891,11 +1129,16 @@ async fn receive(
         let a = hub
             .call("GET", &filepath, None, Vec::new())
             .await
-            .map_err(|e| anyhow!(e))?;
+            .map_err(|e| Failure::Retry(format!("downloading {filepath}: {e}")))?;
         if a.status != 200 {
-            return Err(anyhow!("downloading {filepath}: HTTP {}", a.status));
+            return Err(Failure::Retry(format!(
+                "downloading {filepath}: HTTP {}",
+                a.status
+            )));
         }
-        let stored = store_blob(blobs, &a.body).await?;
+        let stored = store_blob(blobs, &a.body)
+            .await
+            .map_err(|e| Failure::Retry(format!("storing {filepath}: {e:#}")))?;
         let mime = confer_door_files::sniff_mimetype(&a.body[..a.body.len().min(8192)]);
         let att = core
             .edge_register_download(stored, a.body.len() as u64, mime.clone(), filename)

@@ -573,16 +573,180 @@ async fn hub_endpoints_answer_as_the_spec_says_and_refuse_bad_input() {
 
 /// Send a request head declaring a body of `len` bytes, and no body: the status line.
 async fn declared_body(s: &TestServer, path: &str, len: u64) -> String {
+    declared_body_with(s, path, len, "").await
+}
+
+/// [`declared_body`], with an admin session's cookie.
+async fn declared_body_with(s: &TestServer, path: &str, len: u64, cookie: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {len}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nCookie: {cookie}\r\nContent-Length: {len}\r\n\r\n",
         bearer(TOKEN)
     );
     tcp.write_all(head.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 512];
     let n = tcp.read(&mut buf).await.unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Stream a chunked body of `len` bytes (no length declared) and read the answer's status
+/// line; the hub may stop reading and answer early.
+async fn chunked_body(s: &TestServer, path: &str, len: usize, cookie: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (mut rd, mut wr) = tcp.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nCookie: {cookie}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        bearer(TOKEN)
+    );
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 1 << 20];
+        for _ in 0..len.div_ceil(chunk.len()) {
+            wr.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            wr.write_all(&chunk).await?;
+            wr.write_all(b"\r\n").await?;
+        }
+        wr.write_all(b"0\r\n\r\n").await
+    });
+    let mut buf = vec![0u8; 512];
+    let n = rd.read(&mut buf).await.unwrap();
+    writer.abort();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Every endpoint that takes a body refuses, in the hub's own form (`{"error"}` with
+/// 400/413), malformed JSON, a value of the wrong shape, and a body over 50 MB whether its
+/// length is declared or not; path ids that are not numbers are 400; an unknown box or a
+/// wrong key is 401. Nothing of a refused body is stored.
+#[tokio::test]
+async fn every_hub_endpoint_with_a_body_refuses_bad_bodies_and_stores_nothing_of_them() {
+    let s = hub().await;
+    let core = confer_server::build_core(&s.config).unwrap();
+    core.hub_add_key(BOX, TOKEN, false, "").await.unwrap();
+    core.flush().await.unwrap();
+    let cookie = admin_cookie(&s).await;
+    let settings_path = format!("/chathost/admin/settings/{BOX}");
+    let bodies: [(&str, &str); 5] = [
+        ("/chathost/courseRosters", "{\"id\": 2}"),
+        ("/chathost/messages", "[\"not a message\"]"),
+        ("/chathost/logs/sync", "{\"log\": \"not in an array\"}"),
+        (&settings_path, "[\"key\", \"value\"]"),
+        ("/chathost/auth", "[\"admin\"]"),
+    ];
+    let send = |path: &str, body: &str| {
+        let (s, cookie, path, body) = (&s, cookie.clone(), path.to_string(), body.to_string());
+        async move {
+            let auth = bearer(TOKEN);
+            s.http(
+                "POST",
+                &path,
+                &[
+                    ("Authorization", &auth),
+                    ("Cookie", &cookie),
+                    ("Content-Type", "application/json"),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    for (path, wrong_shape) in bodies {
+        for body in ["[{", "", wrong_shape] {
+            let (status, answer) = send(path, body).await;
+            assert_eq!(status, 400, "{path} {body:?}: {answer}");
+            let answer: Value = serde_json::from_str(&answer).unwrap();
+            assert!(answer["error"].is_string(), "{path}: {answer}");
+        }
+        let declared = declared_body_with(&s, path, 50 * 1024 * 1024 + 1, &cookie).await;
+        assert!(declared.starts_with("HTTP/1.1 413"), "{path}: {declared}");
+        let streamed = chunked_body(&s, path, 51 * 1024 * 1024, &cookie).await;
+        assert!(streamed.starts_with("HTTP/1.1 413"), "{path}: {streamed}");
+    }
+    // The multipart upload: no file, or not multipart at all.
+    let (ct, body) = multipart("no-file", None);
+    let auth = bearer(TOKEN);
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", ct.as_str()),
+    ];
+    let (status, _, answer) =
+        http_bytes(s.addr, "POST", "/chathost/attachments", &headers, &body).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(send("/chathost/attachments", "{}").await.0, 400);
+    let declared = declared_body(&s, "/chathost/attachments", 60_000_000).await;
+    assert!(declared.starts_with("HTTP/1.1 413"), "{declared}");
+    // Path ids that are not what they should be.
+    for path in [
+        "/chathost/messages/soon",
+        "/chathost/messages/-1",
+        "/chathost/files/x/1",
+    ] {
+        assert_eq!(call(&s, "GET", path, "").await.0, 400, "{path}");
+    }
+    assert_eq!(
+        call(&s, "DELETE", "/chathost/settings/1.5", "").await.0,
+        400
+    );
+    assert_eq!(
+        admin(&s, &cookie, "DELETE", &format!("{settings_path}/x"), "")
+            .await
+            .0,
+        400
+    );
+    // A log type that is not one of the four: no such log (404).
+    assert_eq!(send("/chathost/logs/poetry", "[]").await.0, 404);
+    // An unknown box, a wrong key, a key of another box: 401 on every box endpoint.
+    for auth in [
+        "Bearer 00-00-00-00-00-00|".to_string() + TOKEN,
+        bearer("wrong"),
+        format!("Bearer {TOKEN}"),
+        "Basic YTpi".to_string(),
+    ] {
+        for (method, path) in [
+            ("GET", "/chathost/check"),
+            ("GET", "/chathost/messageStatus"),
+            ("POST", "/chathost/courseRosters"),
+            ("POST", "/chathost/messages"),
+            ("GET", "/chathost/messages/1"),
+            ("GET", "/chathost/attachments/1/exists"),
+            ("POST", "/chathost/attachments"),
+            ("POST", "/chathost/logs/sync"),
+            ("GET", "/chathost/settings"),
+            ("DELETE", "/chathost/settings/1"),
+        ] {
+            let (status, _) = s
+                .http(
+                    method,
+                    path,
+                    &[("Authorization", &auth), ("x-boxid", BOX)],
+                    "[]",
+                )
+                .await;
+            assert_eq!(status, 401, "{auth} {method} {path}");
+        }
+    }
+    // Nothing of it stored: no roster, no logs, no settings, no messages.
+    let read = |path: String| {
+        let (s, cookie) = (&s, cookie.clone());
+        async move { admin(s, &cookie, "GET", &path, "").await }
+    };
+    assert_eq!(
+        read(format!("/chathost/admin/roster/{BOX}")).await,
+        (200, "[]".into())
+    );
+    assert_eq!(
+        read(format!("/chathost/admin/logs/{BOX}")).await,
+        (200, "[]".into())
+    );
+    assert_eq!(read(settings_path.clone()).await, (200, "[]".into()));
+    assert!(
+        core.list_accounts().await.unwrap().is_empty(),
+        "no accounts made"
+    );
 }
 
 fn base64_admin() -> String {
@@ -947,6 +1111,7 @@ async fn a_run_that_dies_at_any_step_and_is_repeated_ends_as_one_clean_run() {
         let died = pair
             .run(Hooks {
                 stop_before: Some(step),
+                ..Hooks::default()
             })
             .await;
         assert!(
@@ -978,6 +1143,68 @@ async fn a_run_that_dies_at_any_step_and_is_repeated_ends_as_one_clean_run() {
     assert_eq!(count(&hub, "hello from the box"), 1);
 }
 
+/// A run killed right after the hub answered step N (the batch of step 7 and the
+/// settings of step 9 fetched, which the hub hands out once, nothing of them stored yet),
+/// then repeated: every hub message and setting is on the edge once, every edge message
+/// on the hub once, and the hub has nothing left for the box.
+#[tokio::test]
+async fn a_run_killed_right_after_any_hub_answer_and_repeated_loses_and_doubles_nothing() {
+    let pair = Pair::new().await;
+    assert_eq!(pair.run(Hooks::default()).await.failed, None);
+    let hub_core = confer_server::build_core(&pair.hub.config).unwrap();
+    for step in 1..=9u8 {
+        pair.student_says(&format!("before death {step}")).await;
+        pair.teacher_answers(&format!("reply {step}")).await;
+        hub_core
+            .hub_queue_setting(BOX, &format!("key{step}"), "on")
+            .await
+            .unwrap();
+        hub_core.flush().await.unwrap();
+        let died = pair
+            .run(Hooks {
+                die_after: Some(step),
+                ..Hooks::default()
+            })
+            .await;
+        let failed = died.failed.unwrap_or_default();
+        assert!(
+            failed.starts_with(&format!("step {step} ")) && failed.contains("test hook"),
+            "{failed}"
+        );
+        let report = pair.run(Hooks::default()).await;
+        assert_eq!(
+            report.failed, None,
+            "after dying at step {step}: {:?}",
+            report.steps
+        );
+    }
+    let (hub, edge) = pair.both_sides().await;
+    let count = |side: &[String], text: &str| side.iter().filter(|t| t.as_str() == text).count();
+    for step in 1..=9 {
+        assert_eq!(
+            count(&hub, &format!("before death {step}")),
+            1,
+            "hub: {hub:?}"
+        );
+        assert_eq!(count(&edge, &format!("reply {step}")), 1, "edge: {edge:?}");
+    }
+    let edge_core = confer_server::build_core(&pair.edge.config).unwrap();
+    let received = edge_core.hub_settings("").await.unwrap();
+    for step in 1..=9 {
+        let key = format!("key{step}");
+        assert_eq!(
+            received.iter().filter(|s| s.key == key).count(),
+            1,
+            "{key} on the edge: {received:?}"
+        );
+    }
+    assert!(
+        hub_core.hub_settings(BOX).await.unwrap().is_empty(),
+        "every setting confirmed"
+    );
+    assert!(!pair.edge.data_dir().join("sync-inbox.json").exists());
+}
+
 #[tokio::test]
 async fn a_hub_that_is_down_or_refuses_the_key_ends_the_run_with_a_report_saying_so() {
     let pair = Pair::new().await;
@@ -990,6 +1217,12 @@ async fn a_hub_that_is_down_or_refuses_the_key_ends_the_run_with_a_report_saying
         .unwrap();
     let failed = report.failed.clone().unwrap();
     assert!(failed.starts_with("step 2 (check): HTTP 401"), "{failed}");
+    let hub_core = confer_server::build_core(&pair.hub.config).unwrap();
+    let known = hub_core.hub_box(BOX).await.unwrap();
+    assert!(
+        known.and_then(|b| b.roster).is_none(),
+        "nothing reached the hub"
+    );
     // Down: step 1.
     let addr = pair.hub.addr;
     pair.hub.stop().await;
@@ -1108,9 +1341,13 @@ async fn a_hub_that_hangs_fails_answers_garbage_or_refuses_messages_is_reported_
         failed.starts_with("step 3 (messageStatus): no answer within 300 ms"),
         "{failed}"
     );
-    let (five, _) = fake_hub("5xx").await;
+    let (five, posted) = fake_hub("5xx").await;
     let failed = run(five).await.failed.unwrap();
     assert_eq!(failed, "step 4 (courseRosters): HTTP 500: boom");
+    assert!(
+        posted.lock().unwrap().is_empty(),
+        "no messages sent after the 500"
+    );
     let (garbage, posted) = fake_hub("malformed").await;
     let failed = run(garbage).await.failed.unwrap();
     assert!(
@@ -1122,6 +1359,8 @@ async fn a_hub_that_hangs_fails_answers_garbage_or_refuses_messages_is_reported_
         2,
         "both messages went up"
     );
+    // Nothing of the garbage was kept to be stored later.
+    assert!(!pair.edge.data_dir().join("sync-inbox.json").exists());
     // The fake hub took them (200): they are not sent to it again.
     let (refusing, posted) = fake_hub("404").await;
     let report = run(refusing.clone()).await;
@@ -1147,6 +1386,377 @@ async fn a_hub_that_hangs_fails_answers_garbage_or_refuses_messages_is_reported_
         texts.iter().filter(|t| **t == "refused once").count(),
         2,
         "{texts:?}"
+    );
+}
+
+/// An https front for a hub: TLS (the self-signed certificate of
+/// `tests/fixtures/hub-tls-*.pem`, for `127.0.0.1` and `localhost`, made once with
+/// `openssl req -x509 -newkey ec … -days 36500`) in front of its plain HTTP port, as a
+/// reverse proxy would be. Returns its `https://` address.
+async fn https_front(plain: std::net::SocketAddr) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let certs = CertificateDer::pem_file_iter(dir.join("hub-tls-cert.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("hub-tls-key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to do.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut hub) = tokio::net::TcpStream::connect(plain).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut hub).await;
+                }
+            });
+        }
+    });
+    format!("https://{addr}")
+}
+
+#[tokio::test]
+async fn an_edge_syncs_with_an_https_hub_whose_certificate_it_is_told_to_trust() {
+    let pair = Pair::new().await;
+    let options = Options {
+        hub: Some(https_front(pair.hub.addr).await),
+        ..pair.options()
+    };
+    // Not told to trust it: the run stops at step 1, saying why; nothing reached the hub.
+    let report = sync::run_with(&pair.edge.config, &options, Hooks::default())
+        .await
+        .unwrap();
+    let failed = report.failed.unwrap_or_default();
+    assert!(
+        failed.starts_with("step 1 (healthcheck): connecting:") && failed.contains("certificate"),
+        "{failed}"
+    );
+    let hub_core = confer_server::build_core(&pair.hub.config).unwrap();
+    let known = hub_core.hub_box(BOX).await.unwrap();
+    assert!(
+        known.and_then(|b| b.roster).is_none(),
+        "no roster on the hub"
+    );
+    // With `sync_ca_file` naming the hub's certificate: one clean run, both ways.
+    let mut config = pair.edge.config.clone();
+    config.sync_ca_file = Some(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hub-tls-cert.pem"),
+    );
+    let report = sync::run_with(&config, &options, Hooks::default())
+        .await
+        .unwrap();
+    assert_eq!(report.failed, None, "{:?}", report.steps);
+    assert_eq!((report.messages_sent, report.attachments_sent), (2, 1));
+    pair.teacher_answers("over https").await;
+    let report = sync::run_with(&config, &options, Hooks::default())
+        .await
+        .unwrap();
+    assert_eq!(report.failed, None, "{:?}", report.steps);
+    let (hub, edge) = pair.both_sides().await;
+    assert_eq!(hub[1..3], ["hello from the box", "[image/png]"]);
+    assert_eq!(edge.last().map(String::as_str), Some("over https"));
+    // A file that is not a certificate is refused before any call, by name.
+    config.sync_ca_file = Some(pair.edge.data_dir().join("report.json"));
+    let err = sync::run_with(&config, &options, Hooks::default())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("report.json"), "{err:#}");
+}
+
+/// Requests a [`hanging_hub`] received: (method, path).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A hub that answers every call as a hub with one setting to hand over would, except
+/// the call `hang` (method, path prefix), which it never answers.
+async fn hanging_hub(hang: (&'static str, &'static str)) -> (String, Seen) {
+    use axum::extract::{Request, State};
+    use axum::response::IntoResponse;
+    let seen: Seen = Default::default();
+    async fn answer(
+        State((hang, seen)): State<((&str, &str), Seen)>,
+        req: Request,
+    ) -> axum::response::Response {
+        let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+        seen.lock().unwrap().push((method.clone(), path.clone()));
+        if method == hang.0 && path.starts_with(hang.1) {
+            std::future::pending::<()>().await;
+        }
+        let setting =
+            json!([{"deleteId": "7", "boxid": BOX, "key": "wifi", "value": "on", "timestamp": 1}]);
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/chathost/messageStatus") => "1".into_response(),
+            ("GET", p) if p.ends_with("/exists") => {
+                axum::http::StatusCode::NOT_FOUND.into_response()
+            }
+            ("GET", p) if p.starts_with("/chathost/messages/") => "[]".into_response(),
+            ("GET", "/chathost/settings") => setting.to_string().into_response(),
+            _ => "OK".into_response(),
+        }
+    }
+    let app = axum::Router::new()
+        .fallback(answer)
+        .with_state((hang, seen.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// Every call of the nine steps has a timeout: a hub that never answers one ends the run
+/// at that step, saying so, with nothing after it called; the edge still owes what the
+/// hub did not confirm (a run against a hub that answers sends it) and what it stored
+/// stays stored once.
+#[tokio::test]
+async fn a_hub_that_never_answers_any_one_call_ends_the_run_at_that_step_and_nothing_is_lost() {
+    let calls: [(u8, &str, (&'static str, &'static str)); 10] = [
+        (1, "healthcheck", ("GET", "/chathost/healthcheck")),
+        (2, "check", ("GET", "/chathost/check")),
+        (3, "messageStatus", ("GET", "/chathost/messageStatus")),
+        (4, "courseRosters", ("POST", "/chathost/courseRosters")),
+        (5, "attachments", ("GET", "/chathost/attachments/")),
+        (5, "attachments", ("POST", "/chathost/attachments")),
+        (6, "messages", ("POST", "/chathost/messages")),
+        (7, "messages since", ("GET", "/chathost/messages/")),
+        (8, "logs", ("POST", "/chathost/logs/")),
+        (9, "settings", ("DELETE", "/chathost/settings/")),
+    ];
+    for (step, name, hang) in calls {
+        let pair = Pair::new().await;
+        let mut config = pair.edge.config.clone();
+        config.sync_timeout_ms = 300;
+        let (url, seen) = hanging_hub(hang).await;
+        let options = Options {
+            hub: Some(url),
+            ..pair.options()
+        };
+        let report = sync::run_with(&config, &options, Hooks::default())
+            .await
+            .unwrap();
+        let failed = report.failed.unwrap_or_default();
+        assert!(
+            failed.starts_with(&format!("step {step} ({name}): no answer within 300 ms")),
+            "{hang:?}: {failed}"
+        );
+        // The run stopped there: the call that hung was its last.
+        let last = seen.lock().unwrap().last().cloned().unwrap();
+        assert!(
+            last.0 == hang.0 && last.1.starts_with(hang.1),
+            "{hang:?}: then {last:?}"
+        );
+        if step == 9 {
+            // Handed over again while the first copy waits unconfirmed: kept once.
+            assert!(sync::run_with(&config, &options, Hooks::default())
+                .await
+                .unwrap()
+                .failed
+                .is_some());
+            let inbox: Value = serde_json::from_slice(
+                &std::fs::read(pair.edge.data_dir().join("sync-inbox.json")).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(inbox["settings"].as_array().unwrap().len(), 1, "{inbox}");
+        }
+        // The next run, against a hub that answers, sends what was not confirmed.
+        let (url, _) = hanging_hub(("NONE", "")).await;
+        let options = Options {
+            hub: Some(url),
+            ..pair.options()
+        };
+        let again = sync::run_with(&config, &options, Hooks::default())
+            .await
+            .unwrap();
+        assert_eq!(again.failed, None, "{:?}", again.steps);
+        let owed = match step {
+            ..=5 => (2, 1),
+            6 => (2, 0),
+            _ => (0, 0),
+        };
+        assert_eq!(
+            (again.messages_sent, again.attachments_sent),
+            owed,
+            "{hang:?}"
+        );
+        // The setting (handed over again by this hub) is on the edge once.
+        let edge = confer_server::build_core(&pair.edge.config).unwrap();
+        let wifi = edge.hub_settings("").await.unwrap();
+        assert_eq!(
+            wifi.iter().filter(|s| s.key == "wifi").count(),
+            1,
+            "{hang:?}"
+        );
+        assert!(!pair.edge.data_dir().join("sync-inbox.json").exists());
+    }
+}
+
+/// The door's table of endpoints (which `confer doc commands` prints and
+/// tests/docs/test_docs.py holds docs/openapi.yaml to) is the router's: every entry is
+/// answered by an endpoint (whatever its status, never "no such … endpoint"), in any
+/// case of letters, and a path not in it is not.
+#[tokio::test]
+async fn every_endpoint_in_the_chathost_table_is_routed_and_nothing_else_is() {
+    let s = hub().await;
+    let core = confer_server::build_core(&s.config).unwrap();
+    core.hub_add_key(BOX, TOKEN, false, "").await.unwrap();
+    core.flush().await.unwrap();
+    let cookie = admin_cookie(&s).await;
+    let auth = bearer(TOKEN);
+    let send = |method: &'static str, path: String| {
+        let (s, cookie, auth) = (&s, cookie.clone(), auth.clone());
+        async move {
+            s.http(
+                method,
+                &path,
+                &[("Authorization", &auth), ("Cookie", &cookie)],
+                "",
+            )
+            .await
+        }
+    };
+    let unrouted = |body: &str| {
+        body.contains("no such chathost endpoint") || body.contains("no such admin endpoint")
+    };
+    for (method, path) in [
+        ("GET", "/chathost/nothing"),
+        ("PUT", "/chathost/messages"),
+        ("GET", "/chathost/admin/nothing"),
+    ] {
+        let (status, body) = send(method, path.to_string()).await;
+        assert!(
+            status == 404 && unrouted(&body),
+            "{method} {path}: {status} {body}"
+        );
+    }
+    // The destructive ones last, so the others still find the box and the session.
+    let mut table = confer_door_chathost::ENDPOINTS.to_vec();
+    table.sort_by_key(|(m, p)| {
+        (
+            *m == "DELETE" || p.ends_with("/logout"),
+            p.contains("security"),
+        )
+    });
+    for (method, template) in table {
+        let path = template
+            .replace("{boxid}", BOX)
+            .replace("{since}", "1")
+            .replace("{type}", "sync")
+            .replace("{token}", TOKEN)
+            .replace(['{', '}'], "");
+        let path = path
+            .replace("deleteId", "1")
+            .replace("message_id", "1")
+            .replace("item_id", "1")
+            .replace("/id/", "/1/");
+        for path in [
+            path.clone(),
+            path.to_uppercase().replace(&BOX.to_uppercase(), BOX),
+        ] {
+            let (status, body) = send(method, path.clone()).await;
+            assert!(!unrouted(&body), "{method} {path}: {status} {body}");
+        }
+    }
+}
+
+/// A hub with one text and one photo for the student, whose photo answers 503 the first
+/// time it is downloaded.
+async fn flaky_file_hub() -> String {
+    use axum::extract::{Request, State};
+    use axum::response::IntoResponse;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    type Counts = std::sync::Arc<(AtomicUsize, AtomicUsize)>;
+    async fn answer(State(counts): State<Counts>, req: Request) -> axum::response::Response {
+        let path = req.uri().path().to_string();
+        match (req.method().as_str(), path.as_str()) {
+            ("GET", "/chathost/messageStatus") => "1".into_response(),
+            ("GET", p) if p.starts_with("/chathost/messages/") => {
+                // Handed out once, as a hub does.
+                if counts.0.fetch_add(1, Ordering::SeqCst) > 0 {
+                    return "[]".into_response();
+                }
+                json!([
+                    {"id": "h1", "subject": null, "message": "a text from the hub",
+                     "sender": {"username": "tbio"}, "recipient": {"username": "sam"}, "created_on": 1},
+                    {"id": "h2", "subject": null,
+                     "message": "<attachment type=\"photo\" id=\"9\" filename=\"cell.png\" filepath=\"/chathost/files/2/9\">",
+                     "sender": {"username": "tbio"}, "recipient": {"username": "sam"}, "created_on": 1},
+                ])
+                .to_string()
+                .into_response()
+            }
+            ("GET", "/chathost/files/2/9") => {
+                if counts.1.fetch_add(1, Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+                } else {
+                    PNG.to_vec().into_response()
+                }
+            }
+            ("GET", p) if p.ends_with("/exists") => "OK".into_response(),
+            ("GET", "/chathost/settings") => "[]".into_response(),
+            _ => "OK".into_response(),
+        }
+    }
+    let app = axum::Router::new()
+        .fallback(answer)
+        .with_state(Counts::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// A hub message whose file does not download is not lost with the batch (handed out
+/// once): it waits in the inbox, counted in the report, and is stored on the next run.
+#[tokio::test]
+async fn a_hub_message_whose_file_fails_to_download_is_stored_on_the_next_run() {
+    let pair = Pair::new().await;
+    let options = Options {
+        hub: Some(flaky_file_hub().await),
+        ..pair.options()
+    };
+    let first = sync::run_with(&pair.edge.config, &options, Hooks::default())
+        .await
+        .unwrap();
+    assert_eq!(first.failed, None, "{:?}", first.steps);
+    assert_eq!((first.messages_received, first.messages_held), (1, 1));
+    assert!(pair.edge.data_dir().join("sync-inbox.json").exists());
+    let second = sync::run_with(&pair.edge.config, &options, Hooks::default())
+        .await
+        .unwrap();
+    assert_eq!(second.failed, None, "{:?}", second.steps);
+    assert_eq!((second.messages_received, second.messages_held), (1, 0));
+    assert!(!pair.edge.data_dir().join("sync-inbox.json").exists());
+    let got: Vec<String> = private_messages(&pair.edge, "tbio", "sam")
+        .await
+        .iter()
+        .map(|m| match m.files.first() {
+            Some(f) => format!("[{} {}]", f.filename, f.size),
+            None => m.text.clone().unwrap_or_default(),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "a text from the hub".to_string(),
+            format!("[cell.png {}]", PNG.len())
+        ]
     );
 }
 
