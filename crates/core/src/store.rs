@@ -285,9 +285,14 @@ pub trait HubStore: Send + Sync {
         marks: Vec<HubGroup>,
         now_secs: i64,
     ) -> StoreResult<()>;
-    /// Take (and remove) the box's pending batch if it was prepared as `since`; else
-    /// nothing.
+    /// Hand out the box's pending batch if it was prepared as `since` (else nothing): its
+    /// items not yet handed, each then kept, marked as handed as `since`, until
+    /// [`HubStore::hub_confirm_batch`].
     async fn hub_take_batch(&self, boxid: &str, since: i64) -> StoreResult<Vec<HubBatchItem>>;
+    /// Before a batch is prepared: drop the box's handed items that the edge has stored
+    /// (handed as a `since` at most `stored`; every handed item when `stored` is `None`,
+    /// the original edge's way) and put the others back to be handed again.
+    async fn hub_confirm_batch(&self, boxid: &str, stored: Option<i64>) -> StoreResult<()>;
     async fn hub_add_logs(
         &self,
         boxid: &str,

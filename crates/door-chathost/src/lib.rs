@@ -263,6 +263,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
 
 async fn dispatch(State(api): State<Arc<ChathostApi>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    let query = parts.uri.query().map(str::to_string);
     let segments: Vec<String> = parts
         .uri
         .path()
@@ -299,7 +300,9 @@ async fn dispatch(State(api): State<Arc<ChathostApi>>, req: Request) -> Response
         Err(refused) => return refused,
     };
     match (fixed.as_slice(), &m) {
-        (["messagestatus"], &Method::GET) => status::message_status(&api, &boxid).await,
+        (["messagestatus"], &Method::GET) => {
+            status::message_status(&api, &boxid, query.as_deref()).await
+        }
         (["courserosters"], &Method::POST) => rosters::post(&api, &boxid, call).await,
         (["messages"], &Method::POST) => messages::post(&api, &boxid, call).await,
         (["messages", _], &Method::GET) => {

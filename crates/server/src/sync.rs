@@ -18,7 +18,10 @@
 //!   missing) to the student, in their private conversation, once per hub id, with its
 //!   file downloaded from `filepath`; the batch (handed out once by the hub) is written
 //!   to the inbox (`sync-inbox.json`, see [`Inbox`]) as soon as it is read and leaves it
-//!   only once stored, so a run that dies after the fetch loses nothing;
+//!   only once stored, so a run that dies after the fetch loses nothing; the `since` of
+//!   the last batch written there is kept in `sync-stored.json` and sent on
+//!   `messageStatus` as `?stored=` (confer's extension): a confer hub then hands again
+//!   a batch lost on the way (the original hub ignores it, and such a batch is lost);
 //! - settings `authorization` and `moodle-security-key` replace the box's key; any other
 //!   is stored and listed by `confer sync settings`. Settings go through the inbox too; a
 //!   setting is stored once (however often it is handed over) and confirmed (`DELETE`)
@@ -506,6 +509,40 @@ fn inbox_path(config: &Config) -> PathBuf {
     config.data_dir.join("sync-inbox.json")
 }
 
+/// The file that keeps the `since` of the last hub batch written to the inbox.
+const STORED_FILE: &str = "sync-stored.json";
+
+/// Where the `since` of the last hub batch written to the inbox is kept.
+fn stored_path(config: &Config) -> PathBuf {
+    config.data_dir.join(STORED_FILE)
+}
+
+/// The `since` of the last hub batch this edge wrote to its inbox (0 if none, or if the
+/// file is unreadable: the hub then hands again what it still holds, stored once).
+fn read_stored(config: &Config) -> i64 {
+    std::fs::read(stored_path(config))
+        .ok()
+        .and_then(|t| serde_json::from_slice::<Value>(&t).ok())
+        .and_then(|v| v["stored"].as_i64())
+        .unwrap_or(0)
+}
+
+/// Write a whole new file durably: staged, synced, renamed over the old.
+fn write_durably(config: &Config, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let staged = path.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&staged)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&staged, path)?;
+    if let Ok(dir) = std::fs::File::open(&config.data_dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 /// The most hub messages the inbox holds; with more, step 7 fetches nothing new (the hub
 /// keeps a batch not fetched) until they are stored.
 const MAX_INBOX: usize = 10_000;
@@ -561,22 +598,13 @@ impl Inbox {
                 _ => Ok(()),
             };
         }
-        let staged = path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&staged)?;
-            f.write_all(
-                json!({"messages": self.messages, "settings": self.settings})
-                    .to_string()
-                    .as_bytes(),
-            )?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&staged, &path)?;
-        if let Ok(dir) = std::fs::File::open(&config.data_dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        write_durably(
+            config,
+            &path,
+            json!({"messages": self.messages, "settings": self.settings})
+                .to_string()
+                .as_bytes(),
+        )
     }
 }
 
@@ -707,7 +735,13 @@ async fn steps(
 
     stop(3, "messageStatus")?;
     let a = expect(
-        hub.call("GET", "/messageStatus", None, Vec::new()).await,
+        hub.call(
+            "GET",
+            &format!("/messageStatus?stored={}", read_stored(config)),
+            None,
+            Vec::new(),
+        )
+        .await,
         3,
         "messageStatus",
     )?;
@@ -938,6 +972,12 @@ async fn steps(
                 .map(|item| json!({"item": item, "tries": 0})),
         );
         save(&inbox, 7, "messages since")?;
+        write_durably(
+            config,
+            &stored_path(config),
+            json!({ "stored": since }).to_string().as_bytes(),
+        )
+        .map_err(|e| (7, "messages since", format!("writing {STORED_FILE}: {e}")))?;
     }
     died(7, "messages since")?;
     let mut kept = Vec::new();

@@ -352,7 +352,8 @@ impl HubStore for PgStore {
         }
         let items = tx
             .query(
-                "SELECT message_id, recipient FROM hub_batch WHERE boxid = $1
+                "SELECT message_id, recipient FROM hub_batch
+                 WHERE boxid = $1 AND handed_as IS NULL
                  ORDER BY message_id, recipient",
                 &[&boxid],
             )
@@ -367,9 +368,12 @@ impl HubStore for PgStore {
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()
             .map_err(backend)?;
-        tx.execute("DELETE FROM hub_batch WHERE boxid = $1", &[&boxid])
-            .await
-            .map_err(backend)?;
+        tx.execute(
+            "UPDATE hub_batch SET handed_as = $2 WHERE boxid = $1 AND handed_as IS NULL",
+            &[&boxid, &since],
+        )
+        .await
+        .map_err(backend)?;
         tx.execute(
             "UPDATE hub_boxes SET batch_since = NULL WHERE boxid = $1",
             &[&boxid],
@@ -378,6 +382,25 @@ impl HubStore for PgStore {
         .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(items)
+    }
+
+    async fn hub_confirm_batch(&self, boxid: &str, stored: Option<i64>) -> StoreResult<()> {
+        let stored = stored.unwrap_or(i64::MAX);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.execute(
+            "DELETE FROM hub_batch WHERE boxid = $1 AND handed_as <= $2",
+            &[&boxid, &stored],
+        )
+        .await
+        .map_err(backend)?;
+        tx.execute(
+            "UPDATE hub_batch SET handed_as = NULL WHERE boxid = $1 AND handed_as > $2",
+            &[&boxid, &stored],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn hub_add_logs(

@@ -210,6 +210,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE change_clock (n BIGINT NOT NULL);
     INSERT INTO change_clock (n) SELECT COALESCE(MAX(message_id), 0) FROM messages;",
+    // 5 (SQLite's 14): a hub→edge item handed out is kept, with the `since` it was handed
+    // as, until the edge says it stored that batch (`hub_confirm_batch`).
+    "ALTER TABLE hub_batch ADD COLUMN handed_as BIGINT;",
 ];
 
 /// Connect once and apply every migration the database has not seen, each in its own

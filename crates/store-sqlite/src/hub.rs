@@ -333,7 +333,8 @@ impl HubStore for SqliteStore {
             }
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT message_id, recipient FROM hub_batch WHERE boxid = ?1
+                    "SELECT message_id, recipient FROM hub_batch
+                     WHERE boxid = ?1 AND handed_as IS NULL
                      ORDER BY message_id, recipient",
                 )
                 .map_err(backend)?;
@@ -346,7 +347,12 @@ impl HubStore for SqliteStore {
                 })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(backend)?;
-            exec(conn, "DELETE FROM hub_batch WHERE boxid = ?1", [&boxid]).map_err(backend)?;
+            exec(
+                conn,
+                "UPDATE hub_batch SET handed_as = ?2 WHERE boxid = ?1 AND handed_as IS NULL",
+                params![boxid, since],
+            )
+            .map_err(backend)?;
             exec(
                 conn,
                 "UPDATE hub_boxes SET batch_since = NULL WHERE boxid = ?1",
@@ -354,6 +360,27 @@ impl HubStore for SqliteStore {
             )
             .map_err(backend)?;
             Ok(items)
+        })
+        .await
+    }
+
+    async fn hub_confirm_batch(&self, boxid: &str, stored: Option<i64>) -> StoreResult<()> {
+        let boxid = boxid.to_string();
+        self.write(move |conn| {
+            let stored = stored.unwrap_or(i64::MAX);
+            exec(
+                conn,
+                "DELETE FROM hub_batch WHERE boxid = ?1 AND handed_as <= ?2",
+                params![boxid, stored],
+            )
+            .map_err(backend)?;
+            exec(
+                conn,
+                "UPDATE hub_batch SET handed_as = NULL WHERE boxid = ?1 AND handed_as > ?2",
+                params![boxid, stored],
+            )
+            .map_err(backend)?;
+            Ok(())
         })
         .await
     }

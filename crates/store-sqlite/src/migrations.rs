@@ -270,6 +270,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX push_queue_due ON push_queue(next_at);
     CREATE INDEX push_queue_by_token ON push_queue(token);
     CREATE INDEX push_queue_by_call ON push_queue(call_id) WHERE call_id IS NOT NULL;",
+    // 14: a hub→edge item handed out is kept, with the `since` it was handed as, until
+    // the edge says it stored that batch (`hub_confirm_batch`).
+    "ALTER TABLE hub_batch ADD COLUMN handed_as INTEGER;",
 ];
 
 /// Apply every migration the database has not seen, each in its own transaction.

@@ -485,9 +485,16 @@ impl Core {
 
     /// `messageStatus`: the box's last sync time (1 if never), after adding to its batch
     /// every message written since to its students by someone else, oldest first per
-    /// conversation, and moving its sync time to now. Items not yet fetched stay in the
+    /// conversation, and moving its sync time to now (past the answered time, so each
+    /// batch is handed as a `since` of its own). Items not yet fetched stay in the
     /// batch, which holds at most [`MAX_BATCH`] items; the rest come next time.
-    pub async fn hub_prepare_batch(&self, boxid: &str) -> CoreResult<i64> {
+    ///
+    /// `stored` (confer's extension, `?stored=`): the `since` of the last batch the edge
+    /// stored. Items handed as a later `since` (a batch lost on the way) are handed
+    /// again; the others are done with. Without it (the original edge), every item
+    /// handed before is done with: a batch is handed once.
+    pub async fn hub_prepare_batch(&self, boxid: &str, stored: Option<i64>) -> CoreResult<i64> {
+        self.storage.hub_confirm_batch(boxid, stored).await?;
         let known = self.storage.hub_box(boxid).await?;
         let since = match &known {
             Some(b) if b.last_sync > 0 => b.last_sync,
@@ -549,12 +556,13 @@ impl Core {
             });
         }
         self.storage
-            .hub_prepare_batch(boxid, since, items, marks, now_secs())
+            .hub_prepare_batch(boxid, since, items, marks, now_secs().max(since + 1))
             .await?;
         Ok(since)
     }
 
-    /// `GET /messages/:since`: the batch prepared as `since`, once; each item with its
+    /// `GET /messages/:since`: the batch prepared as `since`, once (its items are kept
+    /// until the next `messageStatus` says whether the edge stored them); each item with its
     /// message (items whose message is gone are left out).
     pub async fn hub_take_batch(
         &self,

@@ -1901,3 +1901,119 @@ async fn trust_on_first_use_registers_an_unknown_box_only_when_configured() {
     on.stop().await;
     plain.stop().await;
 }
+
+/// A front for a hub that passes every call through, but while `cut` is set answers
+/// `GET …/messages/:since` with the hub's head and only part of its body, then drops
+/// the connection (a link lost while the batch is on its way).
+async fn cutting_front(
+    hub: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut edge, _)) = listener.accept().await {
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match edge.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let Ok(mut up) = tokio::net::TcpStream::connect(hub).await else {
+                    return;
+                };
+                if up.write_all(&head).await.is_err() {
+                    return;
+                }
+                let batch = String::from_utf8_lossy(&head)
+                    .to_lowercase()
+                    .starts_with("get /chathost/messages/");
+                if !(batch && cut.load(std::sync::atomic::Ordering::SeqCst)) {
+                    let _ = tokio::io::copy_bidirectional(&mut edge, &mut up).await;
+                    return;
+                }
+                // The whole answer (the hub closes: `connection: close`), then a part.
+                let mut answer = Vec::new();
+                let _ = up.read_to_end(&mut answer).await;
+                let body_at = answer
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(answer.len(), |p| p + 4);
+                let keep = body_at + (answer.len() - body_at) / 2;
+                let _ = edge.write_all(&answer[..keep]).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// The connection drops while the hub sends a batch (twice in a row): the confer edge
+/// said on `messageStatus` which batch it stored last (`?stored=`), so the next run gets
+/// the lost messages again, and every hub message is on the edge exactly once.
+#[tokio::test]
+async fn a_hub_batch_cut_off_on_the_way_is_handed_again_and_stored_once() {
+    let pair = Pair::new().await;
+    assert_eq!(pair.run(Hooks::default()).await.failed, None);
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let options = Options {
+        hub: Some(cutting_front(pair.hub.addr, cut.clone()).await),
+        ..pair.options()
+    };
+    for n in 1..=2 {
+        pair.teacher_answers(&format!("lost on the way {n}")).await;
+        let report = sync::run_with(&pair.edge.config, &options, Hooks::default())
+            .await
+            .unwrap();
+        let failed = report.failed.unwrap_or_default();
+        assert!(failed.starts_with("step 7 "), "{failed}");
+    }
+    let (_, edge) = pair.both_sides().await;
+    assert!(
+        !edge.iter().any(|t| t.starts_with("lost on the way")),
+        "{edge:?}"
+    );
+    pair.teacher_answers("after the cuts").await;
+    cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = sync::run_with(&pair.edge.config, &options, Hooks::default())
+        .await
+        .unwrap();
+    assert_eq!(report.failed, None, "{:?}", report.steps);
+    assert_eq!(report.messages_received, 3);
+    let report = pair.run(Hooks::default()).await;
+    assert_eq!((report.failed, report.messages_received), (None, 0));
+    let (hub, edge) = pair.both_sides().await;
+    let count = |side: &[String], text: &str| side.iter().filter(|t| t.as_str() == text).count();
+    for text in ["lost on the way 1", "lost on the way 2", "after the cuts"] {
+        assert_eq!(count(&hub, text), 1, "hub: {hub:?}");
+        assert_eq!(count(&edge, text), 1, "edge: {edge:?}");
+    }
+}
+
+/// The original edge's sequence (no `stored`): a batch is handed once, whether or not
+/// the box stored it; a second GET of the same `since`, and the next run, answer `[]`.
+#[tokio::test]
+async fn without_the_stored_parameter_a_hub_batch_is_handed_out_once() {
+    let pair = Pair::new().await;
+    assert_eq!(pair.run(Hooks::default()).await.failed, None);
+    pair.teacher_answers("once only").await;
+    let (status, since) = call(&pair.hub, "GET", "/chathost/messageStatus", "").await;
+    assert_eq!(status, 200);
+    let path = format!("/chathost/messages/{since}");
+    let (status, batch) = call(&pair.hub, "GET", &path, "").await;
+    assert_eq!(status, 200);
+    let batch: Value = serde_json::from_str(&batch).unwrap();
+    assert_eq!(batch.as_array().map(Vec::len), Some(1), "{batch}");
+    assert_eq!(batch[0]["message"], "once only");
+    assert_eq!(call(&pair.hub, "GET", &path, "").await, (200, "[]".into()));
+    let (_, since) = call(&pair.hub, "GET", "/chathost/messageStatus", "").await;
+    let path = format!("/chathost/messages/{since}");
+    assert_eq!(call(&pair.hub, "GET", &path, "").await, (200, "[]".into()));
+    // A `stored` that is not a whole number is refused.
+    let (status, _) = call(&pair.hub, "GET", "/chathost/messageStatus?stored=x", "").await;
+    assert_eq!(status, 400);
+}
