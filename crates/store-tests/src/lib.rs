@@ -818,7 +818,8 @@ pub async fn hub_links_are_kept_once_but_an_edge_mark_is_replaced<B: Backend>(ba
     assert_eq!(link(HubLinkKind::FromHub, "1").await, None);
 }
 
-/// A prepared batch is taken once, and only as the `since` it was prepared for; the
+/// A prepared batch is taken once, and only as the `since` it was prepared for; its
+/// items are kept until confirmed (handed again when the edge's `stored` is older); the
 /// box's conversations keep the marks it moved; a repeated item is stored once.
 pub async fn a_hub_batch_is_taken_once_as_prepared_and_moves_the_marks<B: Backend>(backend: B) {
     let item = |message_id, recipient: &str| HubBatchItem {
@@ -875,7 +876,36 @@ pub async fn a_hub_batch_is_taken_once_as_prepared_and_moves_the_marks<B: Backen
         store.hub_take_batch("b1", 1000).await.unwrap().is_empty(),
         "a batch is taken once"
     );
+    // Handed items are kept until the edge says (`stored`) whether it stored them.
+    assert_eq!(store.hub_box("b1").await.unwrap().unwrap().pending, 3);
+    store.hub_confirm_batch("b1", Some(999)).await.unwrap();
+    store
+        .hub_prepare_batch("b1", 1500, vec![item(6, "ann")], Vec::new(), 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.hub_take_batch("b1", 1500).await.unwrap(),
+        vec![
+            item(3, "ann"),
+            item(5, "ann"),
+            item(5, "sam"),
+            item(6, "ann")
+        ],
+        "a batch handed as a later since than the edge stored is handed again"
+    );
+    store.hub_confirm_batch("b1", Some(1500)).await.unwrap();
     assert_eq!(store.hub_box("b1").await.unwrap().unwrap().pending, 0);
+    store
+        .hub_prepare_batch("b1", 1600, vec![item(7, "ann")], Vec::new(), 10)
+        .await
+        .unwrap();
+    assert_eq!(store.hub_take_batch("b1", 1600).await.unwrap().len(), 1);
+    store.hub_confirm_batch("b1", None).await.unwrap();
+    assert_eq!(
+        store.hub_box("b1").await.unwrap().unwrap().pending,
+        0,
+        "without `stored` every handed item is done with"
+    );
 
     // Several takes at once: exactly one gets the batch.
     let store = Arc::new(store);
