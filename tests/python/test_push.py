@@ -14,7 +14,6 @@ import threading
 import time
 import urllib.request
 
-import pytest
 
 from push_standins import Apns, Fcm, WebPushService, free_port, webhook
 from test_chat_socketio import connect
@@ -286,8 +285,6 @@ def test_web_push_payload_decrypts_with_the_subscription_key_and_carries_vapid(d
             service.http.stop()
 
 
-@pytest.mark.xfail(strict=False, reason="known race, issue 21 stays open for it: one of a call's "
-                   "two APNs pushes (alert and PushKit) is sometimes not sent")
 def test_apns_alerts_and_a_pushkit_call_with_its_cancellation_over_http2(data_dir, monkeypatch):
     with tempfile.TemporaryDirectory() as keys:
         apns = Apns(keys)

@@ -219,6 +219,7 @@ pub fn push_config(config: &Config) -> anyhow::Result<confer_push::PushConfig> {
     Ok(confer_push::PushConfig {
         concurrency: config.push_concurrency.max(1),
         max_age: Duration::from_secs(config.push_max_age_secs),
+        node: node_id(config),
         webhook: config
             .push_webhook_url
             .clone()
