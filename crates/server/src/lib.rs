@@ -166,12 +166,6 @@ pub fn open_storage(
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             anyhow::bail!("database_url must start with postgres:// (got {url:?})");
         }
-        if !push_config(config)?.token_types().is_empty() {
-            anyhow::bail!(
-                "push notifications run on the embedded SQLite storage for now: the push outbox \
-                 is not on PostgreSQL yet (leave the push_* providers unset with database_url)"
-            );
-        }
         let store = PgStore::open(
             url,
             PgOptions {
