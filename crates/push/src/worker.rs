@@ -35,9 +35,9 @@ const MAX_RETRY: Duration = Duration::from_secs(3600);
 /// The longest the worker sleeps without looking at the queue: a retry time is read, but
 /// another node may have queued something, or its lease have run out.
 const IDLE: Duration = Duration::from_secs(5);
-/// How long a claimed delivery is this node's: twice the longest request
-/// ([`crate::client`]'s timeout), so a slow answer is still recorded within it. A node
-/// that dies holding claims delays those deliveries by at most this.
+/// How long a claimed delivery is this node's: twice the longest request (the providers'
+/// HTTP client times out after 30 s), so a slow answer is still recorded within it. A
+/// node that dies holding claims delays those deliveries by at most this.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
 /// Deliveries of token types no provider takes, finished as failed per round.
 const UNROUTED_BATCH: usize = 16;
