@@ -2,9 +2,9 @@
 //! on every node (a logout on one ends the token's sessions on another), concurrent
 //! posting to one conversation from three nodes (seqs 1..N, each acked message stored
 //! once), `kill -9` of a node mid-traffic losing no acked message, `confer migrate` of a
-//! populated SQLite folder (its queued pushes included), (with `CONFER_TEST_REDIS_URL` too) events reaching
-//! sessions on other nodes through Redis, and a hub of the edge-to-hub sync on
-//! PostgreSQL, seen alike by each of its nodes.
+//! populated SQLite folder (its queued pushes too), (with `CONFER_TEST_REDIS_URL` too)
+//! events reaching sessions on other nodes through Redis, and a hub of the edge-to-hub
+//! sync on PostgreSQL, seen alike by each of its nodes.
 //!
 //! The database server is `CONFER_TEST_POSTGRES_URL` (scripts/suite-scale starts one);
 //! each test makes a database of its own there. Without it the tests say they skipped,
