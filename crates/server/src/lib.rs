@@ -184,12 +184,6 @@ pub fn open_storage(
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             anyhow::bail!("database_url must start with postgres:// (got {url:?})");
         }
-        if !push_config(config)?.token_types().is_empty() {
-            anyhow::bail!(
-                "push notifications run on the embedded SQLite storage for now: the push outbox \
-                 is not on PostgreSQL yet (leave the push_* providers unset with database_url)"
-            );
-        }
         let store = PgStore::open(
             url,
             PgOptions {
@@ -237,6 +231,7 @@ pub fn push_config(config: &Config) -> anyhow::Result<confer_push::PushConfig> {
     Ok(confer_push::PushConfig {
         concurrency: config.push_concurrency.max(1),
         max_age: Duration::from_secs(config.push_max_age_secs),
+        node: node_id(config),
         webhook: config
             .push_webhook_url
             .clone()

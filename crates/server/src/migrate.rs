@@ -11,6 +11,8 @@
 //! its rows read in key order on both sides.
 //!
 //! The server must be stopped while it runs (nothing else may write either database).
+//! Queued pushes (`push_queue`) are copied; outbox entries not yet turned into them
+//! (`push_outbox`, a message's for the moment after its post) are not.
 //! Lives in the binary because it is the one crate that knows both backends.
 
 use std::fmt::Write as _;
@@ -169,6 +171,28 @@ const TABLES: &[Table] = &[
         columns: &[("item_id", Int), ("message_id", Int), ("group_id", Int)],
         key: &["item_id", "message_id"],
     },
+    // Pushes queued for devices and not yet sent (claims are void: the server is stopped).
+    Table {
+        name: "push_queue",
+        columns: &[
+            ("id", Int),
+            ("kind", Int),
+            ("uin", Int),
+            ("token_type", Int),
+            ("token", Text),
+            ("group_id", Int),
+            ("message_id", Int),
+            ("call_id", Int),
+            ("title", Text),
+            ("body", Text),
+            ("badge", Int),
+            ("created_at", Int),
+            ("attempts", Int),
+            ("next_at", Int),
+            ("claimed_by", Text),
+        ],
+        key: &["id"],
+    },
 ];
 
 /// The tables whose rows hold an id a sequence hands out (table, column).
@@ -177,6 +201,7 @@ const SEQUENCES: &[(&str, &str)] = &[
     ("messages", "message_id"),
     ("calls", "call_id"),
     ("attachments", "item_id"),
+    ("push_queue", "id"),
 ];
 
 /// One value of a row, the same from either database.

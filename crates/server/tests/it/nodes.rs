@@ -1,13 +1,13 @@
 //! Several confer nodes over one PostgreSQL database (issue 20): accounts and login tokens
 //! on every node (a logout on one ends the token's sessions on another), concurrent
 //! posting to one conversation from three nodes (seqs 1..N, each acked message stored
-//! once), `confer migrate` of a populated SQLite folder, a hub of the edge-to-hub sync on
-//! PostgreSQL, seen alike by each of its nodes, and (with `CONFER_TEST_REDIS_URL` too)
-//! events reaching sessions on other nodes through Redis, one session directory over
-//! three nodes (`user list`/`get`, `session send_event`/`cmd`/`stop` across nodes), and
-//! `kill -9` of a node mid-traffic losing no acked message, its session expiring from
-//! the directory and its client back on another node with the same token at once, and a
-//! conference's live room spanning nodes.
+//! once), `confer migrate` of a populated SQLite folder (its queued pushes too), a hub of
+//! the edge-to-hub sync on PostgreSQL, seen alike by each of its nodes, and (with
+//! `CONFER_TEST_REDIS_URL` too) events reaching sessions on other nodes through Redis, one
+//! session directory over three nodes (`user list`/`get`, `session send_event`/`cmd`/`stop`
+//! across nodes), and `kill -9` of a node mid-traffic losing no acked message, its session
+//! expiring from the directory and its client back on another node with the same token at
+//! once, and a conference's live room spanning nodes.
 //!
 //! The database server is `CONFER_TEST_POSTGRES_URL` (scripts/suite-scale starts one);
 //! each test makes a database of its own there. Without it the tests say they skipped,
@@ -872,4 +872,48 @@ async fn a_hub_on_postgresql_syncs_with_an_edge_and_its_other_node_sees_it_all()
         (None, 0, 0),
         "a third run moves nothing"
     );
+}
+
+/// A push queued in a SQLite folder (its provider was down when the server stopped) is
+/// still queued after `confer migrate`, for a node over PostgreSQL to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_carries_queued_pushes() {
+    use confer_core::model::PushKind;
+    use confer_core::store::{MessageStore, PushStore, Storage};
+    let Some(db) = TestDatabase::fresh("confer_it") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = confer_store_sqlite::SqliteStore::open(
+            dir.path(),
+            Arc::new(confer_core::metrics::Metrics::default()),
+        )
+        .unwrap();
+        let group = confer_store_tests::conference(&store, "pushed").await;
+        let posted = store
+            .append_message(confer_core::model::NewMessage {
+                push_to: vec![confer_core::Uin(2)],
+                ..confer_store_tests::message(group, None, "queued")
+            })
+            .await
+            .unwrap();
+        let entry = store.push_entries(1).await.unwrap().remove(0);
+        let d = confer_store_tests::delivery(
+            PushKind::Message,
+            group,
+            posted.message.message_id,
+            "tok",
+        );
+        store.expand_push(entry.id, vec![d], None).await.unwrap();
+        let claimed = store.claim_pushes("old", &[1], 10, 70, 1).await.unwrap();
+        store.push_retry(claimed[0].id, 3, 500).await.unwrap();
+        store.flush().await.unwrap();
+    }
+    let (ok, out, err) = migrate(dir.path(), &db.url).await;
+    assert!(ok, "{out}\n{err}");
+    let pg = confer_store_postgres::PgStore::open(&db.url, Default::default()).unwrap();
+    let due = pg.claim_pushes("new", &[1], 500, 560, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "the queued push is there");
+    assert_eq!((due[0].attempts, due[0].body.as_deref()), (3, Some("hi")));
 }
