@@ -20,7 +20,8 @@
 //!
 //! - `sfu`: P synthetic WebRTC parties (str0m peers) sending generated video and audio
 //!   through the media endpoint: forwarded frames/s, per-receiver loss and jitter, CPU per
-//!   forwarded frame (`scenarios/sfu.rs`).
+//!   forwarded frame (`scenarios/sfu.rs`); `--search` finds the most parties at which every
+//!   receiver's loss stays under 1 %.
 //!
 //! It measures; it never asserts a time. See BENCHMARKS.md for the commands and results.
 //!
@@ -178,6 +179,10 @@ enum Scenario {
         conferences: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Search instead of one run: rising sizes (one more party per conference each
+        /// step, from two each) until the worst receiver loses 1 %, up to `--parties`.
+        #[arg(long)]
+        search: bool,
     },
     /// Senders that each wait for the durable ack.
     Ingest {
@@ -286,6 +291,13 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             parties,
             conferences,
             seconds,
+            search: true,
+        } => sfu::search(*conferences, *parties, *seconds).await?,
+        Scenario::Sfu {
+            parties,
+            conferences,
+            seconds,
+            search: false,
         } => {
             let run = sfu::SfuRun {
                 parties: *parties,
