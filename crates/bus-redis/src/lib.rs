@@ -10,6 +10,9 @@
 //!   signalling): every other node delivers to its own sessions of those users;
 //! - `EventBus::revoke`: a right that ended takes its subscriptions away on every node.
 //!
+//! Live calls and their ringing timers are kept in Redis too ([`calls::RedisCalls`], the
+//! core's `CallState`), so a call rings, connects and times out across nodes.
+//!
 //! A node skips what it sent itself (`from` is its `node_id`). Session lookups
 //! (`session`, user lists, presence, `session cmd`) and conference rooms are still each
 //! node's own: the shared directory with heartbeats comes next.
@@ -19,6 +22,7 @@
 //! missed) and the publisher, fed by a queue bounded in items and bytes; what does not fit
 //! is dropped and counted, never waited for (a publishing core never blocks on Redis).
 
+pub mod calls;
 mod codec;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -130,9 +130,16 @@ pub fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
             preview: config.push_preview,
         },
     };
-    Ok(Arc::new(Core::new(
-        storage, bus, registry, logs, metrics, settings,
-    )))
+    let core = Core::new(storage, bus, registry, logs, metrics, settings);
+    // Live calls and their ringing timers are shared through Redis when there is one.
+    let core = match config.redis_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => core.with_calls(Arc::new(
+            confer_bus_redis::calls::RedisCalls::connect(url)
+                .context("keeping calls in Redis (redis_url)")?,
+        )),
+        None => core,
+    };
+    Ok(Arc::new(core))
 }
 
 /// This node's name: `node_id`, else the host name and the `listen` port (a random
@@ -411,6 +418,8 @@ pub async fn start_with_media(
         );
         app = app.merge(confer_door_chathost::router(Arc::new(hub)));
     }
+    // Every node ends timed-out calls, those rung through another node included.
+    core.start_call_timers();
     if config.token_check_interval_ms > 0 {
         let every = Duration::from_millis(config.token_check_interval_ms);
         tracker.spawn(core.clone().watch_tokens(every, shutdown.clone()));
