@@ -607,14 +607,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(&common, None)?;
             init_logging(&config);
             let quiet = !std::io::stderr().is_terminal();
-            let reports = confer_server::migrate::migrate(&config.data_dir, &to, quiet).await?;
-            for r in &reports {
+            let done = confer_server::migrate::migrate(&config.data_dir, &to, quiet).await?;
+            for r in &done.tables {
                 println!(
                     "{}: {} rows ({} copied by this run), SHA-256 {}",
                     r.table, r.rows, r.copied, r.checksum
                 );
             }
             println!("verified: every table holds the same rows in PostgreSQL");
+            for l in &done.left_behind {
+                println!("{}: {} rows not copied ({})", l.table, l.rows, l.why);
+            }
             Ok(())
         }
         Cmd::Attachments { common, action } => {
