@@ -260,6 +260,31 @@ pub fn open_blobs(config: &Config) -> anyhow::Result<confer_door_files::LocalBlo
         .with_context(|| format!("opening {}", root.display()))
 }
 
+/// The blob store attachments are kept in: `<data_dir>/files`, or the S3-compatible
+/// bucket `attachments_s3_bucket` with that folder as this node's copies.
+pub fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn confer_door_files::BlobStore>> {
+    let local = open_blobs(config)?;
+    let Some(bucket) = config
+        .attachments_s3_bucket
+        .as_deref()
+        .filter(|b| !b.is_empty())
+    else {
+        return Ok(Arc::new(local));
+    };
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let options = confer_door_files::S3Options {
+        bucket: bucket.to_string(),
+        prefix: text(&config.attachments_s3_prefix),
+        endpoint: text(&config.attachments_s3_endpoint),
+        region: text(&config.attachments_s3_region),
+        access_key: text(&config.attachments_s3_access_key),
+        secret_key: text(&config.attachments_s3_secret_key),
+    };
+    let blobs = confer_door_files::S3Blobs::open(&options, local)
+        .context("opening the attachments' object store (attachments_s3_*)")?;
+    Ok(Arc::new(blobs))
+}
+
 /// A running server.
 pub struct Running {
     addr: SocketAddr,
@@ -399,7 +424,7 @@ pub async fn start_with_media(
         Ok(n) => tracing::info!(files = n, "removed half-written uploads from staging"),
         Err(e) => tracing::warn!(error = %e, "could not clear the staging folder"),
     }
-    let blobs: Arc<dyn confer_door_files::BlobStore> = Arc::new(blobs);
+    let blobs = open_blob_store(&config)?;
     let files = Arc::new(confer_door_files::FilesApi {
         core: core.clone(),
         blobs: blobs.clone(),

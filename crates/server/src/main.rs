@@ -624,7 +624,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(&common, None)?;
             init_logging(&config);
             let core = confer_server::build_core(&config)?;
-            let blobs = confer_server::open_blobs(&config)?;
+            let blobs = confer_server::open_blob_store(&config)?;
+            let blobs = &*blobs;
             match action {
                 AttachmentsCmd::CleanUp {
                     older_than_days,
@@ -632,7 +633,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } => {
                     let summary = confer_server::attachments::clean_up(
                         &core,
-                        &blobs,
+                        blobs,
                         older_than_days,
                         dry_run,
                         false,
@@ -664,7 +665,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     for id in ids {
                         use confer_server::attachments::Compressed;
                         match confer_server::attachments::compress(
-                            &core, &blobs, id, &settings, false,
+                            &core, blobs, id, &settings, false,
                         )
                         .await
                         {
