@@ -16,6 +16,9 @@ pub(crate) struct Server {
     pub(crate) _dir: Option<tempfile::TempDir>,
     /// How to start it again (confer only): binary and data folder.
     pub(crate) respawn: Option<(PathBuf, PathBuf)>,
+    /// What a peer issued at setup that its clients need (Matrix access tokens and room
+    /// ids); `None` for the others.
+    pub(crate) accounts: Option<std::sync::Arc<crate::peers::Accounts>>,
 }
 
 impl Server {
