@@ -6,5 +6,5 @@ set -eu
 dir=$1
 venv=${SYNAPSE_VENV:-$(cd "$(dirname "$0")/../../.." && pwd)/target/synapse-venv}
 cd "$dir"
-"$venv/bin/python" -m synapse.app.homeserver -c "$dir/homeserver.yaml" --generate-keys >/dev/null
+"$venv/bin/python" -m synapse.app.homeserver -c "$dir/homeserver.yaml" --generate-keys >/dev/null 2>&1
 exec "$venv/bin/python" -m synapse.app.homeserver -c "$dir/homeserver.yaml"

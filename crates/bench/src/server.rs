@@ -46,6 +46,22 @@ impl Server {
             .unwrap_or(0.0)
     }
 
+    /// Wait (30 s at most) until the process is nearly idle: a peer that listens may
+    /// still be loading (the BEAM's modules, Synapse's caches), and that CPU is not the
+    /// scenario's.
+    pub(crate) async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = self.cpu_seconds();
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = self.cpu_seconds();
+            if now - last < 0.05 {
+                return;
+            }
+            last = now;
+        }
+    }
+
     pub(crate) fn rss_kb(&self) -> u64 {
         let Some(pid) = self.child.id() else { return 0 };
         std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -91,6 +91,7 @@ pub(crate) async fn start_synapse(
     wait_listening(&mut server).await?;
     let accounts = set_up(port, users, groups).await?;
     server.accounts = Some(Arc::new(accounts));
+    server.settle().await;
     Ok(server)
 }
 

@@ -81,6 +81,7 @@ pub(crate) async fn start_ejabberd(users: &[(Principal, String)]) -> anyhow::Res
     let deadline = Instant::now() + Duration::from_secs(90);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            server.settle().await;
             return Ok(server);
         }
         if let Ok(Some(status)) = server.child.try_wait() {
