@@ -78,7 +78,7 @@ pub(crate) async fn start_ejabberd(users: &[(Principal, String)]) -> anyhow::Res
         accounts: None,
     };
     // The BEAM takes seconds to start on a loaded machine.
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(180);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             server.settle().await;
@@ -96,7 +96,7 @@ pub(crate) async fn start_ejabberd(users: &[(Principal, String)]) -> anyhow::Res
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("ejabberd did not listen on port {port} within 90 s")
+    bail!("ejabberd did not listen on port {port} within 180 s")
 }
 
 /// The database ejabberd opens: Debian's schema in WAL mode (a setting the file keeps),
