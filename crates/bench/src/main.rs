@@ -88,6 +88,10 @@ pub(crate) enum Target {
     NodeDurable,
     SioRelay,
     WsBroadcast,
+    /// Debian's ejabberd: XMPP MUC rooms archived (mod_mam) in SQLite before they relay.
+    Ejabberd,
+    /// Synapse, the reference Matrix homeserver, on SQLite: persists before it answers a send.
+    Synapse,
 }
 
 #[derive(Subcommand)]
@@ -101,6 +105,10 @@ enum Scenario {
         /// Seconds to hold them before measuring.
         #[arg(long, default_value_t = 2)]
         hold: u64,
+        /// The server: confer (through `--door`), or a peer that stores, through its own
+        /// protocol (`ejabberd`: logged in, bound and online; `synapse`: a pending `/sync`).
+        #[arg(long, value_enum, default_value_t = Target::Confer)]
+        target: Target,
     },
     /// Group fan-out at a target rate, with latency.
     Fanout {
@@ -227,7 +235,8 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             connections,
             door,
             hold,
-        } => idle(cli, *connections, *door, *hold).await?,
+            target,
+        } => idle(cli, *connections, *door, *hold, *target).await?,
         Scenario::Fanout {
             groups,
             members,
