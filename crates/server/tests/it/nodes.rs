@@ -768,8 +768,11 @@ async fn assert_same_columns(data_dir: &std::path::Path, url: &str) {
     assert!(pg
         .get_mut("conversations")
         .is_some_and(|c| c.remove("last_seq")));
+    // A table left behind may or may not have its like on PostgreSQL (push_outbox does,
+    // with other column types): it is not compared.
     for left in confer_server::migrate::NOT_COPIED {
         assert!(sqlite.remove(left.0).is_some(), "{}", left.0);
+        pg.remove(left.0);
     }
     assert_eq!(
         sqlite, pg,
