@@ -286,8 +286,6 @@ def test_web_push_payload_decrypts_with_the_subscription_key_and_carries_vapid(d
             service.http.stop()
 
 
-@pytest.mark.xfail(strict=False, reason="known race, issue 21 stays open for it: one of a call's "
-                   "two APNs pushes (alert and PushKit) is sometimes not sent")
 def test_apns_alerts_and_a_pushkit_call_with_its_cancellation_over_http2(data_dir, monkeypatch):
     with tempfile.TemporaryDirectory() as keys:
         apns = Apns(keys)
@@ -335,3 +333,78 @@ def test_apns_alerts_and_a_pushkit_call_with_its_cancellation_over_http2(data_di
         finally:
             server.stop()
             apns.stop()
+
+
+def postgres_database():
+    """A fresh database on CONFER_TEST_POSTGRES_URL's server (scripts/suite-scale starts
+    one), as (its URL, a function that drops it); `None` when no server is configured,
+    which fails under CONFER_REQUIRE_SERVICES (the test command sets it) and skips
+    otherwise."""
+    admin = os.environ.get("CONFER_TEST_POSTGRES_URL")
+    if not admin:
+        assert not os.environ.get("CONFER_REQUIRE_SERVICES"), \
+            "CONFER_REQUIRE_SERVICES is set but CONFER_TEST_POSTGRES_URL is not"
+        pytest.skip("CONFER_TEST_POSTGRES_URL is not set (scripts/suite-scale sets it)")
+    name = f"confer_py_push_{os.getpid()}_{int(time.time() * 1e6)}"
+    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    url = admin.rsplit("/", 1)[0] + "/" + name
+
+    def drop():
+        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                       check=True, capture_output=True)
+
+    return url, drop
+
+
+def pg_count(url, table):
+    out = subprocess.run(["psql", url, "-tAc", f"SELECT COUNT(*) FROM {table}"], check=True,
+                         capture_output=True, text=True).stdout
+    return int(out.strip())
+
+
+def test_two_nodes_over_postgresql_push_each_message_to_the_webhook_exactly_once(monkeypatch):
+    url, drop = postgres_database()
+    hook = webhook(SECRET)
+    folders = [tempfile.TemporaryDirectory() for _ in range(2)]
+    servers = []
+    try:
+        env = {"CONFER_DATABASE_URL": url, "CONFER_DATABASE_POOL_SIZE": "4",
+               "CONFER_PUSH_WEBHOOK_URL": hook.url("/hook"), "CONFER_PUSH_WEBHOOK_SECRET": SECRET}
+        dirs = [os.path.join(f.name, "data") for f in folders]
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        for login in ["ann", "ben"]:
+            add_user(dirs[0], login, "pw")
+        servers.extend(Server(d) for d in dirs)
+        a, b = servers
+        on_a, on_b = Users(a), Users(b)
+        ben = on_a.connect("ben")
+        ann = on_b.connect("ann")
+        group = call(ann, "create_group", {"type": 2, "name": "Both",
+                                           "occupants_uins": [on_a.uin("ben")]})["group"]["group_id"]
+        assert call(ben, "register_profile_token", {"type": 1, "token": "ben-fcm"})["result"] == 0
+        on_a.leave("ben")
+
+        # Both nodes' workers drain the one outbox (b's is woken by the posts, a's looks
+        # every few seconds): each message reaches the webhook once.
+        sent = [call(ann, "create_message", {"group_id": group, "message": f"m{i}"})["message"]["message_id"]
+                for i in range(8)]
+        got = [hook.next()[1] for _ in sent]
+        assert sorted(p["message_id"] for p in got) == sorted(sent)
+        assert all(p["uin"] == on_a.uin("ben") and p["token"] == "ben-fcm" for p in got)
+        until(lambda: pg_count(url, "push_queue") == 0 and pg_count(url, "push_outbox") == 0,
+              "the outbox to drain")
+        ann.disconnect()
+        for server in servers:
+            server.stop()
+        servers.clear()
+        # Both nodes are gone: nothing more can arrive.
+        assert hook.requests.empty(), "a push was sent twice"
+        assert not hook.errors, hook.errors
+    finally:
+        for server in servers:
+            server.stop()
+        hook.stop()
+        for f in folders:
+            f.cleanup()
+        drop()

@@ -20,7 +20,8 @@
 //!
 //! - `sfu`: P synthetic WebRTC parties (str0m peers) sending generated video and audio
 //!   through the media endpoint: forwarded frames/s, per-receiver loss and jitter, CPU per
-//!   forwarded frame (`scenarios/sfu.rs`).
+//!   forwarded frame (`scenarios/sfu.rs`); `--search` finds the most parties at which every
+//!   receiver's loss stays under 1 %.
 //!
 //! It measures; it never asserts a time. See BENCHMARKS.md for the commands and results.
 //!
@@ -87,6 +88,10 @@ pub(crate) enum Target {
     NodeDurable,
     SioRelay,
     WsBroadcast,
+    /// Debian's ejabberd: XMPP MUC rooms archived (mod_mam) in SQLite before they relay.
+    Ejabberd,
+    /// Synapse, the reference Matrix homeserver, on SQLite: persists before it answers a send.
+    Synapse,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +105,10 @@ enum Scenario {
         /// Seconds to hold them before measuring.
         #[arg(long, default_value_t = 2)]
         hold: u64,
+        /// The server: confer (through `--door`), or a peer that stores, through its own
+        /// protocol (`ejabberd`: logged in, bound and online; `synapse`: a pending `/sync`).
+        #[arg(long, value_enum, default_value_t = Target::Confer)]
+        target: Target,
     },
     /// Group fan-out at a target rate, with latency.
     Fanout {
@@ -178,6 +187,10 @@ enum Scenario {
         conferences: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Search instead of one run: rising sizes (one more party per conference each
+        /// step, from two each) until the worst receiver loses 1 %, up to `--parties`.
+        #[arg(long)]
+        search: bool,
     },
     /// Senders that each wait for the durable ack.
     Ingest {
@@ -222,7 +235,8 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             connections,
             door,
             hold,
-        } => idle(cli, *connections, *door, *hold).await?,
+            target,
+        } => idle(cli, *connections, *door, *hold, *target).await?,
         Scenario::Fanout {
             groups,
             members,
@@ -286,6 +300,13 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             parties,
             conferences,
             seconds,
+            search: true,
+        } => sfu::search(*conferences, *parties, *seconds).await?,
+        Scenario::Sfu {
+            parties,
+            conferences,
+            seconds,
+            search: false,
         } => {
             let run = sfu::SfuRun {
                 parties: *parties,

@@ -54,6 +54,8 @@ impl RawWs {
 pub enum AnyClient {
     Sio(Sio),
     Raw(RawWs),
+    Xmpp(crate::peers::xmpp::Xmpp),
+    Matrix(crate::peers::matrix::Matrix),
 }
 
 impl AnyClient {
@@ -65,6 +67,17 @@ impl AnyClient {
             AnyClient::Sio(c) => c.call_result(name, arg).await,
             AnyClient::Raw(c) if name == "join" => c.send(&json!({"join": arg["group_id"]})),
             AnyClient::Raw(c) => c.send(arg),
+            AnyClient::Matrix(_) if name == "join" => Ok(0),
+            AnyClient::Matrix(c) => c.send_message(arg["message"].as_str().unwrap_or("")).await,
+            AnyClient::Xmpp(c) => {
+                let group = arg["group_id"].as_str().unwrap_or("");
+                if name == "join" {
+                    c.join(group).await.map(|()| 0)
+                } else {
+                    c.send_message(group, arg["message"].as_str().unwrap_or(""))
+                        .await
+                }
+            }
         }
     }
 }

@@ -16,6 +16,9 @@ pub(crate) struct Server {
     pub(crate) _dir: Option<tempfile::TempDir>,
     /// How to start it again (confer only): binary and data folder.
     pub(crate) respawn: Option<(PathBuf, PathBuf)>,
+    /// What a peer issued at setup that its clients need (Matrix access tokens and room
+    /// ids); `None` for the others.
+    pub(crate) accounts: Option<std::sync::Arc<crate::peers::Accounts>>,
 }
 
 impl Server {
@@ -41,6 +44,22 @@ impl Server {
             .id()
             .and_then(|pid| cpu_seconds(&pid.to_string()))
             .unwrap_or(0.0)
+    }
+
+    /// Wait (30 s at most) until the process is nearly idle: a peer that listens may
+    /// still be loading (the BEAM's modules, Synapse's caches), and that CPU is not the
+    /// scenario's.
+    pub(crate) async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = self.cpu_seconds();
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = self.cpu_seconds();
+            if now - last < 0.05 {
+                return;
+            }
+            last = now;
+        }
     }
 
     pub(crate) fn rss_kb(&self) -> u64 {

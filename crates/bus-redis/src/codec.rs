@@ -145,7 +145,7 @@ fn conversation_from(v: &Value) -> Option<Conversation> {
     })
 }
 
-fn call(c: &Call) -> Value {
+pub(crate) fn call(c: &Call) -> Value {
     json!({
         "call_id": c.call_id, "group_id": c.group_id.0, "media_type": c.media_type,
         "status": c.status as u8, "caller": c.caller.0, "callees": uins(&c.callees),
@@ -155,7 +155,7 @@ fn call(c: &Call) -> Value {
     })
 }
 
-fn call_from(v: &Value) -> Option<Call> {
+pub(crate) fn call_from(v: &Value) -> Option<Call> {
     Some(Call {
         call_id: v["call_id"].as_u64()?,
         group_id: GroupId(v["group_id"].as_u64()?),

@@ -26,12 +26,16 @@
 //! (`directory.rs`): a room's members are every node's parties, and party ids are unique
 //! across nodes (`party_id`: this start's number in the high bits).
 //!
+//! Live calls and their ringing timers are kept in Redis too ([`calls::RedisCalls`], the
+//! core's `CallState`), so a call rings, connects and times out across nodes.
+//!
 //! Three threads per node, blocking, so nothing here needs the caller's runtime: the
 //! subscriber (subscribed before [`start`] returns, so nothing published after it is
 //! missed), the publisher, fed by a queue bounded in items and bytes (what does not fit
 //! is dropped and counted, never waited for: a publishing core never blocks on Redis),
 //! and the heartbeat, which also sweeps dead nodes.
 
+pub mod calls;
 mod codec;
 mod directory;
 

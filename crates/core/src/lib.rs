@@ -17,6 +17,7 @@
 //!   settings), for both roles.
 //! - [`store`]: one storage trait per aggregate; backends live in their own crates.
 //! - [`bus`]: the event bus and session registry traits, deliveries and mailboxes.
+//! - [`calls`]: where live calls and their ringing timers are kept (one process, or a cluster).
 //! - [`rate`]: the token bucket every door rate-limits a session's commands with.
 //! - [`auth`]: Argon2 password hashes and random session tokens.
 //! - [`logsink`]: where `session log` records go (GELF in the binary).
@@ -29,6 +30,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod calls;
 pub mod error;
 pub mod event;
 pub mod hasher;

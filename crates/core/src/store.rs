@@ -322,6 +322,12 @@ pub trait HubStore: Send + Sync {
 /// entry by [`MessageStore::append_message`], from `NewMessage::push_to`, in the same
 /// write), turned into per-device deliveries by the core, and those are kept until the
 /// worker reports them sent, dead or too old: a crash at any point loses nothing.
+///
+/// Several nodes may drain one outbox: an entry is expanded once (whoever removes it
+/// inserts its deliveries), and a delivery is sent by the node that claimed it, until the
+/// claim's lease runs out (then another node, or the same one restarted, may take it).
+/// Delivery ids are never reused, so an outcome recorded late finds its own delivery or
+/// nothing.
 #[async_trait]
 pub trait PushStore: Send + Sync {
     /// Those of `uins` who may hold a device token. A superset is allowed (a user who
@@ -333,20 +339,35 @@ pub trait PushStore: Send + Sync {
     /// The oldest entries not yet turned into deliveries, at most `limit`.
     async fn push_entries(&self, limit: usize) -> StoreResult<Vec<PushEntry>>;
     /// Replace an entry by its deliveries in one write; with `cancel_call`, deliveries
-    /// of that call still queued are dropped first (it has ended).
+    /// of that call still queued (claimed or not) are dropped first (it has ended). An
+    /// entry already replaced (by another node) is left alone: its deliveries are not
+    /// inserted twice.
     async fn expand_push(
         &self,
         entry_id: u64,
         deliveries: Vec<PushDelivery>,
         cancel_call: Option<u64>,
     ) -> StoreResult<()>;
-    /// Deliveries due at `now_us`, soonest first, at most `limit`.
-    async fn due_pushes(&self, now_us: i64, limit: usize) -> StoreResult<Vec<PushDelivery>>;
-    /// When the next delivery is due, if any is queued.
+    /// Claim for `node` up to `limit` deliveries of `token_types` due at `now_us`
+    /// (soonest first), none claimed by another node at the same time: each one's
+    /// `next_at` becomes `lease_until_us`, so no node takes it again before then unless
+    /// its outcome is recorded first.
+    async fn claim_pushes(
+        &self,
+        node: &str,
+        token_types: &[u8],
+        now_us: i64,
+        lease_until_us: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PushDelivery>>;
+    /// Make what `node` had claimed due at `now_us` again (it restarted: those requests
+    /// ended with the process that made them).
+    async fn release_push_claims(&self, node: &str, now_us: i64) -> StoreResult<()>;
+    /// When the next delivery is due (or its lease runs out), if any is queued.
     async fn next_push_at(&self) -> StoreResult<Option<i64>>;
     /// A delivery is finished (sent, refused for good, or too old).
     async fn push_done(&self, id: u64) -> StoreResult<()>;
-    /// A delivery failed for now: try again at `next_at_us`.
+    /// A delivery failed for now: try again at `next_at_us` (its claim ends).
     async fn push_retry(&self, id: u64, attempts: u32, next_at_us: i64) -> StoreResult<()>;
     /// A provider said the token is dead: remove it and every delivery queued for it.
     async fn remove_dead_token(&self, token: &str) -> StoreResult<()>;

@@ -11,6 +11,7 @@
 //!
 //! ## Layout
 //! - [`blobs`]: the blob store trait and its local-disk backend.
+//! - `s3`: [`S3Blobs`], the blobs on an S3-compatible object store (`object_store`).
 //! - `upload`, `add_file`, `serve`: one file per endpoint.
 //! - `auth`: the token from a bearer header, a `token` parameter or the session cookie.
 //! - `fuzzing` (hidden): the Range and multipart decoders, for the fuzz targets in `fuzz/`.
@@ -20,6 +21,7 @@ mod auth;
 pub mod blobs;
 #[doc(hidden)]
 pub mod fuzzing;
+mod s3;
 mod serve;
 mod upload;
 
@@ -32,6 +34,7 @@ use axum::Router;
 use confer_core::Core;
 
 pub use blobs::{BlobStore, LocalBlobs};
+pub use s3::{S3Blobs, S3Options};
 /// The MIME type of content from its first bytes (what uploads are stored as).
 pub use upload::mimetype as sniff_mimetype;
 

@@ -25,6 +25,9 @@
     disconnected: [],
     // The server's media address and ICE ufrag, from servufrag (and this page's ufrag).
     server: null,
+    // mid → the ids of the streams its remote track came in (a slot's audio and video
+    // share one, so the browser lip-syncs them).
+    streams: {},
     // RTCPeerConnections made and offers sent by this page.
     connections: 0,
     offers: 0,
@@ -228,7 +231,10 @@
         if (pc.connectionState === 'connected') setPhase('connected');
         if (pc.connectionState === 'failed') setPhase('failed');
       };
-      pc.ontrack = () => render();
+      pc.ontrack = (e) => {
+        state.streams[e.transceiver.mid] = e.streams.map((m) => m.id);
+        render();
+      };
       for (const track of local.getTracks()) pc.addTransceiver(track, { direction: 'sendrecv', streams: [local] });
       for (let i = 1; i < slots; i += 1) {
         pc.addTransceiver('audio', { direction: 'recvonly' });

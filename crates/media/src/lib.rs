@@ -10,8 +10,8 @@
 //! - `slots`: which other party each receive slot of a party shows (pure, unit-tested).
 //! - `synthetic`: a str0m client that sends generated frames and counts what it receives
 //!   (the tests' and `confer-bench sfu`'s peer).
-//! - `sdp`: the SDP built for clients that send only ICE credentials and a fingerprint, and
-//!   the bitrate line added to answers.
+//! - `sdp`: the SDP built for clients that send only ICE credentials and a fingerprint, the
+//!   bitrate line added to answers, and one media stream id per receive slot in them.
 //!
 //! **Forwarding decision: fixed receive slots, no renegotiation.** A party's offer
 //! decides, once, how many others it can see and hear: its first audio and first video
@@ -197,7 +197,10 @@ impl MediaEndpoint for Sfu {
             .map_err(|e| MediaError::BadOffer(format!("offer not accepted: {e}")))?;
         let creds = rtc.direct_api().local_ice_credentials();
         let fingerprint = rtc.direct_api().local_dtls_fingerprint().to_string();
-        let answer_sdp = sdp::with_bitrate(&answer.to_sdp_string(), self.config.party_max_kbps);
+        let answer_sdp = sdp::with_slot_streams(&sdp::with_bitrate(
+            &answer.to_sdp_string(),
+            self.config.party_max_kbps,
+        ));
         let (reply, admitted) = oneshot::channel();
         let open = Command::Open {
             key,

@@ -1,6 +1,7 @@
 //! SDP text the endpoint writes itself: the offer built for clients of the original
-//! protocol, which send only their ICE credentials and DTLS fingerprint, and the bitrate
-//! line (`b=AS`) added to every answer's media sections.
+//! protocol, which send only their ICE credentials and DTLS fingerprint, the bitrate
+//! line (`b=AS`) added to every answer's media sections, and one media stream id per
+//! receive slot in the answer's `msid`s.
 
 use confer_core::media::MediaError;
 
@@ -92,9 +93,89 @@ pub fn with_bitrate(answer: &str, kbps: u32) -> String {
     out
 }
 
+/// `answer` with the n-th audio and the n-th video section we send on (receive slot n)
+/// in one media stream, `confer-slot-<n>`, in their `a=msid` and `a=ssrc … msid` lines.
+/// str0m gives each line a stream of its own, and the sendrecv lines the offerer's own
+/// stream id; a browser then pairs a slot's audio and video in neither, and lip-syncs
+/// only tracks of one stream.
+pub fn with_slot_streams(answer: &str) -> String {
+    let mut out = String::with_capacity(answer.len() + 128);
+    let (mut audio, mut video) = (0usize, 0usize);
+    // The sections, each with its kind; the slot is known once its direction line is read.
+    let mut sections: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in answer.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            sections.push(Vec::new());
+        }
+        if let Some(section) = sections.last_mut() {
+            section.push(line);
+        }
+    }
+    for (index, section) in sections.iter().enumerate() {
+        let kind = section.first().map(|l| l.trim_end()).unwrap_or("");
+        let sends = section.iter().any(|l| {
+            let l = l.trim_end();
+            l == "a=sendrecv" || l == "a=sendonly"
+        });
+        let slot = if index == 0 || !sends {
+            None
+        } else if kind.starts_with("m=audio") {
+            audio += 1;
+            Some(audio - 1)
+        } else if kind.starts_with("m=video") {
+            video += 1;
+            Some(video - 1)
+        } else {
+            None
+        };
+        for line in section {
+            let Some(slot) = slot else {
+                out.push_str(line);
+                continue;
+            };
+            let stream = format!("confer-slot-{slot}");
+            let text = line.trim_end_matches(['\r', '\n']);
+            let ending = &line[text.len()..];
+            if let Some(rest) = text.strip_prefix("a=msid:") {
+                let track = rest.split_once(' ').map_or("", |(_, t)| t);
+                out.push_str(&format!("a=msid:{stream} {track}{ending}"));
+            } else if let Some((head, rest)) = text
+                .strip_prefix("a=ssrc:")
+                .and_then(|r| r.split_once(" msid:"))
+            {
+                let track = rest.split_once(' ').map_or("", |(_, t)| t);
+                out.push_str(&format!("a=ssrc:{head} msid:{stream} {track}{ending}"));
+            } else {
+                out.push_str(line);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_slot_s_audio_and_video_share_one_stream() {
+        let answer = "v=0\r\na=msid-semantic: WMS own\r\n\
+            m=audio 9 X 111\r\na=mid:0\r\na=sendrecv\r\na=msid:own a0\r\na=ssrc:1 msid:own a0\r\n\
+            m=video 9 X 96\r\na=mid:1\r\na=sendrecv\r\na=msid:own v0\r\na=ssrc:2 msid:own v0\r\na=ssrc:3 msid:own v0\r\n\
+            m=audio 9 X 111\r\na=mid:2\r\na=sendonly\r\na=msid:r1 a1\r\n\
+            m=video 9 X 96\r\na=mid:3\r\na=sendonly\r\na=msid:r2 v1\r\n\
+            m=audio 9 X 111\r\na=mid:4\r\na=recvonly\r\n";
+        let out = with_slot_streams(answer);
+        assert_eq!(
+            out,
+            "v=0\r\na=msid-semantic: WMS own\r\n\
+            m=audio 9 X 111\r\na=mid:0\r\na=sendrecv\r\na=msid:confer-slot-0 a0\r\na=ssrc:1 msid:confer-slot-0 a0\r\n\
+            m=video 9 X 96\r\na=mid:1\r\na=sendrecv\r\na=msid:confer-slot-0 v0\r\na=ssrc:2 msid:confer-slot-0 v0\r\na=ssrc:3 msid:confer-slot-0 v0\r\n\
+            m=audio 9 X 111\r\na=mid:2\r\na=sendonly\r\na=msid:confer-slot-1 a1\r\n\
+            m=video 9 X 96\r\na=mid:3\r\na=sendonly\r\na=msid:confer-slot-1 v1\r\n\
+            m=audio 9 X 111\r\na=mid:4\r\na=recvonly\r\n"
+        );
+    }
 
     #[test]
     fn video_sections_get_the_cap_after_their_connection_line() {

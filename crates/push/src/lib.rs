@@ -53,6 +53,9 @@ pub struct PushConfig {
     pub concurrency: usize,
     /// A delivery not sent within this long after its event is dropped.
     pub max_age: Duration,
+    /// The name this node claims deliveries under, unique among the nodes that share an
+    /// outbox and the same across its restarts (the server's `node_id`).
+    pub node: String,
     pub webhook: Option<WebhookConfig>,
     pub fcm: Option<FcmConfig>,
     pub apns: Option<ApnsConfig>,

@@ -1,8 +1,12 @@
 //! The push worker: one task that drains the core's outbox.
 //!
-//! Each round it has the core turn new outbox entries into deliveries, takes the
-//! deliveries that are due, and starts a request for each while its provider has fewer
-//! than `concurrency` in flight (the rest wait for a later round). An answer is recorded
+//! Each round it has the core turn new outbox entries into deliveries, then claims, for
+//! each provider with fewer than `concurrency` requests in flight, as many due deliveries
+//! of its token types as it has room for, and starts a request for each. A claim is a
+//! lease ([`CLAIM_LEASE`], longer than any request may take): several nodes may drain one
+//! outbox, and none takes a delivery another has claimed until the lease runs out (its
+//! node died) or an outcome ends it; at start a node takes back what it claimed before it
+//! restarted. An answer is recorded
 //! through the core: sent (removed), retried at a later time (the provider's
 //! `Retry-After`, else 5 s doubling to at most an hour, with jitter), dead token
 //! (removed with what was queued for it), refused for good or too old (removed). The
@@ -28,16 +32,25 @@ const ENTRY_BATCH: usize = 64;
 const FIRST_RETRY: Duration = Duration::from_secs(5);
 /// The longest wait between two attempts.
 const MAX_RETRY: Duration = Duration::from_secs(3600);
-/// The longest the worker sleeps without looking at the queue (a retry time is read, but
-/// another process could not have queued anything: this is a backstop).
+/// The longest the worker sleeps without looking at the queue: a retry time is read, but
+/// another node may have queued something, or its lease have run out.
 const IDLE: Duration = Duration::from_secs(5);
+/// How long a claimed delivery is this node's: twice the longest request (the providers'
+/// HTTP client times out after 30 s), so a slow answer is still recorded within it. A
+/// node that dies holding claims delays those deliveries by at most this.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// Deliveries of token types no provider takes, finished as failed per round.
+const UNROUTED_BATCH: usize = 16;
 
 /// The providers, and which one each token type goes to.
 pub struct Worker {
     core: Arc<Core>,
     providers: Vec<Arc<dyn Provider>>,
-    /// Token type → index in `providers`.
-    routes: HashMap<u8, usize>,
+    /// Each provider's token types, and the types no provider takes.
+    types: Vec<Vec<u8>>,
+    unrouted: Vec<u8>,
+    /// The name this node claims deliveries under.
+    node: String,
     concurrency: usize,
     max_age_us: i64,
 }
@@ -69,10 +82,20 @@ impl Worker {
         if providers.is_empty() {
             return Ok(None);
         }
+        let mut types = vec![Vec::new(); providers.len()];
+        for (t, p) in &routes {
+            types[*p].push(*t);
+        }
+        for list in &mut types {
+            list.sort_unstable();
+        }
+        let unrouted = (0..=u8::MAX).filter(|t| !routes.contains_key(t)).collect();
         Ok(Some(Worker {
             core,
             providers,
-            routes,
+            types,
+            unrouted,
+            node: config.node.clone(),
             concurrency: config.concurrency.max(1),
             max_age_us: i64::try_from(config.max_age.as_micros()).unwrap_or(i64::MAX),
         }))
@@ -81,6 +104,9 @@ impl Worker {
     /// Run until `shutdown`; what is queued stays queued for the next start.
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
+        if let Err(e) = this.core.release_push_claims(&this.node).await {
+            tracing::warn!(error = %e, "push: taking back this node's earlier claims");
+        }
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, usize)>();
         let mut in_flight: HashSet<u64> = HashSet::new();
         let mut per_provider = vec![0usize; this.providers.len()];
@@ -88,38 +114,67 @@ impl Worker {
             if let Err(e) = this.prepare().await {
                 tracing::warn!(error = %e, "push: reading the outbox");
             }
-            let busy_all = per_provider.iter().all(|n| *n >= this.concurrency);
-            if !busy_all {
-                let limit = in_flight.len() + this.concurrency * this.providers.len();
-                match this.core.due_pushes(now_us(), limit).await {
-                    Ok(due) => {
-                        for d in due {
-                            if in_flight.contains(&d.id) {
-                                continue;
-                            }
-                            let Some(&p) = this.routes.get(&d.token_type) else {
-                                this.finish(&d, "none", "failed").await;
-                                continue;
-                            };
-                            if per_provider[p] >= this.concurrency {
-                                continue;
-                            }
-                            if now_us().saturating_sub(d.created_at_us) > this.max_age_us {
-                                this.finish(&d, this.providers[p].name(), "expired").await;
-                                continue;
-                            }
-                            in_flight.insert(d.id);
-                            per_provider[p] += 1;
-                            let worker = this.clone();
-                            let done = done_tx.clone();
-                            tokio::spawn(async move {
-                                worker.attempt(p, d.clone()).await;
-                                let _ = done.send((d.id, p));
-                            });
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "push: reading due deliveries"),
+            let lease = i64::try_from(CLAIM_LEASE.as_micros()).unwrap_or(i64::MAX);
+            for (p, running) in per_provider.iter_mut().enumerate() {
+                let room = this.concurrency.saturating_sub(*running);
+                if room == 0 {
+                    continue;
                 }
+                let now = now_us();
+                let claimed = this
+                    .core
+                    .claim_pushes(
+                        &this.node,
+                        &this.types[p],
+                        now,
+                        now.saturating_add(lease),
+                        room,
+                    )
+                    .await;
+                let claimed = match claimed {
+                    Ok(claimed) => claimed,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "push: claiming due deliveries");
+                        break;
+                    }
+                };
+                for d in claimed {
+                    // Within the lease a delivery is not due again: this is a backstop.
+                    if in_flight.contains(&d.id) {
+                        continue;
+                    }
+                    if now_us().saturating_sub(d.created_at_us) > this.max_age_us {
+                        this.finish(&d, this.providers[p].name(), "expired").await;
+                        continue;
+                    }
+                    in_flight.insert(d.id);
+                    *running += 1;
+                    let worker = this.clone();
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        worker.attempt(p, d.clone()).await;
+                        let _ = done.send((d.id, p));
+                    });
+                }
+            }
+            let now = now_us();
+            match this
+                .core
+                .claim_pushes(
+                    &this.node,
+                    &this.unrouted,
+                    now,
+                    now.saturating_add(lease),
+                    UNROUTED_BATCH,
+                )
+                .await
+            {
+                Ok(unrouted) => {
+                    for d in unrouted {
+                        this.finish(&d, "none", "failed").await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "push: claiming due deliveries"),
             }
             let sleep = match this.core.next_push_at().await {
                 Ok(Some(at)) => {

@@ -198,6 +198,21 @@ config! {
     sync_ca_file: Option<PathBuf> = None;
     /// Largest attachment upload (bytes).
     max_upload_bytes: u64 = 100 * 1024 * 1024;
+    /// Keep attachments' files in this bucket of an S3-compatible object store instead
+    /// of `data_dir` alone (several nodes then serve the same files; each keeps the files
+    /// it wrote or served under `data_dir/files` as a cache). Unset: the local folder.
+    attachments_s3_bucket: Option<String> = None;
+    /// A key prefix for the files in the bucket (e.g. "confer/").
+    attachments_s3_prefix: Option<String> = None;
+    /// The object store's endpoint when it is not AWS (e.g. "http://127.0.0.1:9000" for
+    /// MinIO); plain http is allowed only when given here.
+    attachments_s3_endpoint: Option<String> = None;
+    /// The bucket's region ("us-east-1" when unset and not in AWS_REGION).
+    attachments_s3_region: Option<String> = None;
+    /// The access key; unset: AWS_ACCESS_KEY_ID and the other AWS_* variables.
+    attachments_s3_access_key: Option<String> = None;
+    /// The secret key, with `attachments_s3_access_key`.
+    attachments_s3_secret_key: Option<String> = None;
     /// The most hyper's read buffer per HTTP connection may grow to (bytes, at least
     /// 8192; hyper's own default): the most an upload is read at once (BENCHMARKS.md:
     /// 8 KiB ~150 MB/s, this ~500 MB/s on loopback). Upgraded connections do not keep it.

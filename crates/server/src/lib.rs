@@ -148,9 +148,16 @@ fn build_node_core(config: &Config, join: bool) -> anyhow::Result<Arc<Core>> {
             preview: config.push_preview,
         },
     };
-    Ok(Arc::new(Core::new(
-        storage, bus, registry, logs, metrics, settings,
-    )))
+    let core = Core::new(storage, bus, registry, logs, metrics, settings);
+    // Live calls and their ringing timers are shared through Redis when there is one.
+    let core = match config.redis_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => core.with_calls(Arc::new(
+            confer_bus_redis::calls::RedisCalls::connect(url)
+                .context("keeping calls in Redis (redis_url)")?,
+        )),
+        None => core,
+    };
+    Ok(Arc::new(core))
 }
 
 /// This node's name: `node_id`, else the host name and the `listen` port (a random
@@ -183,12 +190,6 @@ pub fn open_storage(
     if let Some(url) = config.database_url.as_deref().filter(|u| !u.is_empty()) {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             anyhow::bail!("database_url must start with postgres:// (got {url:?})");
-        }
-        if !push_config(config)?.token_types().is_empty() {
-            anyhow::bail!(
-                "push notifications run on the embedded SQLite storage for now: the push outbox \
-                 is not on PostgreSQL yet (leave the push_* providers unset with database_url)"
-            );
         }
         let store = PgStore::open(
             url,
@@ -237,6 +238,7 @@ pub fn push_config(config: &Config) -> anyhow::Result<confer_push::PushConfig> {
     Ok(confer_push::PushConfig {
         concurrency: config.push_concurrency.max(1),
         max_age: Duration::from_secs(config.push_max_age_secs),
+        node: node_id(config),
         webhook: config
             .push_webhook_url
             .clone()
@@ -269,6 +271,31 @@ pub fn open_blobs(config: &Config) -> anyhow::Result<confer_door_files::LocalBlo
     let root = config.data_dir.join("files");
     confer_door_files::LocalBlobs::open(&root)
         .with_context(|| format!("opening {}", root.display()))
+}
+
+/// The blob store attachments are kept in: `<data_dir>/files`, or the S3-compatible
+/// bucket `attachments_s3_bucket` with that folder as this node's copies.
+pub fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn confer_door_files::BlobStore>> {
+    let local = open_blobs(config)?;
+    let Some(bucket) = config
+        .attachments_s3_bucket
+        .as_deref()
+        .filter(|b| !b.is_empty())
+    else {
+        return Ok(Arc::new(local));
+    };
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let options = confer_door_files::S3Options {
+        bucket: bucket.to_string(),
+        prefix: text(&config.attachments_s3_prefix),
+        endpoint: text(&config.attachments_s3_endpoint),
+        region: text(&config.attachments_s3_region),
+        access_key: text(&config.attachments_s3_access_key),
+        secret_key: text(&config.attachments_s3_secret_key),
+    };
+    let blobs = confer_door_files::S3Blobs::open(&options, local)
+        .context("opening the attachments' object store (attachments_s3_*)")?;
+    Ok(Arc::new(blobs))
 }
 
 /// A running server.
@@ -411,7 +438,7 @@ pub async fn start_with_media(
         Ok(n) => tracing::info!(files = n, "removed half-written uploads from staging"),
         Err(e) => tracing::warn!(error = %e, "could not clear the staging folder"),
     }
-    let blobs: Arc<dyn confer_door_files::BlobStore> = Arc::new(blobs);
+    let blobs = open_blob_store(&config)?;
     let files = Arc::new(confer_door_files::FilesApi {
         core: core.clone(),
         blobs: blobs.clone(),
@@ -430,6 +457,8 @@ pub async fn start_with_media(
         );
         app = app.merge(confer_door_chathost::router(Arc::new(hub)));
     }
+    // Every node ends timed-out calls, those rung through another node included.
+    core.start_call_timers();
     if config.token_check_interval_ms > 0 {
         let every = Duration::from_millis(config.token_check_interval_ms);
         tracker.spawn(core.clone().watch_tokens(every, shutdown.clone()));

@@ -611,21 +611,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(&common, None)?;
             init_logging(&config);
             let quiet = !std::io::stderr().is_terminal();
-            let reports = confer_server::migrate::migrate(&config.data_dir, &to, quiet).await?;
-            for r in &reports {
+            let done = confer_server::migrate::migrate(&config.data_dir, &to, quiet).await?;
+            for r in &done.tables {
                 println!(
                     "{}: {} rows ({} copied by this run), SHA-256 {}",
                     r.table, r.rows, r.copied, r.checksum
                 );
             }
             println!("verified: every table holds the same rows in PostgreSQL");
+            for l in &done.left_behind {
+                println!("{}: {} rows not copied ({})", l.table, l.rows, l.why);
+            }
             Ok(())
         }
         Cmd::Attachments { common, action } => {
             let config = load(&common, None)?;
             init_logging(&config);
             let core = confer_server::build_core(&config)?;
-            let blobs = confer_server::open_blobs(&config)?;
+            let blobs = confer_server::open_blob_store(&config)?;
+            let blobs = &*blobs;
             match action {
                 AttachmentsCmd::CleanUp {
                     older_than_days,
@@ -633,7 +637,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } => {
                     let summary = confer_server::attachments::clean_up(
                         &core,
-                        &blobs,
+                        blobs,
                         older_than_days,
                         dry_run,
                         false,
@@ -665,7 +669,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     for id in ids {
                         use confer_server::attachments::Compressed;
                         match confer_server::attachments::compress(
-                            &core, &blobs, id, &settings, false,
+                            &core, blobs, id, &settings, false,
                         )
                         .await
                         {

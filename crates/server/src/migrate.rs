@@ -11,6 +11,8 @@
 //! its rows read in key order on both sides.
 //!
 //! The server must be stopped while it runs (nothing else may write either database).
+//! Queued pushes (`push_queue`) are copied; outbox entries not yet turned into them
+//! (`push_outbox`, a message's for the moment after its post) are not.
 //! Lives in the binary because it is the one crate that knows both backends.
 
 use std::fmt::Write as _;
@@ -57,6 +59,9 @@ const TABLES: &[Table] = &[
             ("password_hash", Text),
             ("created_at", Int),
             ("last_seen", Int),
+            ("online_status", Int),
+            ("message_status", Text),
+            ("admin", Bool),
         ],
         key: &["uin"],
     },
@@ -84,6 +89,7 @@ const TABLES: &[Table] = &[
             ("created_at", Int),
             ("updated_at", Int),
             ("destroyed", Bool),
+            ("rev", Int),
         ],
         key: &["group_id"],
     },
@@ -97,6 +103,9 @@ const TABLES: &[Table] = &[
             ("pinned_at", Int),
             ("cleared_seq", Int),
             ("seen_seq", Int),
+            ("received_seq", Int),
+            ("rev", Int),
+            ("hidden", Bool),
         ],
         key: &["group_id", "uin"],
     },
@@ -104,6 +113,11 @@ const TABLES: &[Table] = &[
         name: "blocks",
         columns: &[("group_id", Int), ("uin", Int)],
         key: &["group_id", "uin"],
+    },
+    Table {
+        name: "departures",
+        columns: &[("uin", Int), ("group_id", Int), ("rev", Int)],
+        key: &["uin", "group_id"],
     },
     Table {
         name: "messages",
@@ -124,6 +138,7 @@ const TABLES: &[Table] = &[
             ("updated_at", Int),
             ("deleted", Bool),
             ("files", Text),
+            ("rev", Int),
         ],
         key: &["message_id"],
     },
@@ -169,6 +184,110 @@ const TABLES: &[Table] = &[
         columns: &[("item_id", Int), ("message_id", Int), ("group_id", Int)],
         key: &["item_id", "message_id"],
     },
+    // Pushes queued for devices and not yet sent (claims are void: the server is stopped).
+    Table {
+        name: "push_queue",
+        columns: &[
+            ("id", Int),
+            ("kind", Int),
+            ("uin", Int),
+            ("token_type", Int),
+            ("token", Text),
+            ("group_id", Int),
+            ("message_id", Int),
+            ("call_id", Int),
+            ("title", Text),
+            ("body", Text),
+            ("badge", Int),
+            ("created_at", Int),
+            ("attempts", Int),
+            ("next_at", Int),
+            ("claimed_by", Text),
+        ],
+        key: &["id"],
+    },
+    Table {
+        name: "hub_boxes",
+        columns: &[
+            ("boxid", Text),
+            ("created_at", Int),
+            ("last_sync", Int),
+            ("batch_since", Int),
+            ("roster", Text),
+            ("roster_at", Int),
+            ("roster_key", Text),
+            ("siteip", Text),
+        ],
+        key: &["boxid"],
+    },
+    Table {
+        name: "hub_keys",
+        columns: &[("boxid", Text), ("token_hash", Bytes), ("created_at", Int)],
+        key: &["boxid", "token_hash"],
+    },
+    Table {
+        name: "hub_teachers",
+        columns: &[("username", Text), ("email", Text)],
+        key: &["username"],
+    },
+    Table {
+        name: "hub_links",
+        columns: &[("kind", Text), ("key", Text), ("id", Int)],
+        key: &["kind", "key"],
+    },
+    Table {
+        name: "hub_groups",
+        columns: &[("boxid", Text), ("group_id", Int), ("handed_seq", Int)],
+        key: &["boxid", "group_id"],
+    },
+    Table {
+        name: "hub_batch",
+        columns: &[
+            ("boxid", Text),
+            ("message_id", Int),
+            ("recipient", Text),
+            ("handed_as", Int),
+        ],
+        key: &["boxid", "message_id", "recipient"],
+    },
+    Table {
+        name: "hub_logs",
+        columns: &[
+            ("id", Int),
+            ("boxid", Text),
+            ("kind", Text),
+            ("item", Text),
+            ("at", Int),
+        ],
+        key: &["id"],
+    },
+    Table {
+        name: "hub_settings",
+        columns: &[
+            ("id", Int),
+            ("boxid", Text),
+            ("key", Text),
+            ("value", Text),
+            ("at", Int),
+        ],
+        key: &["id"],
+    },
+];
+
+/// SQLite tables `migrate` leaves behind, and why. Their rows are counted and named in
+/// the report (`NotCopied`), never silently lost.
+pub const NOT_COPIED: &[(&str, &str)] = &[(
+    "push_outbox",
+    "messages' pushes not yet turned into deliveries (an entry lasts moments after its post)",
+)];
+
+/// The numbered changes (store-postgres `changes.rs`): the change clock goes past each.
+const CHANGE_NUMBERS: &[(&str, &str)] = &[
+    ("messages", "message_id"),
+    ("messages", "rev"),
+    ("conversations", "rev"),
+    ("occupants", "rev"),
+    ("departures", "rev"),
 ];
 
 /// The tables whose rows hold an id a sequence hands out (table, column).
@@ -177,6 +296,9 @@ const SEQUENCES: &[(&str, &str)] = &[
     ("messages", "message_id"),
     ("calls", "call_id"),
     ("attachments", "item_id"),
+    ("push_queue", "id"),
+    ("hub_logs", "id"),
+    ("hub_settings", "id"),
 ];
 
 /// One value of a row, the same from either database.
@@ -233,9 +355,25 @@ pub struct TableReport {
     pub checksum: String,
 }
 
+/// A SQLite table left behind ([`NOT_COPIED`]) that had rows.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LeftBehind {
+    pub table: &'static str,
+    pub rows: u64,
+    pub why: &'static str,
+}
+
+/// What a run did: every copied table, verified, and what it left behind.
+#[derive(Debug)]
+pub struct Migrated {
+    pub tables: Vec<TableReport>,
+    pub left_behind: Vec<LeftBehind>,
+}
+
 /// Copy `data_dir`'s SQLite database into the PostgreSQL database of `url` and verify
-/// it; one report per table. `quiet` hides the progress bars.
-pub async fn migrate(data_dir: &Path, url: &str, quiet: bool) -> anyhow::Result<Vec<TableReport>> {
+/// it. `quiet` (stderr is not a terminal) turns the progress bars into a line on stderr
+/// per table copied.
+pub async fn migrate(data_dir: &Path, url: &str, quiet: bool) -> anyhow::Result<Migrated> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         bail!("--to must be a postgres:// URL (got {url:?})");
     }
@@ -291,14 +429,20 @@ pub async fn migrate(data_dir: &Path, url: &str, quiet: bool) -> anyhow::Result<
             .await
             .with_context(|| format!("moving the id sequence of {table} past its rows"))?;
     }
-    // New messages take their ids from the change clock (store-postgres `changes.rs`).
+    // Every numbered change (a new message's id is its number) is below the change clock
+    // (store-postgres `changes.rs`), so the next change is numbered after them all.
+    let highest = CHANGE_NUMBERS
+        .iter()
+        .map(|(table, column)| format!("(SELECT COALESCE(MAX({column}), 0) FROM {table})"))
+        .collect::<Vec<_>>()
+        .join(", ");
     target
-        .batch_execute(
-            "UPDATE change_clock SET n = GREATEST(n, (SELECT COALESCE(MAX(message_id), 0) FROM messages))",
-        )
+        .batch_execute(&format!(
+            "UPDATE change_clock SET n = GREATEST(n, {highest})"
+        ))
         .await
-        .context("moving the change clock past the copied messages")?;
-    let mut out = Vec::new();
+        .context("moving the change clock past the copied change numbers")?;
+    let mut tables = Vec::new();
     for (table, copied) in reports {
         let (source_rows, source_sum) = sqlite_checksum(&source, table)?;
         let (target_rows, target_sum) = pg_checksum(&target, table).await?;
@@ -314,16 +458,32 @@ pub async fn migrate(data_dir: &Path, url: &str, quiet: bool) -> anyhow::Result<
                 table.name
             );
         }
-        out.push(TableReport {
+        tables.push(TableReport {
             table: table.name,
             copied,
             rows: source_rows,
             checksum: source_sum,
         });
     }
+    let mut left_behind = Vec::new();
+    for (table, why) in NOT_COPIED {
+        let rows: i64 = source
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .with_context(|| format!("counting {table}"))?;
+        if rows > 0 {
+            left_behind.push(LeftBehind {
+                table,
+                rows: u64::try_from(rows).unwrap_or(0),
+                why,
+            });
+        }
+    }
     drop(target);
     let _ = driver.await;
-    Ok(out)
+    Ok(Migrated {
+        tables,
+        left_behind,
+    })
 }
 
 fn column_list(table: &Table) -> String {
@@ -467,6 +627,12 @@ async fn copy_table(
         }
     }
     bar.finish_and_clear();
+    if quiet {
+        eprintln!(
+            "copied {}: {copied} rows by this run, {total} in all",
+            table.name
+        );
+    }
     Ok(copied)
 }
 
@@ -545,4 +711,52 @@ async fn pg_checksum(
         count += 1;
     }
     Ok((count, finish(hash)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    /// A column the SQLite store gains must be copied too (or its table named in
+    /// `NOT_COPIED`): this fails until `TABLES` lists it.
+    #[test]
+    fn every_sqlite_table_and_column_is_copied_or_named() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(
+            confer_store_sqlite::SqliteStore::open(
+                dir.path(),
+                std::sync::Arc::new(confer_core::metrics::Metrics::default()),
+            )
+            .unwrap(),
+        );
+        let con =
+            rusqlite::Connection::open(dir.path().join(confer_store_sqlite::DB_FILE)).unwrap();
+        let mut stmt = con
+            .prepare(
+                "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
+            )
+            .unwrap();
+        let mut sqlite: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for row in stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+        {
+            let (table, column) = row.unwrap();
+            sqlite.entry(table).or_default().insert(column);
+        }
+        for (table, _) in NOT_COPIED {
+            assert!(sqlite.remove(*table).is_some(), "{table} is not in SQLite");
+        }
+        let copied: BTreeMap<String, BTreeSet<String>> = TABLES
+            .iter()
+            .map(|t| {
+                let columns = t.columns.iter().map(|(c, _)| c.to_string()).collect();
+                (t.name.to_string(), columns)
+            })
+            .collect();
+        assert_eq!(copied, sqlite, "TABLES against SQLite's schema");
+    }
 }

@@ -627,7 +627,7 @@ pub async fn run_with(config: &Config, options: &Options, hooks: Hooks) -> anyho
         return Err(anyhow!("{boxid:?} is not a box id"));
     }
     let core = crate::build_core(config)?;
-    let blobs: Arc<dyn BlobStore> = Arc::new(crate::open_blobs(config)?);
+    let blobs: Arc<dyn BlobStore> = crate::open_blob_store(config)?;
     let previous = std::fs::read_to_string(report_path(config)).ok();
     let mut report = Report {
         hub: hub_url.clone(),

@@ -20,7 +20,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use confer_core::model::{Appended, Message, MessageFile, MessagePage, MessageQuery, NewMessage};
+use confer_core::model::{
+    Appended, Message, MessageFile, MessagePage, MessageQuery, NewMessage, PushEntry, PushKind,
+};
 use confer_core::store::{MessageStore, StoreError, StoreResult};
 use confer_core::{GroupId, Json, SessionId, Uin};
 use tokio_postgres::{GenericClient, Row, Transaction};
@@ -181,6 +183,22 @@ impl MessageStore for PgStore {
         .await
         .map_err(backend)?;
         let message_id = from_sql_id(id);
+        if !new.push_to.is_empty() {
+            // The push outbox entry commits with the message or not at all.
+            crate::push::insert_entry(
+                &tx,
+                &PushEntry {
+                    id: 0,
+                    kind: PushKind::Message,
+                    group_id: new.group_id,
+                    ref_id: message_id,
+                    sender: new.sender,
+                    recipients: new.push_to.clone(),
+                    created_at_us: new.created_at_us,
+                },
+            )
+            .await?;
+        }
         clock.save(&tx).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Appended {

@@ -210,7 +210,41 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE change_clock (n BIGINT NOT NULL);
     INSERT INTO change_clock (n) SELECT COALESCE(MAX(message_id), 0) FROM messages;",
-    // 5 (SQLite's 14): a hub→edge item handed out is kept, with the `since` it was handed
+    // 5 (SQLite's 13 and 14): the push outbox (`push.rs`): entries written with their
+    // message (in its transaction) or call, and the per-device deliveries they become,
+    // each claimed by one node at a time (`claimed_by`; the claim moves `next_at` to the
+    // lease's end). Ids come from sequences, so none is reused.
+    "CREATE TABLE push_outbox (
+        id BIGSERIAL PRIMARY KEY,
+        kind BIGINT NOT NULL,
+        group_id BIGINT NOT NULL,
+        ref_id BIGINT NOT NULL,
+        sender BIGINT NOT NULL,
+        recipients BIGINT[] NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE push_queue (
+        id BIGSERIAL PRIMARY KEY,
+        kind BIGINT NOT NULL,
+        uin BIGINT NOT NULL,
+        token_type BIGINT NOT NULL,
+        token TEXT NOT NULL,
+        group_id BIGINT NOT NULL,
+        message_id BIGINT,
+        call_id BIGINT,
+        title TEXT NOT NULL,
+        body TEXT,
+        badge BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        next_at BIGINT NOT NULL,
+        claimed_by TEXT
+    );
+    CREATE INDEX push_queue_due ON push_queue(next_at);
+    CREATE INDEX push_queue_by_token ON push_queue(token);
+    CREATE INDEX push_queue_by_call ON push_queue(call_id) WHERE call_id IS NOT NULL;
+    CREATE INDEX push_queue_by_claim ON push_queue(claimed_by) WHERE claimed_by IS NOT NULL;",
+    // 6 (SQLite's 15): a hub→edge item handed out is kept, with the `since` it was handed
     // as, until the edge says it stored that batch (`hub_confirm_batch`).
     "ALTER TABLE hub_batch ADD COLUMN handed_as BIGINT;",
 ];

@@ -180,3 +180,74 @@ fn catch_up(
     }
     next
 }
+
+/// Two nodes drain one outbox at once: both expand the same entries (each is turned into
+/// deliveries once), then claim in small batches until nothing is due: every delivery is
+/// claimed by exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_draining_one_outbox_claim_each_delivery_once() {
+    use confer_core::model::PushKind;
+    use confer_core::store::PushStore;
+    let Some(backend) = PgBackend::fresh() else {
+        return;
+    };
+    let (a, b) = (Arc::new(backend.open()), Arc::new(backend.open()));
+    let group = conference(&*a, "outbox").await;
+    for i in 0..20 {
+        a.append_message(NewMessage {
+            push_to: vec![confer_core::Uin(2)],
+            ..message(group, None, &format!("m{i}"))
+        })
+        .await
+        .unwrap();
+    }
+    let entries = a.push_entries(100).await.unwrap();
+    assert_eq!(entries.len(), 20);
+    let mut tasks = Vec::new();
+    for node in [a.clone(), b.clone()] {
+        let entries = entries.clone();
+        tasks.push(tokio::spawn(async move {
+            for entry in entries {
+                // Five devices each.
+                let deliveries = (0..5)
+                    .map(|t| {
+                        confer_store_tests::delivery(
+                            PushKind::Message,
+                            group,
+                            entry.ref_id,
+                            &format!("tok{t}"),
+                        )
+                    })
+                    .collect();
+                node.expand_push(entry.id, deliveries, None).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for (name, node) in [("a", a.clone()), ("b", b.clone())] {
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claimed = node
+                    .claim_pushes(name, &[1], 100, 1_000_000, 7)
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|d| (d.message_id, d.token)));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let distinct: BTreeSet<_> = all.iter().cloned().collect();
+    assert_eq!(all.len(), 100, "20 entries × 5 devices, each claimed once");
+    assert_eq!(distinct.len(), 100);
+    assert!(a.push_entries(100).await.unwrap().is_empty());
+}

@@ -107,6 +107,7 @@ impl SqliteStore {
             .map_err(backend)?;
         let clock = Arc::new(changes::Clock::load(&conn).map_err(backend)?);
         let token_holders = push::TokenHolders::load(&conn).map_err(backend)?;
+        push::release_claims(&conn, confer_core::model::now_us()).map_err(backend)?;
         let writer = Writer::start(conn, metrics, options.linger)?;
         Ok(SqliteStore {
             path,

@@ -270,7 +270,39 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX push_queue_due ON push_queue(next_at);
     CREATE INDEX push_queue_by_token ON push_queue(token);
     CREATE INDEX push_queue_by_call ON push_queue(call_id) WHERE call_id IS NOT NULL;",
-    // 14: a hub→edge item handed out is kept, with the `since` it was handed as, until
+    // 14: delivery ids are never reused (AUTOINCREMENT): a delivery removed while its
+    // request was in flight (a call's, by its cancellation) gave its id to the next one,
+    // which that request's outcome then finished unsent. And the node that claimed a
+    // delivery (`claimed_by`; a claim moves `next_at` to the lease's end), as on
+    // PostgreSQL: a restarted node takes back what it had claimed before it died.
+    "CREATE TABLE push_queue_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind INTEGER NOT NULL,
+        uin INTEGER NOT NULL,
+        token_type INTEGER NOT NULL,
+        token TEXT NOT NULL,
+        group_id INTEGER NOT NULL,
+        message_id INTEGER,
+        call_id INTEGER,
+        title TEXT NOT NULL,
+        body TEXT,
+        badge INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL,
+        claimed_by TEXT
+    );
+    INSERT INTO push_queue_new (id, kind, uin, token_type, token, group_id, message_id,
+        call_id, title, body, badge, created_at, attempts, next_at)
+        SELECT id, kind, uin, token_type, token, group_id, message_id, call_id, title, body,
+            badge, created_at, attempts, next_at FROM push_queue;
+    DROP TABLE push_queue;
+    ALTER TABLE push_queue_new RENAME TO push_queue;
+    CREATE INDEX push_queue_due ON push_queue(next_at);
+    CREATE INDEX push_queue_by_token ON push_queue(token);
+    CREATE INDEX push_queue_by_call ON push_queue(call_id) WHERE call_id IS NOT NULL;
+    CREATE INDEX push_queue_by_claim ON push_queue(claimed_by) WHERE claimed_by IS NOT NULL;",
+    // 15: a hub→edge item handed out is kept, with the `since` it was handed as, until
     // the edge says it stored that batch (`hub_confirm_batch`).
     "ALTER TABLE hub_batch ADD COLUMN handed_as INTEGER;",
 ];

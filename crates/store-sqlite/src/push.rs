@@ -5,7 +5,11 @@
 //! all. The core turns each into rows of `push_queue`, one per device, deleting the entry
 //! in the same write; a queued row stays until the worker reports it finished, and carries
 //! its attempts and when the next is due. A crash at any point leaves either the entry or
-//! its rows.
+//! its rows. Row ids are never reused (AUTOINCREMENT): an outcome recorded for a row that
+//! was removed meanwhile (a call's, by its cancellation) must not finish another. A
+//! claim (`claimed_by`, and `next_at` moved to the lease's end) is what PostgreSQL needs
+//! for several nodes; here, with one process per database, it is plain bookkeeping with
+//! the same meaning, and every claim is void when the database is opened again.
 //!
 //! [`TokenHolders`] answers "who may hold a device token" from memory on every post: the
 //! users with a token at open, plus every user given one since. Removing a token does not
@@ -58,6 +62,19 @@ fn decode_uins(text: &str) -> Vec<Uin> {
         .filter_map(|p| p.parse().ok())
         .map(Uin)
         .collect()
+}
+
+/// At open: the claims of the process that had the database before (it ended, or died
+/// with its requests) are void, and their deliveries due now. One process opens a SQLite
+/// database at a time (its caches assume so), so whatever node name it claimed under.
+pub(crate) fn release_claims(conn: &Connection, now_us: i64) -> rusqlite::Result<()> {
+    exec(
+        conn,
+        "UPDATE push_queue SET next_at = MIN(next_at, ?1), claimed_by = NULL
+         WHERE claimed_by IS NOT NULL",
+        [now_us],
+    )?;
+    Ok(())
 }
 
 /// Insert an outbox entry on the writer's connection (also used by the message append).
@@ -148,6 +165,12 @@ impl PushStore for SqliteStore {
     ) -> StoreResult<()> {
         let entry_id = to_sql_id(entry_id)?;
         self.write(move |conn| {
+            // Whoever removes the entry inserts its deliveries, once.
+            if exec(conn, "DELETE FROM push_outbox WHERE id = ?1", [entry_id]).map_err(backend)?
+                == 0
+            {
+                return Ok(());
+            }
             if let Some(call) = cancel_call {
                 exec(
                     conn,
@@ -178,21 +201,76 @@ impl PushStore for SqliteStore {
                 )
                 .map_err(backend)?;
             }
-            exec(conn, "DELETE FROM push_outbox WHERE id = ?1", [entry_id]).map_err(backend)?;
             Ok(())
         })
         .await
     }
 
-    async fn due_pushes(&self, now_us: i64, limit: usize) -> StoreResult<Vec<PushDelivery>> {
+    async fn claim_pushes(
+        &self,
+        node: &str,
+        token_types: &[u8],
+        now_us: i64,
+        lease_until_us: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PushDelivery>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {QUEUE_COLUMNS} FROM push_queue WHERE next_at <= ?1
-                 ORDER BY next_at, id LIMIT ?2"
-            ))?;
-            let rows = stmt.query_map(params![now_us, limit], delivery_row)?;
-            rows.collect()
+        let node = node.to_string();
+        // Token types are small numbers; as a list of literals, one statement serves any.
+        let types = token_types
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Most rounds find nothing due: a read says so without taking the writer.
+        let select = format!(
+            "SELECT {QUEUE_COLUMNS} FROM push_queue
+             WHERE next_at <= ?1 AND token_type IN ({types})
+             ORDER BY next_at, id LIMIT ?2"
+        );
+        let probe = select.clone();
+        let any = self
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&probe)?;
+                stmt.exists(params![now_us, 1])
+            })
+            .await?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(&select).map_err(backend)?;
+            let due = stmt
+                .query_map(params![now_us, limit], delivery_row)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(backend)?;
+            for d in &due {
+                exec(
+                    conn,
+                    "UPDATE push_queue SET next_at = ?2, claimed_by = ?3 WHERE id = ?1",
+                    params![d.id as i64, lease_until_us, node],
+                )
+                .map_err(backend)?;
+            }
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn release_push_claims(&self, node: &str, now_us: i64) -> StoreResult<()> {
+        let node = node.to_string();
+        self.write(move |conn| {
+            exec(
+                conn,
+                "UPDATE push_queue SET next_at = MIN(next_at, ?2), claimed_by = NULL
+                 WHERE claimed_by = ?1",
+                params![node, now_us],
+            )
+            .map_err(backend)?;
+            Ok(())
         })
         .await
     }
@@ -222,7 +300,7 @@ impl PushStore for SqliteStore {
         self.write(move |conn| {
             exec(
                 conn,
-                "UPDATE push_queue SET attempts = ?2, next_at = ?3 WHERE id = ?1",
+                "UPDATE push_queue SET attempts = ?2, next_at = ?3, claimed_by = NULL WHERE id = ?1",
                 params![id, attempts, next_at_us],
             )
             .map_err(backend)?;

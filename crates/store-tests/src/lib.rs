@@ -61,7 +61,10 @@ macro_rules! storage_suite {
             hub_attachments_change_owner_and_accounts_become_admins,
             changes_are_listed_once_in_order_and_numbers_rise_across_a_reopen,
             groups_changed_since_a_number_lists_changed_groups_and_those_left,
-            a_profile_is_replaced_and_cleared
+            a_profile_is_replaced_and_cleared,
+            a_message_and_its_push_entry_commit_together_and_deliveries_outlive_a_reopen,
+            an_outcome_recorded_after_its_delivery_was_replaced_leaves_the_new_one,
+            a_claimed_delivery_is_no_one_elses_until_its_lease_runs_out
         );
     };
     (@each $backend:expr; $($name:ident),*) => {
@@ -1328,4 +1331,249 @@ pub async fn a_profile_is_replaced_and_cleared<B: Backend>(backend: B) {
             .await,
         Err(StoreError::NotFound)
     ));
+}
+
+/// One delivery of `kind` to token `tok` of user 2 in `group` (what the core makes of an
+/// entry), about message or call `ref_id`.
+pub fn delivery(
+    kind: confer_core::model::PushKind,
+    group: GroupId,
+    ref_id: u64,
+    token: &str,
+) -> confer_core::model::PushDelivery {
+    use confer_core::model::{PushDelivery, PushKind};
+    let message = kind == PushKind::Message;
+    PushDelivery {
+        id: 0,
+        kind,
+        uin: Uin(2),
+        token_type: 1,
+        token: token.into(),
+        group_id: group,
+        message_id: message.then_some(ref_id),
+        call_id: (!message).then_some(ref_id),
+        title: "t".into(),
+        body: message.then(|| "hi".to_string()),
+        badge: 1,
+        created_at_us: 10,
+        attempts: 0,
+        next_at_us: 0,
+    }
+}
+
+/// A call's outbox entry from user 1 to user 2 in `group`.
+pub fn call_entry(
+    kind: confer_core::model::PushKind,
+    group: GroupId,
+    call_id: u64,
+) -> confer_core::model::PushEntry {
+    confer_core::model::PushEntry {
+        id: 0,
+        kind,
+        group_id: group,
+        ref_id: call_id,
+        sender: Uin(1),
+        recipients: vec![Uin(2)],
+        created_at_us: 10,
+    }
+}
+
+/// A message's push entry commits with it and survives a reopen (as after kill -9); it is
+/// turned into its deliveries once, even when two nodes both read it; a retry is due at
+/// its time and keeps its attempts across a reopen; a dead token takes its deliveries.
+pub async fn a_message_and_its_push_entry_commit_together_and_deliveries_outlive_a_reopen<
+    B: Backend,
+>(
+    backend: B,
+) {
+    use confer_core::model::{DeviceToken, PushKind};
+    use confer_core::store::{DeviceTokenStore, PushStore};
+    let group = {
+        let store = backend.open();
+        let group = conference(&store, "pushes").await;
+        store
+            .register_token(DeviceToken {
+                uin: Uin(2),
+                kind: 1,
+                token: "tok".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.token_holders(vec![Uin(2), Uin(3)]).await.unwrap(),
+            vec![Uin(2)]
+        );
+        store
+            .append_message(NewMessage {
+                push_to: vec![Uin(2)],
+                ..message(group, None, "hi")
+            })
+            .await
+            .unwrap();
+        // A message without pushes queues nothing.
+        store
+            .append_message(message(group, None, "quiet"))
+            .await
+            .unwrap();
+        group
+    };
+    let store = backend.open();
+    assert_eq!(
+        store.token_holders(vec![Uin(2)]).await.unwrap(),
+        vec![Uin(2)]
+    );
+    let entries = store.push_entries(10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    assert_eq!(
+        (entry.kind, entry.group_id, entry.recipients.clone()),
+        (PushKind::Message, group, vec![Uin(2)])
+    );
+    let d = delivery(PushKind::Message, group, entry.ref_id, "tok");
+    store
+        .expand_push(entry.id, vec![d.clone()], None)
+        .await
+        .unwrap();
+    // Another node that read the same entry expands nothing more.
+    store.expand_push(entry.id, vec![d], None).await.unwrap();
+    assert!(store.push_entries(10).await.unwrap().is_empty());
+    let due = store
+        .claim_pushes("a", &[1, 2, 3, 4], 10, 70, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "one delivery for the one entry");
+    assert_eq!(due[0].body.as_deref(), Some("hi"));
+    assert_eq!(due[0].message_id, Some(entry.ref_id));
+    store.push_retry(due[0].id, 1, 1_000).await.unwrap();
+    assert!(store
+        .claim_pushes("a", &[1], 999, 2_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.next_push_at().await.unwrap(), Some(1_000));
+    drop(store);
+    let store = backend.open();
+    // Only the token types asked for.
+    assert!(store
+        .claim_pushes("a", &[2, 3], 1_000, 2_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let due = store
+        .claim_pushes("a", &[1], 1_000, 2_000, 10)
+        .await
+        .unwrap();
+    assert_eq!((due.len(), due[0].attempts), (1, 1));
+    store.remove_dead_token("tok").await.unwrap();
+    store.release_push_claims("a", 1_000).await.unwrap();
+    assert!(store
+        .claim_pushes("a", &[1], i64::MAX, i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.device_tokens(Uin(2)).await.unwrap().is_empty());
+    assert_eq!(store.next_push_at().await.unwrap(), None);
+}
+
+/// The call's push is in flight when the call ends: its cancellation replaces it, and
+/// the call push's outcome, recorded after, finishes the call push and not the
+/// cancellation (delivery ids are never reused; they were, and the cancellation was
+/// never sent).
+pub async fn an_outcome_recorded_after_its_delivery_was_replaced_leaves_the_new_one<B: Backend>(
+    backend: B,
+) {
+    use confer_core::model::PushKind;
+    use confer_core::store::PushStore;
+    let store = backend.open();
+    let group = conference(&store, "calls").await;
+    store
+        .enqueue_push(call_entry(PushKind::Call, group, 7))
+        .await
+        .unwrap();
+    let entries = store.push_entries(10).await.unwrap();
+    let ring = delivery(PushKind::Call, group, 7, "tok");
+    store
+        .expand_push(entries[0].id, vec![ring], None)
+        .await
+        .unwrap();
+    // The call push is claimed and its request under way...
+    let ringing = store.claim_pushes("a", &[1], 10, 70, 10).await.unwrap();
+    assert_eq!(ringing.len(), 1);
+    // ... when the call ends: the cancellation replaces it ...
+    store
+        .enqueue_push(call_entry(PushKind::CallCancelled, group, 7))
+        .await
+        .unwrap();
+    let entries = store.push_entries(10).await.unwrap();
+    let cancel = delivery(PushKind::CallCancelled, group, 7, "tok");
+    store
+        .expand_push(entries[0].id, vec![cancel], Some(7))
+        .await
+        .unwrap();
+    // ... and then the call push's answer is recorded (delivered, or to be retried).
+    store.push_done(ringing[0].id).await.unwrap();
+    store.push_retry(ringing[0].id, 1, 10).await.unwrap();
+    let due = store.claim_pushes("a", &[1], 20, 80, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "the cancellation is still queued");
+    assert_eq!(
+        (due[0].kind, due[0].call_id, due[0].attempts),
+        (PushKind::CallCancelled, Some(7), 0)
+    );
+}
+
+/// A claimed delivery is no other node's until its lease runs out (its node died), and
+/// then it is; a node that restarts takes back at once what it had claimed; an outcome
+/// recorded ends the claim.
+pub async fn a_claimed_delivery_is_no_one_elses_until_its_lease_runs_out<B: Backend>(backend: B) {
+    use confer_core::model::PushKind;
+    use confer_core::store::{MessageStore, PushStore};
+    let store = backend.open();
+    let group = conference(&store, "leases").await;
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let m = store
+            .append_message(NewMessage {
+                push_to: vec![Uin(2)],
+                ..message(group, None, &format!("m{i}"))
+            })
+            .await
+            .unwrap();
+        ids.push(m.message.message_id);
+    }
+    for entry in store.push_entries(10).await.unwrap() {
+        let d = delivery(PushKind::Message, group, entry.ref_id, "tok");
+        store.expand_push(entry.id, vec![d], None).await.unwrap();
+    }
+    let a = store.claim_pushes("a", &[1], 100, 160, 1).await.unwrap();
+    assert_eq!(a.len(), 1, "a limit of one claims one");
+    let b = store.claim_pushes("b", &[1], 100, 160, 10).await.unwrap();
+    assert_eq!(b.len(), 1, "b gets the other one");
+    assert_ne!(a[0].id, b[0].id);
+    assert!(store
+        .claim_pushes("b", &[1], 159, 219, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.next_push_at().await.unwrap(), Some(160));
+    // a died: at the lease's end b takes a's delivery.
+    let taken = store.claim_pushes("b", &[1], 160, 220, 10).await.unwrap();
+    assert_eq!(taken.len(), 2, "both leases ran out");
+    // b restarts: both are due again at once, and a's old claim is gone with b's.
+    store.release_push_claims("a", 170).await.unwrap();
+    assert!(store
+        .claim_pushes("c", &[1], 170, 230, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store.release_push_claims("b", 170).await.unwrap();
+    let again = store.claim_pushes("c", &[1], 170, 230, 10).await.unwrap();
+    assert_eq!(again.len(), 2);
+    // A retry ends the claim: due at its own time, not the lease's.
+    store.push_retry(again[0].id, 1, 180).await.unwrap();
+    store.push_done(again[1].id).await.unwrap();
+    let retried = store.claim_pushes("d", &[1], 180, 240, 10).await.unwrap();
+    assert_eq!((retried.len(), retried[0].attempts), (1, 1));
+    let mut messages: Vec<u64> = [&a[0], &b[0]].iter().filter_map(|d| d.message_id).collect();
+    messages.sort_unstable();
+    assert_eq!(messages, ids);
 }

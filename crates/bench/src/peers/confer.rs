@@ -115,5 +115,6 @@ pub(crate) async fn start_confer(bin: &Path, fixture: Fixture) -> anyhow::Result
         port,
         _dir: Some(fixture.dir),
         respawn: Some((bin.to_path_buf(), data)),
+        accounts: None,
     })
 }

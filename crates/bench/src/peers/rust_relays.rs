@@ -23,6 +23,7 @@ pub(crate) async fn peer_listening(
                 port,
                 _dir: None,
                 respawn: None,
+                accounts: None,
             });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,59 +1,70 @@
-//! `idle`: hold N authenticated connections; server RSS per connection.
+//! `idle`: hold N authenticated connections; server RSS per connection. confer through
+//! either door, or a peer that stores (ejabberd, Synapse) through its own protocol.
 
 use std::time::Duration;
 
 use crate::clients::{chat_connect, ext_connect, source};
-use crate::peers::confer::{confer_bin, prepare, start_confer};
+use crate::peers::confer::prepare;
+use crate::peers::{connect_idle, run_name, start_target};
 use crate::report::Row;
-use crate::{Cli, Door};
+use crate::{Cli, Door, Target};
 
-pub(crate) async fn idle(cli: &Cli, n: usize, door: Door, hold: u64) -> anyhow::Result<Vec<Row>> {
+pub(crate) async fn idle(
+    cli: &Cli,
+    n: usize,
+    door: Door,
+    hold: u64,
+    target: Target,
+) -> anyhow::Result<Vec<Row>> {
     let fixture = prepare(n, 0).await?;
     let users = fixture.users.clone();
-    let server = start_confer(&confer_bin(cli), fixture).await?;
+    let server = start_target(cli, target, fixture).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let base = server.rss_kb();
     let ws = server.ws();
     let mut held_chat = Vec::new();
     let mut held_ext = Vec::new();
+    let mut held_peer = Vec::new();
     for (batch_no, batch) in users.chunks(250).enumerate() {
-        let tasks = batch.iter().enumerate().map(|(i, (who, token))| {
-            let ws = ws.clone();
+        let tasks = batch.iter().enumerate().map(|(i, user)| {
+            let (ws, server) = (ws.clone(), &server);
             let bind = source(batch_no * 250 + i, cli.sources);
+            let (who, token) = user;
             async move {
-                match door {
-                    Door::Chat => chat_connect(&ws, Some(token), bind)
+                match (target, door) {
+                    (Target::Confer, Door::Chat) => chat_connect(&ws, Some(token), bind)
                         .await
-                        .map(|c| (Some(c), None)),
-                    Door::Ext => ext_connect(&ws, &who.login, token)
+                        .map(|c| (Some(c), None, None)),
+                    (Target::Confer, Door::Ext) => ext_connect(&ws, &who.login, token)
                         .await
-                        .map(|h| (None, Some(h))),
+                        .map(|h| (None, Some(h), None)),
+                    (peer, _) => connect_idle(peer, server, user, bind)
+                        .await
+                        .map(|c| (None, None, Some(c))),
                 }
             }
         });
         for r in futures_util::future::join_all(tasks).await {
-            let (c, h) = r?;
+            let (c, h, p) = r?;
             held_chat.extend(c);
             held_ext.extend(h);
+            held_peer.extend(p);
         }
     }
     tokio::time::sleep(Duration::from_secs(hold)).await;
     let loaded = server.rss_kb();
     let per_conn = (loaded.saturating_sub(base)) as f64 * 1024.0 / n as f64;
-    let target = format!(
-        "confer ({})",
-        if door == Door::Chat {
-            "Socket.IO"
-        } else {
-            "External API"
-        }
-    );
+    let target = match (target, door) {
+        (Target::Confer, Door::Chat) => "confer (Socket.IO)".to_string(),
+        (Target::Confer, Door::Ext) => "confer (External API)".to_string(),
+        (peer, _) => run_name(peer),
+    };
     Ok(vec![
         Row {
             scenario: "idle",
             target: target.clone(),
             metric: "connections held",
-            value: (held_chat.len() + held_ext.len()) as f64,
+            value: (held_chat.len() + held_ext.len() + held_peer.len()) as f64,
             unit: "",
         },
         Row {

@@ -59,7 +59,9 @@ pub(crate) async fn ingest(
 pub(crate) fn ingest_name(t: Target) -> String {
     match t {
         Target::Confer => "confer (durable acks)".into(),
-        Target::NodeDurable => format!("{} (durable acks)", run_name(Target::NodeDurable)),
+        Target::NodeDurable | Target::Ejabberd | Target::Synapse => {
+            format!("{} (durable acks)", run_name(t))
+        }
         peer => format!("{} (acks, no storage)", run_name(peer)),
     }
 }
@@ -77,7 +79,6 @@ pub(crate) async fn ingest_one(
     let users = fixture.users.clone();
     let groups = fixture.groups.clone();
     let server = start_target(cli, target, fixture).await?;
-    let ws = server.ws();
     let acked = Arc::new(AtomicU64::new(0));
     let writer = |server: &Server| {
         server
@@ -87,8 +88,14 @@ pub(crate) async fn ingest_one(
     };
     let mut clients = Vec::new();
     for (i, group) in groups.iter().enumerate() {
-        let (c, events) =
-            connect_target(target, &ws, &users[i * 2].1, *group, source(i, cli.sources)).await?;
+        let (c, events) = connect_target(
+            target,
+            &server,
+            &users[i * 2],
+            *group,
+            source(i, cli.sources),
+        )
+        .await?;
         // Senders read only their acks; their own echoes are dropped unread.
         drop(events);
         clients.push((c, *group));

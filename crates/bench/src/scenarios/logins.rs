@@ -197,6 +197,7 @@ async fn start(bin: &Path, accounts: usize, open: bool) -> anyhow::Result<Server
         port,
         _dir: Some(fixture.dir),
         respawn: None,
+        accounts: None,
     })
 }
 

@@ -6,6 +6,10 @@
 //!
 //! The endpoint runs in this process (the same `Sfu` the server starts), so the CPU figure
 //! includes the peers' own work: an upper bound of the endpoint's.
+//!
+//! With `--search` ([`search`]), it runs at rising sizes (one more party per conference
+//! each step) until the worst receiver loses 1 % or more, and reports the most parties at
+//! which every receiver's loss stayed under 1 %.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -91,14 +95,31 @@ pub async fn sfu(run: &SfuRun) -> anyhow::Result<Vec<Row>> {
     let mut lost = 0u64;
     let mut received = 0u64;
     let mut jitter = Vec::new();
+    // The worst receiver's loss from any one sender, and whether anyone got nothing.
+    let mut worst_loss_pct = 0.0f64;
+    let mut streams = 0usize;
     for (state, stop) in &peers {
         let _ = stop.send(true);
         let state = state.lock().unwrap_or_else(|p| p.into_inner());
         for from in state.received.values() {
             lost += from.lost;
-            received += from.audio_frames + from.video_frames;
+            let got = from.audio_frames + from.video_frames;
+            received += got;
             jitter.push(from.jitter_ms);
+            streams += 1;
+            worst_loss_pct =
+                worst_loss_pct.max(100.0 * from.lost as f64 / (from.lost + got).max(1) as f64);
         }
+    }
+    // A receiver that heard nothing from a party of its conference lost all of it.
+    let expected_streams = (0..conferences)
+        .map(|c| {
+            let n = (0..run.parties).filter(|i| i % conferences == c).count();
+            n * n.saturating_sub(1)
+        })
+        .sum::<usize>();
+    if streams < expected_streams {
+        worst_loss_pct = 100.0;
     }
     jitter.sort_by(f64::total_cmp);
     let loss_pct = 100.0 * lost as f64 / (lost + received).max(1) as f64;
@@ -119,6 +140,7 @@ pub async fn sfu(run: &SfuRun) -> anyhow::Result<Vec<Row>> {
             "frames/s",
         ),
         row("receiver_loss", loss_pct, "%"),
+        row("receiver_loss_worst", worst_loss_pct, "%"),
         row("receiver_jitter_median", median_jitter, "ms"),
         row("receiver_jitter_max", max_jitter, "ms"),
         row(
@@ -127,4 +149,44 @@ pub async fn sfu(run: &SfuRun) -> anyhow::Result<Vec<Row>> {
             "µs (process, peers included)",
         ),
     ])
+}
+
+/// Runs [`sfu`] at `conferences × 2` parties, then one more party per conference each
+/// step, until the worst receiver's loss reaches 1 % or `max_parties` is passed; every
+/// step's rows, then `most_parties_under_1pct_loss` (0 when even the first step lost 1 %).
+pub async fn search(
+    conferences: usize,
+    max_parties: usize,
+    seconds: u64,
+) -> anyhow::Result<Vec<Row>> {
+    let conferences = conferences.max(1);
+    let mut rows = Vec::new();
+    let mut best = 0usize;
+    let mut parties = conferences * 2;
+    while parties <= max_parties.max(conferences * 2) {
+        let step = sfu(&SfuRun {
+            parties,
+            conferences,
+            seconds,
+        })
+        .await?;
+        let worst = step
+            .iter()
+            .find(|r| r.metric == "receiver_loss_worst")
+            .map_or(100.0, |r| r.value);
+        rows.extend(step);
+        if worst >= 1.0 {
+            break;
+        }
+        best = parties;
+        parties += conferences;
+    }
+    rows.push(Row {
+        scenario: "sfu",
+        target: format!("confer, {conferences} conf"),
+        metric: "most_parties_under_1pct_loss",
+        value: best as f64,
+        unit: "parties",
+    });
+    Ok(rows)
 }

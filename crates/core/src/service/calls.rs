@@ -15,7 +15,7 @@
 //! that the call is over the same way (`push.rs`). The state machine is written
 //! down in ARCHITECTURE.md ("Calls").
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
@@ -35,77 +35,6 @@ pub const EVENT_CALL_AVAILABILITY: u8 = 7;
 
 /// The message type of a call record in history.
 const CALL_MESSAGE: u32 = 1;
-
-/// The live calls (ringing or accepted), with the indexes busy handling reads: the one
-/// live call of each group, and how many live calls each user is in (caller, or a callee
-/// who has not declined). Every change goes through `start`, `update` and `remove`, which
-/// keep the indexes true; nothing scans the calls.
-#[derive(Default)]
-pub(super) struct LiveCalls {
-    by_id: HashMap<u64, Call>,
-    by_group: HashMap<GroupId, u64>,
-    in_calls: HashMap<Uin, usize>,
-}
-
-impl LiveCalls {
-    fn get(&self, call_id: u64) -> Option<&Call> {
-        self.by_id.get(&call_id)
-    }
-
-    /// The live call of a group.
-    fn of_group(&self, group: GroupId) -> Option<&Call> {
-        self.by_group.get(&group).and_then(|id| self.by_id.get(id))
-    }
-
-    /// Whether `uin` is in a live call (its caller, or a callee who has not declined).
-    fn busy(&self, uin: Uin) -> bool {
-        self.in_calls.contains_key(&uin)
-    }
-
-    fn count(&mut self, call: &Call, add: bool) {
-        let members =
-            std::iter::once(call.caller).chain(call.callees.difference(&call.declined).copied());
-        for uin in members {
-            if add {
-                *self.in_calls.entry(uin).or_default() += 1;
-            } else if let Some(n) = self.in_calls.get_mut(&uin) {
-                *n -= 1;
-                if *n == 0 {
-                    self.in_calls.remove(&uin);
-                }
-            }
-        }
-    }
-
-    /// Make a call live, unless its group has one already.
-    fn start(&mut self, call: Call) -> bool {
-        if self.by_group.contains_key(&call.group_id) {
-            return false;
-        }
-        self.by_group.insert(call.group_id, call.call_id);
-        self.count(&call, true);
-        self.by_id.insert(call.call_id, call);
-        true
-    }
-
-    /// Replace a live call's state; `false` (and nothing changed) if it has ended.
-    fn update(&mut self, call: Call) -> bool {
-        let Some(old) = self.by_id.remove(&call.call_id) else {
-            return false;
-        };
-        self.count(&old, false);
-        self.count(&call, true);
-        self.by_id.insert(call.call_id, call);
-        true
-    }
-
-    fn remove(&mut self, call_id: u64) -> Option<Call> {
-        let call = self.by_id.remove(&call_id)?;
-        self.by_group.remove(&call.group_id);
-        self.count(&call, false);
-        Some(call)
-    }
-}
 
 impl Core {
     fn push_call(
@@ -152,16 +81,20 @@ impl Core {
         if !callees.is_subset(&conv.occupants) {
             return Err(CoreError::UserNotFound);
         }
-        if self.calls_lock().of_group(group).is_some() {
+        if self.calls.of_group(group).await?.is_some() {
             return Err(CoreError::CallInProgress);
         }
-        // Whether each callee has a chat socket, or else can be rung by push, read before
-        // the calls lock is taken.
+        // Whether each callee has a chat socket, or else can be rung by push.
         let all: Vec<Uin> = callees.iter().copied().collect();
         let online = self.delivered_live(&all);
         let offline: Vec<Uin> = all.into_iter().filter(|u| !online.contains(u)).collect();
         let by_push: BTreeSet<Uin> = self.push_ringable(offline).await.into_iter().collect();
-        let mut call = self
+        let unreachable: BTreeSet<Uin> = callees
+            .iter()
+            .copied()
+            .filter(|u| !online.contains(u) && !by_push.contains(u))
+            .collect();
+        let call = self
             .storage
             .insert_call(Call {
                 call_id: 0,
@@ -171,44 +104,41 @@ impl Core {
                 caller: caller.uin,
                 callees,
                 accepted: BTreeSet::new(),
-                declined: BTreeSet::new(),
+                declined: unreachable.clone(),
                 extra,
                 started_at_us: now_us(),
                 accepted_at_us: None,
                 stopped_at_us: None,
             })
             .await?;
-        // Checked again with the insertion, under one lock: of two racing calls in a group
-        // only the first becomes live.
-        let unavailable: Option<Vec<(Uin, &'static str)>> = {
-            let mut calls = self.calls_lock();
-            if calls.of_group(group).is_some() {
-                None
-            } else {
-                let unavailable: Vec<(Uin, &'static str)> = call
-                    .callees
-                    .iter()
-                    .filter_map(|u| {
-                        if calls.busy(*u) {
-                            Some((*u, "busy"))
-                        } else if !online.contains(u) && !by_push.contains(u) {
-                            Some((*u, "unreachable"))
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
-                call.declined.extend(unavailable.iter().map(|(u, _)| *u));
-                calls.start(call.clone());
-                Some(unavailable)
-            }
-        };
-        let Some(unavailable) = unavailable else {
+        // Checked again as it becomes live, in one step with marking the busy callees: of
+        // two racing calls in a group (on any nodes) only the first becomes live. Its
+        // ringing timer is armed in the same step.
+        let started = self
+            .calls
+            .start(call.clone(), self.settings.call_timeout)
+            .await?;
+        let Some((call, busy)) = started else {
+            let mut call = call;
             call.status = CallStatus::Finished;
             call.stopped_at_us = Some(now_us());
             self.storage.update_call(call).await?;
             return Err(CoreError::CallInProgress);
         };
+        self.start_call_timers();
+        let unavailable: Vec<(Uin, &'static str)> = call
+            .callees
+            .iter()
+            .filter_map(|u| {
+                if busy.contains(u) {
+                    Some((*u, "busy"))
+                } else if unreachable.contains(u) {
+                    Some((*u, "unreachable"))
+                } else {
+                    None
+                }
+            })
+            .collect();
         let ringing: Vec<Uin> = call.callees.difference(&call.declined).copied().collect();
         let pushed: Vec<Uin> = ringing
             .iter()
@@ -243,16 +173,10 @@ impl Core {
                 .end_call_told(call, CallStatus::Finished, Some(vec![caller.uin]))
                 .await;
         }
-        let core = self.clone();
         let call_id = call.call_id;
-        let timeout = self.settings.call_timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            core.ring_timeout(call_id).await;
-        });
         // The call is live and its timer runs: a failed write of who declined is logged,
         // not answered, so the caller still holds a call that will end.
-        if !unavailable.is_empty() {
+        if !busy.is_empty() {
             if let Err(e) = self.storage.update_call(call.clone()).await {
                 tracing::warn!(error = %e, call_id, "storing a call's unavailable callees");
             }
@@ -260,14 +184,40 @@ impl Core {
         Ok(call)
     }
 
-    fn calls_lock(&self) -> std::sync::MutexGuard<'_, LiveCalls> {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    /// Start the task that ends calls whose ringing timed out, once per core. Every node
+    /// of a cluster runs one (the server starts it at once), so a timer fires even when
+    /// the node that rang the call is gone; each fires on one node only.
+    pub fn start_call_timers(self: &Arc<Self>) {
+        if self
+            .call_timers
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let calls = self.calls.clone();
+        let core = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let due = calls.due().await;
+                let Some(core) = core.upgrade() else {
+                    return;
+                };
+                for call_id in due {
+                    core.ring_timeout(call_id).await;
+                }
+            }
+        });
     }
 
     /// An ongoing call of `group` that the caller takes part in.
-    fn live_call(&self, caller: &Principal, group: GroupId, call_id: u64) -> CoreResult<Call> {
-        match self.calls_lock().get(call_id) {
-            Some(call) if call.group_id == group && call.involves(caller.uin) => Ok(call.clone()),
+    async fn live_call(
+        &self,
+        caller: &Principal,
+        group: GroupId,
+        call_id: u64,
+    ) -> CoreResult<Call> {
+        match self.calls.get(call_id).await? {
+            Some(call) if call.group_id == group && call.involves(caller.uin) => Ok(call),
             _ => Err(CoreError::CallNotFound),
         }
     }
@@ -282,23 +232,27 @@ impl Core {
         if !(1..=4).contains(&answer) {
             return Err(CoreError::InvalidValue("answer".into()));
         }
-        let mut call = self.live_call(caller, group, call_id)?;
+        let call = self.live_call(caller, group, call_id).await?;
         if !call.callees.contains(&caller.uin) {
             return Err(CoreError::InvalidOperation("only a callee answers".into()));
         }
-        if answer == ANSWER_ACCEPT {
-            call.accepted.insert(caller.uin);
-            call.declined.remove(&caller.uin);
-            call.accepted_at_us.get_or_insert_with(now_us);
-        } else {
-            call.declined.insert(caller.uin);
-            call.accepted.remove(&caller.uin);
-        }
-        self.storage.update_call(call.clone()).await?;
+        let uin = caller.uin;
+        let now = now_us();
+        let answered = move |call: &mut Call| {
+            if answer == ANSWER_ACCEPT {
+                call.accepted.insert(uin);
+                call.declined.remove(&uin);
+                call.accepted_at_us.get_or_insert(now);
+            } else {
+                call.declined.insert(uin);
+                call.accepted.remove(&uin);
+            }
+        };
         // A call ended meanwhile stays ended.
-        if !self.calls_lock().update(call.clone()) {
+        let Some(call) = self.calls.update(call_id, &answered).await? else {
             return Err(CoreError::CallNotFound);
-        }
+        };
+        self.storage.update_call(call.clone()).await?;
         self.push_call(
             &call,
             "answer_call",
@@ -327,16 +281,18 @@ impl Core {
         group: GroupId,
         call_id: u64,
     ) -> CoreResult<Call> {
-        let call = self.live_call(caller, group, call_id)?;
+        let call = self.live_call(caller, group, call_id).await?;
         self.end_call(call, CallStatus::Finished).await
     }
 
     async fn ring_timeout(&self, call_id: u64) {
-        let ringing = self
-            .calls_lock()
-            .get(call_id)
-            .filter(|c| c.accepted.is_empty())
-            .cloned();
+        let ringing = match self.calls.get(call_id).await {
+            Ok(call) => call.filter(|c| c.accepted.is_empty()),
+            Err(e) => {
+                tracing::warn!(error = %e, call_id, "reading a call whose ringing timed out");
+                None
+            }
+        };
         if let Some(call) = ringing {
             if let Err(e) = self.end_call(call, CallStatus::Timeout).await {
                 tracing::warn!(error = %e, call_id, "call timeout");
@@ -355,8 +311,9 @@ impl Core {
         status: CallStatus,
         to: Option<Vec<Uin>>,
     ) -> CoreResult<Call> {
-        // Whoever removes it from the live map ends it; a racing stop finds nothing.
-        if self.calls_lock().remove(call.call_id).is_none() {
+        // Whoever removes it from the live calls ends it; a racing stop (on any node) finds
+        // nothing.
+        if self.calls.remove(call.call_id).await?.is_none() {
             return Err(CoreError::CallNotFound);
         }
         let now = now_us();
@@ -415,49 +372,54 @@ impl Core {
             return;
         }
         // A group has at most one live call.
-        let affected: Vec<Call> = self
-            .calls_lock()
-            .of_group(group)
-            .filter(|c| gone.iter().any(|u| c.involves(*u)))
-            .cloned()
-            .into_iter()
-            .collect();
-        for mut call in affected {
-            let call_id = call.call_id;
-            let result = if gone.contains(&call.caller) {
-                self.end_call(call, CallStatus::Finished).await.map(|_| ())
-            } else {
-                let left: Vec<Uin> = call.callees.intersection(gone).copied().collect();
-                call.callees.retain(|u| !gone.contains(u));
-                call.accepted.retain(|u| !gone.contains(u));
-                call.declined.retain(|u| !gone.contains(u));
-                let only_declined = !call.callees.is_empty() && call.declined == call.callees;
-                if call.callees.is_empty() || only_declined {
-                    // The departed still hear it end: they were in it.
-                    let mut told = call.clone();
-                    told.callees.extend(left);
-                    if self.calls_lock().update(told.clone()) {
-                        self.end_call(told, CallStatus::Finished).await.map(|_| ())
-                    } else {
-                        Ok(())
-                    }
-                } else {
-                    let updated = self.calls_lock().update(call.clone());
-                    if updated {
-                        let mut ended = call.clone();
-                        ended.status = CallStatus::Finished;
-                        ended.stopped_at_us = Some(now_us());
-                        self.push_call(&ended, "stop_call", None, left);
-                        self.storage.update_call(call).await.map_err(Into::into)
-                    } else {
-                        Ok(())
-                    }
-                }
-            };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, call_id, "ending a departed member's call");
+        let affected = match self.calls.of_group(group).await {
+            Ok(call) => call.filter(|c| gone.iter().any(|u| c.involves(*u))),
+            Err(e) => {
+                tracing::warn!(error = %e, %group, "reading the call of a group members left");
+                None
             }
+        };
+        let Some(call) = affected else {
+            return;
+        };
+        let call_id = call.call_id;
+        let result = if gone.contains(&call.caller) {
+            self.end_call(call, CallStatus::Finished).await.map(|_| ())
+        } else {
+            self.drop_callees(call, gone).await
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, call_id, "ending a departed member's call");
         }
+    }
+
+    /// Take departed callees out of a live call: they hear `stop_call`, and a call left
+    /// with no callee, or only callees who declined, ends.
+    async fn drop_callees(&self, call: Call, gone: &BTreeSet<Uin>) -> CoreResult<()> {
+        let left: Vec<Uin> = call.callees.intersection(gone).copied().collect();
+        let leave = |c: &mut Call| {
+            c.callees.retain(|u| !gone.contains(u));
+            c.accepted.retain(|u| !gone.contains(u));
+            c.declined.retain(|u| !gone.contains(u));
+        };
+        let Some(call) = self.calls.update(call.call_id, &leave).await? else {
+            return Ok(());
+        };
+        let only_declined = !call.callees.is_empty() && call.declined == call.callees;
+        if call.callees.is_empty() || only_declined {
+            // The departed still hear it end: they were in it.
+            let mut told = call;
+            told.callees.extend(left);
+            return match self.end_call(told, CallStatus::Finished).await {
+                Ok(_) | Err(CoreError::CallNotFound) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
+        let mut ended = call.clone();
+        ended.status = CallStatus::Finished;
+        ended.stopped_at_us = Some(now_us());
+        self.push_call(&ended, "stop_call", None, left);
+        self.storage.update_call(call).await.map_err(Into::into)
     }
 
     /// A call's state, for any member of its group.
@@ -476,7 +438,7 @@ impl Core {
     }
 
     /// Relay SDP or ICE (`kind`) from the caller to one other participant of a live call.
-    pub fn relay_call_signal(
+    pub async fn relay_call_signal(
         &self,
         caller: &Principal,
         group: GroupId,
@@ -485,7 +447,7 @@ impl Core {
         kind: &str,
         payload: Json,
     ) -> CoreResult<()> {
-        let call = self.live_call(caller, group, call_id)?;
+        let call = self.live_call(caller, group, call_id).await?;
         if receiver == caller.uin || !call.involves(receiver) {
             return Err(CoreError::UserNotFound);
         }
@@ -529,50 +491,5 @@ impl Core {
         );
         self.note_typing(caller.uin, group, receiver, kind);
         Ok(told)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn call(id: u64, group: u64, caller: u64, callees: &[u64]) -> Call {
-        Call {
-            call_id: id,
-            group_id: GroupId(group),
-            media_type: 1,
-            status: CallStatus::Ongoing,
-            caller: Uin(caller),
-            callees: callees.iter().map(|u| Uin(*u)).collect(),
-            accepted: BTreeSet::new(),
-            declined: BTreeSet::new(),
-            extra: None,
-            started_at_us: 0,
-            accepted_at_us: None,
-            stopped_at_us: None,
-        }
-    }
-
-    #[test]
-    fn the_indexes_follow_every_change() {
-        let mut live = LiveCalls::default();
-        assert!(live.start(call(1, 10, 1, &[2, 3])));
-        assert!(!live.start(call(2, 10, 4, &[5])), "one live call per group");
-        assert!(live.start(call(3, 11, 4, &[2])));
-        assert!(live.busy(Uin(2)) && live.busy(Uin(3)) && live.busy(Uin(4)));
-        // Declining one call leaves 2 in the other; 3 is free.
-        let mut declined = call(1, 10, 1, &[2, 3]);
-        declined.declined = [Uin(2), Uin(3)].into_iter().collect();
-        assert!(live.update(declined));
-        assert!(live.busy(Uin(2)) && !live.busy(Uin(3)) && live.busy(Uin(1)));
-        assert!(live.remove(3).is_some());
-        assert!(!live.busy(Uin(2)) && !live.busy(Uin(4)));
-        assert!(live.remove(1).is_some());
-        assert!(live.in_calls.is_empty() && live.by_group.is_empty() && live.by_id.is_empty());
-        assert!(
-            !live.update(call(1, 10, 1, &[2])),
-            "an ended call stays ended"
-        );
-        assert!(live.of_group(GroupId(10)).is_none());
     }
 }

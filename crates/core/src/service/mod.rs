@@ -54,11 +54,12 @@ pub use receipts::Receipt;
 pub use sessions::SESSION_STOP_CODE;
 pub use tokens::TOKEN_ENDED_STOP_CODE;
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bus::{Delivery, EventBus, SessionRegistry};
+use crate::calls::{CallState, LocalCalls};
 use crate::error::CoreResult;
 use crate::event::Event;
 use crate::hasher::{HasherSettings, PasswordHasher};
@@ -110,10 +111,11 @@ pub struct Core {
     logs: Option<Arc<dyn LogSink>>,
     metrics: Arc<Metrics>,
     settings: CoreSettings,
-    /// Calls still ringing or in progress, by id. A std `Mutex`: never held across
-    /// `.await`. (Single-node state, like the in-process registry; a cluster keeps it with
-    /// the registry.)
-    calls: Mutex<calls::LiveCalls>,
+    /// Calls still ringing or in progress and their ringing timers (`crate::calls`): this
+    /// process's memory, or Redis for a cluster ([`Core::with_calls`]).
+    calls: Arc<dyn CallState>,
+    /// Whether the task that ends timed-out calls runs (`calls.rs`).
+    call_timers: AtomicBool,
     /// Who is typing where, until when (`typing.rs`): one entry per typer per group.
     typing: typing::TypingState,
     /// Every Argon2 hash and verification runs here, bounded (`hasher.rs`).
@@ -147,12 +149,20 @@ impl Core {
             login_limits: LoginLimits::new(&settings.login_limits),
             metrics,
             settings,
-            calls: Mutex::new(calls::LiveCalls::default()),
+            calls: Arc::new(LocalCalls::default()),
+            call_timers: AtomicBool::new(false),
             typing: typing::TypingState::default(),
             next_party: AtomicU64::new(1),
             profiles: profiles::ProfileCache::default(),
             push: push::PushState::default(),
         }
+    }
+
+    /// Keep the live calls in `calls` instead of this process's memory (several nodes
+    /// share them through Redis).
+    pub fn with_calls(mut self, calls: Arc<dyn CallState>) -> Self {
+        self.calls = calls;
+        self
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

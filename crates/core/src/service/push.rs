@@ -291,9 +291,25 @@ impl Core {
         })
     }
 
-    /// Deliveries due at `now_us`, soonest first.
-    pub async fn due_pushes(&self, now_us: i64, limit: usize) -> CoreResult<Vec<PushDelivery>> {
-        Ok(self.storage.due_pushes(now_us, limit).await?)
+    /// Claim for `node` up to `limit` deliveries of `token_types` due at `now_us`, until
+    /// `lease_until_us` (see [`crate::store::PushStore::claim_pushes`]).
+    pub async fn claim_pushes(
+        &self,
+        node: &str,
+        token_types: &[u8],
+        now_us: i64,
+        lease_until_us: i64,
+        limit: usize,
+    ) -> CoreResult<Vec<PushDelivery>> {
+        Ok(self
+            .storage
+            .claim_pushes(node, token_types, now_us, lease_until_us, limit)
+            .await?)
+    }
+
+    /// `node` (re)started: what it had claimed before is due again.
+    pub async fn release_push_claims(&self, node: &str) -> CoreResult<()> {
+        Ok(self.storage.release_push_claims(node, now_us()).await?)
     }
 
     /// When the next queued delivery is due.

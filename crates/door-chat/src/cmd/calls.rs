@@ -109,7 +109,8 @@ pub async fn signal(ctx: &Ctx<'_>, mut args: Args, kind: &str) -> Outcome {
         ],
     );
     ctx.core
-        .relay_call_signal(ctx.who, group, call_id, Uin(receiver), kind, payload)?;
+        .relay_call_signal(ctx.who, group, call_id, Uin(receiver), kind, payload)
+        .await?;
     Ok(Reply::ok())
 }
 

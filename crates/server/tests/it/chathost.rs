@@ -815,6 +815,11 @@ impl Pair {
         Pair::with_hub(hub().await).await
     }
 
+    /// The hub, once the edge is no longer needed.
+    pub(crate) fn into_hub(self) -> TestServer {
+        self.hub
+    }
+
     /// The same, with a hub of the caller's (another storage backend's, say).
     pub(crate) async fn with_hub(hub: TestServer) -> Pair {
         let core = confer_server::build_core(&hub.config).unwrap();

@@ -20,7 +20,7 @@ fn multipart(field: &str, filename: Option<&str>, content: &[u8]) -> Vec<u8> {
     bytes
 }
 
-async fn token(server: &TestServer, user: &str) -> String {
+pub(crate) async fn token(server: &TestServer, user: &str) -> String {
     let (status, body) = server
         .http(
             "POST",
@@ -36,7 +36,12 @@ async fn token(server: &TestServer, user: &str) -> String {
         .to_string()
 }
 
-async fn upload(server: &TestServer, token: &str, name: &str, content: &[u8]) -> (u16, Value) {
+pub(crate) async fn upload(
+    server: &TestServer,
+    token: &str,
+    name: &str,
+    content: &[u8],
+) -> (u16, Value) {
     let auth = format!("Bearer {token}");
     let ctype = format!("multipart/form-data; boundary={BOUNDARY}");
     let (status, _, body) = http_bytes(
@@ -50,7 +55,11 @@ async fn upload(server: &TestServer, token: &str, name: &str, content: &[u8]) ->
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-async fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+pub(crate) async fn get(
+    server: &TestServer,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
     http_bytes(server.addr, "GET", path, headers, b"").await
 }
 

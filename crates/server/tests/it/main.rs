@@ -22,6 +22,7 @@ mod nodes;
 mod polling;
 mod reference;
 mod register;
+mod s3;
 mod sessions;
 mod vsp_media;
 mod web;

@@ -1,13 +1,15 @@
 //! The conference door's media path with a fake media endpoint in place of the SFU:
 //! `CALLME_S2` opens the party's media with the offer's fields and answers `servufrag`,
 //! what the endpoint says a party sends updates `bMicOn`/`bCamOn`, `hangup` closes it,
-//! and the endpoint's `Ended` is `conf.webrtc.Disconnected` to the conference.
+//! and the endpoint's `Ended` (or leaving with media up) is `conf.webrtc.Disconnected` to
+//! the conference; the endpoint's `Slots` of a party reach its own client.
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use confer_core::media::{
-    MediaAnswer, MediaEndReason, MediaEndpoint, MediaError, MediaEvent, MediaOffer, PartyKey,
+    MediaAnswer, MediaEndReason, MediaEndpoint, MediaError, MediaEvent, MediaOffer, MediaSlot,
+    PartyKey,
 };
 use confer_core::Uin;
 use futures_util::{SinkExt, StreamExt};
@@ -293,5 +295,48 @@ async fn callme_s2_opens_media_hangup_closes_it_and_the_endpoint_drives_party_st
         )
         .await;
     assert_eq!(full["code"], 6);
+
+    // Media up again: what the endpoint says ann's slots show reaches ann as
+    // conf.webrtc.slots.
+    let again = ann
+        .call(
+            "conf",
+            "CALLME_S2",
+            json!({"ID": id.to_string(), "sdp": "v=0 offer"}),
+        )
+        .await;
+    assert_eq!(again, json!({"code": 0}));
+    ben.event(
+        "conf.changed",
+        party_with("updParties", party, |p| p["State"] == 2),
+    )
+    .await;
+    fake.events
+        .send(MediaEvent::Slots {
+            key,
+            uin: Uin(0),
+            slots: vec![MediaSlot {
+                audio_mid: Some("0".into()),
+                video_mid: Some("1".into()),
+                party: Some(7),
+            }],
+        })
+        .unwrap();
+    let slots = ann.event("conf.webrtc.slots", |_| true).await;
+    assert_eq!(
+        slots,
+        json!({"ClusterID": 1, "ID": id, "PartyID": party,
+               "EvtData": {"slots": [{"audio": "0", "video": "1", "PartyID": 7}]}})
+    );
+
+    // Leaving with media up is Disconnected to those who stay (the endpoint's own end
+    // comes when the party is gone already).
+    assert_eq!(
+        ann.call("conf", "leave", json!({"ID": id.to_string()}))
+            .await,
+        json!({"code": 0})
+    );
+    let gone = ben.event("conf.webrtc.Disconnected", |_| true).await;
+    assert_eq!(gone, json!({"ClusterID": 1, "ID": id, "PartyID": party}));
     server.stop().await;
 }
