@@ -38,6 +38,7 @@
 pub mod calls;
 mod codec;
 mod directory;
+pub mod media;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

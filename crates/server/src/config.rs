@@ -330,6 +330,10 @@ config! {
     /// A party whose media (ICE + DTLS) has not connected this long after `CALLME_S2` is
     /// ended with `conf.webrtc.Disconnected` (milliseconds).
     media_connect_timeout_ms: u64 = 30_000;
+    /// With `redis_url`: how long a `CALLME_S2` waits for the node hosting the
+    /// conference's media (the first node that opened media for it) to answer
+    /// (milliseconds); past it the caller is told media is unavailable.
+    media_forward_timeout_ms: u64 = 5_000;
 }
 
 impl Config {

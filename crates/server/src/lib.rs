@@ -181,6 +181,27 @@ fn node_id(config: &Config) -> String {
     }
 }
 
+/// This node's media endpoint wrapped for the cluster of `redis_url`: opens go to the
+/// node hosting the conference's media (`confer_bus_redis::media`).
+fn cluster_media(
+    config: &Config,
+    url: &str,
+    local: Arc<dyn confer_core::media::MediaEndpoint>,
+) -> anyhow::Result<Arc<dyn confer_core::media::MediaEndpoint>> {
+    let media = confer_bus_redis::media::ClusterMedia::start(
+        confer_bus_redis::media::ClusterMediaOptions {
+            url: url.to_string(),
+            node_id: node_id(config),
+            prefix: config.redis_prefix.clone(),
+            node_timeout: Duration::from_secs(config.node_timeout_secs),
+            open_timeout: Duration::from_millis(config.media_forward_timeout_ms),
+        },
+        local,
+    )
+    .context("sharing conference media through redis_url")?;
+    Ok(media)
+}
+
 /// The storage `config` names: PostgreSQL with a `database_url`, else the embedded
 /// SQLite database in `data_dir`. Either is migrated to the current schema first.
 pub fn open_storage(
@@ -364,6 +385,11 @@ pub async fn start_with_media(
     config: Config,
     media: Option<Arc<dyn confer_core::media::MediaEndpoint>>,
 ) -> anyhow::Result<Running> {
+    let mut config = config;
+    if config.redis_url.as_deref().is_some_and(|u| !u.is_empty()) {
+        // One name for this node's bus and its media (a random one is drawn once).
+        config.node_id = Some(node_id(&config));
+    }
     let core = build_node_core(&config, true)?;
     let listener = bind(&config.listen)
         .await
@@ -414,6 +440,11 @@ pub async fn start_with_media(
             ),
             (None, None) => None,
         };
+    // In a cluster, one node's SFU carries each conference's media (its first opener's).
+    let media = match (media, config.redis_url.as_deref().filter(|u| !u.is_empty())) {
+        (Some(local), Some(url)) => Some(cluster_media(&config, url, local)?),
+        (media, _) => media,
+    };
     let vsp = Arc::new(confer_door_vsp::Vsp {
         core: core.clone(),
         settings: confer_door_vsp::Settings {

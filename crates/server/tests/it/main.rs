@@ -6,6 +6,7 @@ mod authz;
 mod bad_input;
 mod chathost;
 mod cli;
+mod cluster_media;
 mod common;
 mod conferences;
 mod events;

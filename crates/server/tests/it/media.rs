@@ -19,14 +19,14 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A minimal Pallada client: commands with a `seq`, events kept until asked for.
-struct Vsp {
+pub(crate) struct Vsp {
     ws: Ws,
     seq: u64,
     events: VecDeque<Value>,
 }
 
 impl Vsp {
-    async fn login(server: &TestServer, user: &str, password: &str) -> Vsp {
+    pub(crate) async fn login(server: &TestServer, user: &str, password: &str) -> Vsp {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/vsp/ws", server.addr))
             .await
             .unwrap();
@@ -55,7 +55,7 @@ impl Vsp {
         }
     }
 
-    async fn call(&mut self, obj: &str, cmd: &str, params: Value) -> Value {
+    pub(crate) async fn call(&mut self, obj: &str, cmd: &str, params: Value) -> Value {
         self.seq += 1;
         let frame = json!({"dst": "std", "lng": "en", "cmd": cmd, "seq": self.seq, "obj": obj, "params": params});
         self.ws
@@ -73,7 +73,7 @@ impl Vsp {
         }
     }
 
-    async fn event(
+    pub(crate) async fn event(
         &mut self,
         evt: &str,
         evttype: Option<&str>,
@@ -96,21 +96,33 @@ impl Vsp {
     }
 }
 
-struct Call {
-    vsp: Vsp,
-    state: Arc<Mutex<PeerState>>,
+pub(crate) struct Call {
+    pub(crate) vsp: Vsp,
+    pub(crate) state: Arc<Mutex<PeerState>>,
     _stop: tokio::sync::watch::Sender<bool>,
-    party: u64,
+    pub(crate) party: u64,
+    /// The server's `conf.webrtc.servufrag` data (its ip and port: where media goes).
+    pub(crate) answer: Value,
 }
 
 /// Joins the conference and opens media with a synthetic peer through `CALLME_S2`.
-async fn call_in(server: &TestServer, user: &str, conference: u64, id: u64) -> Call {
-    let mut vsp = Vsp::login(server, user, "pw").await;
+pub(crate) async fn call_in(server: &TestServer, user: &str, conference: u64, id: u64) -> Call {
+    let vsp = Vsp::login(server, user, "pw").await;
+    join_and_call(vsp, conference, id).await
+}
+
+/// Joins the conference on this connection and opens media through `CALLME_S2`.
+pub(crate) async fn join_and_call(mut vsp: Vsp, conference: u64, id: u64) -> Call {
     let joined = vsp
         .call("conf", "join", json!({"ID": conference.to_string()}))
         .await;
     assert_eq!(joined["result"]["code"], 0, "{joined}");
     let party = joined["result"]["PartyID"].as_u64().unwrap();
+    callme(vsp, conference, party, id).await
+}
+
+/// `CALLME_S2` with a new synthetic peer (on a connection whose party joined already).
+pub(crate) async fn callme(mut vsp: Vsp, conference: u64, party: u64, id: u64) -> Call {
     let options = PeerOptions {
         id,
         ..PeerOptions::default()
@@ -141,6 +153,7 @@ async fn call_in(server: &TestServer, user: &str, conference: u64, id: u64) -> C
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(peer.run(state.clone(), stopped));
     Call {
+        answer: data.clone(),
         vsp,
         state,
         _stop: stop,
@@ -148,7 +161,7 @@ async fn call_in(server: &TestServer, user: &str, conference: u64, id: u64) -> C
     }
 }
 
-async fn until(what: &str, condition: impl Fn() -> bool) {
+pub(crate) async fn until(what: &str, condition: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT * 3;
     while !condition() {
         assert!(
@@ -159,7 +172,7 @@ async fn until(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
-fn hears_and_sees(call: &Call, sender: u64) -> bool {
+pub(crate) fn hears_and_sees(call: &Call, sender: u64) -> bool {
     let state = call.state.lock().unwrap();
     state
         .received

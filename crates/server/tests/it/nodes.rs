@@ -781,7 +781,7 @@ async fn assert_same_columns(data_dir: &std::path::Path, url: &str) {
 }
 
 /// `CONFER_TEST_REDIS_URL`, or `None` (saying why) when the tests may skip.
-fn redis_url() -> Option<String> {
+pub(crate) fn redis_url() -> Option<String> {
     match std::env::var("CONFER_TEST_REDIS_URL") {
         Ok(url) => Some(url),
         Err(_) => {
@@ -796,7 +796,7 @@ fn redis_url() -> Option<String> {
 }
 
 /// The Redis prefix of the cluster over `db`.
-fn cluster_prefix(db: &TestDatabase) -> String {
+pub(crate) fn cluster_prefix(db: &TestDatabase) -> String {
     format!("confer-test:{}", db.url)
 }
 

@@ -1,0 +1,154 @@
+//! Conference media between parties on different nodes (issue 20): two confer nodes over
+//! one PostgreSQL and one Redis, each with its own media endpoint; two parties of one
+//! conference, one joined through each node's conference door, each with a synthetic
+//! str0m peer doing `CALLME_S2` with real ICE and DTLS-SRTP. Both are answered by the
+//! node that opened the conference's media first (the same media address), and each
+//! receives the other's frames. When that host is killed, the other node's party is told
+//! `conf.webrtc.Disconnected`, and its next `CALLME_S2` opens on a live node, where a
+//! party of a third node then meets it.
+//!
+//! Needs `CONFER_TEST_POSTGRES_URL` and `CONFER_TEST_REDIS_URL` (scripts/suite-scale);
+//! without them the tests say they skipped, unless `CONFER_REQUIRE_SERVICES` is set.
+
+use confer_store_tests::pg::TestDatabase;
+use serde_json::{json, Value};
+
+use crate::common::{TestServer, ADMIN_PASSWORD, WAIT};
+use crate::media::{call_in, callme, hears_and_sees, until, Vsp};
+use crate::nodes::{cluster_prefix, redis_url};
+
+/// A node of the cluster over `db` and `redis`, with a media endpoint of its own.
+async fn media_node(db: &TestDatabase, redis: &str) -> TestServer {
+    let (url, redis, prefix) = (db.url.clone(), redis.to_string(), cluster_prefix(db));
+    TestServer::start_with(move |c| {
+        c.database_url = Some(url);
+        c.database_pool_size = 4;
+        c.redis_url = Some(redis);
+        c.redis_prefix = prefix;
+        c.node_timeout_secs = 1;
+        c.media_udp_bind = "127.0.0.1:0".into();
+    })
+    .await
+}
+
+/// A conference owned by `user`, made through `server`'s conference door.
+async fn conference(server: &TestServer, user: &str) -> u64 {
+    let mut owner = Vsp::login(server, user, "pw").await;
+    let created = owner.call("cd", "create", json!({"name": "Standup"})).await;
+    created["result"]["ID"].as_u64().unwrap()
+}
+
+fn media_address(answer: &Value) -> (String, u64) {
+    (
+        answer["ip"].as_str().unwrap_or_default().to_string(),
+        answer["port"].as_u64().unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parties_on_two_nodes_receive_each_others_media() {
+    let (Some(db), Some(redis)) = (TestDatabase::fresh("confer_it"), redis_url()) else {
+        return;
+    };
+    let one = media_node(&db, &redis).await;
+    let two = media_node(&db, &redis).await;
+    one.add_user("ann", "pw").await;
+    one.add_user("ben", "pw").await;
+    let conference = conference(&one, "ann").await;
+
+    let ann = call_in(&one, "ann", conference, 1).await;
+    let ben = call_in(&two, "ben", conference, 2).await;
+    until("ann, on node one, gets ben's audio and video", || {
+        hears_and_sees(&ann, 2)
+    })
+    .await;
+    until("ben, on node two, gets ann's audio and video", || {
+        hears_and_sees(&ben, 1)
+    })
+    .await;
+    // Both were answered by the conference's one media host, the first opener's node.
+    assert_eq!(media_address(&ann.answer), media_address(&ben.answer));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_media_host_dies_its_parties_are_told_and_call_again_on_a_live_node() {
+    let (Some(db), Some(redis)) = (TestDatabase::fresh("confer_it"), redis_url()) else {
+        return;
+    };
+    let survivor = media_node(&db, &redis).await;
+    let third = media_node(&db, &redis).await;
+    for user in ["ann", "ben", "cid"] {
+        survivor.add_user(user, "pw").await;
+    }
+    let conference = conference(&survivor, "ann").await;
+
+    // The host is the real binary in a process of its own, to be killed.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_confer"))
+        .arg("serve")
+        .env("CONFER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONFER_DATA_DIR", dir.path().join("data"))
+        .env("CONFER_DATABASE_URL", &db.url)
+        .env("CONFER_DATABASE_POOL_SIZE", "4")
+        .env("CONFER_REDIS_URL", &redis)
+        .env("CONFER_REDIS_PREFIX", cluster_prefix(&db))
+        .env("CONFER_NODE_TIMEOUT_SECS", "1")
+        .env("CONFER_MEDIA_UDP_BIND", "127.0.0.1:0")
+        .env("CONFER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    tokio::time::timeout(WAIT, async {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the node to kill starts");
+    let doomed_node = TestServer {
+        running: None,
+        addr,
+        dir: std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        config: confer_server::Config::default(),
+    };
+
+    // Ann opens the conference's media first, on the doomed node: it hosts it.
+    let ann = call_in(&doomed_node, "ann", conference, 1).await;
+    let mut ben = call_in(&survivor, "ben", conference, 2).await;
+    assert_eq!(media_address(&ann.answer), media_address(&ben.answer));
+    until("ben gets ann's media through the doomed host", || {
+        hears_and_sees(&ben, 1)
+    })
+    .await;
+
+    doomed.kill().await.unwrap();
+    let ben_party = ben.party;
+    // Ben's own media ended (ann's party leaving is Disconnected too).
+    ben.vsp
+        .event("webrtc", Some("Disconnected"), |r| {
+            r["PartyID"] == ben_party
+        })
+        .await;
+
+    // Ben calls again: a live node hosts the conference now, and cid, on a third node,
+    // meets him there.
+    let ben = callme(ben.vsp, conference, ben.party, 3).await;
+    assert_ne!(media_address(&ben.answer), media_address(&ann.answer));
+    let cid = call_in(&third, "cid", conference, 4).await;
+    assert_eq!(media_address(&cid.answer), media_address(&ben.answer));
+    until("ben gets cid's media on the new host", || {
+        hears_and_sees(&ben, 4)
+    })
+    .await;
+    until("cid gets ben's media on the new host", || {
+        hears_and_sees(&cid, 3)
+    })
+    .await;
+}
