@@ -160,7 +160,13 @@ impl Inner {
         let mut conn = lock(&self.conn);
         let mut c = match conn.take() {
             Some(c) => c,
-            None => self.client.get_connection()?,
+            None => {
+                let c = self.client.get_connection()?;
+                // A Redis that stops answering fails the open instead of holding it.
+                c.set_read_timeout(Some(self.open_timeout))?;
+                c.set_write_timeout(Some(self.open_timeout))?;
+                c
+            }
         };
         let host = redis::cmd("EVAL")
             .arg(CLAIM)
@@ -398,6 +404,8 @@ impl ClusterMedia {
     ) -> Result<Arc<ClusterMedia>, RedisBusError> {
         let client = redis::Client::open(options.url.as_str())?;
         let conn = client.get_connection()?;
+        conn.set_read_timeout(Some(options.open_timeout))?;
+        conn.set_write_timeout(Some(options.open_timeout))?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| RedisBusError::Subscriber(e.to_string()))?;
         let names = Names {
@@ -652,7 +660,13 @@ fn beat_loop(client: redis::Client, inner: Arc<Inner>) {
     let mut conn: Option<redis::Connection> = None;
     while !inner.stop.load(Ordering::Acquire) {
         if conn.is_none() {
-            conn = client.get_connection().ok();
+            conn = client
+                .get_connection()
+                .and_then(|c| {
+                    c.set_read_timeout(Some(inner.ttl))?;
+                    Ok(c)
+                })
+                .ok();
         }
         if let Some(c) = conn.as_mut() {
             if let Err(e) = inner.beat(c) {

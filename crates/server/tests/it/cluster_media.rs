@@ -2,8 +2,10 @@
 //! one PostgreSQL and one Redis, each with its own media endpoint; two parties of one
 //! conference, one joined through each node's conference door, each with a synthetic
 //! str0m peer doing `CALLME_S2` with real ICE and DTLS-SRTP. Both are answered by the
-//! node that opened the conference's media first (the same media address), and each
-//! receives the other's frames. When that host is killed, the other node's party is told
+//! node that opened the conference's media first (the same media address), each
+//! receives the other's frames, what one sends shows in its party's state on the other
+//! node, and a hang-up on the host's other node closes that party's media. When the host
+//! is killed, the other node's party is told
 //! `conf.webrtc.Disconnected`, and its next `CALLME_S2` opens on a live node, where a
 //! party of a third node then meets it.
 //!
@@ -56,8 +58,8 @@ async fn parties_on_two_nodes_receive_each_others_media() {
     one.add_user("ben", "pw").await;
     let conference = conference(&one, "ann").await;
 
-    let ann = call_in(&one, "ann", conference, 1).await;
-    let ben = call_in(&two, "ben", conference, 2).await;
+    let mut ann = call_in(&one, "ann", conference, 1).await;
+    let mut ben = call_in(&two, "ben", conference, 2).await;
     until("ann, on node one, gets ben's audio and video", || {
         hears_and_sees(&ann, 2)
     })
@@ -68,6 +70,33 @@ async fn parties_on_two_nodes_receive_each_others_media() {
     .await;
     // Both were answered by the conference's one media host, the first opener's node.
     assert_eq!(media_address(&ann.answer), media_address(&ben.answer));
+
+    // What ben sends through the host shows in his state on ann's node.
+    let ben_party = ben.party;
+    ann.vsp
+        .event("changed", None, |r| {
+            r["updParties"].as_array().is_some_and(|parties| {
+                parties.iter().any(|p| {
+                    p["PartyID"] == ben_party && p["bMicOn"] == true && p["bCamOn"] == true
+                })
+            })
+        })
+        .await;
+    // Ben's hang-up on node two closes his media on the host.
+    let hung = ben
+        .vsp
+        .call("conf", "hangup", json!({"ID": conference.to_string()}))
+        .await;
+    assert_eq!(hung["result"]["code"], 0, "{hung}");
+    ben.vsp
+        .event("webrtc", Some("Disconnected"), |r| {
+            r["PartyID"] == ben_party
+        })
+        .await;
+    until("ben's peer sees its connection end", || {
+        ben.state.lock().unwrap().ended
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
