@@ -73,7 +73,7 @@ export async function startServer(env = {}) {
     mediaPort,
     addUser(login, password) {
       execFileSync(BIN, ['user', 'add', login, '--password', password, '--data-dir', dataDir], {
-        env: { ...process.env, CONFER_LOG_LEVEL: 'warn' },
+        env: { ...process.env, ...env, CONFER_LOG_LEVEL: 'warn' },
       });
     },
     // A counter from /metrics (its value, 0 when absent).
