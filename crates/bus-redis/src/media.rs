@@ -268,10 +268,16 @@ impl Inner {
                 }
             }),
             Some("event") => event_from(&frame["event"]).map(|event| {
-                if let MediaEvent::Ended { key, .. } = &event {
+                let key = event_key(&event);
+                {
                     let mut remote = lock(&self.remote);
-                    if remote.get(key).is_some_and(|(host, _)| host == from) {
-                        remote.remove(key);
+                    // Only the party's host now speaks for it: what an earlier host
+                    // says (it closing the party that moved) is stale.
+                    if remote.get(&key).is_none_or(|(host, _)| host != from) {
+                        return;
+                    }
+                    if matches!(event, MediaEvent::Ended { .. }) {
+                        remote.remove(&key);
                     }
                 }
                 let _ = self.events.send(event);
