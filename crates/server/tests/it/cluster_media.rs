@@ -7,7 +7,8 @@
 //! node, and a hang-up on the host's other node closes that party's media. When the host
 //! is killed, the other node's party is told
 //! `conf.webrtc.Disconnected`, and its next `CALLME_S2` opens on a live node, where a
-//! party of a third node then meets it.
+//! party of a third node then meets it; when a party's own node is killed, the host
+//! ends that party's media.
 //!
 //! Needs `CONFER_TEST_POSTGRES_URL` and `CONFER_TEST_REDIS_URL` (scripts/suite-scale);
 //! without them the tests say they skipped, unless `CONFER_REQUIRE_SERVICES` is set.
@@ -38,6 +39,47 @@ async fn conference(server: &TestServer, user: &str) -> u64 {
     let mut owner = Vsp::login(server, user, "pw").await;
     let created = owner.call("cd", "create", json!({"name": "Standup"})).await;
     created["result"]["ID"].as_u64().unwrap()
+}
+
+/// A node of the cluster that is the real binary in a process of its own (to be killed
+/// with SIGKILL), with a media endpoint; the `TestServer` only names its address.
+async fn doomed_node(db: &TestDatabase, redis: &str) -> (tokio::process::Child, TestServer) {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_confer"))
+        .arg("serve")
+        .env("CONFER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONFER_DATA_DIR", dir.path().join("data"))
+        .env("CONFER_DATABASE_URL", &db.url)
+        .env("CONFER_DATABASE_POOL_SIZE", "4")
+        .env("CONFER_REDIS_URL", redis)
+        .env("CONFER_REDIS_PREFIX", cluster_prefix(db))
+        .env("CONFER_NODE_TIMEOUT_SECS", "1")
+        .env("CONFER_MEDIA_UDP_BIND", "127.0.0.1:0")
+        .env("CONFER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    tokio::time::timeout(WAIT, async {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the node to kill starts");
+    let node = TestServer {
+        running: None,
+        addr,
+        dir: std::sync::Arc::new(dir),
+        config: confer_server::Config::default(),
+    };
+    (doomed, node)
 }
 
 fn media_address(answer: &Value) -> (String, u64) {
@@ -112,41 +154,7 @@ async fn when_the_media_host_dies_its_parties_are_told_and_call_again_on_a_live_
     let conference = conference(&survivor, "ann").await;
 
     // The host is the real binary in a process of its own, to be killed.
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_confer"))
-        .arg("serve")
-        .env("CONFER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CONFER_DATA_DIR", dir.path().join("data"))
-        .env("CONFER_DATABASE_URL", &db.url)
-        .env("CONFER_DATABASE_POOL_SIZE", "4")
-        .env("CONFER_REDIS_URL", &redis)
-        .env("CONFER_REDIS_PREFIX", cluster_prefix(&db))
-        .env("CONFER_NODE_TIMEOUT_SECS", "1")
-        .env("CONFER_MEDIA_UDP_BIND", "127.0.0.1:0")
-        .env("CONFER_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    tokio::time::timeout(WAIT, async {
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the node to kill starts");
-    let doomed_node = TestServer {
-        running: None,
-        addr,
-        dir: std::sync::Arc::new(tempfile::tempdir().unwrap()),
-        config: confer_server::Config::default(),
-    };
+    let (mut doomed, doomed_node) = doomed_node(&db, &redis).await;
 
     // Ann opens the conference's media first, on the doomed node: it hosts it.
     let ann = call_in(&doomed_node, "ann", conference, 1).await;
@@ -178,6 +186,32 @@ async fn when_the_media_host_dies_its_parties_are_told_and_call_again_on_a_live_
     .await;
     until("cid gets ben's media on the new host", || {
         hears_and_sees(&cid, 3)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_partys_node_dies_the_media_host_closes_its_media() {
+    let (Some(db), Some(redis)) = (TestDatabase::fresh("confer_it"), redis_url()) else {
+        return;
+    };
+    let host = media_node(&db, &redis).await;
+    host.add_user("ann", "pw").await;
+    host.add_user("ben", "pw").await;
+    let conference = conference(&host, "ann").await;
+    let (mut doomed, doomed_node) = doomed_node(&db, &redis).await;
+
+    let ann = call_in(&host, "ann", conference, 1).await;
+    // Ben's socket is on the doomed node, his media on the host.
+    let ben = call_in(&doomed_node, "ben", conference, 2).await;
+    assert_eq!(media_address(&ann.answer), media_address(&ben.answer));
+    until("ann gets ben's media", || hears_and_sees(&ann, 2)).await;
+
+    // Ben's peer lives on (it is in this process); his node does not: the host ends
+    // the media nobody can hang up any more.
+    doomed.kill().await.unwrap();
+    until("ben's peer sees the host end its connection", || {
+        ben.state.lock().unwrap().ended
     })
     .await;
 }
