@@ -29,6 +29,10 @@
 //! Live calls and their ringing timers are kept in Redis too ([`calls::RedisCalls`], the
 //! core's `CallState`), so a call rings, connects and times out across nodes.
 //!
+//! Conference media too ([`media::ClusterMedia`], the core's `MediaEndpoint` wrapping the
+//! node's SFU): one node hosts each conference's media, the first to open it; parties on
+//! other nodes are opened there over Redis, and their media goes straight to it.
+//!
 //! Three threads per node, blocking, so nothing here needs the caller's runtime: the
 //! subscriber (subscribed before [`start`] returns, so nothing published after it is
 //! missed), the publisher, fed by a queue bounded in items and bytes (what does not fit
