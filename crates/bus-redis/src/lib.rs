@@ -70,11 +70,27 @@ const POLL: Duration = Duration::from_millis(500);
 /// The names of a cluster's keys and channels, all under its prefix, so that several
 /// clusters (or test runs) can share one Redis.
 #[derive(Clone, Debug)]
-struct Names {
+pub(crate) struct Names {
     prefix: String,
 }
 
 impl Names {
+    /// The names under `prefix` ([`DEFAULT_PREFIX`] when it is empty).
+    pub(crate) fn new(prefix: &str) -> Names {
+        Names {
+            prefix: if prefix.is_empty() {
+                DEFAULT_PREFIX.to_string()
+            } else {
+                prefix.to_string()
+            },
+        }
+    }
+
+    /// A key of another part of this crate (`calls.rs`), under the same prefix.
+    pub(crate) fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
     /// The pub/sub channel every node of the cluster hears.
     fn channel(&self) -> String {
         format!("{}:bus", self.prefix)
@@ -490,13 +506,7 @@ pub fn start(
     let client = redis::Client::open(options.url.as_str())?;
     let mut conn = client.get_connection()?;
     let me = options.node_id.clone();
-    let names = Names {
-        prefix: if options.prefix.is_empty() {
-            DEFAULT_PREFIX.to_string()
-        } else {
-            options.prefix.clone()
-        },
-    };
+    let names = Names::new(&options.prefix);
     let timeout = options.node_timeout.max(Duration::from_millis(300));
     let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
 
