@@ -17,7 +17,11 @@
 //! - heartbeats: each node renews `<prefix>:alive:<node>` (expiring after `node_timeout`)
 //!   and says `beat` on the cluster channel every third of it; a node silent for
 //!   `node_timeout` is dead, its sessions leave the directory and the live node with the
-//!   lowest id hands them to its core to close (`SessionRegistry::orphans`).
+//!   lowest id hands them to its core to close (`SessionRegistry::orphans`);
+//! - typing: each node keeps its live typing entries in `<prefix>:typing:<node>` (one
+//!   write when an entry starts or ends, none per renewal), and the dead node's closer
+//!   hands them to its core with its sessions (`SessionRegistry::orphan_typing`), which
+//!   says "stopped typing" for each: the dead node's timers died with it.
 //!
 //! One cluster channel (`<prefix>:bus`) for what every node hears, one per node
 //! (`<prefix>:node:<node>`) for what is addressed to it, every key and channel under the
@@ -48,7 +52,7 @@ use std::time::Duration;
 use confer_bus::{LocalBus, LocalRegistry};
 use confer_core::bus::{
     Delivery, EventBus, ForwardedRequest, Mailbox, PushError, RemoteError, RoomMember, SessionInfo,
-    SessionRegistry,
+    SessionRegistry, TypingEntry,
 };
 use confer_core::event::{Event, Grant, Json, Subscription};
 use confer_core::{GroupId, SessionId, Uin};
@@ -120,6 +124,12 @@ impl Names {
     fn sessions(&self, node: &str) -> String {
         format!("{}:sessions:{node}", self.prefix)
     }
+
+    /// A node's live typing entries, `<typer>:<group>` → the receiver's uin (empty: the
+    /// group's other members).
+    fn typing(&self, node: &str) -> String {
+        format!("{}:typing:{node}", self.prefix)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +176,16 @@ enum Out {
         node: String,
         id: String,
     },
+    /// This node's typing entry (`Names::typing`).
+    SetTyping {
+        key: String,
+        field: String,
+        receiver: String,
+    },
+    DelTyping {
+        key: String,
+        field: String,
+    },
 }
 
 impl Out {
@@ -174,6 +194,12 @@ impl Out {
             Out::Publish { channel, frame } => channel.len() + frame.len(),
             Out::SetSession { node, id, entry } => node.len() + id.len() + entry.len(),
             Out::DelSession { node, id } => node.len() + id.len(),
+            Out::SetTyping {
+                key,
+                field,
+                receiver,
+            } => key.len() + field.len() + receiver.len(),
+            Out::DelTyping { key, field } => key.len() + field.len(),
         }
     }
 }
@@ -200,6 +226,8 @@ struct Shared {
     next_request: AtomicU64,
     /// Sessions of dead nodes for this node's core to close.
     orphans: Mutex<Vec<SessionInfo>>,
+    /// Typing entries of dead nodes for this node's core to say "stopped" for.
+    orphan_typing: Mutex<Vec<TypingEntry>>,
     /// Where a command forwarded from another node waits for its client's answer.
     runtime: Option<tokio::runtime::Handle>,
     request_timeout: Duration,
@@ -513,6 +541,7 @@ pub fn start(
     // Sessions this node held in an earlier life (same node id) are its own to close.
     let stale: HashMap<String, String> = conn.hgetall(names.sessions(&me))?;
     let () = conn.del(names.sessions(&me))?;
+    let stale_typing = take_typing(&mut conn, &names, &me)?;
     let () = conn.sadd(names.nodes(), &me)?;
     let () = redis::cmd("SET")
         .arg(names.alive(&me))
@@ -547,6 +576,7 @@ pub fn start(
                 .filter_map(|v| codec::session_info_from(&v))
                 .collect(),
         ),
+        orphan_typing: Mutex::new(stale_typing),
         runtime: tokio::runtime::Handle::try_current().ok(),
         request_timeout: options.request_timeout,
     });
@@ -612,6 +642,34 @@ pub fn start(
     ))
 }
 
+/// Read and delete a node's typing entries (`Names::typing`); an entry that does not parse
+/// is skipped.
+fn take_typing(
+    conn: &mut redis::Connection,
+    names: &Names,
+    node: &str,
+) -> redis::RedisResult<Vec<TypingEntry>> {
+    let (entries, ()): (HashMap<String, String>, ()) = redis::pipe()
+        .atomic()
+        .hgetall(names.typing(node))
+        .del(names.typing(node))
+        .query(conn)?;
+    Ok(entries
+        .iter()
+        .filter_map(|(field, receiver)| {
+            let (who, group) = field.split_once(':')?;
+            Some(TypingEntry {
+                who: Uin(who.parse().ok()?),
+                group: GroupId(group.parse().ok()?),
+                receiver: match receiver.as_str() {
+                    "" => None,
+                    r => Some(Uin(r.parse().ok()?)),
+                },
+            })
+        })
+        .collect())
+}
+
 fn publish_loop(client: redis::Client, names: Names, rx: Receiver<Out>, queued: Arc<AtomicUsize>) {
     let mut conn: Option<redis::Connection> = None;
     while let Ok(first) = rx.recv() {
@@ -649,6 +707,16 @@ fn publish_loop(client: redis::Client, names: Names, rx: Receiver<Out>, queued: 
                 }
                 Out::DelSession { node, id } => {
                     pipe.cmd("HDEL").arg(names.sessions(node)).arg(id).ignore();
+                }
+                Out::SetTyping {
+                    key,
+                    field,
+                    receiver,
+                } => {
+                    pipe.cmd("HSET").arg(key).arg(field).arg(receiver).ignore();
+                }
+                Out::DelTyping { key, field } => {
+                    pipe.cmd("HDEL").arg(key).arg(field).ignore();
                 }
             }
         }
@@ -760,10 +828,22 @@ fn heartbeat_loop(client: redis::Client, shared: Arc<Shared>, timeout: Duration)
         }
         if expired.closer && !expired.nodes.is_empty() {
             if let Some(c) = conn.as_mut() {
+                let mut typing = Vec::new();
                 for node in &expired.nodes {
+                    match take_typing(c, &shared.names, node) {
+                        Ok(entries) => typing.extend(entries),
+                        Err(e) => {
+                            tracing::warn!(error = %e, node = %node, "a dead node's typing is not stopped");
+                        }
+                    }
                     let _: redis::RedisResult<()> = c.del(shared.names.sessions(node));
                     let _: redis::RedisResult<()> = c.srem(shared.names.nodes(), node);
                 }
+                shared
+                    .orphan_typing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(typing);
             }
             shared
                 .orphans
@@ -902,6 +982,32 @@ impl SessionRegistry for RedisRegistry {
             &mut *self
                 .shared()
                 .orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
+    fn typing(&self, entry: TypingEntry, on: bool) {
+        let shared = self.shared();
+        let key = shared.names.typing(&shared.node_id);
+        let field = format!("{}:{}", entry.who, entry.group);
+        shared.enqueue(if on {
+            let receiver = entry.receiver.map(|r| r.to_string()).unwrap_or_default();
+            Out::SetTyping {
+                key,
+                field,
+                receiver,
+            }
+        } else {
+            Out::DelTyping { key, field }
+        });
+    }
+
+    fn orphan_typing(&self) -> Vec<TypingEntry> {
+        std::mem::take(
+            &mut *self
+                .shared()
+                .orphan_typing
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         )
