@@ -507,6 +507,11 @@ impl Shared {
     }
 }
 
+/// Empty a list the heartbeat fills for the core.
+fn take<T>(list: &Mutex<Vec<T>>) -> Vec<T> {
+    std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 fn merges(v: &Value) -> Option<Vec<Json>> {
     v.as_array()?
         .iter()
@@ -978,13 +983,7 @@ impl SessionRegistry for RedisRegistry {
     }
 
     fn orphans(&self) -> Vec<SessionInfo> {
-        std::mem::take(
-            &mut *self
-                .shared()
-                .orphans
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
+        take(&self.shared().orphans)
     }
 
     fn typing(&self, entry: TypingEntry, on: bool) {
@@ -1004,13 +1003,7 @@ impl SessionRegistry for RedisRegistry {
     }
 
     fn orphan_typing(&self) -> Vec<TypingEntry> {
-        std::mem::take(
-            &mut *self
-                .shared()
-                .orphan_typing
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
+        take(&self.shared().orphan_typing)
     }
 
     fn deliver(&self, session: &SessionId, delivery: Delivery) -> Result<(), PushError> {
