@@ -33,14 +33,12 @@ before(async () => {
   if (skip) return;
   psql(`CREATE DATABASE ${DB}`);
   const base = PG.slice(0, PG.lastIndexOf('/'));
-  // A Redis database of its own (the number in the URL), so that the live calls of
-  // other clusters on this Redis are not these.
-  const redis = `${REDIS.replace(/\/\d*$/, '')}/7`;
-  execFileSync('redis-cli', ['-u', redis, 'flushdb'], { stdio: 'ignore' });
+  // A cluster of its own on the shared Redis: its prefix (live calls included).
   const env = {
     CONFER_DATABASE_URL: `${base}/${DB}`,
     CONFER_DATABASE_POOL_SIZE: '4',
-    CONFER_REDIS_URL: redis,
+    CONFER_REDIS_URL: REDIS,
+    CONFER_REDIS_PREFIX: DB,
     CONFER_CALL_TIMEOUT_MS: String(CALL_TIMEOUT_MS),
   };
   // The CLI (`user add`) of the harness opens the same database.

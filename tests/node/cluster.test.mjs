@@ -3,8 +3,10 @@
 // online and offline reach a watcher on a third node, typing crosses nodes, and a node
 // killed with SIGKILL: its users go offline for their peers once `node_timeout_secs`
 // passed, come back online on another node with the same token (no conflict answer, at
-// once), and a retried nonce answers 13 with the stored original; a profile changed on one
-// node is what another node's next message carries (no stale profile cache).
+// once), and a retried nonce answers 13 with the stored original; a typer's node killed
+// mid-typing: its peer on another node hears "stopped typing" (type 9) once, from the node
+// that closes the dead node's sessions; a profile changed on one node is what another
+// node's next message carries (no stale profile cache).
 //
 // Needs CONFER_TEST_POSTGRES_URL and CONFER_TEST_REDIS_URL (scripts/suite-scale sets
 // them); without them it says it skipped, unless CONFER_REQUIRE_SERVICES is set.
@@ -127,4 +129,32 @@ test('a node killed with SIGKILL: its users go offline, come back elsewhere with
   assert.equal(retry.message.message_id, sent.message.message_id);
   const listed = await emit(kim.socket, 'list_message', { group_id: g.group_id });
   assert.deepEqual(listed.messages.map((m) => m.message_id), [sent.message.message_id], 'stored once');
+});
+
+test('a node killed mid-typing: a member on another node hears type 9 exactly once', { skip }, async () => {
+  const [n0, n1] = nodes;
+  const doomed = await startServer();
+  const ada = await doomed.user('ada');
+  const bo = await n1.user('bo');
+  const g = (await emit(ada.socket, 'create_group', { type: 2, name: 'Typing kill', occupants_uins: [bo.uin] })).group;
+  const seen = [];
+  bo.socket.on('event', (e) => { if (e.group_id === g.group_id) seen.push(e); });
+  const typing = once(bo.socket, 'event', (e) => e.group_id === g.group_id && e.type === 8);
+  assert.equal((await emit(ada.socket, 'event', { type: 8, group_id: g.group_id, sender_uin: ada.uin, data: '' })).result, 0);
+  await typing;
+
+  // The typer's node dies before its typing timeout: its own timer never fires.
+  const stopped = once(bo.socket, 'event', (e) => e.group_id === g.group_id && e.type === 9);
+  process.kill(doomed.pid, 'SIGKILL');
+  for (const s of doomed.sockets) s.disconnect();
+  const ev = await stopped;
+  assert.equal(ev.sender_uin, ada.uin);
+
+  // A marker after it: ada, back on another node, types again; every event before the
+  // marker has been heard, and one of them was a type 9.
+  ada.socket = await n0.connect(ada.token);
+  const marker = once(bo.socket, 'event', (e) => e.group_id === g.group_id && e.type === 8 && seen.filter((x) => x.type === 8).length === 2);
+  assert.equal((await emit(ada.socket, 'event', { type: 8, group_id: g.group_id, sender_uin: ada.uin, data: '' })).result, 0);
+  await marker;
+  assert.deepEqual(seen.map((e) => e.type), [8, 9, 8], 'one type 9 for the dead node\'s typing');
 });

@@ -2,14 +2,15 @@
 //! kept in Redis, so that a call between users on two nodes rings, connects, is stopped
 //! or times out the same as on one.
 //!
-//! Keys (in the database `redis_url` names):
-//! - `confer:call:<id>`: a hash per live call: `v` (its version), `group`, `call` (the
+//! Keys (in the database `redis_url` names, under the cluster's `redis_prefix`, as every
+//! key of this crate, so clusters sharing one Redis never see each other's calls):
+//! - `<prefix>:call:<id>`: a hash per live call: `v` (its version), `group`, `call` (the
 //!   call as the codec's JSON), `members` (who it counts as busy: the caller and the
 //!   callees who have not declined), `busy` (callees found busy when it started, which
 //!   the start added to `declined`; folded into `call` by the first update);
-//! - `confer:call-of:<group>`: the live call of a group;
-//! - `confer:call-busy`: a hash, user → how many live calls count them;
-//! - `confer:call-timers`: a sorted set, call id → when its ringing times out (ms, by
+//! - `<prefix>:call-of:<group>`: the live call of a group;
+//! - `<prefix>:call-busy`: a hash, user → how many live calls count them;
+//! - `<prefix>:call-timers`: a sorted set, call id → when its ringing times out (ms, by
 //!   Redis's own clock, so nodes' clocks need not agree).
 //!
 //! Each change is one Lua script, which Redis runs alone: a start checks the group and
@@ -34,7 +35,7 @@ use confer_core::{GroupId, Uin};
 use redis::{Connection, RedisResult};
 
 use crate::codec;
-use crate::RedisBusError;
+use crate::{Names, RedisBusError};
 
 /// How often each node looks for due ringing timers.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -45,15 +46,28 @@ const UPDATE_TRIES: usize = 32;
 /// How long one Redis command may take before the operation fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-const BUSY: &str = "confer:call-busy";
-const TIMERS: &str = "confer:call-timers";
-
-fn call_key(call_id: u64) -> String {
-    format!("confer:call:{call_id}")
+/// The names of the calls' keys, under the cluster's prefix.
+#[derive(Clone, Debug)]
+struct Keys {
+    names: Names,
 }
 
-fn group_key(group: u64) -> String {
-    format!("confer:call-of:{group}")
+impl Keys {
+    fn busy(&self) -> String {
+        self.names.key("call-busy")
+    }
+
+    fn timers(&self) -> String {
+        self.names.key("call-timers")
+    }
+
+    fn call(&self, call_id: u64) -> String {
+        self.names.key(&format!("call:{call_id}"))
+    }
+
+    fn group(&self, group: u64) -> String {
+        self.names.key(&format!("call-of:{group}"))
+    }
 }
 
 fn join(uins: impl IntoIterator<Item = Uin>) -> String {
@@ -145,18 +159,23 @@ fn decode(call: &str, busy: &str) -> StoreResult<Call> {
 
 /// [`CallState`] in Redis, shared by every node pointed at the same database.
 pub struct RedisCalls {
+    keys: Keys,
     client: redis::Client,
     connection: Arc<Mutex<Option<Connection>>>,
 }
 
 impl RedisCalls {
     /// Connect now: a node whose calls cannot reach Redis fails to start rather than
-    /// keep calls of its own.
-    pub fn connect(url: &str) -> Result<RedisCalls, RedisBusError> {
+    /// keep calls of its own. `prefix` is the cluster's (`redis_prefix`; empty:
+    /// [`DEFAULT_PREFIX`](crate::DEFAULT_PREFIX)), the same as its bus's.
+    pub fn connect(url: &str, prefix: &str) -> Result<RedisCalls, RedisBusError> {
         let client = redis::Client::open(url)?;
         let mut connection = open(&client)?;
         redis::cmd("PING").query::<String>(&mut connection)?;
         Ok(RedisCalls {
+            keys: Keys {
+                names: Names::new(prefix),
+            },
             client,
             connection: Arc::new(Mutex::new(Some(connection))),
         })
@@ -190,10 +209,11 @@ impl RedisCalls {
 
     /// A live call with its version.
     async fn read(&self, call_id: u64) -> StoreResult<Option<(String, Call)>> {
+        let key = self.keys.call(call_id);
         let got: (Option<String>, Option<String>, Option<String>) = self
             .with(move |con| {
                 redis::cmd("HMGET")
-                    .arg(call_key(call_id))
+                    .arg(key)
                     .arg("v")
                     .arg("call")
                     .arg("busy")
@@ -223,8 +243,9 @@ impl CallState for RedisCalls {
     }
 
     async fn of_group(&self, group: GroupId) -> StoreResult<Option<Call>> {
+        let key = self.keys.group(group.0);
         let id: Option<u64> = self
-            .with(move |con| redis::cmd("GET").arg(group_key(group.0)).query(con))
+            .with(move |con| redis::cmd("GET").arg(key).query(con))
             .await?;
         match id {
             Some(id) => self.get(id).await,
@@ -238,17 +259,21 @@ impl CallState for RedisCalls {
         let callees = join(call.callees.iter().copied());
         let declined = join(call.declined.iter().copied());
         let ring_ms = u64::try_from(ring_for.as_millis()).unwrap_or(u64::MAX / 2);
+        let k = self.keys.clone();
         let busy: Option<Vec<u64>> = self
             .with(move |con| {
-                eval(START, &[&group_key(group), &call_key(id), BUSY, TIMERS])
-                    .arg(id)
-                    .arg(group)
-                    .arg(json)
-                    .arg(caller)
-                    .arg(callees)
-                    .arg(declined)
-                    .arg(ring_ms)
-                    .query(con)
+                eval(
+                    START,
+                    &[&k.group(group), &k.call(id), &k.busy(), &k.timers()],
+                )
+                .arg(id)
+                .arg(group)
+                .arg(json)
+                .arg(caller)
+                .arg(callees)
+                .arg(declined)
+                .arg(ring_ms)
+                .query(con)
             })
             .await?;
         Ok(busy.map(|busy| {
@@ -267,9 +292,10 @@ impl CallState for RedisCalls {
             change(&mut call);
             let json = codec::call(&call).to_string();
             let members = join(counted(&call));
+            let k = self.keys.clone();
             let written: i64 = self
                 .with(move |con| {
-                    eval(UPDATE, &[&call_key(call_id), BUSY])
+                    eval(UPDATE, &[&k.call(call_id), &k.busy()])
                         .arg(version)
                         .arg(json)
                         .arg(members)
@@ -288,22 +314,19 @@ impl CallState for RedisCalls {
     }
 
     async fn remove(&self, call_id: u64) -> StoreResult<Option<Call>> {
+        let key = self.keys.call(call_id);
         let group: Option<u64> = self
-            .with(move |con| {
-                redis::cmd("HGET")
-                    .arg(call_key(call_id))
-                    .arg("group")
-                    .query(con)
-            })
+            .with(move |con| redis::cmd("HGET").arg(key).arg("group").query(con))
             .await?;
         let Some(group) = group else {
             return Ok(None);
         };
+        let k = self.keys.clone();
         let removed: Option<(String, String)> = self
             .with(move |con| {
                 eval(
                     REMOVE,
-                    &[&call_key(call_id), BUSY, TIMERS, &group_key(group)],
+                    &[&k.call(call_id), &k.busy(), &k.timers(), &k.group(group)],
                 )
                 .arg(call_id)
                 .query(con)
@@ -316,8 +339,9 @@ impl CallState for RedisCalls {
         let mut failing = false;
         loop {
             tokio::time::sleep(POLL).await;
+            let timers = self.keys.timers();
             let due: StoreResult<Vec<u64>> = self
-                .with(|con| eval(DUE, &[TIMERS]).arg(DUE_BATCH).query(con))
+                .with(move |con| eval(DUE, &[&timers]).arg(DUE_BATCH).query(con))
                 .await;
             match due {
                 Ok(due) if !due.is_empty() => return due,

@@ -17,7 +17,11 @@
 //! - heartbeats: each node renews `<prefix>:alive:<node>` (expiring after `node_timeout`)
 //!   and says `beat` on the cluster channel every third of it; a node silent for
 //!   `node_timeout` is dead, its sessions leave the directory and the live node with the
-//!   lowest id hands them to its core to close (`SessionRegistry::orphans`).
+//!   lowest id hands them to its core to close (`SessionRegistry::orphans`);
+//! - typing: each node keeps its live typing entries in `<prefix>:typing:<node>` (one
+//!   write when an entry starts or ends, none per renewal), and the dead node's closer
+//!   hands them to its core with its sessions (`SessionRegistry::orphan_typing`), which
+//!   says "stopped typing" for each: the dead node's timers died with it.
 //!
 //! One cluster channel (`<prefix>:bus`) for what every node hears, one per node
 //! (`<prefix>:node:<node>`) for what is addressed to it, every key and channel under the
@@ -53,7 +57,7 @@ use std::time::Duration;
 use confer_bus::{LocalBus, LocalRegistry};
 use confer_core::bus::{
     Delivery, EventBus, ForwardedRequest, Mailbox, PushError, RemoteError, RoomMember, SessionInfo,
-    SessionRegistry,
+    SessionRegistry, TypingEntry,
 };
 use confer_core::event::{Event, Grant, Json, Subscription};
 use confer_core::{GroupId, SessionId, Uin};
@@ -75,11 +79,27 @@ const POLL: Duration = Duration::from_millis(500);
 /// The names of a cluster's keys and channels, all under its prefix, so that several
 /// clusters (or test runs) can share one Redis.
 #[derive(Clone, Debug)]
-struct Names {
+pub(crate) struct Names {
     prefix: String,
 }
 
 impl Names {
+    /// The names under `prefix` ([`DEFAULT_PREFIX`] when it is empty).
+    pub(crate) fn new(prefix: &str) -> Names {
+        Names {
+            prefix: if prefix.is_empty() {
+                DEFAULT_PREFIX.to_string()
+            } else {
+                prefix.to_string()
+            },
+        }
+    }
+
+    /// A key of another part of this crate (`calls.rs`), under the same prefix.
+    pub(crate) fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
     /// The pub/sub channel every node of the cluster hears.
     fn channel(&self) -> String {
         format!("{}:bus", self.prefix)
@@ -108,6 +128,12 @@ impl Names {
     /// A node's sessions, session id → entry (`codec::session_info`).
     fn sessions(&self, node: &str) -> String {
         format!("{}:sessions:{node}", self.prefix)
+    }
+
+    /// A node's live typing entries, `<typer>:<group>` → the receiver's uin (empty: the
+    /// group's other members).
+    fn typing(&self, node: &str) -> String {
+        format!("{}:typing:{node}", self.prefix)
     }
 }
 
@@ -155,6 +181,16 @@ enum Out {
         node: String,
         id: String,
     },
+    /// This node's typing entry (`Names::typing`).
+    SetTyping {
+        key: String,
+        field: String,
+        receiver: String,
+    },
+    DelTyping {
+        key: String,
+        field: String,
+    },
 }
 
 impl Out {
@@ -163,6 +199,12 @@ impl Out {
             Out::Publish { channel, frame } => channel.len() + frame.len(),
             Out::SetSession { node, id, entry } => node.len() + id.len() + entry.len(),
             Out::DelSession { node, id } => node.len() + id.len(),
+            Out::SetTyping {
+                key,
+                field,
+                receiver,
+            } => key.len() + field.len() + receiver.len(),
+            Out::DelTyping { key, field } => key.len() + field.len(),
         }
     }
 }
@@ -189,6 +231,8 @@ struct Shared {
     next_request: AtomicU64,
     /// Sessions of dead nodes for this node's core to close.
     orphans: Mutex<Vec<SessionInfo>>,
+    /// Typing entries of dead nodes for this node's core to say "stopped" for.
+    orphan_typing: Mutex<Vec<TypingEntry>>,
     /// Where a command forwarded from another node waits for its client's answer.
     runtime: Option<tokio::runtime::Handle>,
     request_timeout: Duration,
@@ -468,6 +512,11 @@ impl Shared {
     }
 }
 
+/// Empty a list the heartbeat fills for the core.
+fn take<T>(list: &Mutex<Vec<T>>) -> Vec<T> {
+    std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 fn merges(v: &Value) -> Option<Vec<Json>> {
     v.as_array()?
         .iter()
@@ -495,19 +544,14 @@ pub fn start(
     let client = redis::Client::open(options.url.as_str())?;
     let mut conn = client.get_connection()?;
     let me = options.node_id.clone();
-    let names = Names {
-        prefix: if options.prefix.is_empty() {
-            DEFAULT_PREFIX.to_string()
-        } else {
-            options.prefix.clone()
-        },
-    };
+    let names = Names::new(&options.prefix);
     let timeout = options.node_timeout.max(Duration::from_millis(300));
     let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
 
     // Sessions this node held in an earlier life (same node id) are its own to close.
     let stale: HashMap<String, String> = conn.hgetall(names.sessions(&me))?;
     let () = conn.del(names.sessions(&me))?;
+    let stale_typing = take_typing(&mut conn, &names, &me)?;
     let () = conn.sadd(names.nodes(), &me)?;
     let () = redis::cmd("SET")
         .arg(names.alive(&me))
@@ -542,6 +586,7 @@ pub fn start(
                 .filter_map(|v| codec::session_info_from(&v))
                 .collect(),
         ),
+        orphan_typing: Mutex::new(stale_typing),
         runtime: tokio::runtime::Handle::try_current().ok(),
         request_timeout: options.request_timeout,
     });
@@ -607,6 +652,34 @@ pub fn start(
     ))
 }
 
+/// Read and delete a node's typing entries (`Names::typing`); an entry that does not parse
+/// is skipped.
+fn take_typing(
+    conn: &mut redis::Connection,
+    names: &Names,
+    node: &str,
+) -> redis::RedisResult<Vec<TypingEntry>> {
+    let (entries, ()): (HashMap<String, String>, ()) = redis::pipe()
+        .atomic()
+        .hgetall(names.typing(node))
+        .del(names.typing(node))
+        .query(conn)?;
+    Ok(entries
+        .iter()
+        .filter_map(|(field, receiver)| {
+            let (who, group) = field.split_once(':')?;
+            Some(TypingEntry {
+                who: Uin(who.parse().ok()?),
+                group: GroupId(group.parse().ok()?),
+                receiver: match receiver.as_str() {
+                    "" => None,
+                    r => Some(Uin(r.parse().ok()?)),
+                },
+            })
+        })
+        .collect())
+}
+
 fn publish_loop(client: redis::Client, names: Names, rx: Receiver<Out>, queued: Arc<AtomicUsize>) {
     let mut conn: Option<redis::Connection> = None;
     while let Ok(first) = rx.recv() {
@@ -644,6 +717,16 @@ fn publish_loop(client: redis::Client, names: Names, rx: Receiver<Out>, queued: 
                 }
                 Out::DelSession { node, id } => {
                     pipe.cmd("HDEL").arg(names.sessions(node)).arg(id).ignore();
+                }
+                Out::SetTyping {
+                    key,
+                    field,
+                    receiver,
+                } => {
+                    pipe.cmd("HSET").arg(key).arg(field).arg(receiver).ignore();
+                }
+                Out::DelTyping { key, field } => {
+                    pipe.cmd("HDEL").arg(key).arg(field).ignore();
                 }
             }
         }
@@ -755,10 +838,22 @@ fn heartbeat_loop(client: redis::Client, shared: Arc<Shared>, timeout: Duration)
         }
         if expired.closer && !expired.nodes.is_empty() {
             if let Some(c) = conn.as_mut() {
+                let mut typing = Vec::new();
                 for node in &expired.nodes {
+                    match take_typing(c, &shared.names, node) {
+                        Ok(entries) => typing.extend(entries),
+                        Err(e) => {
+                            tracing::warn!(error = %e, node = %node, "a dead node's typing is not stopped");
+                        }
+                    }
                     let _: redis::RedisResult<()> = c.del(shared.names.sessions(node));
                     let _: redis::RedisResult<()> = c.srem(shared.names.nodes(), node);
                 }
+                shared
+                    .orphan_typing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(typing);
             }
             shared
                 .orphans
@@ -893,13 +988,27 @@ impl SessionRegistry for RedisRegistry {
     }
 
     fn orphans(&self) -> Vec<SessionInfo> {
-        std::mem::take(
-            &mut *self
-                .shared()
-                .orphans
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
+        take(&self.shared().orphans)
+    }
+
+    fn typing(&self, entry: TypingEntry, on: bool) {
+        let shared = self.shared();
+        let key = shared.names.typing(&shared.node_id);
+        let field = format!("{}:{}", entry.who, entry.group);
+        shared.enqueue(if on {
+            let receiver = entry.receiver.map(|r| r.to_string()).unwrap_or_default();
+            Out::SetTyping {
+                key,
+                field,
+                receiver,
+            }
+        } else {
+            Out::DelTyping { key, field }
+        });
+    }
+
+    fn orphan_typing(&self) -> Vec<TypingEntry> {
+        take(&self.shared().orphan_typing)
     }
 
     fn deliver(&self, session: &SessionId, delivery: Delivery) -> Result<(), PushError> {

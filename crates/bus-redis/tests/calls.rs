@@ -1,7 +1,8 @@
 //! The live calls in Redis as two nodes see them (`RedisCalls`, two connections to one
 //! database): one live call per group whichever node starts it, busy callees across
 //! nodes, a version-checked update, one removal, and each ringing timer claimed by one
-//! node only.
+//! node only; two clusters with different `redis_prefix`es on one Redis never see each
+//! other's calls, and every key the calls leave starts with its cluster's prefix.
 //!
 //! Needs `CONFER_TEST_REDIS_URL` (scripts/suite-scale starts a Redis); without it the
 //! test says it skipped, unless `CONFER_REQUIRE_SERVICES` is set.
@@ -17,6 +18,11 @@ use confer_core::model::{Call, CallStatus};
 use confer_core::{GroupId, Uin};
 
 fn redis_url() -> Option<String> {
+    redis_db(8)
+}
+
+/// Database `db` of the test Redis, emptied first.
+fn redis_db(db: u8) -> Option<String> {
     let Ok(url) = std::env::var("CONFER_TEST_REDIS_URL") else {
         assert!(
             std::env::var_os("CONFER_REQUIRE_SERVICES").is_none(),
@@ -31,7 +37,7 @@ fn redis_url() -> Option<String> {
         Some((b, db)) if !db.is_empty() && db.bytes().all(|c| c.is_ascii_digit()) => b,
         _ => base,
     };
-    let url = format!("{base}/8");
+    let url = format!("{base}/{db}");
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut con = client.get_connection().unwrap();
     redis::cmd("FLUSHDB").query::<()>(&mut con).unwrap();
@@ -70,8 +76,8 @@ async fn two_nodes_share_live_calls_busy_callees_and_fire_each_timer_once() {
     let Some(url) = redis_url() else {
         return;
     };
-    let one = RedisCalls::connect(&url).unwrap();
-    let two = RedisCalls::connect(&url).unwrap();
+    let one = RedisCalls::connect(&url, "").unwrap();
+    let two = RedisCalls::connect(&url, "").unwrap();
 
     let (started, busy) = one
         .start(call(1, 10, 1, &[2, 3]), LONG)
@@ -156,4 +162,69 @@ async fn two_nodes_share_live_calls_busy_callees_and_fire_each_timer_once() {
     assert_eq!(fired, ids, "every timer fired, none twice");
     // Timers are claimed, not removed with the calls: the calls are still live.
     assert!(one.get(100).await.unwrap().is_some());
+}
+
+/// Every key of the database `url` names (SCAN, as an operator would list them).
+fn keys(url: &str) -> Vec<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let mut keys: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter::<String>(&mut con)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_with_their_own_prefixes_on_one_redis_never_see_each_others_calls() {
+    let Some(url) = redis_db(9) else {
+        return;
+    };
+    let blue = RedisCalls::connect(&url, "blue").unwrap();
+    let green = RedisCalls::connect(&url, "green").unwrap();
+
+    // The same call id, group and users in both clusters: each its own.
+    blue.start(call(1, 10, 1, &[2]), Duration::from_millis(1))
+        .await
+        .unwrap()
+        .expect("blue's group has no call");
+    let (_, busy) = green
+        .start(call(1, 10, 3, &[2]), LONG)
+        .await
+        .unwrap()
+        .expect("green's group 10 has no call: blue's is not green's");
+    assert!(busy.is_empty(), "2 is busy in blue only");
+    assert_eq!(blue.get(1).await.unwrap().unwrap().caller, Uin(1));
+    assert_eq!(green.get(1).await.unwrap().unwrap().caller, Uin(3));
+    assert_eq!(
+        green.of_group(GroupId(10)).await.unwrap().unwrap().caller,
+        Uin(3)
+    );
+    // Blue's ringing timer is due at once; green's node never takes it.
+    assert!(
+        due_within(&green).await.is_empty(),
+        "blue's timer is blue's"
+    );
+    assert_eq!(blue.due().await, [1]);
+
+    let left = keys(&url);
+    assert!(!left.is_empty());
+    for key in &left {
+        assert!(
+            key.starts_with("blue:") || key.starts_with("green:"),
+            "{key} is outside both clusters' prefixes"
+        );
+    }
+    assert!(left.iter().any(|k| k.starts_with("blue:call")), "{left:?}");
+
+    // Removing blue's call leaves green's alone.
+    assert!(blue.remove(1).await.unwrap().is_some());
+    assert!(green.get(1).await.unwrap().is_some());
+    assert!(keys(&url).iter().all(|k| !k.starts_with("blue:call:")));
 }

@@ -174,6 +174,14 @@ impl Mailbox {
     }
 }
 
+/// One typer typing in one group: to `receiver` only, or to the group's other members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypingEntry {
+    pub who: Uin,
+    pub group: GroupId,
+    pub receiver: Option<Uin>,
+}
+
 /// A live session, as the registry lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -242,6 +250,16 @@ pub trait SessionRegistry: Send + Sync {
     /// of the directory and handed to this node, once, to be closed as if their
     /// connections had ended (presence, grants). Always empty on one node.
     fn orphans(&self) -> Vec<SessionInfo> {
+        Vec::new()
+    }
+    /// A typing entry of this node began (`on`) or ended (`service/typing.rs`: a new
+    /// typer or receiver in a group, not each renewal). A cluster keeps this node's
+    /// entries where the node that closes its sessions after its death finds them. One
+    /// node: nothing.
+    fn typing(&self, _entry: TypingEntry, _on: bool) {}
+    /// Typing entries a dead node left (with its [`orphans`](Self::orphans)), handed to
+    /// this node, once, to say "stopped typing" for. Always empty on one node.
+    fn orphan_typing(&self) -> Vec<TypingEntry> {
         Vec::new()
     }
     /// Queue a delivery for one session.

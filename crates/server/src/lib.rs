@@ -152,7 +152,7 @@ fn build_node_core(config: &Config, join: bool) -> anyhow::Result<Arc<Core>> {
     // Live calls and their ringing timers are shared through Redis when there is one.
     let core = match config.redis_url.as_deref().filter(|u| !u.is_empty()) {
         Some(url) => core.with_calls(Arc::new(
-            confer_bus_redis::calls::RedisCalls::connect(url)
+            confer_bus_redis::calls::RedisCalls::connect(url, &config.redis_prefix)
                 .context("keeping calls in Redis (redis_url)")?,
         )),
         None => core,

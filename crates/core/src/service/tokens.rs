@@ -104,7 +104,8 @@ impl Core {
 
     /// Close the sessions a dead node left ([`SessionRegistry::orphans`]), as their
     /// doors would have: a chat session's user goes offline for its peers if it has no
-    /// other chat session, grants resting on them are revoked. How many.
+    /// other chat session, grants resting on them are revoked; and say "stopped typing"
+    /// for the typing the dead node left (`typing.rs`). How many sessions.
     ///
     /// [`SessionRegistry::orphans`]: crate::bus::SessionRegistry::orphans
     pub async fn close_orphans(&self) -> usize {
@@ -117,6 +118,7 @@ impl Core {
                 self.close_session(s).await;
             }
         }
+        self.close_orphan_typing().await;
         orphans.len()
     }
 

@@ -7,6 +7,11 @@
 //! last chat session closes. One sweeper task serves every entry (started with the first
 //! one; it holds only a weak reference to the core): no task, timer or allocation per
 //! typing event beyond the entry it renews.
+//!
+//! The table is this process's; in a cluster each entry's start and end (not each
+//! renewal) is told to the registry (`SessionRegistry::typing`), which keeps them where
+//! the node that closes this node's sessions after its death finds them: that node says
+//! type 9 for each ([`Core::close_orphan_typing`]), since this one never will.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
@@ -14,6 +19,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::bus::TypingEntry;
 use crate::event::{EventBody, Json};
 use crate::ids::{GroupId, Uin};
 
@@ -61,14 +67,27 @@ impl Core {
     ) {
         let state = &self.typing;
         let mut table = state.lock();
-        if let Some((old, _)) = table.by_user.get_mut(&who).and_then(|g| g.remove(&group)) {
-            table.queue.remove(&(old, who, group));
+        let entry = |receiver| TypingEntry {
+            who,
+            group,
+            receiver,
+        };
+        let old = table.by_user.get_mut(&who).and_then(|g| g.remove(&group));
+        if let Some((at, _)) = old {
+            table.queue.remove(&(at, who, group));
+        }
+        let renewed = kind == TYPING_STARTED && old.is_some_and(|(_, r)| r == receiver);
+        if let Some((_, old_receiver)) = old.filter(|_| !renewed) {
+            self.registry.typing(entry(old_receiver), false);
         }
         if kind != TYPING_STARTED {
             if table.by_user.get(&who).is_some_and(|g| g.is_empty()) {
                 table.by_user.remove(&who);
             }
             return;
+        }
+        if !renewed {
+            self.registry.typing(entry(receiver), true);
         }
         let deadline = Instant::now() + self.settings.typing_timeout;
         let earliest = table.queue.first().is_none_or(|(at, _, _)| deadline < *at);
@@ -93,8 +112,17 @@ impl Core {
         let groups = {
             let mut table = self.typing.lock();
             let groups = table.by_user.remove(&who).unwrap_or_default();
-            for (group, (at, _)) in &groups {
+            for (group, (at, receiver)) in &groups {
                 table.queue.remove(&(*at, who, *group));
+                let (group, receiver) = (*group, *receiver);
+                self.registry.typing(
+                    TypingEntry {
+                        who,
+                        group,
+                        receiver,
+                    },
+                    false,
+                );
             }
             groups
         };
@@ -115,11 +143,21 @@ impl Core {
                     break;
                 }
                 table.queue.pop_first();
-                let receiver = table.by_user.get_mut(&who).and_then(|g| g.remove(&group));
+                let receiver = table
+                    .by_user
+                    .get_mut(&who)
+                    .and_then(|g| g.remove(&group))
+                    .and_then(|(_, r)| r);
                 if table.by_user.get(&who).is_some_and(|g| g.is_empty()) {
                     table.by_user.remove(&who);
                 }
-                due.push((who, group, receiver.and_then(|(_, r)| r)));
+                let entry = TypingEntry {
+                    who,
+                    group,
+                    receiver,
+                };
+                self.registry.typing(entry, false);
+                due.push((who, group, receiver));
             }
             (due, table.queue.first().map(|(at, _, _)| *at))
         };
@@ -127,6 +165,16 @@ impl Core {
             self.say_stopped(who, group, receiver).await;
         }
         next
+    }
+
+    /// Say type 9 for each typing entry a dead node left (`SessionRegistry::orphan_typing`):
+    /// its sweeper died with it. How many.
+    pub(super) async fn close_orphan_typing(&self) -> usize {
+        let entries = self.registry.orphan_typing();
+        for e in &entries {
+            self.say_stopped(e.who, e.group, e.receiver).await;
+        }
+        entries.len()
     }
 
     /// Push `event {"type":9}` from `who` to whom it was typing in `group` (the members

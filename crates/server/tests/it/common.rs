@@ -89,16 +89,7 @@ impl TestServer {
     /// Connect and log in with a password.
     pub async fn login(&self, user: &str, password: &str) -> (Client, String) {
         let client = self.connect().await;
-        let reply = client
-            .call(
-                "core",
-                "user",
-                "login",
-                json!({"user": user, "password": password}),
-            )
-            .await;
-        assert_eq!(reply["result"], "ok", "login failed: {reply}");
-        let session = reply["data"]["session_id"].as_str().unwrap().to_string();
+        let session = logged_in(&client, json!({"user": user, "password": password})).await;
         (client, session)
     }
 
@@ -111,6 +102,27 @@ impl TestServer {
     ) -> (u16, String) {
         http(self.addr, method, path, headers, body).await
     }
+}
+
+/// A login token from `POST /api/v1/login` at `addr`, as a client gets and keeps one.
+pub async fn token(addr: SocketAddr, user: &str, password: &str) -> String {
+    let body = json!({"user": user, "password": password}).to_string();
+    let (status, body) = http(addr, "POST", "/api/v1/login", &[], &body).await;
+    assert_eq!(status, 200, "login of {user} over HTTP: {body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    reply["session"].as_str().unwrap().to_string()
+}
+
+/// Log `client` in as `user` with a token (`user login`); its session id.
+pub async fn login(client: &Client, user: &str, token: &str) -> String {
+    logged_in(client, json!({"user": user, "token": token})).await
+}
+
+/// `user login` with `data`, which must succeed; the session id.
+async fn logged_in(client: &Client, data: Value) -> String {
+    let reply = client.call("core", "user", "login", data).await;
+    assert_eq!(reply["result"], "ok", "login failed: {reply}");
+    reply["data"]["session_id"].as_str().unwrap().to_string()
 }
 
 /// The close code and reason the server sent, if it sent a close frame.

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::common::{code, http_bytes, ok_data, TestServer};
+use crate::common::{code, http_bytes, ok_data, token, Client, TestServer};
 
 const BOUNDARY: &str = "confer-test-boundary";
 
@@ -18,22 +18,6 @@ fn multipart(field: &str, filename: Option<&str>, content: &[u8]) -> Vec<u8> {
     bytes.extend_from_slice(content);
     bytes.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
     bytes
-}
-
-pub(crate) async fn token(server: &TestServer, user: &str) -> String {
-    let (status, body) = server
-        .http(
-            "POST",
-            "/api/v1/login",
-            &[],
-            &json!({"user": user, "password": "pw"}).to_string(),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["session"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 pub(crate) async fn upload(
@@ -53,6 +37,37 @@ pub(crate) async fn upload(
     )
     .await;
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// As alice (password "pw"): create conference "c", send each uploaded item in a message
+/// of its own there, and age the first message by 100 days, as if it had been sent then
+/// (what the clean-up job looks at). Alice's client.
+pub(crate) async fn send_aging_the_first(server: &TestServer, items: &[&Value]) -> Client {
+    let (alice, _) = server.login("alice", "pw").await;
+    ok_data(
+        &alice
+            .call("media", "conf", "create", json!({"conf_id": "c"}))
+            .await,
+    );
+    for item in items {
+        ok_data(
+            &alice
+                .call(
+                    "media",
+                    "conf",
+                    "msglog_send",
+                    json!({"conf_id": "c", "msg": {"attachments": [item["item_id"]]}}),
+                )
+                .await,
+        );
+    }
+    let db = rusqlite::Connection::open(server.data_dir().join("confer.db")).unwrap();
+    db.execute(
+        "UPDATE messages SET created_at = created_at - 100 * 86400000000 WHERE seq = 1",
+        [],
+    )
+    .unwrap();
+    alice
 }
 
 pub(crate) async fn get(
@@ -108,9 +123,9 @@ async fn upload_add_file_send_and_download_with_ranges_and_etags() {
         server.add_user(u, "pw").await;
     }
     let (alice_t, bob_t, eve_t) = (
-        token(&server, "alice").await,
-        token(&server, "bob").await,
-        token(&server, "eve").await,
+        token(server.addr, "alice", "pw").await,
+        token(server.addr, "bob", "pw").await,
+        token(server.addr, "eve", "pw").await,
     );
     let content = png_like(100_000);
     let (status, up) = upload(&server, &alice_t, "cat.png", &content).await;
@@ -302,7 +317,7 @@ async fn upload_add_file_send_and_download_with_ranges_and_etags() {
 async fn bad_uploads_and_one_copy_of_the_same_content() {
     let server = TestServer::start_with(|c| c.max_upload_bytes = 10_000).await;
     server.add_user("alice", "pw").await;
-    let t = token(&server, "alice").await;
+    let t = token(server.addr, "alice", "pw").await;
     let (s, body) = upload(&server, &t, "big.bin", &vec![1u8; 50_000]).await;
     assert_eq!(s, 413, "{body}");
     assert!(body["error"].is_string());
@@ -344,35 +359,10 @@ async fn bad_uploads_and_one_copy_of_the_same_content() {
 async fn clean_up_frees_old_files_and_keeps_the_messages() {
     let server = TestServer::start().await;
     server.add_user("alice", "pw").await;
-    let t = token(&server, "alice").await;
+    let t = token(server.addr, "alice", "pw").await;
     let old = upload(&server, &t, "old.bin", &vec![7u8; 4000]).await.1;
     let new = upload(&server, &t, "new.bin", &vec![8u8; 3000]).await.1;
-    let (alice, _) = server.login("alice", "pw").await;
-    ok_data(
-        &alice
-            .call("media", "conf", "create", json!({"conf_id": "c"}))
-            .await,
-    );
-    for item in [&old, &new] {
-        ok_data(
-            &alice
-                .call(
-                    "media",
-                    "conf",
-                    "msglog_send",
-                    json!({"conf_id": "c", "msg": {"attachments": [item["item_id"]]}}),
-                )
-                .await,
-        );
-    }
-    // Age the first message by 100 days, as if it had been sent then.
-    let db = rusqlite::Connection::open(server.data_dir().join("confer.db")).unwrap();
-    db.execute(
-        "UPDATE messages SET created_at = created_at - 100 * 86400000000 WHERE seq = 1",
-        [],
-    )
-    .unwrap();
-    drop(db);
+    let alice = send_aging_the_first(&server, &[&old, &new]).await;
 
     let core = confer_server::build_core(&server.config).unwrap();
     let blobs = confer_server::open_blobs(&server.config).unwrap();
@@ -461,7 +451,7 @@ fn probe(bytes: &[u8]) -> (String, u64) {
 async fn compress_video_audio_and_image_with_ffmpeg() {
     let server = TestServer::start().await;
     server.add_user("alice", "pw").await;
-    let t = token(&server, "alice").await;
+    let t = token(server.addr, "alice", "pw").await;
     let work = tempfile::tempdir().unwrap();
     let p = |name: &str| work.path().join(name).display().to_string();
     ffmpeg(&[
@@ -622,7 +612,7 @@ async fn a_half_written_upload_left_by_a_crash_is_removed_at_start() {
 async fn add_file_takes_json_as_curl_d_sends_it_forms_and_explains_a_bad_body() {
     let server = TestServer::start().await;
     server.add_user("alice", "pw").await;
-    let t = token(&server, "alice").await;
+    let t = token(server.addr, "alice", "pw").await;
     let form_ct = [("Content-Type", "application/x-www-form-urlencoded")];
     for api in ["/api/v1/attachments", "/local/chat_attachments/api.php"] {
         // The README's line: `curl -d "{json}"` labels a JSON text as a form.
@@ -681,7 +671,10 @@ async fn msglog_messages_carry_each_upload_url_name_type_and_size() {
     let server = TestServer::start().await;
     server.add_user("alice", "pw").await;
     server.add_user("bob", "pw").await;
-    let (alice_t, bob_t) = (token(&server, "alice").await, token(&server, "bob").await);
+    let (alice_t, bob_t) = (
+        token(server.addr, "alice", "pw").await,
+        token(server.addr, "bob", "pw").await,
+    );
     let content = png_like(5_000);
     let up = upload(&server, &alice_t, "cat.png", &content).await.1;
     let item = up["item_id"].as_str().unwrap().to_string();
@@ -732,7 +725,7 @@ async fn msglog_messages_carry_each_upload_url_name_type_and_size() {
 async fn uploaded_pages_are_downloads_never_pages_of_our_origin_and_urls_are_encoded() {
     let server = TestServer::start().await;
     server.add_user("alice", "pw").await;
-    let t = token(&server, "alice").await;
+    let t = token(server.addr, "alice", "pw").await;
     let page = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>";
     let xhtml = b"<?xml version=\"1.0\"?><html xmlns=\"http://www.w3.org/1999/xhtml\"><script>alert(1)</script></html>";
     let svg = b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>";

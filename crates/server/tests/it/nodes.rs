@@ -22,7 +22,7 @@ use confer_store_tests::pg::{admin, TestDatabase};
 use serde_json::json;
 
 use crate::chathost::{Pair, BOX};
-use crate::common::{code, http, ok_data, Client, TestServer, ADMIN_PASSWORD, WAIT};
+use crate::common::{code, login, ok_data, token, Client, TestServer, ADMIN_PASSWORD, WAIT};
 
 async fn node(db: &TestDatabase) -> TestServer {
     let url = db.url.clone();
@@ -71,30 +71,9 @@ async fn three_nodes_share_accounts_tokens_and_one_gapless_conversation() {
     nodes[0].add_user("alice", "a").await;
 
     // A token from one node's HTTP login opens a session on another.
-    let (status, body) = http(
-        nodes[0].addr,
-        "POST",
-        "/api/v1/login",
-        &[],
-        r#"{"user":"alice","password":"a"}"#,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let token = token["session"].as_str().unwrap().to_string();
+    let token = token(nodes[0].addr, "alice", "a").await;
     let on_two = nodes[2].connect().await;
-    let reply = on_two
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "alice", "token": token}),
-        )
-        .await;
-    assert_eq!(
-        reply["result"], "ok",
-        "a token from node 0 on node 2: {reply}"
-    );
+    login(&on_two, "alice", &token).await;
 
     let mut clients = Vec::new();
     for n in &nodes {
@@ -154,26 +133,9 @@ async fn a_logout_on_one_node_ends_the_tokens_sessions_on_another() {
     };
     let (a, b) = (node(&db).await, node(&db).await);
     a.add_user("alice", "a").await;
-    let (_, body) = http(
-        a.addr,
-        "POST",
-        "/api/v1/login",
-        &[],
-        r#"{"user":"alice","password":"a"}"#,
-    )
-    .await;
-    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let token = token["session"].as_str().unwrap().to_string();
+    let token = token(a.addr, "alice", "a").await;
     let on_b = b.connect().await;
-    let login = on_b
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "alice", "token": token}),
-        )
-        .await;
-    assert_eq!(login["result"], "ok", "{login}");
+    login(&on_b, "alice", &token).await;
     let bearer = format!("Bearer {token}");
     let (status, _) = a
         .http("POST", "/api/v1/logout", &[("Authorization", &bearer)], "")
@@ -200,16 +162,7 @@ async fn a_node_killed_mid_traffic_loses_no_acked_message() {
     let survivor = clustered_node(&db, &redis).await;
     survivor.add_user("alice", "a").await;
     let (admin, _) = survivor.login("admin", ADMIN_PASSWORD).await;
-    let (_, body) = http(
-        survivor.addr,
-        "POST",
-        "/api/v1/login",
-        &[],
-        r#"{"user":"alice","password":"a"}"#,
-    )
-    .await;
-    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let token = token["session"].as_str().unwrap().to_string();
+    let token = token(survivor.addr, "alice", "a").await;
 
     // The node to kill is the real binary in a process of its own.
     let port = {
@@ -241,16 +194,7 @@ async fn a_node_killed_mid_traffic_loses_no_acked_message() {
     .expect("the node to kill starts");
 
     let client = Client::connect(&format!("ws://{addr}/api/ws"), true).await;
-    let login = client
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "alice", "token": token}),
-        )
-        .await;
-    assert_eq!(login["result"], "ok", "{login}");
-    let doomed_session = login["data"]["session_id"].as_str().unwrap().to_string();
+    let doomed_session = login(&client, "alice", &token).await;
     // The survivor's directory knows the session on the other node.
     eventually(&admin, ("core", "user", "list"), json!(null), |r| {
         r["data"]["alice"] == json!([doomed_session])
@@ -310,16 +254,7 @@ async fn a_node_killed_mid_traffic_loses_no_acked_message() {
 
     // At once, with the same token: the session left on the dead node is no obstacle.
     let reconnected = survivor.connect().await;
-    let login = reconnected
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "alice", "token": token}),
-        )
-        .await;
-    assert_eq!(login["result"], "ok", "{login}");
-    let new_session = login["data"]["session_id"].as_str().unwrap().to_string();
+    let new_session = login(&reconnected, "alice", &token).await;
     // The dead node's session expires from the directory; the new one stays.
     eventually(&admin, ("core", "user", "list"), json!(null), |r| {
         r["data"]["alice"] == json!([new_session])
@@ -599,17 +534,7 @@ async fn migrate_copies_a_folder_and_the_migrated_server_answers_the_same() {
     for i in 1..=5 {
         ok_data(&msglog_send(&alice, &format!("m{i}")).await);
     }
-    let (status, body) = http(
-        old.addr,
-        "POST",
-        "/api/v1/login",
-        &[],
-        r#"{"user":"bob","password":"b"}"#,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let token = token["session"].as_str().unwrap().to_string();
+    let token = token(old.addr, "bob", "b").await;
     let log_before = ok_data(
         &bob.call("media", "conf", "msglog_get", json!({"conf_id": "room"}))
             .await,
@@ -698,15 +623,7 @@ async fn migrate_copies_a_folder_and_the_migrated_server_answers_the_same() {
 
     let new = node(&db).await;
     let migrated = new.connect().await;
-    let login = migrated
-        .call(
-            "core",
-            "user",
-            "login",
-            json!({"user": "bob", "token": token}),
-        )
-        .await;
-    assert_eq!(login["result"], "ok", "the old token logs in: {login}");
+    login(&migrated, "bob", &token).await;
     let log_after = ok_data(
         &migrated
             .call("media", "conf", "msglog_get", json!({"conf_id": "room"}))

@@ -8,11 +8,10 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::common::{http_bytes, ok_data, TestServer};
-use crate::files::{get, token, upload};
+use crate::common::{http_bytes, token, TestServer};
+use crate::files::{get, send_aging_the_first, upload};
 
 fn endpoint() -> Option<String> {
     let Ok(url) = std::env::var("CONFER_TEST_S3_ENDPOINT") else {
@@ -73,7 +72,7 @@ async fn attachments_on_s3_upload_download_refetch_and_clean_up() {
     })
     .await;
     server.add_user("alice", "pw").await;
-    let t = token(&server, "alice").await;
+    let t = token(server.addr, "alice", "pw").await;
     let content: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let sha = hex::encode(Sha256::digest(&content));
     let (status, item) = upload(&server, &t, "a.bin", &content).await;
@@ -103,29 +102,7 @@ async fn attachments_on_s3_upload_download_refetch_and_clean_up() {
     assert_eq!(body, content);
 
     // The clean-up job removes the object of an old message's file.
-    let (alice, _) = server.login("alice", "pw").await;
-    ok_data(
-        &alice
-            .call("media", "conf", "create", json!({"conf_id": "c"}))
-            .await,
-    );
-    ok_data(
-        &alice
-            .call(
-                "media",
-                "conf",
-                "msglog_send",
-                json!({"conf_id": "c", "msg": {"attachments": [item["item_id"]]}}),
-            )
-            .await,
-    );
-    let db = rusqlite::Connection::open(server.data_dir().join("confer.db")).unwrap();
-    db.execute(
-        "UPDATE messages SET created_at = created_at - 100 * 86400000000 WHERE seq = 1",
-        [],
-    )
-    .unwrap();
-    drop(db);
+    send_aging_the_first(&server, &[&item]).await;
     let core = confer_server::build_core(&server.config).unwrap();
     let blobs = confer_server::open_blob_store(&server.config).unwrap();
     let done = confer_server::attachments::clean_up(&core, &*blobs, 90, false, true)
