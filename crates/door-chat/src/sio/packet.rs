@@ -159,12 +159,37 @@ pub fn connect_error(ns: &str, message: &str) -> String {
 
 /// An event from the server; `payload` is JSON text.
 pub fn event(name: &str, payload: &str) -> String {
-    format!("42{NAMESPACE},[{},{payload}]", Value::from(name))
+    let mut out = String::with_capacity(NAMESPACE.len() + name.len() + payload.len() + 8);
+    out.push_str("42");
+    out.push_str(NAMESPACE);
+    out.push_str(",[");
+    if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        // The door's own event names: nothing to escape, so no serializer.
+        out.push('"');
+        out.push_str(name);
+        out.push('"');
+    } else {
+        out.push_str(&Value::from(name).to_string());
+    }
+    out.push(',');
+    out.push_str(payload);
+    out.push(']');
+    out
 }
 
 /// The answer to an event that asked for one; `payload` is JSON text.
 pub fn ack(id: u64, payload: &str) -> String {
-    format!("43{NAMESPACE},{id}[{payload}]")
+    let mut digits = itoa::Buffer::new();
+    let id = digits.format(id);
+    let mut out = String::with_capacity(NAMESPACE.len() + id.len() + payload.len() + 5);
+    out.push_str("43");
+    out.push_str(NAMESPACE);
+    out.push(',');
+    out.push_str(id);
+    out.push('[');
+    out.push_str(payload);
+    out.push(']');
+    out
 }
 
 /// The server ends the namespace session.
@@ -243,6 +268,8 @@ mod tests {
             r#"42/data,["login",{"result":0}]"#
         );
         assert_eq!(ack(3, r#"{"result":0}"#), r#"43/data,3[{"result":0}]"#);
+        // A name with something to escape is escaped as JSON, as any string would be.
+        assert_eq!(event("a\"b\u{1}", "1"), r#"42/data,["a\"b\u0001",1]"#);
         let open: Value =
             serde_json::from_str(&open("s\"1", true, 25000, 20000, 100)[1..]).unwrap();
         assert_eq!(
