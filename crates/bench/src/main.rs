@@ -90,6 +90,10 @@ pub(crate) struct Cli {
     /// and --redis-url.
     #[arg(long, global = true, default_value_t = 1)]
     nodes: usize,
+    /// With --database-url: prepare accounts, tokens and groups in PostgreSQL through the
+    /// store, one transaction each, instead of in SQLite copied by `confer migrate`.
+    #[arg(long, global = true)]
+    fill_directly: bool,
     /// `database_pool_size` of each node.
     #[arg(long, global = true, default_value_t = 16)]
     pool_size: usize,
