@@ -91,6 +91,18 @@ fn kernel_rows() -> Vec<Row> {
         "",
     );
     add("somaxconn", read("/proc/sys/net/core/somaxconn"), "");
+    add(
+        "tcp_max_syn_backlog",
+        read("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
+        "",
+    );
+    // Loopback connections are tracked too when netfilter's conntrack is loaded: past
+    // this many (both directions of one connection are one entry) new ones are dropped.
+    add(
+        "nf_conntrack_max",
+        read("/proc/sys/net/netfilter/nf_conntrack_max"),
+        "",
+    );
     add("fs.file-max", read("/proc/sys/fs/file-max"), "");
     add("fs.nr_open", read("/proc/sys/fs/nr_open"), "");
     add(
@@ -303,7 +315,8 @@ pub(crate) async fn crowd(cli: &Cli, ask: &Crowd) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// The worker: reads its clients, connects them (200 at once), says how many, then on
+/// The worker: reads its clients, connects them (100 at once: twelve workers' handshakes
+/// in flight stay under the listen backlogs), says how many, then on
 /// `fanout` sends `rate` messages/s in total from its senders (round-robin) for
 /// `seconds`, waits two seconds for the last deliveries, and reports.
 pub(crate) async fn worker(cli: &Cli, rate: f64, seconds: u64) -> anyhow::Result<()> {
@@ -339,7 +352,7 @@ pub(crate) async fn worker(cli: &Cli, rate: f64, seconds: u64) -> anyhow::Result
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
     let mut senders = Vec::new();
     let mut held = Vec::new();
-    for batch in plan.chunks(200) {
+    for batch in plan.chunks(100) {
         let tasks = batch
             .iter()
             .map(|(i, ws, token, group, sender)| async move {
