@@ -4,7 +4,9 @@
 //! real connections through the Chat API (Socket.IO) or the External API (WebSocket), and
 //! reports JSON lines plus a Markdown table. Scenarios:
 //!
-//! - `idle`: hold N authenticated connections; server RSS per connection.
+//! - `idle`: hold N authenticated connections; server RSS per connection. With
+//!   `--workers`, more than one process may hold, over worker processes and `--nodes`,
+//!   then a fan-out across them (`scenarios/crowd.rs`).
 //! - `fanout`: G groups × M members, one sender per group at a total target rate; delivered
 //!   messages/s and send→deliver latency; `--peak` searches each target's highest rate.
 //!   Targets: `confer` and the peers of `bench/peers` (Node and socketioxide relays, a
@@ -23,6 +25,9 @@
 //!   forwarded frame (`scenarios/sfu.rs`); `--search` finds the most parties at which every
 //!   receiver's loss stays under 1 %.
 //!
+//! confer runs as one node on SQLite, or with `--database-url` on a fresh PostgreSQL
+//! database, with `--redis-url` and `--nodes N` as N nodes (`cluster.rs`).
+//!
 //! It measures; it never asserts a time. See BENCHMARKS.md for the commands and results.
 //!
 //! ## Layout
@@ -33,6 +38,7 @@
 //! says about it; [`report`] prints the figures.
 
 mod clients;
+mod cluster;
 mod peers;
 mod raw_ws;
 mod report;
@@ -48,7 +54,7 @@ use crate::peers::confer::confer_bin;
 use crate::report::print_rows;
 use crate::scenarios::peak::{peak_search, PeakSearch};
 use crate::scenarios::{
-    drops::drops, fanout::fanout, idle::idle, ingest::ingest, logins, sfu, storm::storm,
+    crowd, drops::drops, fanout::fanout, idle::idle, ingest::ingest, logins, sfu, storm::storm,
 };
 
 #[derive(Parser)]
@@ -70,6 +76,27 @@ pub(crate) struct Cli {
     /// thousands of receivers need more than one core to take what the servers send.
     #[arg(long, global = true)]
     client_threads: Option<usize>,
+    /// confer's storage on this PostgreSQL server (`postgres://user@host:port/db`, a
+    /// database it may create others from): each run creates a fresh database there,
+    /// prepares it, and drops it after. Unset: SQLite in a fresh data folder.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Join confer's nodes through this Redis (`redis://host:port/`), one `redis_prefix`
+    /// per run.
+    #[arg(long, global = true)]
+    redis_url: Option<String>,
+    /// confer nodes to start (fanout, ingest, idle): clients are spread over them
+    /// round-robin, and their CPU and memory summed. More than one needs --database-url
+    /// and --redis-url.
+    #[arg(long, global = true, default_value_t = 1)]
+    nodes: usize,
+    /// With --database-url: prepare accounts, tokens and groups in PostgreSQL through the
+    /// store, one transaction each, instead of in SQLite copied by `confer migrate`.
+    #[arg(long, global = true)]
+    fill_directly: bool,
+    /// `database_pool_size` of each node.
+    #[arg(long, global = true, default_value_t = 16)]
+    pool_size: usize,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -109,6 +136,29 @@ enum Scenario {
         /// protocol (`ejabberd`: logged in, bound and online; `synapse`: a pending `/sync`).
         #[arg(long, value_enum, default_value_t = Target::Confer)]
         target: Target,
+        /// Hold the connections in this many load-client processes (this binary as
+        /// `idle-worker`, at most 18,000 each, more when needed): for more connections
+        /// than one process may hold descriptors. confer through the Chat API only.
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        /// With --workers: groups of this many for the fan-out after the memory figures.
+        #[arg(long, default_value_t = 10)]
+        members: usize,
+        /// With --workers: then a fan-out at this many messages/s in total across all the
+        /// connections (each group's first member sends), with latency; 0: none.
+        #[arg(long, default_value_t = 0)]
+        fanout_rate: u64,
+        #[arg(long, default_value_t = 10)]
+        fanout_seconds: u64,
+    },
+    /// One load-client process of `idle --workers` (its plan on standard input).
+    #[command(hide = true)]
+    IdleWorker {
+        /// Messages per second this worker sends in the fan-out.
+        #[arg(long)]
+        rate: f64,
+        #[arg(long)]
+        seconds: u64,
     },
     /// Group fan-out at a target rate, with latency.
     Fanout {
@@ -236,7 +286,31 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             door,
             hold,
             target,
-        } => idle(cli, *connections, *door, *hold, *target).await?,
+            workers,
+            members,
+            fanout_rate,
+            fanout_seconds,
+        } => {
+            if *workers == 0 {
+                idle(cli, *connections, *door, *hold, *target).await?
+            } else {
+                if *door != Door::Chat || *target != Target::Confer {
+                    anyhow::bail!("idle --workers holds confer's Chat API connections only");
+                }
+                let ask = crowd::Crowd {
+                    connections: *connections,
+                    workers: *workers,
+                    hold: *hold,
+                    members: *members,
+                    rate: *fanout_rate,
+                    seconds: *fanout_seconds,
+                };
+                crowd::crowd(cli, &ask).await?
+            }
+        }
+        Scenario::IdleWorker { rate, seconds } => {
+            return crowd::worker(cli, *rate, *seconds).await;
+        }
         Scenario::Fanout {
             groups,
             members,

@@ -16,7 +16,8 @@ use confer_core::Principal;
 use serde_json::json;
 
 use crate::clients::chat_connect;
-use crate::peers::confer::{confer_bin, start_confer, Fixture};
+use crate::cluster::Deployment;
+use crate::peers::confer::{start_nodes, Fixture};
 use crate::peers::matrix::{room_of, start_synapse, Matrix};
 use crate::peers::node_durable::start_node_durable;
 use crate::peers::node_relay::start_node_relay;
@@ -35,22 +36,24 @@ pub(crate) struct Accounts {
     pub(crate) rooms: HashMap<u64, String>,
 }
 
-/// Start `target`: confer on the prepared fixture, or a peer: the relays ignore it, the
-/// XMPP and Matrix servers get its accounts (and, Matrix, its groups as rooms).
+/// Start `target`: confer on the prepared fixture (one node, or `--nodes` over PostgreSQL
+/// and Redis), or a peer: the relays ignore it, the XMPP and Matrix servers get its
+/// accounts (and, Matrix, its groups as rooms).
 pub(crate) async fn start_target(
     cli: &Cli,
     target: Target,
     fixture: Fixture,
-) -> anyhow::Result<Server> {
-    match target {
-        Target::Confer => start_confer(&confer_bin(cli), fixture).await,
+) -> anyhow::Result<Deployment> {
+    let server = match target {
+        Target::Confer => return start_nodes(cli, fixture).await,
         Target::NodeRelay => start_node_relay().await,
         Target::NodeDurable => start_node_durable().await,
         Target::SioRelay => start_rust_peer("sio-relay").await,
         Target::WsBroadcast => start_rust_peer("ws-broadcast").await,
         Target::Ejabberd => start_ejabberd(&fixture.users).await,
         Target::Synapse => start_synapse(&fixture.users, &fixture.groups).await,
-    }
+    }?;
+    Ok(server.into())
 }
 
 /// A client of `target` in `group`: confer's members are in their groups already (logged

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::clients::source;
-use crate::peers::confer::prepare;
+use crate::cluster::Layout;
+use crate::peers::confer::prepare_for;
 use crate::peers::{connect_target, run_name, start_target};
 use crate::report::{now_us, percentile, Row};
 use crate::server::cpu_seconds;
@@ -22,7 +23,7 @@ pub(crate) async fn fanout(
     seconds: u64,
     target: Target,
 ) -> anyhow::Result<Vec<Row>> {
-    let fixture = prepare(groups * members, members).await?;
+    let fixture = prepare_for(cli, groups * members, members).await?;
     let users = fixture.users.clone();
     let group_ids = fixture.groups.clone();
     let server = start_target(cli, target, fixture).await?;
@@ -33,7 +34,7 @@ pub(crate) async fn fanout(
     for (i, user) in users.iter().enumerate() {
         let group = group_ids[i / members];
         let (c, mut events) =
-            connect_target(target, &server, user, group, source(i, cli.sources)).await?;
+            connect_target(target, server.node(i), user, group, source(i, cli.sources)).await?;
         let (received, latencies) = (received.clone(), latencies.clone());
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
@@ -64,6 +65,7 @@ pub(crate) async fn fanout(
     // CPU is the steadier comparison between targets: at one rate that every target keeps
     // up with, what each server (and the shared load client) spends on it.
     let server_cpu_before = server.cpu_seconds();
+    let services_before = server.services.now();
     let client_cpu_before = cpu_seconds("self").unwrap_or(0.0);
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
@@ -104,11 +106,17 @@ pub(crate) async fn fanout(
     let attempted = attempted.load(Ordering::Relaxed);
     let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_unstable();
-    let name = run_name(target);
+    let mut name = run_name(target);
+    if target == Target::Confer {
+        name.push_str(&Layout::of(cli)?.suffix());
+    }
+    let services = server
+        .services
+        .rows("fanout", &name, services_before, elapsed);
     let expected = sent * members as u64;
     drop(held);
     drop(server);
-    Ok(vec![
+    let mut rows = vec![
         Row {
             scenario: "fanout",
             target: name.clone(),
@@ -192,5 +200,7 @@ pub(crate) async fn fanout(
             value: client_cpu / elapsed,
             unit: "cores",
         },
-    ])
+    ];
+    rows.extend(services);
+    Ok(rows)
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::clients::{chat_connect, ext_connect, source};
-use crate::peers::confer::prepare;
+use crate::cluster::Layout;
+use crate::peers::confer::prepare_for;
 use crate::peers::{connect_idle, run_name, start_target};
 use crate::report::Row;
 use crate::{Cli, Door, Target};
@@ -16,18 +17,17 @@ pub(crate) async fn idle(
     hold: u64,
     target: Target,
 ) -> anyhow::Result<Vec<Row>> {
-    let fixture = prepare(n, 0).await?;
+    let fixture = prepare_for(cli, n, 0).await?;
     let users = fixture.users.clone();
     let server = start_target(cli, target, fixture).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let base = server.rss_kb();
-    let ws = server.ws();
     let mut held_chat = Vec::new();
     let mut held_ext = Vec::new();
     let mut held_peer = Vec::new();
     for (batch_no, batch) in users.chunks(250).enumerate() {
         let tasks = batch.iter().enumerate().map(|(i, user)| {
-            let (ws, server) = (ws.clone(), &server);
+            let (ws, server) = (server.node(batch_no * 250 + i).ws(), &server);
             let bind = source(batch_no * 250 + i, cli.sources);
             let (who, token) = user;
             async move {
@@ -54,12 +54,14 @@ pub(crate) async fn idle(
     tokio::time::sleep(Duration::from_secs(hold)).await;
     let loaded = server.rss_kb();
     let per_conn = (loaded.saturating_sub(base)) as f64 * 1024.0 / n as f64;
+    let suffix = Layout::of(cli)?.suffix();
     let target = match (target, door) {
-        (Target::Confer, Door::Chat) => "confer (Socket.IO)".to_string(),
-        (Target::Confer, Door::Ext) => "confer (External API)".to_string(),
+        (Target::Confer, Door::Chat) => format!("confer (Socket.IO{suffix})"),
+        (Target::Confer, Door::Ext) => format!("confer (External API{suffix})"),
         (peer, _) => run_name(peer),
     };
-    Ok(vec![
+    let services = server.services.rows("idle", &target, [None, None], 1.0);
+    let mut rows = vec![
         Row {
             scenario: "idle",
             target: target.clone(),
@@ -81,5 +83,8 @@ pub(crate) async fn idle(
             value: per_conn / 1024.0,
             unit: "KiB",
         },
-    ])
+    ];
+    // The services' memory with every connection held (their CPU rows say nothing here).
+    rows.extend(services.into_iter().filter(|r| r.unit == "MiB"));
+    Ok(rows)
 }

@@ -10,10 +10,11 @@ use anyhow::bail;
 use serde_json::json;
 
 use crate::clients::source;
-use crate::peers::confer::prepare;
+use crate::cluster::{Deployment, Layout};
+use crate::peers::confer::prepare_for;
 use crate::peers::{connect_target, run_name, start_target};
 use crate::report::Row;
-use crate::server::{cpu_seconds, thread_cpu_seconds, Server, WRITER_THREAD};
+use crate::server::{cpu_seconds, thread_cpu_seconds, WRITER_THREAD};
 use crate::{Cli, Target};
 
 pub(crate) async fn ingest(
@@ -41,6 +42,10 @@ pub(crate) async fn ingest(
             }
         }
     }
+    // The bare SQLite loop is SQLite's ceiling: beside confer on PostgreSQL it says nothing.
+    if cli.database_url.is_some() {
+        return Ok(rows);
+    }
     let peer = sqlite_loop(seconds)?;
     rows.push(Row {
         scenario: "ingest",
@@ -57,8 +62,13 @@ pub(crate) async fn ingest(
 }
 
 pub(crate) fn ingest_name(t: Target) -> String {
+    ingest_name_in(t, &Layout::default())
+}
+
+/// [`ingest_name`], confer's naming its deployment when it is not one node on SQLite.
+pub(crate) fn ingest_name_in(t: Target, layout: &Layout) -> String {
     match t {
-        Target::Confer => "confer (durable acks)".into(),
+        Target::Confer => format!("confer (durable acks{})", layout.suffix()),
         Target::NodeDurable | Target::Ejabberd | Target::Synapse => {
             format!("{} (durable acks)", run_name(t))
         }
@@ -75,22 +85,24 @@ pub(crate) async fn ingest_one(
     seconds: u64,
     target: Target,
 ) -> anyhow::Result<(Vec<Row>, f64)> {
-    let fixture = prepare(senders * 2, 2).await?;
+    let fixture = prepare_for(cli, senders * 2, 2).await?;
     let users = fixture.users.clone();
     let groups = fixture.groups.clone();
     let server = start_target(cli, target, fixture).await?;
     let acked = Arc::new(AtomicU64::new(0));
-    let writer = |server: &Server| {
+    let writer = |server: &Deployment| {
         server
-            .child
-            .id()
-            .map_or(0.0, |pid| thread_cpu_seconds(pid, WRITER_THREAD))
+            .nodes
+            .iter()
+            .filter_map(|n| n.child.id())
+            .map(|pid| thread_cpu_seconds(pid, WRITER_THREAD))
+            .sum::<f64>()
     };
     let mut clients = Vec::new();
     for (i, group) in groups.iter().enumerate() {
         let (c, events) = connect_target(
             target,
-            &server,
+            server.node(i),
             &users[i * 2],
             *group,
             source(i, cli.sources),
@@ -100,6 +112,7 @@ pub(crate) async fn ingest_one(
         drop(events);
         clients.push((c, *group));
     }
+    let services_before = server.services.now();
     let before = (
         server.cpu_seconds(),
         writer(&server),
@@ -137,8 +150,12 @@ pub(crate) async fn ingest_one(
     let server_us = per_message(server.cpu_seconds() - before.0);
     let writer_us = per_message(writer(&server) - before.1);
     let client_us = per_message(cpu_seconds("self").unwrap_or(0.0) - before.2);
+    let layout = Layout::of(cli)?;
+    let name = ingest_name_in(target, &layout);
+    let services = server
+        .services
+        .rows("ingest", &name, services_before, elapsed);
     drop(server);
-    let name = ingest_name(target);
     let row = |metric, value, unit| Row {
         scenario: "ingest",
         target: name.clone(),
@@ -150,10 +167,11 @@ pub(crate) async fn ingest_one(
         row("acked", rate, "msg/s"),
         row("server CPU per ack", server_us, "µs"),
     ];
-    if target == Target::Confer {
+    if target == Target::Confer && layout.database_url.is_none() {
         rows.push(row("of which storage writer", writer_us, "µs"));
     }
     rows.push(row("load client CPU per ack", client_us, "µs"));
+    rows.extend(services);
     Ok((rows, rate))
 }
 
