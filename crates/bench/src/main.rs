@@ -48,7 +48,12 @@ use crate::peers::confer::confer_bin;
 use crate::report::print_rows;
 use crate::scenarios::peak::{peak_search, PeakSearch};
 use crate::scenarios::{
-    drops::drops, fanout::fanout, idle::idle, ingest::ingest, logins, sfu, storm::storm,
+    drops::{drops, DropsRun},
+    fanout::fanout,
+    idle::idle,
+    ingest::ingest,
+    logins, sfu,
+    storm::storm,
 };
 
 #[derive(Parser)]
@@ -143,7 +148,8 @@ enum Scenario {
         #[arg(long, default_value_t = 100.0)]
         max_p99_ms: f64,
     },
-    /// Like fanout, but receivers are cut at random and resume with list_message.
+    /// Like fanout, but receivers are cut at random and resume by their protocol's own
+    /// mechanism: list_message (confer), the room archive (ejabberd), /sync since (Synapse).
     Drops {
         #[arg(long, default_value_t = 20)]
         groups: usize,
@@ -156,6 +162,9 @@ enum Scenario {
         /// Disconnects per second (spread over random receivers).
         #[arg(long, default_value_t = 10)]
         cuts: u64,
+        /// Which servers to run, one after the other: confer, ejabberd, synapse.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "confer")]
+        targets: Vec<Target>,
     },
     /// N clients all cut at once by a server restart; how many resume, and how fast.
     Storm {
@@ -295,7 +304,17 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             rate,
             seconds,
             cuts,
-        } => drops(cli, *groups, *members, *rate, *seconds, *cuts).await?,
+            targets,
+        } => {
+            let run = DropsRun {
+                groups: *groups,
+                members: *members,
+                rate: *rate,
+                seconds: *seconds,
+                cuts: *cuts,
+            };
+            drops(cli, &run, targets).await?
+        }
         Scenario::Sfu {
             parties,
             conferences,
