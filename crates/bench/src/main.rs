@@ -136,7 +136,9 @@ enum Scenario {
         targets: Vec<Target>,
         /// Search each target's peak: double the rate from --rate until it stops keeping
         /// up (some messages undelivered after the drain, or fewer sent than asked), then
-        /// bisect; report the last rate that kept up, then compare confer to each peer.
+        /// bisect (halving first while --rate itself falls behind); report the last rate
+        /// that kept up, then compare confer to each peer; then run once at half that
+        /// peak's rate for the latency there.
         #[arg(long)]
         peak: bool,
         /// Bisection steps after the doubling (each halves the uncertainty).
