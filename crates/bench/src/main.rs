@@ -97,6 +97,9 @@ pub(crate) enum Target {
     Ejabberd,
     /// Synapse, the reference Matrix homeserver, on SQLite: persists before it answers a send.
     Synapse,
+    /// Synapse on PostgreSQL: a database of its own on the server `$SYNAPSE_POSTGRES`
+    /// names (libpq keywords, e.g. `host=127.0.0.1 port=5432 user=postgres`).
+    SynapsePg,
 }
 
 #[derive(Subcommand)]

@@ -53,12 +53,30 @@ fn venv() -> PathBuf {
     )
 }
 
+/// The homeserver.yaml `database:` section on SQLite, in the run's folder.
+const SQLITE: &str = "database:\n  name: sqlite3\n  args:\n    database: \"@DIR@/homeserver.db\"\n";
+
 /// Start Synapse, register `users` and make a room of each run of `group_size` of them
-/// (one per `groups` entry, in order).
+/// (one per `groups` entry, in order). On SQLite in the run's folder, or with `postgres`
+/// on a new database of the PostgreSQL server that `$SYNAPSE_POSTGRES` names (libpq
+/// keywords: `host`, `port`, `user`; `start.sh` creates the database, with the C
+/// collation Synapse requires).
 pub(crate) async fn start_synapse(
     users: &[(Principal, String)],
     groups: &[u64],
+    postgres: bool,
 ) -> anyhow::Result<Server> {
+    let database = if postgres {
+        let dsn = std::env::var("SYNAPSE_POSTGRES").map_err(|_| {
+            anyhow!("synapse-pg needs SYNAPSE_POSTGRES (e.g. 'host=127.0.0.1 port=5432 user=postgres'): scripts/bench starts a PostgreSQL and sets it")
+        })?;
+        postgres_section(
+            &dsn,
+            &format!("synapse_{}_{}", std::process::id(), free_port()?),
+        )?
+    } else {
+        SQLITE.to_string()
+    };
     if !venv().join("bin/synapse_homeserver").exists() {
         bail!(
             "Synapse peer not installed ({} has no synapse_homeserver): scripts/bench installs matrix-synapse there",
@@ -71,6 +89,7 @@ pub(crate) async fn start_synapse(
         let template = std::fs::read_to_string(peer_dir().join(file))
             .with_context(|| format!("reading bench/peers/synapse/{file}"))?;
         let text = template
+            .replace("@DATABASE@\n", &database)
             .replace("@PORT@", &port.to_string())
             .replace("@DIR@", &dir.path().to_string_lossy());
         std::fs::write(dir.path().join(file), text)?;
@@ -90,10 +109,40 @@ pub(crate) async fn start_synapse(
         accounts: None,
     };
     wait_listening(&mut server).await?;
+    let began = Instant::now();
     let accounts = set_up(port, users, groups).await?;
+    // Set-up is not measured, but it decides which sizes can be run: say what it took.
+    eprintln!(
+        "Synapse set-up: {} accounts registered, {} rooms created and joined in {:.1} s",
+        users.len(),
+        groups.len(),
+        began.elapsed().as_secs_f64()
+    );
     server.accounts = Some(Arc::new(accounts));
     server.settle().await;
     Ok(server)
+}
+
+/// The homeserver.yaml `database:` section for database `name` on the server `dsn`
+/// names (`key=value` words); `cp_min`/`cp_max` as Synapse's documentation shows them.
+fn postgres_section(dsn: &str, name: &str) -> anyhow::Result<String> {
+    let mut args = format!("    database: {name}\n");
+    for word in dsn.split_whitespace() {
+        let (key, value) = word
+            .split_once('=')
+            .ok_or_else(|| anyhow!("SYNAPSE_POSTGRES: {word:?} is not key=value"))?;
+        if !["host", "port", "user", "password"].contains(&key)
+            || !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        {
+            bail!("SYNAPSE_POSTGRES: {word:?}: only host, port, user, password, plain values");
+        }
+        args.push_str(&format!("    {key}: \"{value}\"\n"));
+    }
+    Ok(format!(
+        "database:\n  name: psycopg2\n  args:\n{args}    cp_min: 5\n    cp_max: 10\n"
+    ))
 }
 
 /// Synapse creates its database on the first start: tens of seconds on a loaded machine.

@@ -176,7 +176,9 @@ pub(crate) async fn drops(
                 drops_confer(cli, run.groups, run.members, run.rate, run.seconds, run.cuts)
                     .await?
             }
-            Target::Ejabberd | Target::Synapse => drops_peer(cli, run, *t).await?,
+            Target::Ejabberd | Target::Synapse | Target::SynapsePg => {
+                drops_peer(cli, run, *t).await?
+            }
             other => bail!(
                 "drops needs a server that stores and a way to resume: confer, ejabberd or synapse, not {other:?}"
             ),

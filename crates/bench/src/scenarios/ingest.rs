@@ -59,7 +59,7 @@ pub(crate) async fn ingest(
 pub(crate) fn ingest_name(t: Target) -> String {
     match t {
         Target::Confer => "confer (durable acks)".into(),
-        Target::NodeDurable | Target::Ejabberd | Target::Synapse => {
+        Target::NodeDurable | Target::Ejabberd | Target::Synapse | Target::SynapsePg => {
             format!("{} (durable acks)", run_name(t))
         }
         peer => format!("{} (acks, no storage)", run_name(peer)),
