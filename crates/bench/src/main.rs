@@ -54,7 +54,13 @@ use crate::peers::confer::confer_bin;
 use crate::report::print_rows;
 use crate::scenarios::peak::{peak_search, PeakSearch};
 use crate::scenarios::{
-    crowd, drops::drops, fanout::fanout, idle::idle, ingest::ingest, logins, sfu, storm::storm,
+    crowd,
+    drops::{drops, DropsRun},
+    fanout::fanout,
+    idle::idle,
+    ingest::ingest,
+    logins, sfu,
+    storm::storm,
 };
 
 #[derive(Parser)]
@@ -119,6 +125,9 @@ pub(crate) enum Target {
     Ejabberd,
     /// Synapse, the reference Matrix homeserver, on SQLite: persists before it answers a send.
     Synapse,
+    /// Synapse on PostgreSQL: a database of its own on the server `$SYNAPSE_POSTGRES`
+    /// names (libpq keywords, e.g. `host=127.0.0.1 port=5432 user=postgres`).
+    SynapsePg,
 }
 
 #[derive(Subcommand)]
@@ -181,7 +190,9 @@ enum Scenario {
         targets: Vec<Target>,
         /// Search each target's peak: double the rate from --rate until it stops keeping
         /// up (some messages undelivered after the drain, or fewer sent than asked), then
-        /// bisect; report the last rate that kept up, then compare confer to each peer.
+        /// bisect (halving first while --rate itself falls behind); report the last rate
+        /// that kept up, then compare confer to each peer; then run once at half that
+        /// peak's rate for the latency there.
         #[arg(long)]
         peak: bool,
         /// Bisection steps after the doubling (each halves the uncertainty).
@@ -193,7 +204,8 @@ enum Scenario {
         #[arg(long, default_value_t = 100.0)]
         max_p99_ms: f64,
     },
-    /// Like fanout, but receivers are cut at random and resume with list_message.
+    /// Like fanout, but receivers are cut at random and resume by their protocol's own
+    /// mechanism: list_message (confer), the room archive (ejabberd), /sync since (Synapse).
     Drops {
         #[arg(long, default_value_t = 20)]
         groups: usize,
@@ -206,6 +218,9 @@ enum Scenario {
         /// Disconnects per second (spread over random receivers).
         #[arg(long, default_value_t = 10)]
         cuts: u64,
+        /// Which servers to run, one after the other: confer, ejabberd, synapse.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "confer")]
+        targets: Vec<Target>,
     },
     /// N clients all cut at once by a server restart; how many resume, and how fast.
     Storm {
@@ -369,7 +384,17 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             rate,
             seconds,
             cuts,
-        } => drops(cli, *groups, *members, *rate, *seconds, *cuts).await?,
+            targets,
+        } => {
+            let run = DropsRun {
+                groups: *groups,
+                members: *members,
+                rate: *rate,
+                seconds: *seconds,
+                cuts: *cuts,
+            };
+            drops(cli, &run, targets).await?
+        }
         Scenario::Sfu {
             parties,
             conferences,

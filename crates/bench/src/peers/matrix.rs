@@ -31,6 +31,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::peers::Accounts;
+use crate::scenarios::drops::{body_seq, Resume};
 use crate::server::{free_port, Server};
 use crate::sio::SioEvent;
 
@@ -52,12 +53,30 @@ fn venv() -> PathBuf {
     )
 }
 
+/// The homeserver.yaml `database:` section on SQLite, in the run's folder.
+const SQLITE: &str = "database:\n  name: sqlite3\n  args:\n    database: \"@DIR@/homeserver.db\"\n";
+
 /// Start Synapse, register `users` and make a room of each run of `group_size` of them
-/// (one per `groups` entry, in order).
+/// (one per `groups` entry, in order). On SQLite in the run's folder, or with `postgres`
+/// on a new database of the PostgreSQL server that `$SYNAPSE_POSTGRES` names (libpq
+/// keywords: `host`, `port`, `user`; `start.sh` creates the database, with the C
+/// collation Synapse requires).
 pub(crate) async fn start_synapse(
     users: &[(Principal, String)],
     groups: &[u64],
+    postgres: bool,
 ) -> anyhow::Result<Server> {
+    let database = if postgres {
+        let dsn = std::env::var("SYNAPSE_POSTGRES").map_err(|_| {
+            anyhow!("synapse-pg needs SYNAPSE_POSTGRES (e.g. 'host=127.0.0.1 port=5432 user=postgres'): scripts/bench starts a PostgreSQL and sets it")
+        })?;
+        postgres_section(
+            &dsn,
+            &format!("synapse_{}_{}", std::process::id(), free_port()?),
+        )?
+    } else {
+        SQLITE.to_string()
+    };
     if !venv().join("bin/synapse_homeserver").exists() {
         bail!(
             "Synapse peer not installed ({} has no synapse_homeserver): scripts/bench installs matrix-synapse there",
@@ -70,6 +89,7 @@ pub(crate) async fn start_synapse(
         let template = std::fs::read_to_string(peer_dir().join(file))
             .with_context(|| format!("reading bench/peers/synapse/{file}"))?;
         let text = template
+            .replace("@DATABASE@\n", &database)
             .replace("@PORT@", &port.to_string())
             .replace("@DIR@", &dir.path().to_string_lossy());
         std::fs::write(dir.path().join(file), text)?;
@@ -89,10 +109,40 @@ pub(crate) async fn start_synapse(
         accounts: None,
     };
     wait_listening(&mut server).await?;
+    let began = Instant::now();
     let accounts = set_up(port, users, groups).await?;
+    // Set-up is not measured, but it decides which sizes can be run: say what it took.
+    eprintln!(
+        "Synapse set-up: {} accounts registered, {} rooms created and joined in {:.1} s",
+        users.len(),
+        groups.len(),
+        began.elapsed().as_secs_f64()
+    );
     server.accounts = Some(Arc::new(accounts));
     server.settle().await;
     Ok(server)
+}
+
+/// The homeserver.yaml `database:` section for database `name` on the server `dsn`
+/// names (`key=value` words); `cp_min`/`cp_max` as Synapse's documentation shows them.
+fn postgres_section(dsn: &str, name: &str) -> anyhow::Result<String> {
+    let mut args = format!("    database: {name}\n");
+    for word in dsn.split_whitespace() {
+        let (key, value) = word
+            .split_once('=')
+            .ok_or_else(|| anyhow!("SYNAPSE_POSTGRES: {word:?} is not key=value"))?;
+        if !["host", "port", "user", "password"].contains(&key)
+            || !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        {
+            bail!("SYNAPSE_POSTGRES: {word:?}: only host, port, user, password, plain values");
+        }
+        args.push_str(&format!("    {key}: \"{value}\"\n"));
+    }
+    Ok(format!(
+        "database:\n  name: psycopg2\n  args:\n{args}    cp_min: 5\n    cp_max: 10\n"
+    ))
 }
 
 /// Synapse creates its database on the first start: tens of seconds on a loaded machine.
@@ -426,6 +476,97 @@ impl Matrix {
             .raw("PUT", &path, Some(&self.token), Some(content))
             .await?;
         Ok(if status == 200 { 0 } else { i64::from(status) })
+    }
+}
+
+/// One `drops` receiver on Synapse: a `/sync` loop on a connection of its own that is
+/// cut when told to (the request in flight abandoned, its `next_batch` never seen), then
+/// after the pause resumes on a new connection with the last `since` token it got, as a
+/// client that persisted it does. When `stop` changes, a last `/sync` after that token
+/// and done. Each message is recorded by the number its body carries
+/// ([`crate::scenarios::drops::body_seq`]); `ready` is told after the first `/sync`.
+/// Gives up after 20 failed attempts in a row.
+pub(crate) async fn drop_prone_receiver(
+    server_port: u16,
+    token: String,
+    receipts: Resume,
+    mut cut: mpsc::Receiver<Duration>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    ready: mpsc::Sender<()>,
+) -> anyhow::Result<()> {
+    let filter = encode(FILTER);
+    let mut since: Option<String> = None;
+    let mut ready = Some(ready);
+    let mut failures = 0u32;
+    let sync_path = |since: &Option<String>, timeout: u64| {
+        let since = since
+            .as_ref()
+            .map_or(String::new(), |s| format!("&since={}", encode(s)));
+        format!("/_matrix/client/v3/sync?timeout={timeout}&filter={filter}{since}")
+    };
+    // One /sync: record its messages and take its next_batch.
+    // A /sync that resumes (the first of a connection after a cut, or the last) counts
+    // what it brings as found on a resume.
+    let take = |bytes: &Bytes, since: &mut Option<String>, resumed: bool| -> anyhow::Result<()> {
+        let text = String::from_utf8_lossy(bytes);
+        for seq in bodies(&text).filter_map(body_seq) {
+            receipts.record(seq, resumed);
+        }
+        *since = Some(
+            next_batch(&text)
+                .ok_or_else(|| anyhow!("a /sync answer without next_batch"))?
+                .to_string(),
+        );
+        Ok(())
+    };
+    loop {
+        let mut http = match Http::open(server_port, None).await {
+            Ok(h) => h,
+            Err(e) if failures >= 20 => return Err(e.context("connecting to Synapse")),
+            Err(_) => {
+                failures += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // The first request of a connection does not wait: it is the catch-up.
+        let mut timeout = 0;
+        let pause = loop {
+            let path = sync_path(&since, timeout);
+            tokio::select! {
+                r = http.raw("GET", &path, Some(&token), None) => match r {
+                    Ok((200, bytes)) => {
+                        let resumed = timeout == 0 && since.is_some();
+                        take(&bytes, &mut since, resumed)?;
+                        failures = 0;
+                        timeout = SYNC_TIMEOUT_MS;
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(()).await;
+                        }
+                    }
+                    Ok((status, bytes)) if failures >= 20 => bail!(
+                        "/sync answered {status}: {}",
+                        String::from_utf8_lossy(&bytes)
+                    ),
+                    Err(e) if failures >= 20 => return Err(e),
+                    _ => {
+                        failures += 1;
+                        break Duration::from_millis(100);
+                    }
+                },
+                d = cut.recv() => break d.unwrap_or(Duration::ZERO),
+                _ = stop.changed() => {
+                    let (status, bytes) =
+                        http.raw("GET", &sync_path(&since, 0), Some(&token), None).await?;
+                    if status != 200 {
+                        bail!("the last /sync answered {status}");
+                    }
+                    return take(&bytes, &mut since, true);
+                }
+            }
+        };
+        drop(http);
+        tokio::time::sleep(pause).await;
     }
 }
 

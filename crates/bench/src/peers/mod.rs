@@ -51,7 +51,8 @@ pub(crate) async fn start_target(
         Target::SioRelay => start_rust_peer("sio-relay").await,
         Target::WsBroadcast => start_rust_peer("ws-broadcast").await,
         Target::Ejabberd => start_ejabberd(&fixture.users).await,
-        Target::Synapse => start_synapse(&fixture.users, &fixture.groups).await,
+        Target::Synapse => start_synapse(&fixture.users, &fixture.groups, false).await,
+        Target::SynapsePg => start_synapse(&fixture.users, &fixture.groups, true).await,
     }?;
     Ok(server.into())
 }
@@ -86,7 +87,7 @@ pub(crate) async fn connect_target(
             let (c, e) = Xmpp::connect(server.port, &user.0.login, bind).await?;
             (AnyClient::Xmpp(c), e)
         }
-        Target::Synapse => {
+        Target::Synapse | Target::SynapsePg => {
             // Set-up joined every member to its room already.
             let room = room_of(server, group)?;
             let (c, e) = Matrix::connect(server, &user.0.login, room, bind).await?;
@@ -112,7 +113,7 @@ pub(crate) async fn connect_idle(
             c.online()?;
             Ok(AnyClient::Xmpp(c))
         }
-        Target::Synapse => {
+        Target::Synapse | Target::SynapsePg => {
             let (c, _) = Matrix::connect(server, &user.0.login, String::new(), bind).await?;
             Ok(AnyClient::Matrix(c))
         }
@@ -129,6 +130,7 @@ pub(crate) fn run_name(t: Target) -> String {
         Target::WsBroadcast => "tokio ws broadcast",
         Target::Ejabberd => "ejabberd (MUC + MAM, SQLite)",
         Target::Synapse => "Synapse (SQLite)",
+        Target::SynapsePg => "Synapse (PostgreSQL)",
     }
     .to_string()
 }

@@ -33,6 +33,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::scenarios::drops::{body_seq, Resume};
 use crate::server::{free_port, Server};
 use crate::sio::SioEvent;
 
@@ -119,8 +120,10 @@ fn prepare_db(db: &Path, users: &[(Principal, String)]) -> anyhow::Result<()> {
 
 /// Answers the reader is waiting for, by key: a message's or an iq's `id`, or [`JOIN`]
 /// for the room's presence of the client itself. The value is what the answer said:
-/// `""` for success, `"created"` for a room this join created, `"error"`.
-type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<&'static str>>>>;
+/// `""` for success, `"created"` for a room this join created, `"error"`, or for an
+/// archive query's end, `"fin "` then `1` if the archive has no more, then the last id
+/// of the page (see [`fin`]).
+type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<String>>>>;
 
 const JOIN: &str = "\u{0}join";
 
@@ -130,6 +133,16 @@ pub struct Xmpp {
     waiting: Waiting,
     next: AtomicU64,
     nick: String,
+    /// The writer and the reader: aborted on drop, which closes the socket (a cut).
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Drop for Xmpp {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 impl Xmpp {
@@ -138,6 +151,18 @@ impl Xmpp {
     pub async fn connect(
         port: u16,
         login: &str,
+        bind: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<(Xmpp, mpsc::UnboundedReceiver<SioEvent>)> {
+        Xmpp::connect_as(port, login, "bench", bind).await
+    }
+
+    /// [`Xmpp::connect`] bound to `resource`: a client that reconnects takes a new one
+    /// each time, so the server's departure of its old session (whenever it notices the
+    /// cut) cannot take the new one's room seat with it.
+    pub async fn connect_as(
+        port: u16,
+        login: &str,
+        resource: &str,
         bind: Option<std::net::IpAddr>,
     ) -> anyhow::Result<(Xmpp, mpsc::UnboundedReceiver<SioEvent>)> {
         let tcp = match bind {
@@ -171,17 +196,18 @@ impl Xmpp {
         split = Splitter::default();
         wr.write_all(header.as_bytes()).await?;
         expect(&mut rd, &mut split, "<stream:features").await?;
-        wr.write_all(
-            b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
-              <resource>bench</resource></bind></iq>",
-        )
-        .await?;
+        let bind_iq = format!(
+            "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <resource>{}</resource></bind></iq>",
+            escape(resource)
+        );
+        wr.write_all(bind_iq.as_bytes()).await?;
         let bound = expect(&mut rd, &mut split, "<iq").await?;
         if !bound.contains("type='result'") {
             bail!("bind refused for {login}: {bound}");
         }
         let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(s) = out_rx.recv().await {
                 if wr.write_all(s.as_bytes()).await.is_err() {
                     break;
@@ -190,12 +216,13 @@ impl Xmpp {
         });
         let waiting: Waiting = Arc::default();
         let (events_tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(read_loop(rd, split, waiting.clone(), events_tx));
+        let reader = tokio::spawn(read_loop(rd, split, waiting.clone(), events_tx));
         let client = Xmpp {
             out,
             waiting,
             next: AtomicU64::new(0),
             nick: login.to_string(),
+            tasks: [writer, reader],
         };
         Ok((client, events))
     }
@@ -207,7 +234,7 @@ impl Xmpp {
     }
 
     /// Register an answer to wait for under `key`, then send `stanza`.
-    async fn ask(&self, key: String, stanza: String) -> anyhow::Result<&'static str> {
+    async fn ask(&self, key: String, stanza: String) -> anyhow::Result<String> {
         let (tx, rx) = oneshot::channel();
         self.waiting
             .lock()
@@ -231,7 +258,7 @@ impl Xmpp {
              <history maxstanzas='0'/></x></presence>",
             self.nick
         );
-        match self.ask(JOIN.into(), presence).await? {
+        match self.ask(JOIN.into(), presence).await?.as_str() {
             "error" => bail!("joining {room} refused"),
             "created" => {
                 let id = format!("c{}", self.next.fetch_add(1, Ordering::Relaxed));
@@ -256,11 +283,179 @@ impl Xmpp {
             "<message to='g{group}@{MUC}' type='groupchat' id='{id}'><body>{}</body></message>",
             escape(body)
         );
-        Ok(match self.ask(id, stanza).await? {
+        Ok(match self.ask(id, stanza).await?.as_str() {
             "error" => 1,
             _ => 0,
         })
     }
+
+    /// Ask the archive (MAM) of `group`'s room for one page of the messages after
+    /// archive id `after` (from its start without one). The messages come out as
+    /// `message` events with their `archive_id` before this returns: whether the archive
+    /// has no more after the page, and the page's last id.
+    pub async fn archive_after(
+        &self,
+        group: &str,
+        after: Option<u64>,
+    ) -> anyhow::Result<(bool, Option<u64>)> {
+        let id = format!("q{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let after = after.map_or(String::new(), |a| format!("<after>{a}</after>"));
+        let query = format!(
+            "<iq type='set' id='{id}' to='g{group}@{MUC}'><query xmlns='urn:xmpp:mam:2' queryid='{id}'>\
+             <set xmlns='http://jabber.org/protocol/rsm'><max>{ARCHIVE_PAGE}</max>{after}</set></query></iq>"
+        );
+        let answer = self.ask(id, query).await?;
+        let Some(rest) = answer.strip_prefix("fin ") else {
+            bail!("the archive of g{group} refused the query: {answer}");
+        };
+        let (complete, last) = rest.split_once(' ').unwrap_or((rest, ""));
+        let last = match last {
+            "" => None,
+            l => Some(
+                l.parse()
+                    .map_err(|_| anyhow!("archive id {l:?} is not a number"))?,
+            ),
+        };
+        Ok((complete == "1", last))
+    }
+}
+
+/// One `drops` receiver on ejabberd: connect (a new resource each time), join the room
+/// without history, page the room's archive (MAM) after the newest archive id it had
+/// seen, then take the room's messages until told to drop, and start over after the
+/// pause; when `stop` changes, a last catch-up and done. Each message is recorded by the
+/// number its body carries ([`crate::scenarios::drops::body_seq`]); `ready` is told once
+/// the first join and catch-up are done. Gives up after 20 failed attempts in a row.
+pub(crate) async fn drop_prone_receiver(
+    port: u16,
+    login: String,
+    group: u64,
+    receipts: Resume,
+    mut cut: mpsc::Receiver<Duration>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    ready: mpsc::Sender<()>,
+) -> anyhow::Result<()> {
+    let group = group.to_string();
+    // The newest archive id up to which everything was seen: where the next resume asks.
+    let mut resume: Option<u64> = None;
+    let mut ready = Some(ready);
+    let (mut attempt, mut failures) = (0u64, 0u32);
+    loop {
+        attempt += 1;
+        let session = async {
+            let (c, mut events) =
+                Xmpp::connect_as(port, &login, &format!("r{attempt}"), None).await?;
+            c.join(&group).await?;
+            catch_up(&c, &group, &mut resume, &mut events, &receipts).await?;
+            anyhow::Ok((c, events))
+        };
+        let (c, mut events) = match session.await {
+            Ok(s) => s,
+            Err(e) if failures >= 20 => return Err(e.context(format!("{login} resuming"))),
+            Err(_) => {
+                failures += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        failures = 0;
+        if let Some(r) = ready.take() {
+            let _ = r.send(()).await;
+        }
+        let pause = loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Some(event) => {
+                        if let (Some(seq), id, from_archive) = delivered(&event) {
+                            receipts.record(seq, from_archive);
+                            resume = resume.max(id);
+                        }
+                    }
+                    None => break Duration::ZERO,
+                },
+                d = cut.recv() => break d.unwrap_or(Duration::ZERO),
+                _ = stop.changed() => {
+                    return catch_up(&c, &group, &mut resume, &mut events, &receipts).await;
+                }
+            }
+        };
+        drop(c);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Page the archive after `resume` until it has no more, recording every message (the
+/// live ones that arrive meanwhile too). `resume` moves only with the pages' last ids
+/// and, once the archive is through, to the newest live one: a live message can arrive
+/// before older archived ones, and resuming after it would skip them.
+async fn catch_up(
+    c: &Xmpp,
+    group: &str,
+    resume: &mut Option<u64>,
+    events: &mut mpsc::UnboundedReceiver<SioEvent>,
+    receipts: &Resume,
+) -> anyhow::Result<()> {
+    let mut after = *resume;
+    let mut newest = *resume;
+    loop {
+        let (complete, last) = c.archive_after(group, after).await?;
+        // The page's messages came before its end.
+        while let Ok(event) = events.try_recv() {
+            if let (Some(seq), id, from_archive) = delivered(&event) {
+                // A live one that came meanwhile counts as pushed.
+                receipts.record(seq, from_archive);
+                newest = newest.max(id);
+            }
+        }
+        after = after.max(last);
+        *resume = (*resume).max(after);
+        if complete || last.is_none() {
+            *resume = (*resume).max(newest);
+            return Ok(());
+        }
+    }
+}
+
+/// A delivered message's number (from its body), its archive id, and whether it came
+/// from an archive query rather than live from the room.
+fn delivered(event: &SioEvent) -> (Option<u64>, Option<u64>, bool) {
+    let (_, v) = event.parse();
+    (
+        v["message"].as_str().and_then(body_seq),
+        v["archive_id"].as_str().and_then(|a| a.parse().ok()),
+        v["from_archive"] == true,
+    )
+}
+
+/// Messages per archive page.
+const ARCHIVE_PAGE: u32 = 250;
+
+/// The answer to an iq that ends an archive query (`<fin>`): `"fin 1 LAST"` when the
+/// archive has no more, `"fin 0 LAST"` when it has; LAST is empty for an empty page.
+fn fin(stanza: &str) -> Option<String> {
+    let at = stanza.find("<fin")?;
+    let head = &stanza[at..at + stanza[at..].find('>')?];
+    let complete = attr(head, "complete") == Some("true");
+    let last = stanza
+        .find("<last>")
+        .and_then(|a| {
+            let a = a + "<last>".len();
+            Some(&stanza[a..a + stanza[a..].find("</last>")?])
+        })
+        .unwrap_or("");
+    Some(format!("fin {} {last}", u8::from(complete)))
+}
+
+/// The archive id of a message: a live one's `<stanza-id>` that the room stamped, or an
+/// archive query result's `id`.
+fn archive_id(stanza: &str) -> Option<&str> {
+    for tag in ["<result ", "<stanza-id "] {
+        if let Some(at) = stanza.find(tag) {
+            let head = &stanza[at..at + stanza[at..].find('>')?];
+            return attr(head, "id");
+        }
+    }
+    None
 }
 
 /// Read stanzas until the connection ends: answer whoever waits for one, and pass each
@@ -274,7 +469,7 @@ async fn read_loop(
     let mut events = Some(events);
     loop {
         while let Some(stanza) = split.next_stanza() {
-            let answer = |key: &str, said: &'static str| {
+            let answer = |key: &str, said: String| {
                 let tx = waiting
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -287,10 +482,16 @@ async fn read_loop(
             let failed = head.contains("type='error'");
             if stanza.starts_with("<message") {
                 if let Some(id) = attr(head, "id") {
-                    answer(id, if failed { "error" } else { "" });
+                    answer(id, if failed { "error" } else { "" }.into());
                 }
                 if let (false, Some(body), Some(tx)) = (failed, body(&stanza), &events) {
-                    let frame = format!("{{\"message\":\"{body}\"}}");
+                    let from_archive = stanza.contains("<result ");
+                    let frame = match archive_id(&stanza) {
+                        Some(a) => format!(
+                            "{{\"message\":\"{body}\",\"archive_id\":\"{a}\",\"from_archive\":{from_archive}}}"
+                        ),
+                        None => format!("{{\"message\":\"{body}\"}}"),
+                    };
                     if tx.send(SioEvent::raw(frame.into())).is_err() {
                         // Nobody reads this client's deliveries (an ingest sender).
                         events = None;
@@ -298,7 +499,7 @@ async fn read_loop(
                 }
             } else if stanza.starts_with("<presence") {
                 if failed && head.contains(&format!("@{MUC}")) {
-                    answer(JOIN, "error");
+                    answer(JOIN, "error".into());
                 } else if stanza.contains("code='110'") {
                     answer(
                         JOIN,
@@ -306,12 +507,18 @@ async fn read_loop(
                             "created"
                         } else {
                             ""
-                        },
+                        }
+                        .into(),
                     );
                 }
             } else if stanza.starts_with("<iq") {
                 if let Some(id) = attr(head, "id") {
-                    answer(id, if failed { "error" } else { "" });
+                    let said = match (failed, fin(&stanza)) {
+                        (true, _) => "error".into(),
+                        (false, Some(fin)) => fin,
+                        (false, None) => String::new(),
+                    };
+                    answer(id, said);
                 }
             }
         }
@@ -466,5 +673,31 @@ mod tests {
         assert_eq!(attr(&m[..m.find('>').unwrap_or(0)], "id"), Some("m1"));
         assert_eq!(body(&m), Some("t=5"));
         assert_eq!(s.next_stanza(), None);
+    }
+
+    #[test]
+    fn archive_ids_and_query_ends_are_read_as_ejabberd_writes_them() {
+        let live = "<message from='g1@conference.localhost/u1' type='groupchat' id='m3'>\
+            <body>d=7</body><stanza-id by='g1@conference.localhost' id='1764650000000123' \
+            xmlns='urn:xmpp:sid:0'/></message>";
+        assert_eq!(archive_id(live), Some("1764650000000123"));
+        let result = "<message to='u2@localhost/r1'><result xmlns='urn:xmpp:mam:2' queryid='q0' \
+            id='1764650000000456'><forwarded xmlns='urn:xmpp:forward:0'><message type='groupchat'>\
+            <body>d=8</body><stanza-id id='9' by='x' xmlns='urn:xmpp:sid:0'/></message>\
+            </forwarded></result></message>";
+        assert_eq!(archive_id(result), Some("1764650000000456"));
+        assert_eq!(body(result), Some("d=8"));
+        let end = "<iq type='result' id='q0'><fin xmlns='urn:xmpp:mam:2' complete='true'>\
+            <set xmlns='http://jabber.org/protocol/rsm'><first index='0'>1</first>\
+            <last>1764650000000456</last></set></fin></iq>";
+        assert_eq!(fin(end).as_deref(), Some("fin 1 1764650000000456"));
+        let more = "<iq type='result' id='q1'><fin xmlns='urn:xmpp:mam:2'><set \
+            xmlns='http://jabber.org/protocol/rsm'><last>5</last></set></fin></iq>";
+        assert_eq!(fin(more).as_deref(), Some("fin 0 5"));
+        assert_eq!(
+            fin("<iq type='result' id='q2'><fin xmlns='urn:xmpp:mam:2' complete='true'/></iq>")
+                .as_deref(),
+            Some("fin 1 ")
+        );
     }
 }

@@ -15,6 +15,39 @@ use crate::report::{now_us, percentile, Row};
 use crate::server::cpu_seconds;
 use crate::{Cli, Target};
 
+/// When sender `i` of `count` sends its share of `rate` messages/s: its first tick after
+/// the start, and the interval between its ticks. Senders are spread evenly over one
+/// interval: started together, they would send in bursts of one message each, and latency
+/// would measure the burst's drain.
+pub(crate) fn pacing(rate: u64, count: usize, i: usize) -> (Duration, Duration) {
+    let count = count.max(1);
+    let per_sender = (rate as f64 / count as f64).max(0.001);
+    let interval = Duration::from_secs_f64(1.0 / per_sender);
+    (interval.mul_f64(i as f64 / count as f64), interval)
+}
+
+/// Call `each` at `first` and every `interval` after it, for the ticks due before `end`:
+/// `rate × seconds` calls over all senders. A tick is judged by when it was due, not by
+/// when it fired, so a late wake-up adds none (checking the clock before waiting for the
+/// next tick sent one more per sender, due past the end: 5 s at 4 msg/s over 100 senders
+/// sent 120, not 20).
+/// Ticks the load client missed are skipped, not sent in a burst.
+pub(crate) async fn paced(
+    first: tokio::time::Instant,
+    interval: Duration,
+    end: tokio::time::Instant,
+    mut each: impl FnMut(),
+) {
+    let mut tick = tokio::time::interval_at(first, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        if tick.tick().await >= end {
+            return;
+        }
+        each();
+    }
+}
+
 pub(crate) async fn fanout(
     cli: &Cli,
     groups: usize,
@@ -57,8 +90,6 @@ pub(crate) async fn fanout(
             held.push(c);
         }
     }
-    let per_sender = (rate as f64 / senders.len().max(1) as f64).max(0.001);
-    let interval = Duration::from_secs_f64(1.0 / per_sender);
     let sent = Arc::new(AtomicU64::new(0));
     // Ticks the senders kept: fewer than asked when the load client itself falls behind.
     let attempted = Arc::new(AtomicU64::new(0));
@@ -68,20 +99,17 @@ pub(crate) async fn fanout(
     let services_before = server.services.now();
     let client_cpu_before = cpu_seconds("self").unwrap_or(0.0);
     let started = Instant::now();
-    let end = started + Duration::from_secs(seconds);
+    let start = tokio::time::Instant::from_std(started);
     let mut tasks = Vec::new();
-    let count = senders.len().max(1);
+    let count = senders.len();
     for (i, (c, group)) in senders.into_iter().enumerate() {
         let (sent, attempted) = (sent.clone(), attempted.clone());
-        // Senders are spread evenly over one interval: started together, they would send
-        // in bursts of one message each, and latency would measure the burst's drain.
-        let first =
-            tokio::time::Instant::from_std(started) + interval.mul_f64(i as f64 / count as f64);
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(first, interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            while Instant::now() < end {
-                tick.tick().await;
+        let (first, interval) = pacing(rate, count, i);
+        tasks.push(tokio::spawn(paced(
+            start + first,
+            interval,
+            start + Duration::from_secs(seconds),
+            move || {
                 attempted.fetch_add(1, Ordering::Relaxed);
                 let c = c.clone();
                 let sent = sent.clone();
@@ -91,8 +119,8 @@ pub(crate) async fn fanout(
                         sent.fetch_add(1, Ordering::Relaxed);
                     }
                 });
-            }
-        }));
+            },
+        )));
     }
     for t in tasks {
         let _ = t.await;
@@ -203,4 +231,46 @@ pub(crate) async fn fanout(
     ];
     rows.extend(services);
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages all senders send for `rate` msg/s over `seconds`, on tokio's paused
+    /// clock (it jumps to each tick, so the count does not depend on this machine's load).
+    async fn messages_sent(rate: u64, senders: usize, seconds: u64) -> u64 {
+        let count = Arc::new(AtomicU64::new(0));
+        let start = tokio::time::Instant::now();
+        let end = start + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for i in 0..senders {
+            let (first, interval) = pacing(rate, senders, i);
+            let count = count.clone();
+            tasks.push(tokio::spawn(paced(
+                start + first,
+                interval,
+                end,
+                move || {
+                    count.fetch_add(1, Ordering::Relaxed);
+                },
+            )));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        count.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn senders_send_rate_times_seconds_messages() {
+        // The low rates of the peers' runs: fewer messages per sender than one per second.
+        assert_eq!(messages_sent(4, 100, 5).await, 20);
+        assert_eq!(messages_sent(2, 10, 10).await, 20);
+        assert_eq!(messages_sent(15, 100, 10).await, 150);
+        // One sender, and the rates of confer's runs.
+        assert_eq!(messages_sent(10, 1, 3).await, 30);
+        assert_eq!(messages_sent(250, 100, 5).await, 1250);
+        assert_eq!(messages_sent(4000, 100, 5).await, 20_000);
+    }
 }

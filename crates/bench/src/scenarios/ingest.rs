@@ -69,7 +69,7 @@ pub(crate) fn ingest_name(t: Target) -> String {
 pub(crate) fn ingest_name_in(t: Target, layout: &Layout) -> String {
     match t {
         Target::Confer => format!("confer (durable acks{})", layout.suffix()),
-        Target::NodeDurable | Target::Ejabberd | Target::Synapse => {
+        Target::NodeDurable | Target::Ejabberd | Target::Synapse | Target::SynapsePg => {
             format!("{} (durable acks)", run_name(t))
         }
         peer => format!("{} (acks, no storage)", run_name(peer)),

@@ -1,5 +1,6 @@
 //! `fanout --peak`: each target's highest fan-out rate whose p99 latency stays under the
-//! bound and that delivers everything, by doubling and then bisecting.
+//! bound and that delivers everything, by doubling and then bisecting (halving first
+//! while no rate has kept up yet); then one run at half that peak for its latency.
 
 use crate::peers::run_name;
 use crate::report::{metric, Row};
@@ -87,6 +88,9 @@ pub(crate) async fn peak_search(
             let low = kept.unwrap_or(0);
             rate = match failed {
                 None => rate.saturating_mul(2),
+                // Nothing kept up yet: halve, down to 1 msg/s, before bisecting (ejabberd
+                // and Synapse keep up at a few messages/s only).
+                Some(_) if kept.is_none() && rate > 1 => rate / 2,
                 Some(high) if steps_left > 0 && high > low + 1 => {
                     steps_left -= 1;
                     low + (high - low) / 2
@@ -96,6 +100,38 @@ pub(crate) async fn peak_search(
         }
         let name = run_name(*t);
         let (peak_rate, delivered, p99) = best.unwrap_or((0, 0.0, 0.0));
+        // Latency where the target is not pushed: half its own peak's rate.
+        if peak_rate > 0 {
+            let half = (peak_rate / 2).max(1);
+            let run = fanout(cli, groups, members, half, seconds, *t).await?;
+            eprintln!(
+                "{t:?} at {half} msg/s, half its peak: p50 {:.1} ms, p99 {:.1} ms",
+                metric(&run, "latency p50"),
+                metric(&run, "latency p99")
+            );
+            rows.push(Row {
+                scenario: "fanout at half the peak",
+                target: name.clone(),
+                metric: "send rate",
+                value: half as f64,
+                unit: "msg/s",
+            });
+            const KEPT: [&str; 5] = [
+                "delivered / expected",
+                "latency p50",
+                "latency p99",
+                "latency p99.9",
+                "server CPU per delivery",
+            ];
+            rows.extend(
+                run.into_iter()
+                    .filter(|r| KEPT.contains(&r.metric))
+                    .map(|r| Row {
+                        scenario: "fanout at half the peak",
+                        ..r
+                    }),
+            );
+        }
         rows.push(Row {
             scenario: "fanout peak",
             target: name.clone(),
