@@ -742,12 +742,34 @@ fn subscribe_loop(
     shared: Arc<Shared>,
     ready: SyncSender<Result<(), String>>,
 ) {
-    let mut ready = Some(ready);
-    let (all, own) = (
+    let channels = [
         shared.names.channel(),
         shared.names.node_channel(&shared.node_id),
+    ];
+    subscribe_until(
+        &client,
+        &channels,
+        &shared.stop,
+        ready,
+        "Redis subscriber",
+        |frame| shared.apply(frame),
     );
-    while !shared.stop.load(Ordering::Acquire) {
+}
+
+/// Subscribe to `channels` and hand every message's payload to `apply` until `stop` is
+/// set, reconnecting (once a second) whenever the connection is lost. The first attempt's
+/// outcome goes to `ready`: a node that cannot subscribe at start fails to start. Shared by
+/// the bus's subscriber and the media layer's ([`media`]).
+pub(crate) fn subscribe_until(
+    client: &redis::Client,
+    channels: &[String],
+    stop: &AtomicBool,
+    ready: SyncSender<Result<(), String>>,
+    what: &str,
+    mut apply: impl FnMut(&[u8]),
+) {
+    let mut ready = Some(ready);
+    while !stop.load(Ordering::Acquire) {
         let attempt = (|| -> redis::RedisResult<redis::Connection> {
             let conn = client.get_connection()?;
             conn.set_read_timeout(Some(POLL))?;
@@ -760,13 +782,13 @@ fn subscribe_loop(
                     let _ = ready.send(Err(e.to_string()));
                     return;
                 }
-                tracing::warn!(error = %e, "Redis subscriber reconnecting");
+                tracing::warn!(error = %e, "{what} reconnecting");
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
         };
         let mut pubsub = conn.as_pubsub();
-        if let Err(e) = pubsub.subscribe(&[all.as_str(), own.as_str()]) {
+        if let Err(e) = pubsub.subscribe(channels) {
             if let Some(ready) = ready.take() {
                 let _ = ready.send(Err(e.to_string()));
                 return;
@@ -776,12 +798,12 @@ fn subscribe_loop(
         if let Some(ready) = ready.take() {
             let _ = ready.send(Ok(()));
         }
-        while !shared.stop.load(Ordering::Acquire) {
+        while !stop.load(Ordering::Acquire) {
             match pubsub.get_message() {
-                Ok(msg) => shared.apply(msg.get_payload_bytes()),
+                Ok(msg) => apply(msg.get_payload_bytes()),
                 Err(e) if e.is_timeout() => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "Redis subscriber lost its connection");
+                    tracing::warn!(error = %e, "{what} lost its connection");
                     break;
                 }
             }

@@ -40,7 +40,7 @@ use confer_core::{GroupId, Uin};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, oneshot, Semaphore};
 
-use crate::{Names, RedisBusError, DEFAULT_PREFIX, POLL};
+use crate::{subscribe_until, Names, RedisBusError, DEFAULT_PREFIX};
 
 /// Opens this node waits for another node's answer to, at most; more are refused as
 /// unavailable.
@@ -617,48 +617,15 @@ fn publish_loop(client: redis::Client, rx: Receiver<(String, Vec<u8>)>, inner: A
 }
 
 fn subscribe_loop(client: redis::Client, inner: Arc<Inner>, ready: SyncSender<Result<(), String>>) {
-    let mut ready = Some(ready);
-    let own = inner.channel(&inner.me);
-    while !inner.stop.load(Ordering::Acquire) {
-        let attempt = (|| -> redis::RedisResult<redis::Connection> {
-            let conn = client.get_connection()?;
-            conn.set_read_timeout(Some(POLL))?;
-            Ok(conn)
-        })();
-        let mut conn = match attempt {
-            Ok(conn) => conn,
-            Err(e) => {
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(Err(e.to_string()));
-                    return;
-                }
-                tracing::warn!(error = %e, "Redis media subscriber reconnecting");
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let mut pubsub = conn.as_pubsub();
-        if let Err(e) = pubsub.subscribe(own.as_str()) {
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(Err(e.to_string()));
-                return;
-            }
-            continue;
-        }
-        if let Some(ready) = ready.take() {
-            let _ = ready.send(Ok(()));
-        }
-        while !inner.stop.load(Ordering::Acquire) {
-            match pubsub.get_message() {
-                Ok(msg) => inner.apply(msg.get_payload_bytes()),
-                Err(e) if e.is_timeout() => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Redis media subscriber lost its connection");
-                    break;
-                }
-            }
-        }
-    }
+    let channels = [inner.channel(&inner.me)];
+    subscribe_until(
+        &client,
+        &channels,
+        &inner.stop,
+        ready,
+        "Redis media subscriber",
+        |frame| inner.apply(frame),
+    );
 }
 
 fn beat_loop(client: redis::Client, inner: Arc<Inner>) {

@@ -122,28 +122,35 @@ pub fn message_json(m: &Message) -> String {
     } else {
         // The display fields stored with it (the server's); they never replace a
         // message's own, and one not stored (unset) is `null`.
-        match body.map(PlainFields::read) {
+        match body {
             None => PlainFields::default().write(&mut o),
-            Some(Some(plain)) => plain.write(&mut o),
-            Some(None) => {
-                let extra = match body.map(serde_json::from_str::<Value>) {
-                    Some(Ok(Value::Object(extra))) => extra,
-                    _ => Map::new(),
-                };
-                for (k, v) in extra.iter() {
-                    if !MESSAGE_FIELDS.contains(&k.as_str()) {
-                        o.any(k, v);
-                    }
-                }
-                for key in DISPLAY_FIELDS {
-                    if !extra.contains_key(key) {
-                        o.raw(key, "null");
-                    }
-                }
-            }
+            Some(body) => match PlainFields::read(body) {
+                Some(plain) => plain.write(&mut o),
+                None => write_through_value(&mut o, body),
+            },
         }
     }
     o.finish()
+}
+
+/// The display fields of a body that is not plain ([`PlainFields`]): parsed to a JSON value
+/// and written back, every field the message's own do not name, then `null` for each
+/// display field the body lacks.
+fn write_through_value(o: &mut JsonObject, body: &str) {
+    let extra = match serde_json::from_str::<Value>(body) {
+        Ok(Value::Object(extra)) => extra,
+        _ => Map::new(),
+    };
+    for (k, v) in extra.iter() {
+        if !MESSAGE_FIELDS.contains(&k.as_str()) {
+            o.any(k, v);
+        }
+    }
+    for key in DISPLAY_FIELDS {
+        if !extra.contains_key(key) {
+            o.raw(key, "null");
+        }
+    }
 }
 
 /// The display fields stored with a chat message when they are what the server writes
@@ -528,21 +535,8 @@ mod tests {
     #[test]
     fn plain_display_fields_render_as_through_a_value() {
         let through_value = |body: &str| {
-            let extra = match serde_json::from_str::<Value>(body) {
-                Ok(Value::Object(extra)) => extra,
-                _ => Map::new(),
-            };
             let mut o = JsonObject::with_capacity(64);
-            for (k, v) in extra.iter() {
-                if !MESSAGE_FIELDS.contains(&k.as_str()) {
-                    o.any(k, v);
-                }
-            }
-            for key in DISPLAY_FIELDS {
-                if !extra.contains_key(key) {
-                    o.raw(key, "null");
-                }
-            }
+            write_through_value(&mut o, body);
             o.finish()
         };
         let bodies = [

@@ -28,6 +28,7 @@ use crate::cluster::{proc_kb, Layout};
 use crate::peers::confer::prepare_for;
 use crate::peers::start_target;
 use crate::report::{now_us, percentile, Row};
+use crate::scenarios::fanout::count_deliveries;
 use crate::scenarios::storm::local_ports;
 use crate::{Cli, Target};
 
@@ -360,23 +361,8 @@ pub(crate) async fn worker(cli: &Cli, rate: f64, seconds: u64) -> anyhow::Result
                 anyhow::Ok((c, events, *group, *sender))
             });
         for r in futures_util::future::join_all(tasks).await {
-            let (c, mut events, group, sender) = r?;
-            let (received, latencies) = (received.clone(), latencies.clone());
-            tokio::spawn(async move {
-                while let Some(event) = events.recv().await {
-                    if !event.is("message") {
-                        continue;
-                    }
-                    if let Some(sent) = event.stamp() {
-                        let latency = now_us().saturating_sub(sent);
-                        latencies
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(latency);
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            });
+            let (c, events, group, sender) = r?;
+            count_deliveries(events, received.clone(), latencies.clone());
             let c = Arc::new(c);
             if sender {
                 senders.push((c.clone(), group));

@@ -48,6 +48,30 @@ pub(crate) async fn paced(
     }
 }
 
+/// Count every fan-out message `events` brings in `received`, with its latency from the
+/// send time it carries, until the connection ends (one task per receiving client).
+pub(crate) fn count_deliveries(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<crate::sio::SioEvent>,
+    received: Arc<AtomicU64>,
+    latencies: Arc<std::sync::Mutex<Vec<u64>>>,
+) {
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if !event.is("message") {
+                continue;
+            }
+            if let Some(sent) = event.stamp() {
+                let latency = now_us().saturating_sub(sent);
+                latencies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(latency);
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+}
+
 pub(crate) async fn fanout(
     cli: &Cli,
     groups: usize,
@@ -66,24 +90,9 @@ pub(crate) async fn fanout(
     let mut held = Vec::new();
     for (i, user) in users.iter().enumerate() {
         let group = group_ids[i / members];
-        let (c, mut events) =
+        let (c, events) =
             connect_target(target, server.node(i), user, group, source(i, cli.sources)).await?;
-        let (received, latencies) = (received.clone(), latencies.clone());
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                if !event.is("message") {
-                    continue;
-                }
-                if let Some(sent) = event.stamp() {
-                    let latency = now_us().saturating_sub(sent);
-                    latencies
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(latency);
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
+        count_deliveries(events, received.clone(), latencies.clone());
         if i % members == 0 {
             senders.push((Arc::new(c), group));
         } else {
