@@ -23,6 +23,7 @@
 //! batches them.
 
 mod accounts;
+mod appender;
 mod attachments;
 mod calls;
 mod changes;
@@ -34,6 +35,9 @@ mod migrations;
 mod push;
 mod tokens;
 
+use std::sync::OnceLock;
+
+use appender::Appender;
 use async_trait::async_trait;
 use confer_core::store::{Storage, StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -58,6 +62,8 @@ impl Default for PgOptions {
 /// The PostgreSQL backend: a bounded pool of connections to one database.
 pub struct PgStore {
     pool: Pool,
+    /// The group-commit task for appends, started by the first one (on its runtime).
+    appender: OnceLock<Appender>,
 }
 
 impl PgStore {
@@ -102,7 +108,16 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Backend(format!("connection pool: {e}")))?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            appender: OnceLock::new(),
+        })
+    }
+
+    /// This node's append task (`appender.rs`); must be called on a Tokio runtime.
+    pub(crate) fn appender(&self) -> &Appender {
+        self.appender
+            .get_or_init(|| Appender::start(self.pool.clone()))
     }
 
     /// A pooled connection; waits while every one is busy.

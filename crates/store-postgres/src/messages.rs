@@ -1,11 +1,14 @@
 //! `MessageStore` on PostgreSQL.
 //!
-//! **Seqs without gaps across nodes:** an append first bumps its conversation's
-//! `last_seq` (`UPDATE … RETURNING`), which locks the conversation's row until the
-//! append's commit. So appends to one conversation from any number of nodes take turns:
-//! each gets the next seq, a rolled-back append gives its seq back with its bump, and the
-//! message id (the sequence's `nextval`, taken while the lock is held) rises with the seq
-//! within the conversation, which listing by id bounds relies on, as on SQLite.
+//! Appends are written by this node's group-commit task (`appender.rs`), several to a
+//! transaction; edits, deletes and listings are here.
+//!
+//! **Seqs without gaps across nodes:** an append locks its conversation's row and takes
+//! `last_seq + 1` under the lock, which it holds until its commit. So appends to one
+//! conversation from any number of nodes take turns: each gets the next seq, a
+//! rolled-back append gives its seq back, and the message id (taken while the lock is
+//! held) rises with the seq within the conversation, which listing by id bounds relies
+//! on, as on SQLite.
 //!
 //! **Retries across nodes:** the nonce check runs under the same lock, through an index on
 //! (group, sender, nonce), so a retry that reaches another node finds the original as
@@ -17,12 +20,8 @@
 //! clock after the conversation's lock, so ids still rise with seqs within a conversation;
 //! an edit or delete writes the number it takes into `rev`.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use confer_core::model::{
-    Appended, Message, MessageFile, MessagePage, MessageQuery, NewMessage, PushEntry, PushKind,
-};
+use confer_core::model::{Appended, Message, MessageFile, MessagePage, MessageQuery, NewMessage};
 use confer_core::store::{MessageStore, StoreError, StoreResult};
 use confer_core::{GroupId, Json, SessionId, Uin};
 use tokio_postgres::{GenericClient, Row, Transaction};
@@ -64,7 +63,7 @@ pub(crate) fn message_row(row: &Row) -> Result<Message, tokio_postgres::Error> {
 
 /// A message's files as text, in the SQLite backend's form (so `confer migrate` copies
 /// the column as it is): one line per file, `item_id TAB size TAB mimetype TAB filename`.
-fn encode_files(files: &[MessageFile]) -> Option<String> {
+pub(crate) fn encode_files(files: &[MessageFile]) -> Option<String> {
     if files.is_empty() {
         return None;
     }
@@ -110,120 +109,8 @@ fn page(rows: &[Row], limit: usize, max_bytes: usize) -> StoreResult<MessagePage
 #[async_trait]
 impl MessageStore for PgStore {
     async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
-        let group = to_sql_id(new.group_id.0)?;
-        let sender = to_sql_id(new.sender.0)?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(backend)?;
-        // The lock every append to this conversation takes in turn (see the module doc).
-        let bump = tx
-            .prepare_cached(
-                "UPDATE conversations SET last_seq = last_seq + 1 WHERE group_id = $1
-                 RETURNING last_seq",
-            )
-            .await
-            .map_err(backend)?;
-        let Some(row) = tx.query_opt(&bump, &[&group]).await.map_err(backend)? else {
-            return Err(StoreError::NotFound);
-        };
-        let seq: i64 = row.try_get(0).map_err(backend)?;
-        if let Some(nonce) = &new.nonce {
-            let original = tx
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM messages
-                     WHERE group_id = $1 AND sender = $2 AND nonce = $3
-                     ORDER BY message_id DESC LIMIT 1"
-                ))
-                .await
-                .map_err(backend)?;
-            if let Some(row) = tx
-                .query_opt(&original, &[&group, &sender, nonce])
-                .await
-                .map_err(backend)?
-            {
-                let existing = message_row(&row).map_err(backend)?;
-                // Dropping the transaction rolls the bump back: the retry takes no seq.
-                drop(tx);
-                return Ok(Appended {
-                    message: Arc::new(existing),
-                    duplicate: true,
-                });
-            }
-        }
-        // The id is the message's change number: the clock, after the conversation's lock.
-        let mut clock = Clock::lock(&tx).await?;
-        let id = clock.next();
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO messages (group_id, seq, sender, sender_login, session_id, kind,
-                    text, attachments, body, nonce, version, created_at, updated_at, files,
-                    message_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
-            )
-            .await
-            .map_err(backend)?;
-        tx.execute(
-            &insert,
-            &[
-                &group,
-                &seq,
-                &sender,
-                &new.sender_login,
-                &new.session_id.as_ref().map(|s| s.as_str()),
-                &i64::from(new.kind),
-                &new.text,
-                &new.attachments,
-                &new.body.as_ref().map(|b| b.as_str()),
-                &new.nonce,
-                &i64::from(new.version),
-                &new.created_at_us,
-                &encode_files(&new.files),
-                &id,
-            ],
-        )
-        .await
-        .map_err(backend)?;
-        let message_id = from_sql_id(id);
-        if !new.push_to.is_empty() {
-            // The push outbox entry commits with the message or not at all.
-            crate::push::insert_entry(
-                &tx,
-                &PushEntry {
-                    id: 0,
-                    kind: PushKind::Message,
-                    group_id: new.group_id,
-                    ref_id: message_id,
-                    sender: new.sender,
-                    recipients: new.push_to.clone(),
-                    created_at_us: new.created_at_us,
-                },
-            )
-            .await?;
-        }
-        clock.save(&tx).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Appended {
-            message: Arc::new(Message {
-                message_id,
-                group_id: new.group_id,
-                seq: from_sql_id(seq),
-                sender: new.sender,
-                sender_login: new.sender_login,
-                session_id: new.session_id,
-                kind: new.kind,
-                text: new.text,
-                attachments: new.attachments,
-                body: new.body,
-                nonce: new.nonce,
-                version: new.version,
-                created_at_us: new.created_at_us,
-                updated_at_us: new.created_at_us,
-                deleted: false,
-                files: new.files,
-                receipts: Default::default(),
-                change_seq: message_id,
-            }),
-            duplicate: false,
-        })
+        // Group commit: see `appender.rs`.
+        self.appender().append(new).await
     }
 
     async fn messages_after(

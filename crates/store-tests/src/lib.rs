@@ -45,6 +45,7 @@ macro_rules! storage_suite {
             a_repeated_nonce_returns_the_original_message,
             a_retry_is_recognized_after_a_restart_but_not_from_another_sender,
             a_failing_write_does_not_undo_its_batch_neighbours,
+            concurrent_retries_over_several_conversations_store_each_message_once,
             duplicate_logins_and_aliases_conflict,
             reads_after_each_change_see_it_although_conversations_are_cached,
             listing_by_id_bounds_matches_ids_from_any_group,
@@ -261,6 +262,68 @@ pub async fn a_failing_write_does_not_undo_its_batch_neighbours<B: Backend>(back
             .len(),
         25
     );
+}
+
+/// 3 conversations, 60 nonces each sent three times at once (so copies of one retry
+/// share a batch where a backend batches), among appends to a conversation that does not
+/// exist: each nonce is stored once and every copy answers with that one message, seqs
+/// are 1..=60 in each conversation, and ids rise with seqs.
+pub async fn concurrent_retries_over_several_conversations_store_each_message_once<B: Backend>(
+    backend: B,
+) {
+    let store = Arc::new(backend.open());
+    let mut groups = Vec::new();
+    for alias in ["r1", "r2", "r3"] {
+        groups.push(conference(&*store, alias).await);
+    }
+    let mut tasks = Vec::new();
+    for copy in 0..3 {
+        for (g, &group) in groups.iter().enumerate() {
+            for i in 0..60 {
+                let store = store.clone();
+                let nonce = format!("n{g}-{i}");
+                tasks.push(tokio::spawn(async move {
+                    let posted = store
+                        .append_message(message(group, Some(&nonce), &format!("{copy}")))
+                        .await
+                        .unwrap();
+                    let missing = store
+                        .append_message(message(GroupId(999_999), Some(&nonce), "x"))
+                        .await;
+                    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+                    (nonce, posted)
+                }));
+            }
+        }
+    }
+    let mut by_nonce: std::collections::HashMap<String, Vec<_>> = Default::default();
+    for t in tasks {
+        let (nonce, posted) = t.await.unwrap();
+        by_nonce.entry(nonce).or_default().push(posted);
+    }
+    assert_eq!(by_nonce.len(), 180);
+    for (nonce, copies) in &by_nonce {
+        assert_eq!(copies.len(), 3);
+        assert_eq!(copies.iter().filter(|a| !a.duplicate).count(), 1, "{nonce}");
+        let ids: BTreeSet<u64> = copies.iter().map(|a| a.message.message_id).collect();
+        assert_eq!(ids.len(), 1, "every copy of {nonce} names one message");
+        let texts: BTreeSet<_> = copies.iter().map(|a| a.message.text.clone()).collect();
+        assert_eq!(
+            texts.len(),
+            1,
+            "every copy of {nonce} answers the stored text"
+        );
+    }
+    for &group in &groups {
+        let stored = store
+            .messages_after(group, 0, 1000, usize::MAX)
+            .await
+            .unwrap()
+            .messages;
+        let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=60).collect::<Vec<u64>>());
+        assert!(stored.windows(2).all(|w| w[0].message_id < w[1].message_id));
+    }
 }
 
 pub async fn duplicate_logins_and_aliases_conflict<B: Backend>(backend: B) {
