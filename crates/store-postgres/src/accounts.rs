@@ -70,13 +70,12 @@ impl AccountStore for PgStore {
     async fn account_by_uin(&self, uin: Uin) -> StoreResult<Option<Account>> {
         let uin = to_sql_id(uin.0)?;
         let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &format!("SELECT {COLUMNS} FROM accounts WHERE uin = $1"),
-                &[&uin],
-            )
+        // On every post's path (the sender's name): prepared once per connection.
+        let stmt = client
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM accounts WHERE uin = $1"))
             .await
             .map_err(backend)?;
+        let row = client.query_opt(&stmt, &[&uin]).await.map_err(backend)?;
         row.as_ref().map(account).transpose().map_err(backend)
     }
 

@@ -76,23 +76,36 @@ fn uins(rows: &[Row]) -> PgResult<BTreeSet<Uin>> {
         .collect()
 }
 
-/// Load one conversation with its occupants.
-async fn load<C: GenericClient + Sync>(
+/// Load one conversation with its occupants, blocked and hidden users: one prepared
+/// statement (a post reads its conversation, so this is on every post's path).
+async fn load<C: deadpool_postgres::GenericClient + Sync>(
     client: &C,
     where_clause: &str,
     key: &(dyn ToSql + Sync),
 ) -> PgResult<Option<Conversation>> {
-    let row = client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM conversations WHERE {where_clause}"),
-            &[key],
-        )
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS},
+                ARRAY(SELECT o.uin FROM occupants o WHERE o.group_id = c.group_id),
+                ARRAY(SELECT b.uin FROM blocks b WHERE b.group_id = c.group_id),
+                ARRAY(SELECT o.uin FROM occupants o WHERE o.group_id = c.group_id AND o.hidden)
+             FROM conversations c WHERE {where_clause}"
+        ))
         .await?;
-    let Some(row) = row else {
+    let Some(row) = client.query_opt(&stmt, &[key]).await? else {
         return Ok(None);
     };
     let mut conv = conversation_row(&row)?;
-    fill(client, &mut conv).await?;
+    let set = |i: usize| -> PgResult<BTreeSet<Uin>> {
+        Ok(row
+            .try_get::<_, Vec<i64>>(i)?
+            .into_iter()
+            .map(|u| Uin(from_sql_id(u)))
+            .collect())
+    };
+    conv.occupants = set(12)?;
+    conv.blocked = set(13)?;
+    conv.hidden = set(14)?;
     Ok(Some(conv))
 }
 
@@ -254,7 +267,7 @@ impl ConversationStore for PgStore {
             .map_err(backend)?;
         }
         clock.save(&tx).await?;
-        let conv = load(&*tx, "group_id = $1", &id)
+        let conv = load(&tx, "group_id = $1", &id)
             .await
             .map_err(backend)?
             .ok_or(StoreError::NotFound)?;
@@ -265,9 +278,7 @@ impl ConversationStore for PgStore {
     async fn conversation(&self, id: GroupId) -> StoreResult<Option<Conversation>> {
         let key = to_sql_id(id.0)?;
         let client = self.client().await?;
-        load(&**client, "group_id = $1", &key)
-            .await
-            .map_err(backend)
+        load(&client, "group_id = $1", &key).await.map_err(backend)
     }
 
     async fn last_seq(&self, id: GroupId) -> StoreResult<u64> {
@@ -287,7 +298,7 @@ impl ConversationStore for PgStore {
     async fn conversation_by_alias(&self, alias: &str) -> StoreResult<Option<Conversation>> {
         let alias = alias.to_string();
         let client = self.client().await?;
-        load(&**client, "alias = $1", &alias).await.map_err(backend)
+        load(&client, "alias = $1", &alias).await.map_err(backend)
     }
 
     async fn list_conferences(&self, member: Option<Uin>) -> StoreResult<Vec<Conversation>> {
@@ -462,7 +473,7 @@ impl ConversationStore for PgStore {
         for row in rows {
             let id: i64 = row.try_get(0).map_err(backend)?;
             if occupants(&**client, id).await.map_err(backend)? == *wanted {
-                return load(&**client, "group_id = $1", &id).await.map_err(backend);
+                return load(&client, "group_id = $1", &id).await.map_err(backend);
             }
         }
         Ok(None)
