@@ -11,7 +11,7 @@
 //!
 //! The parent speaks to a worker over its standard input, one line each:
 //! `<index> <ws url> <token> <group> <0|1 sender>` per client, then `connect`; the worker
-//! answers `connected <n>`. Then `fanout`; it answers `result <json>`. When its input
+//! answers `connected <n> <handshakes tried again>`. Then `fanout`; it answers `result <json>`. When its input
 //! closes, it exits (its connections close with it).
 
 use std::process::Stdio;
@@ -202,8 +202,12 @@ pub(crate) async fn crowd(cli: &Cli, ask: &Crowd) -> anyhow::Result<Vec<Row>> {
     }
     let connect_started = Instant::now();
     let mut held = 0usize;
+    let mut retried = 0usize;
     for w in &mut procs {
-        held += w.expect("connected").await?.parse::<usize>()?;
+        let answer = w.expect("connected").await?;
+        let mut counts = answer.split(' ').map(str::parse::<usize>);
+        held += counts.next().context("connected without a count")??;
+        retried += counts.next().unwrap_or(Ok(0))?;
     }
     let connect_secs = connect_started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(ask.hold)).await;
@@ -234,6 +238,7 @@ pub(crate) async fn crowd(cli: &Cli, ask: &Crowd) -> anyhow::Result<Vec<Row>> {
         row("nodes", server.nodes.len() as f64, ""),
         row("load-client processes", procs.len() as f64, ""),
         row("time to connect all", connect_secs, "s"),
+        row("handshakes tried again", retried as f64, ""),
         row("nodes RSS, idle", mib(base_nodes), "MiB"),
         row("nodes RSS, holding all", mib(nodes_kb), "MiB"),
         row("largest node RSS", mib(most_kb), "MiB"),
@@ -316,6 +321,9 @@ pub(crate) async fn crowd(cli: &Cli, ask: &Crowd) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// How often a worker tries one client's handshake again before it gives up.
+const CONNECT_TRIES: usize = 4;
+
 /// The worker: reads its clients, connects them (100 at once: twelve workers' handshakes
 /// in flight stay under the listen backlogs), says how many, then on
 /// `fanout` sends `rate` messages/s in total from its senders (round-robin) for
@@ -353,15 +361,29 @@ pub(crate) async fn worker(cli: &Cli, rate: f64, seconds: u64) -> anyhow::Result
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
     let mut senders = Vec::new();
     let mut held = Vec::new();
+    let mut retried = 0usize;
     for batch in plan.chunks(100) {
         let tasks = batch
             .iter()
             .map(|(i, ws, token, group, sender)| async move {
-                let (c, events) = chat_connect(ws, Some(token), source(*i, cli.sources)).await?;
-                anyhow::Ok((c, events, *group, *sender))
+                let mut tries = 0;
+                loop {
+                    match chat_connect(ws, Some(token), source(*i, cli.sources)).await {
+                        Ok((c, events)) => break anyhow::Ok((c, events, *group, *sender, tries)),
+                        // Among a hundred thousand handshakes an odd one fails (a full
+                        // backlog, a reset): try it again before calling the run failed.
+                        Err(e) if tries < CONNECT_TRIES => {
+                            tries += 1;
+                            eprintln!("client {i}: {e:#}; trying again ({tries})");
+                            tokio::time::sleep(Duration::from_millis(250 << tries)).await;
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
             });
         for r in futures_util::future::join_all(tasks).await {
-            let (c, events, group, sender) = r?;
+            let (c, events, group, sender, tries) = r?;
+            retried += tries;
             count_deliveries(events, received.clone(), latencies.clone());
             let c = Arc::new(c);
             if sender {
@@ -370,7 +392,7 @@ pub(crate) async fn worker(cli: &Cli, rate: f64, seconds: u64) -> anyhow::Result
             held.push(c);
         }
     }
-    println!("connected {}", held.len());
+    println!("connected {} {retried}", held.len());
     while let Some(line) = input.recv().await {
         if line != "fanout" {
             continue;
