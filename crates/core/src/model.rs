@@ -306,6 +306,33 @@ pub struct NewMessage {
     pub push_to: Vec<Uin>,
 }
 
+impl NewMessage {
+    /// The message this becomes once stored as `message_id` (also its change number) with
+    /// `seq`: what every backend answers an append with.
+    pub fn into_stored(self, message_id: u64, seq: u64) -> Message {
+        Message {
+            message_id,
+            group_id: self.group_id,
+            seq,
+            sender: self.sender,
+            sender_login: self.sender_login,
+            session_id: self.session_id,
+            kind: self.kind,
+            text: self.text,
+            attachments: self.attachments,
+            body: self.body,
+            nonce: self.nonce,
+            version: self.version,
+            created_at_us: self.created_at_us,
+            updated_at_us: self.created_at_us,
+            deleted: false,
+            files: self.files,
+            receipts: Default::default(),
+            change_seq: message_id,
+        }
+    }
+}
+
 /// The result of appending: the stored message, and whether it existed already (same
 /// sender, conversation and nonce), in which case nothing new was stored.
 #[derive(Clone, Debug)]

@@ -185,7 +185,7 @@ fn answer(batch: Vec<Job>, plans: Vec<Plan>) {
                 None => Err(StoreError::Backend("a retry lost its original".into())),
             },
             Plan::New { seq, id } => {
-                let message = Arc::new(stored(job.new, seq, id));
+                let message = Arc::new(job.new.into_stored(from_sql_id(id), from_sql_id(seq)));
                 made.push(Some(message.clone()));
                 let _ = job.reply.send(Ok(Appended {
                     message,
@@ -196,31 +196,6 @@ fn answer(batch: Vec<Job>, plans: Vec<Plan>) {
         };
         made.push(None);
         let _ = job.reply.send(outcome);
-    }
-}
-
-/// The message `new` became, stored with `seq` and `id`.
-fn stored(new: NewMessage, seq: i64, id: i64) -> Message {
-    let message_id = from_sql_id(id);
-    Message {
-        message_id,
-        group_id: new.group_id,
-        seq: from_sql_id(seq),
-        sender: new.sender,
-        sender_login: new.sender_login,
-        session_id: new.session_id,
-        kind: new.kind,
-        text: new.text,
-        attachments: new.attachments,
-        body: new.body,
-        nonce: new.nonce,
-        version: new.version,
-        created_at_us: new.created_at_us,
-        updated_at_us: new.created_at_us,
-        deleted: false,
-        files: new.files,
-        receipts: Default::default(),
-        change_seq: message_id,
     }
 }
 

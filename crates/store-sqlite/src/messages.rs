@@ -176,26 +176,7 @@ impl MessageStore for SqliteStore {
                 lock().remember(k, message_id, new.created_at_us);
             }
             Ok(Appended {
-                message: Arc::new(Message {
-                    message_id,
-                    group_id: new.group_id,
-                    seq: seq as u64,
-                    sender: new.sender,
-                    sender_login: new.sender_login,
-                    session_id: new.session_id,
-                    kind: new.kind,
-                    text: new.text,
-                    attachments: new.attachments,
-                    body: new.body,
-                    nonce: new.nonce,
-                    version: new.version,
-                    created_at_us: new.created_at_us,
-                    updated_at_us: new.created_at_us,
-                    deleted: false,
-                    files: new.files,
-                    receipts: Default::default(),
-                    change_seq: message_id,
-                }),
+                message: Arc::new(new.into_stored(message_id, seq as u64)),
                 duplicate: false,
             })
         })
