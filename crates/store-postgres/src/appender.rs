@@ -23,9 +23,11 @@
 //! nodes' batches take theirs in the same order, so no two transactions wait for each
 //! other in a circle.
 //!
-//! **A batch that fails** as a whole (the database said something the batch did not
-//! expect, a deadlock it was chosen to break, a lost connection) is rolled back and each
-//! of its appends is tried again alone, so one bad append fails only itself.
+//! **A batch that fails** as a whole before its COMMIT (the database said something the
+//! batch did not expect, a deadlock it was chosen to break) is rolled back and each of
+//! its appends is tried again alone, so one bad append fails only itself. A failed COMMIT
+//! is not tried again: it may have taken effect, and a message without a nonce would be
+//! stored twice. Each caller gets the error, as it would alone.
 //!
 //! **Bounded:** at most [`QUEUE`] appends and [`QUEUE_BYTES`] of their content wait for
 //! the task; callers beyond that wait (asynchronously) for room.
@@ -136,17 +138,25 @@ async fn commit(pool: &Pool, batch: Vec<Job>) {
     let news: Vec<&NewMessage> = batch.iter().map(|j| &j.new).collect();
     match write(pool, &news).await {
         Ok(plans) => answer(batch, plans),
-        Err(e) if batch.len() == 1 => {
+        // Whether a failed COMMIT took effect is unknown: trying again could store a
+        // message twice, so each caller hears of the failure (as it would alone).
+        Err(Failed::AtCommit(e)) | Err(Failed::Before(e)) if batch.len() == 1 => {
             if let Some(job) = batch.into_iter().next() {
                 let _ = job.reply.send(Err(e));
             }
         }
-        Err(e) => {
+        Err(Failed::AtCommit(e)) => {
+            tracing::warn!(error = %e, appends = batch.len(), "a batch's commit failed");
+            for job in batch {
+                let _ = job.reply.send(Err(StoreError::Backend(e.to_string())));
+            }
+        }
+        Err(Failed::Before(e)) => {
             tracing::warn!(error = %e, appends = batch.len(), "a batch of appends failed; trying each alone");
             for job in batch {
                 match write(pool, &[&job.new]).await {
                     Ok(plans) => answer(vec![job], plans),
-                    Err(e) => {
+                    Err(Failed::Before(e) | Failed::AtCommit(e)) => {
                         let _ = job.reply.send(Err(e));
                     }
                 }
@@ -202,8 +212,37 @@ fn answer(batch: Vec<Job>, plans: Vec<Plan>) {
 /// A retry's identity: conversation, sender, nonce.
 type RetryKey<'a> = (i64, i64, &'a str);
 
+/// How a batch failed.
+enum Failed {
+    /// Before its COMMIT was sent: it was rolled back, nothing of it is stored.
+    Before(StoreError),
+    /// At its COMMIT: it may or may not be stored.
+    AtCommit(StoreError),
+}
+
 /// Write the appends in one transaction and commit; the plan for each, in order.
-async fn write(pool: &Pool, news: &[&NewMessage]) -> StoreResult<Vec<Plan>> {
+async fn write(pool: &Pool, news: &[&NewMessage]) -> Result<Vec<Plan>, Failed> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| Failed::Before(StoreError::Backend(format!("database connection: {e}"))))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| Failed::Before(backend(e)))?;
+    // An error drops `tx` unfinished, which rolls it back.
+    let plans = prepare(&tx, news).await.map_err(Failed::Before)?;
+    tx.commit()
+        .await
+        .map_err(|e| Failed::AtCommit(backend(e)))?;
+    Ok(plans)
+}
+
+/// Everything of [`write`] but its COMMIT: lock, plan, insert.
+async fn prepare(
+    tx: &deadpool_postgres::Transaction<'_>,
+    news: &[&NewMessage],
+) -> StoreResult<Vec<Plan>> {
     let ids = news
         .iter()
         .map(|n| Ok((to_sql_id(n.group_id.0)?, to_sql_id(n.sender.0)?)))
@@ -212,11 +251,6 @@ async fn write(pool: &Pool, news: &[&NewMessage]) -> StoreResult<Vec<Plan>> {
     groups.sort_unstable();
     groups.dedup();
 
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| StoreError::Backend(format!("database connection: {e}")))?;
-    let tx = client.transaction().await.map_err(backend)?;
     // Every conversation's row, in ascending order (the lock order of the module doc).
     let lock = tx
         .prepare_cached(
@@ -286,7 +320,7 @@ async fn write(pool: &Pool, news: &[&NewMessage]) -> StoreResult<Vec<Plan>> {
             first_of.insert((group, sender, nonce), i);
         }
         if clock.is_none() {
-            clock = Some(Clock::lock(&tx).await?);
+            clock = Some(Clock::lock(tx).await?);
         }
         let Some(clock) = clock.as_mut() else {
             return Err(StoreError::Backend(
@@ -302,7 +336,7 @@ async fn write(pool: &Pool, news: &[&NewMessage]) -> StoreResult<Vec<Plan>> {
     }
 
     if let Some(clock) = clock {
-        insert(&tx, news, &ids, &plans).await?;
+        insert(tx, news, &ids, &plans).await?;
         let (g, s): (Vec<i64>, Vec<i64>) = changed.into_iter().unzip();
         let bump = tx
             .prepare_cached(
@@ -313,9 +347,8 @@ async fn write(pool: &Pool, news: &[&NewMessage]) -> StoreResult<Vec<Plan>> {
             .await
             .map_err(backend)?;
         tx.execute(&bump, &[&g, &s]).await.map_err(backend)?;
-        clock.save(&tx).await?;
+        clock.save(tx).await?;
     }
-    tx.commit().await.map_err(backend)?;
     Ok(plans)
 }
 
