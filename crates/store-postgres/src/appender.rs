@@ -301,7 +301,6 @@ async fn prepare(
     // Walk the appends in order: seqs and numbers are taken as they would be one by one.
     let mut plans = Vec::with_capacity(news.len());
     let mut first_of: HashMap<RetryKey, usize> = HashMap::new();
-    let mut clock: Option<Clock> = None;
     let mut changed: HashMap<i64, i64> = HashMap::new();
     for (i, (new, &(group, sender))) in news.iter().zip(&ids).enumerate() {
         let Some(last) = last_seq.get_mut(&group) else {
@@ -319,23 +318,19 @@ async fn prepare(
             }
             first_of.insert((group, sender, nonce), i);
         }
-        if clock.is_none() {
-            clock = Some(Clock::lock(tx).await?);
-        }
-        let Some(clock) = clock.as_mut() else {
-            return Err(StoreError::Backend(
-                "the change clock was not locked".into(),
-            ));
-        };
         *last += 1;
         changed.insert(group, *last);
-        plans.push(Plan::New {
-            seq: *last,
-            id: clock.next(),
-        });
+        plans.push(Plan::New { seq: *last, id: 0 });
     }
 
-    if let Some(clock) = clock {
+    if !changed.is_empty() {
+        // Numbers after the conversations' locks (the lock order), in the batch's order.
+        let mut clock = Clock::lock(tx).await?;
+        for plan in &mut plans {
+            if let Plan::New { id, .. } = plan {
+                *id = clock.next();
+            }
+        }
         insert(tx, news, &ids, &plans).await?;
         let (g, s): (Vec<i64>, Vec<i64>) = changed.into_iter().unzip();
         let bump = tx
