@@ -11,8 +11,8 @@
 //!
 //! The parent speaks to a worker over its standard input, one line each:
 //! `<index> <ws url> <token> <group> <0|1 sender>` per client, then `connect`; the worker
-//! answers `connected <n> <handshakes tried again>`. Then `fanout`; it answers `result <json>`. When its input
-//! closes, it exits (its connections close with it).
+//! answers `connected <n> <handshakes tried again>`. Then `fanout`; it answers
+//! `result <json>`. When its input closes, it exits (its connections close with it).
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
