@@ -60,6 +60,7 @@ use confer_core::bus::{
     SessionRegistry, TypingEntry,
 };
 use confer_core::event::{Event, Grant, Json, Subscription};
+use confer_core::metrics::Metrics;
 use confer_core::{GroupId, SessionId, Uin};
 use redis::Commands;
 use serde_json::{json, Value};
@@ -164,6 +165,8 @@ pub struct RedisOptions {
     /// How long this node waits for its client's answer to a command forwarded from
     /// another node before saying the session is gone.
     pub request_timeout: Duration,
+    /// Where frames dropped on the way to other nodes are counted (`/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// One thing for the publisher to do.
@@ -222,6 +225,7 @@ struct Shared {
     queued_bytes: Arc<AtomicUsize>,
     max_bytes: usize,
     dropped: AtomicU64,
+    metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     bus: Arc<LocalBus>,
     local: Arc<LocalRegistry>,
@@ -273,6 +277,7 @@ impl Shared {
     }
 
     fn drop_one(&self) {
+        self.metrics.cluster_frames_dropped(1);
         if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
             tracing::warn!("the Redis publish queue is full; frames to other nodes are dropped");
         }
@@ -573,6 +578,7 @@ pub fn start(
         queued_bytes: queued_bytes.clone(),
         max_bytes: options.queue_bytes.max(1),
         dropped: AtomicU64::new(0),
+        metrics: options.metrics.clone(),
         stop: stop.clone(),
         bus: local_bus.clone(),
         local: local_registry.clone(),
@@ -593,9 +599,18 @@ pub fn start(
 
     // The publisher: one connection, what is waiting sent in one pipeline.
     let (publisher, publisher_names) = (client.clone(), names.clone());
+    let publisher_metrics = options.metrics.clone();
     std::thread::Builder::new()
         .name("confer-redis-pub".into())
-        .spawn(move || publish_loop(publisher, publisher_names, rx, queued_bytes))
+        .spawn(move || {
+            publish_loop(
+                publisher,
+                publisher_names,
+                rx,
+                queued_bytes,
+                publisher_metrics,
+            )
+        })
         .map_err(|e| RedisBusError::Subscriber(e.to_string()))?;
 
     // The subscriber: subscribed before we go on.
@@ -680,7 +695,13 @@ fn take_typing(
         .collect())
 }
 
-fn publish_loop(client: redis::Client, names: Names, rx: Receiver<Out>, queued: Arc<AtomicUsize>) {
+fn publish_loop(
+    client: redis::Client,
+    names: Names,
+    rx: Receiver<Out>,
+    queued: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+) {
     let mut conn: Option<redis::Connection> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -697,6 +718,7 @@ fn publish_loop(client: redis::Client, names: Names, rx: Receiver<Out>, queued: 
         }
         let Some(c) = conn.as_mut() else {
             tracing::warn!(frames = batch.len(), "Redis unreachable; frames dropped");
+            metrics.cluster_frames_dropped(batch.len() as u64);
             continue;
         };
         let mut pipe = redis::pipe();
@@ -732,6 +754,7 @@ fn publish_loop(client: redis::Client, names: Names, rx: Receiver<Out>, queued: 
         }
         if let Err(e) = pipe.exec(c) {
             tracing::warn!(error = %e, frames = batch.len(), "publishing to Redis failed");
+            metrics.cluster_frames_dropped(batch.len() as u64);
             conn = None;
         }
     }

@@ -19,6 +19,16 @@
 //! nodes of its parties end them (`MediaEvent::Ended`, `Failed`) and the next open claims
 //! the conference on a live node; when a party's node dies, the host closes its media.
 //!
+//! Each start of a node's media has a number of its own, its *life*
+//! (`INCR <prefix>:media:lives`), kept in `<prefix>:media:life:<node>` (renewed with the
+//! beat, expiring as the alive key does) and sent with every frame. A party remembers
+//! the life of the host that answered it, a host the life of each served party's node:
+//! **a node that restarted within `node_timeout` is dead to the media of its earlier
+//! life**, which its new process no longer has. And **a host that finds its claim taken
+//! ends its parties of that conference** (it was taken for dead while it stalled, and a
+//! live node claimed the conference): their doors say so, their clients call again and
+//! meet the others on the new host, rather than two hosts splitting one conference.
+//!
 //! Bounded: opens waiting for a host's answer ([`MAX_PENDING_OPENS`], each at most the
 //! configured timeout), opens served for other nodes at once ([`MAX_SERVED_OPENS`]), and
 //! frames waiting for the publisher in items and bytes (what does not fit is dropped and
@@ -36,6 +46,7 @@ use confer_core::media::{
     MediaAnswer, MediaEndReason, MediaEndpoint, MediaError, MediaEvent, MediaOffer, MediaSlot,
     PartyKey,
 };
+use confer_core::metrics::Metrics;
 use confer_core::{GroupId, Uin};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, oneshot, Semaphore};
@@ -84,12 +95,32 @@ pub struct ClusterMediaOptions {
     pub node_timeout: Duration,
     /// How long an open waits for the host's answer (`media_forward_timeout_ms`).
     pub open_timeout: Duration,
+    /// Where frames dropped on the way to other nodes are counted (`/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
-type Pending = oneshot::Sender<Result<MediaAnswer, MediaError>>;
+/// A host's answer to a forwarded open, and the host's life.
+type Pending = oneshot::Sender<(Result<MediaAnswer, MediaError>, u64)>;
+
+/// Where one of this node's parties has its media: a host of another node.
+struct Remote {
+    host: String,
+    /// The host's life that answered the open; 0 until its answer is in.
+    life: u64,
+    uin: Uin,
+}
+
+/// A party of another node whose media this node hosts.
+struct Served {
+    origin: String,
+    /// The origin's life that sent the open.
+    life: u64,
+}
 
 struct Inner {
     me: String,
+    /// This start's number (see the module doc).
+    life: u64,
     names: Names,
     local: Arc<dyn MediaEndpoint>,
     /// For claims, on the runtime's blocking threads.
@@ -99,10 +130,10 @@ struct Inner {
     events: broadcast::Sender<MediaEvent>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
-    /// This node's parties whose media another node hosts: host, uin.
-    remote: Mutex<HashMap<PartyKey, (String, Uin)>>,
-    /// Parties of other nodes this node hosts: their node.
-    served: Mutex<HashMap<PartyKey, String>>,
+    /// This node's parties whose media another node hosts.
+    remote: Mutex<HashMap<PartyKey, Remote>>,
+    /// Parties of other nodes this node hosts.
+    served: Mutex<HashMap<PartyKey, Served>>,
     /// Parties with media on this node's SFU, by conference (what the claims cover).
     hosted: Mutex<HashMap<GroupId, HashSet<u64>>>,
     /// Conferences whose last hosted party ended: their claims go at the next beat.
@@ -111,6 +142,7 @@ struct Inner {
     tx: SyncSender<(String, Vec<u8>)>,
     queued: AtomicUsize,
     dropped: AtomicU64,
+    metrics: Arc<Metrics>,
     stop: AtomicBool,
     runtime: tokio::runtime::Handle,
     ttl: Duration,
@@ -138,9 +170,14 @@ impl Inner {
         self.names.alive("")
     }
 
+    fn life_key(&self, node: &str) -> String {
+        format!("{}:media:life:{node}", self.names.prefix)
+    }
+
     /// To one node's media channel; dropped (and counted) when the queue is full.
     fn send_to(&self, node: &str, op: &str, mut frame: Value) {
         frame["from"] = self.me.as_str().into();
+        frame["life"] = self.life.into();
         frame["op"] = op.into();
         let frame = frame.to_string().into_bytes();
         let channel = self.channel(node);
@@ -149,6 +186,7 @@ impl Inner {
             || self.tx.try_send((channel, frame)).is_err()
         {
             self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.metrics.cluster_frames_dropped(1);
             if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::warn!("the media frames queue to Redis is full; frames are dropped");
             }
@@ -205,6 +243,7 @@ impl Inner {
     /// An open another node sends for one of its parties: on our SFU, answered back.
     fn serve_open(self: &Arc<Self>, from: &str, frame: &Value) -> Option<()> {
         let id = frame["id"].as_u64()?;
+        let life = frame["life"].as_u64()?;
         let key = key_from(frame)?;
         let uin = Uin(frame["uin"].as_u64()?);
         let offer = offer_from(&frame["offer"]);
@@ -216,7 +255,11 @@ impl Inner {
         self.runtime.spawn(async move {
             let _permit = permit;
             // Before the SFU can say anything about it, so its events go to its node.
-            lock(&inner.served).insert(key, from.clone());
+            let served = Served {
+                origin: from.clone(),
+                life,
+            };
+            lock(&inner.served).insert(key, served);
             let reply = match inner.local.open(key, uin, offer).await {
                 Ok(answer) => {
                     inner.hosting(key);
@@ -234,6 +277,7 @@ impl Inner {
 
     fn take_answer(&self, frame: &Value) -> Option<()> {
         let id = frame["id"].as_u64()?;
+        let life = frame["life"].as_u64()?;
         let result = if let Some(ok) = frame.get("ok") {
             Ok(answer_from(ok)?)
         } else {
@@ -244,7 +288,7 @@ impl Inner {
             })
         };
         if let Some(waiting) = lock(&self.pending).remove(&id) {
-            let _ = waiting.send(result);
+            let _ = waiting.send((result, life));
         }
         Some(())
     }
@@ -262,7 +306,10 @@ impl Inner {
             Some("open") => self.serve_open(from, &frame),
             Some("answer") => self.take_answer(&frame),
             Some("close") => key_from(&frame).map(|key| {
-                if lock(&self.served).get(&key).map(String::as_str) == Some(from) {
+                if lock(&self.served)
+                    .get(&key)
+                    .is_some_and(|s| s.origin == from)
+                {
                     let local = self.local.clone();
                     self.runtime.spawn(async move { local.close(key).await });
                 }
@@ -273,7 +320,7 @@ impl Inner {
                     let mut remote = lock(&self.remote);
                     // Only the party's host now speaks for it: what an earlier host
                     // says (it closing the party that moved) is stale.
-                    if remote.get(&key).is_none_or(|(host, _)| host != from) {
+                    if remote.get(&key).is_none_or(|r| r.host != from) {
                         return;
                     }
                     if matches!(event, MediaEvent::Ended { .. }) {
@@ -299,9 +346,9 @@ impl Inner {
         let origin = {
             let mut served = lock(&self.served);
             if ended {
-                served.remove(&key)
+                served.remove(&key).map(|s| s.origin)
             } else {
-                served.get(&key).cloned()
+                served.get(&key).map(|s| s.origin.clone())
             }
         };
         match origin {
@@ -312,9 +359,16 @@ impl Inner {
         }
     }
 
-    /// One beat: renew our claims, let go of empty ones, end our parties whose host died
-    /// and close the ones we host whose node died.
+    /// One beat: renew our life and claims, let go of empty claims, end our parties of
+    /// a conference another node took, end our parties whose host died or restarted,
+    /// and close the ones we host whose node died or restarted.
     fn beat(&self, c: &mut redis::Connection) -> redis::RedisResult<()> {
+        let () = redis::cmd("SET")
+            .arg(self.life_key(&self.me))
+            .arg(self.life)
+            .arg("PX")
+            .arg(ms(self.ttl))
+            .query(c)?;
         let conferences: Vec<GroupId> = lock(&self.hosted).keys().copied().collect();
         for conference in conferences {
             let held: i64 = redis::cmd("EVAL")
@@ -325,10 +379,7 @@ impl Inner {
                 .arg(ms(self.ttl))
                 .query(c)?;
             if held == 0 {
-                tracing::warn!(
-                    conference = conference.0,
-                    "another node took this conference's media; its parties here stay until they end"
-                );
+                self.give_up(conference);
             }
         }
         let released: Vec<GroupId> = lock(&self.releasing).drain().collect();
@@ -343,37 +394,51 @@ impl Inner {
             }
         }
 
-        let hosts: HashSet<String> = lock(&self.remote)
+        // The life of every node we depend on (none: dead), one round trip.
+        let mut nodes: HashSet<String> = lock(&self.remote)
             .values()
-            .map(|(h, _)| h.clone())
+            .map(|r| r.host.clone())
             .collect();
-        let origins: HashSet<String> = lock(&self.served).values().cloned().collect();
-        let mut dead = HashSet::new();
-        for node in hosts.union(&origins) {
-            let alive: bool = redis::cmd("EXISTS").arg(self.names.alive(node)).query(c)?;
-            if !alive {
-                dead.insert(node.clone());
-            }
-        }
-        if dead.is_empty() {
+        nodes.extend(lock(&self.served).values().map(|s| s.origin.clone()));
+        if nodes.is_empty() {
             return Ok(());
         }
+        let nodes: Vec<String> = nodes.into_iter().collect();
+        let mut ask = redis::pipe();
+        for node in &nodes {
+            ask.cmd("EXISTS")
+                .arg(self.names.alive(node))
+                .cmd("GET")
+                .arg(self.life_key(node));
+        }
+        let answers: Vec<(bool, Option<u64>)> = ask.query(c)?;
+        let lives: HashMap<String, Option<u64>> = nodes
+            .into_iter()
+            .zip(answers)
+            .map(|(node, (alive, life))| (node, life.filter(|_| alive)))
+            .collect();
+        // Gone: the node is dead, or it is not the life we knew (0: not known yet).
+        let gone = |node: &str, known: u64| match lives.get(node) {
+            Some(Some(now)) => known != 0 && *now != known,
+            _ => true,
+        };
+
         let ended: Vec<(PartyKey, Uin)> = {
             let mut remote = lock(&self.remote);
             let keys: Vec<PartyKey> = remote
                 .iter()
-                .filter(|(_, (host, _))| dead.contains(host))
+                .filter(|(_, r)| gone(&r.host, r.life))
                 .map(|(k, _)| *k)
                 .collect();
             keys.into_iter()
-                .filter_map(|k| remote.remove(&k).map(|(_, uin)| (k, uin)))
+                .filter_map(|k| remote.remove(&k).map(|r| (k, r.uin)))
                 .collect()
         };
         for (key, uin) in ended {
             tracing::warn!(
                 conference = key.conference.0,
                 party = key.party,
-                "the node hosting this party's media died; its media ended"
+                "the node hosting this party's media died or restarted; its media ended"
             );
             let _ = self.events.send(MediaEvent::Ended {
                 key,
@@ -383,7 +448,7 @@ impl Inner {
         }
         let orphans: Vec<PartyKey> = lock(&self.served)
             .iter()
-            .filter(|(_, origin)| dead.contains(*origin))
+            .filter(|(_, s)| gone(&s.origin, s.life))
             .map(|(k, _)| *k)
             .collect();
         for key in orphans {
@@ -391,6 +456,26 @@ impl Inner {
             self.runtime.spawn(async move { local.close(key).await });
         }
         Ok(())
+    }
+
+    /// Another node holds the claim on `conference` (this node was taken for dead): end
+    /// every party of it on our SFU, so that they call again and meet on the claim's
+    /// holder.
+    fn give_up(&self, conference: GroupId) {
+        let parties: Vec<u64> = lock(&self.hosted)
+            .get(&conference)
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default();
+        tracing::warn!(
+            conference = conference.0,
+            parties = parties.len(),
+            "another node took this conference's media; its parties here are ended to call again there"
+        );
+        for party in parties {
+            let key = PartyKey { conference, party };
+            let local = self.local.clone();
+            self.runtime.spawn(async move { local.close(key).await });
+        }
     }
 }
 
@@ -409,7 +494,7 @@ impl ClusterMedia {
         local: Arc<dyn MediaEndpoint>,
     ) -> Result<Arc<ClusterMedia>, RedisBusError> {
         let client = redis::Client::open(options.url.as_str())?;
-        let conn = client.get_connection()?;
+        let mut conn = client.get_connection()?;
         conn.set_read_timeout(Some(options.open_timeout))?;
         conn.set_write_timeout(Some(options.open_timeout))?;
         let runtime = tokio::runtime::Handle::try_current()
@@ -421,10 +506,21 @@ impl ClusterMedia {
                 options.prefix.clone()
             },
         };
+        let ttl = options.node_timeout.max(Duration::from_millis(300));
+        let life: u64 = redis::cmd("INCR")
+            .arg(format!("{}:media:lives", names.prefix))
+            .query(&mut conn)?;
+        let () = redis::cmd("SET")
+            .arg(format!("{}:media:life:{}", names.prefix, options.node_id))
+            .arg(life)
+            .arg("PX")
+            .arg(ms(ttl))
+            .query(&mut conn)?;
         let (tx, rx) = sync_channel(QUEUE);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let inner = Arc::new(Inner {
             me: options.node_id.clone(),
+            life,
             names,
             local: local.clone(),
             conn: Mutex::new(Some(conn)),
@@ -440,9 +536,10 @@ impl ClusterMedia {
             tx,
             queued: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
+            metrics: options.metrics.clone(),
             stop: AtomicBool::new(false),
             runtime,
-            ttl: options.node_timeout.max(Duration::from_millis(300)),
+            ttl,
             open_timeout: options.open_timeout.max(Duration::from_millis(1)),
         });
 
@@ -521,9 +618,9 @@ impl MediaEndpoint for ClusterMedia {
             })?;
         let inner = &self.inner;
         let before = lock(&inner.remote).remove(&key);
-        if let Some((old, _)) = before.as_ref().filter(|(old, _)| *old != host) {
+        if let Some(old) = before.as_ref().filter(|old| old.host != host) {
             // Moved to another host: the old one lets it go.
-            inner.send_to(old, "close", key_to(key));
+            inner.send_to(&old.host, "close", key_to(key));
         }
         if host == inner.me {
             let answer = inner.local.open(key, uin, offer).await?;
@@ -542,14 +639,24 @@ impl MediaEndpoint for ClusterMedia {
             }
             pending.insert(id, reply);
         }
-        lock(&inner.remote).insert(key, (host.clone(), uin));
+        let remote = Remote {
+            host: host.clone(),
+            life: 0,
+            uin,
+        };
+        lock(&inner.remote).insert(key, remote);
         let mut frame = key_to(key);
         frame["id"] = id.into();
         frame["uin"] = uin.0.into();
         frame["offer"] = offer_to(&offer);
         inner.send_to(&host, "open", frame);
         let result = match tokio::time::timeout(inner.open_timeout, answer).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok((result, life))) => {
+                if let Some(r) = lock(&inner.remote).get_mut(&key).filter(|r| r.host == host) {
+                    r.life = life;
+                }
+                result
+            }
             _ => {
                 lock(&inner.pending).remove(&id);
                 tracing::warn!(host = %host, "a conference's media host did not answer an open");
@@ -563,7 +670,7 @@ impl MediaEndpoint for ClusterMedia {
     }
 
     async fn close(&self, key: PartyKey) {
-        let host = lock(&self.inner.remote).get(&key).map(|(h, _)| h.clone());
+        let host = lock(&self.inner.remote).get(&key).map(|r| r.host.clone());
         match host {
             Some(host) => self.inner.send_to(&host, "close", key_to(key)),
             None => self.inner.local.close(key).await,
@@ -578,6 +685,7 @@ impl MediaEndpoint for ClusterMedia {
 fn publish_loop(client: redis::Client, rx: Receiver<(String, Vec<u8>)>, inner: Arc<Inner>) {
     // Holding `inner` would keep its sender alive: keep only what is needed.
     let queued = Arc::downgrade(&inner);
+    let metrics = inner.metrics.clone();
     drop(inner);
     let mut conn: Option<redis::Connection> = None;
     while let Ok(first) = rx.recv() {
@@ -600,6 +708,7 @@ fn publish_loop(client: redis::Client, rx: Receiver<(String, Vec<u8>)>, inner: A
                 frames = batch.len(),
                 "Redis unreachable; media frames dropped"
             );
+            metrics.cluster_frames_dropped(batch.len() as u64);
             continue;
         };
         let mut pipe = redis::pipe();
@@ -611,6 +720,7 @@ fn publish_loop(client: redis::Client, rx: Receiver<(String, Vec<u8>)>, inner: A
         }
         if let Err(e) = pipe.exec(c) {
             tracing::warn!(error = %e, frames = batch.len(), "publishing media frames to Redis failed");
+            metrics.cluster_frames_dropped(batch.len() as u64);
             conn = None;
         }
     }

@@ -42,6 +42,7 @@ fn node(url: &str, prefix: &str, id: &str) -> (RedisBus, RedisRegistry) {
         queue_bytes: 1 << 20,
         node_timeout: Duration::from_millis(300),
         request_timeout: Duration::from_secs(1),
+        metrics: Arc::default(),
     };
     confer_bus_redis::start(options, bus, registry).unwrap()
 }

@@ -40,8 +40,18 @@ pub struct Metrics {
     media_forwarded: AtomicU64,
     /// Media frames not forwarded because their sender was over its bitrate cap.
     media_over_cap: AtomicU64,
+    /// Frames for other nodes (events, pushes, media signalling) dropped because the
+    /// queue to Redis was full or Redis could not be reached.
+    cluster_frames_dropped: AtomicU64,
     /// Push deliveries per (provider, outcome).
     pushes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+/// Options structs that hold the metrics derive `Debug`; the counters are for `render`.
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Metrics {
@@ -114,6 +124,11 @@ impl Metrics {
         if let Ok(mut map) = self.pushes.lock() {
             *map.entry((provider, outcome)).or_insert(0) += 1;
         }
+    }
+
+    /// `n` frames for other nodes were dropped (see the field).
+    pub fn cluster_frames_dropped(&self, n: u64) {
+        self.cluster_frames_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn deliveries_dropped(&self, n: u64) {
@@ -221,6 +236,11 @@ impl Metrics {
                 "Media frames not forwarded because their sender was over media_party_max_kbps.",
                 &self.media_over_cap,
             ),
+            (
+                "confer_cluster_frames_dropped_total",
+                "Frames for other nodes (events, pushes, media signalling) dropped: the queue to Redis was full or Redis unreachable.",
+                &self.cluster_frames_dropped,
+            ),
         ];
         for (name, help, value) in simple {
             let _ = writeln!(
@@ -273,6 +293,7 @@ mod tests {
         m.command("api_server", "core/user/login", true);
         m.command("api_server", "bad\"name", false);
         m.commit(Duration::from_micros(1500), 3);
+        m.cluster_frames_dropped(2);
         let text = m.render();
         assert!(text.contains("confer_connections{door=\"api_server\"} 1"));
         assert!(text.contains(
@@ -282,5 +303,6 @@ mod tests {
         assert!(text.contains("confer_storage_commit_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("confer_storage_commit_seconds_bucket{le=\"0.002\"} 1"));
         assert!(text.contains("confer_storage_commit_ops_total 3"));
+        assert!(text.contains("confer_cluster_frames_dropped_total 2"));
     }
 }

@@ -99,6 +99,7 @@ fn build_node_core(config: &Config, join: bool) -> anyhow::Result<Arc<Core>> {
                             .forward_timeout_ms
                             .max(config.reply_timeout_ms + config.acked_reply_timeout_ms),
                     ),
+                    metrics: metrics.clone(),
                 },
                 local_bus,
                 local_registry,
@@ -187,6 +188,7 @@ fn cluster_media(
     config: &Config,
     url: &str,
     local: Arc<dyn confer_core::media::MediaEndpoint>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<dyn confer_core::media::MediaEndpoint>> {
     let media = confer_bus_redis::media::ClusterMedia::start(
         confer_bus_redis::media::ClusterMediaOptions {
@@ -195,6 +197,7 @@ fn cluster_media(
             prefix: config.redis_prefix.clone(),
             node_timeout: Duration::from_secs(config.node_timeout_secs),
             open_timeout: Duration::from_millis(config.media_forward_timeout_ms),
+            metrics,
         },
         local,
     )
@@ -216,6 +219,7 @@ pub fn open_storage(
             url,
             PgOptions {
                 pool_size: config.database_pool_size,
+                metrics,
             },
         )
         .context("opening the PostgreSQL database of database_url")?;
@@ -442,7 +446,9 @@ pub async fn start_with_media(
         };
     // In a cluster, one node's SFU carries each conference's media (its first opener's).
     let media = match (media, config.redis_url.as_deref().filter(|u| !u.is_empty())) {
-        (Some(local), Some(url)) => Some(cluster_media(&config, url, local)?),
+        (Some(local), Some(url)) => {
+            Some(cluster_media(&config, url, local, core.metrics().clone())?)
+        }
         (media, _) => media,
     };
     let vsp = Arc::new(confer_door_vsp::Vsp {

@@ -34,7 +34,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
+use confer_core::metrics::Metrics;
 use confer_core::model::{Appended, Message, NewMessage, PushEntry, PushKind};
 use confer_core::store::{StoreError, StoreResult};
 use deadpool_postgres::Pool;
@@ -67,10 +69,11 @@ pub(crate) struct Appender {
 }
 
 impl Appender {
-    /// Start the task on the current Tokio runtime.
-    pub(crate) fn start(pool: Pool) -> Self {
+    /// Start the task on the current Tokio runtime; each batch's transaction is counted
+    /// in `metrics`.
+    pub(crate) fn start(pool: Pool, metrics: Arc<Metrics>) -> Self {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, rx));
+        tokio::spawn(run(pool, rx, metrics));
         Appender {
             jobs,
             room: Arc::new(Semaphore::new(QUEUE_BYTES)),
@@ -118,7 +121,7 @@ fn content_bytes(new: &NewMessage) -> usize {
         + new.push_to.len() * 8
 }
 
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>) {
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -127,17 +130,21 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit(&pool, batch).await;
+        commit(&pool, batch, &metrics).await;
     }
     tracing::debug!("message appender stopped");
 }
 
 /// Write `batch` in one transaction and answer each append; on a failure of the whole,
 /// try each alone (see the module doc).
-async fn commit(pool: &Pool, batch: Vec<Job>) {
+async fn commit(pool: &Pool, batch: Vec<Job>, metrics: &Metrics) {
     let news: Vec<&NewMessage> = batch.iter().map(|j| &j.new).collect();
+    let started = Instant::now();
     match write(pool, &news).await {
-        Ok(plans) => answer(batch, plans),
+        Ok(plans) => {
+            metrics.commit(started.elapsed(), batch.len());
+            answer(batch, plans)
+        }
         // Whether a failed COMMIT took effect is unknown: trying again could store a
         // message twice, so each caller hears of the failure (as it would alone).
         Err(Failed::AtCommit(e)) | Err(Failed::Before(e)) if batch.len() == 1 => {

@@ -35,27 +35,34 @@ mod migrations;
 mod push;
 mod tokens;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use appender::Appender;
 use async_trait::async_trait;
+use confer_core::metrics::Metrics;
 use confer_core::store::{Storage, StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 /// How the PostgreSQL backend runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct PgOptions {
     /// Connections this node holds at most. Every node holds its own pool, so the sum
     /// over nodes (plus the administrator's own) must stay under the server's
     /// `max_connections` (100 unless configured).
     pub pool_size: usize,
+    /// Where the appender's commits are counted (`confer_storage_commit_seconds`, as the
+    /// SQLite writer's are).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
-        PgOptions { pool_size: 16 }
+        PgOptions {
+            pool_size: 16,
+            metrics: Arc::default(),
+        }
     }
 }
 
@@ -64,6 +71,7 @@ pub struct PgStore {
     pool: Pool,
     /// The group-commit task for appends, started by the first one (on its runtime).
     appender: OnceLock<Appender>,
+    metrics: Arc<Metrics>,
 }
 
 impl PgStore {
@@ -111,13 +119,14 @@ impl PgStore {
         Ok(PgStore {
             pool,
             appender: OnceLock::new(),
+            metrics: options.metrics,
         })
     }
 
     /// This node's append task (`appender.rs`); must be called on a Tokio runtime.
     pub(crate) fn appender(&self) -> &Appender {
         self.appender
-            .get_or_init(|| Appender::start(self.pool.clone()))
+            .get_or_init(|| Appender::start(self.pool.clone(), self.metrics.clone()))
     }
 
     /// A pooled connection; waits while every one is busy.

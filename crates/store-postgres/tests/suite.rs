@@ -28,7 +28,14 @@ impl PgBackend {
 impl Backend for PgBackend {
     type Store = PgStore;
     fn open(&self) -> PgStore {
-        PgStore::open(&self.0.url, PgOptions { pool_size: 8 }).unwrap()
+        PgStore::open(
+            &self.0.url,
+            PgOptions {
+                pool_size: 8,
+                ..PgOptions::default()
+            },
+        )
+        .unwrap()
     }
 }
 

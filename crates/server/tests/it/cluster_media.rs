@@ -8,7 +8,9 @@
 //! is killed, the other node's party is told
 //! `conf.webrtc.Disconnected`, and its next `CALLME_S2` opens on a live node, where a
 //! party of a third node then meets it; when a party's own node is killed, the host
-//! ends that party's media.
+//! ends that party's media. A host that restarts within `node_timeout` is dead to the
+//! parties of its earlier life; a host whose claim another node took (it had been taken
+//! for dead) ends its parties there, and they meet again on the claim's holder.
 //!
 //! Needs `CONFER_TEST_POSTGRES_URL` and `CONFER_TEST_REDIS_URL` (scripts/suite-scale);
 //! without them the tests say they skipped, unless `CONFER_REQUIRE_SERVICES` is set.
@@ -22,13 +24,25 @@ use crate::nodes::{cluster_prefix, redis_url};
 
 /// A node of the cluster over `db` and `redis`, with a media endpoint of its own.
 async fn media_node(db: &TestDatabase, redis: &str) -> TestServer {
+    media_node_with(db, redis, None, 1).await
+}
+
+/// The same, with the `node_id` (none: the default) and `node_timeout_secs` given.
+async fn media_node_with(
+    db: &TestDatabase,
+    redis: &str,
+    id: Option<&str>,
+    node_timeout_secs: u64,
+) -> TestServer {
     let (url, redis, prefix) = (db.url.clone(), redis.to_string(), cluster_prefix(db));
+    let id = id.map(str::to_string);
     TestServer::start_with(move |c| {
+        c.node_id = id;
         c.database_url = Some(url);
         c.database_pool_size = 4;
         c.redis_url = Some(redis);
         c.redis_prefix = prefix;
-        c.node_timeout_secs = 1;
+        c.node_timeout_secs = node_timeout_secs;
         c.media_udp_bind = "127.0.0.1:0".into();
     })
     .await
@@ -44,6 +58,18 @@ async fn conference(server: &TestServer, user: &str) -> u64 {
 /// A node of the cluster that is the real binary in a process of its own (to be killed
 /// with SIGKILL), with a media endpoint; the `TestServer` only names its address.
 async fn doomed_node(db: &TestDatabase, redis: &str) -> (tokio::process::Child, TestServer) {
+    let id = format!("doomed-{:016x}", rand::random::<u64>());
+    doomed_node_as(db, redis, &id, 1).await
+}
+
+/// The same, with the `node_id` and `node_timeout_secs` given (a restart takes the same
+/// id again).
+async fn doomed_node_as(
+    db: &TestDatabase,
+    redis: &str,
+    id: &str,
+    node_timeout_secs: u64,
+) -> (tokio::process::Child, TestServer) {
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
@@ -57,7 +83,8 @@ async fn doomed_node(db: &TestDatabase, redis: &str) -> (tokio::process::Child, 
         .env("CONFER_DATABASE_POOL_SIZE", "4")
         .env("CONFER_REDIS_URL", redis)
         .env("CONFER_REDIS_PREFIX", cluster_prefix(db))
-        .env("CONFER_NODE_TIMEOUT_SECS", "1")
+        .env("CONFER_NODE_ID", id)
+        .env("CONFER_NODE_TIMEOUT_SECS", node_timeout_secs.to_string())
         .env("CONFER_MEDIA_UDP_BIND", "127.0.0.1:0")
         .env("CONFER_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdout(std::process::Stdio::null())
@@ -214,4 +241,89 @@ async fn when_a_partys_node_dies_the_media_host_closes_its_media() {
         ben.state.lock().unwrap().ended
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_host_restarted_within_node_timeout_is_dead_to_its_earlier_parties() {
+    let (Some(db), Some(redis)) = (TestDatabase::fresh("confer_it"), redis_url()) else {
+        return;
+    };
+    // Every node is alive in Redis for 10 s after its last beat: the restart below comes
+    // well before that.
+    let survivor = media_node_with(&db, &redis, None, 10).await;
+    survivor.add_user("ann", "pw").await;
+    survivor.add_user("ben", "pw").await;
+    let conference = conference(&survivor, "ann").await;
+
+    let id = format!("restarted-{:016x}", rand::random::<u64>());
+    let (mut first, first_life) = doomed_node_as(&db, &redis, &id, 10).await;
+    let ann = call_in(&first_life, "ann", conference, 1).await;
+    let mut ben = call_in(&survivor, "ben", conference, 2).await;
+    assert_eq!(media_address(&ann.answer), media_address(&ben.answer));
+    until("ben gets ann's media through the host", || {
+        hears_and_sees(&ben, 1)
+    })
+    .await;
+
+    // The host's process dies and its node comes back at once under the same id: the
+    // new process has none of the old one's media.
+    first.kill().await.unwrap();
+    let (_second, _second_life) = doomed_node_as(&db, &redis, &id, 10).await;
+    let ben_party = ben.party;
+    ben.vsp
+        .event("webrtc", Some("Disconnected"), |r| {
+            r["PartyID"] == ben_party
+        })
+        .await;
+
+    // His next call is answered by a live SFU, not the dead process's address.
+    let ben = callme(ben.vsp, conference, ben.party, 3).await;
+    assert_ne!(media_address(&ben.answer), media_address(&ann.answer));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_claim_another_node_took_ends_its_parties_and_they_meet_on_the_new_host() {
+    let (Some(db), Some(redis_at)) = (TestDatabase::fresh("confer_it"), redis_url()) else {
+        return;
+    };
+    let one = media_node(&db, &redis_at).await;
+    let two_id = format!("two-{:016x}", rand::random::<u64>());
+    let two = media_node_with(&db, &redis_at, Some(&two_id), 1).await;
+    one.add_user("ann", "pw").await;
+    one.add_user("ben", "pw").await;
+    let conference = conference(&one, "ann").await;
+
+    // Ann opens the conference's media first: node one hosts it.
+    let mut ann = call_in(&one, "ann", conference, 1).await;
+    let ann_party = ann.party;
+
+    // Node one stalled past node_timeout, was taken for dead, and node two claimed the
+    // conference meanwhile (what its claim script does when the holder's alive key is
+    // gone): here the claim is written as node two's directly.
+    let client = redis::Client::open(redis_at.as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let claim = format!("{}:media:host:{conference}", cluster_prefix(&db));
+    let () = redis::cmd("SET")
+        .arg(&claim)
+        .arg(&two_id)
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut conn)
+        .unwrap();
+
+    // Node one ends ann's media there rather than host half of the conference.
+    ann.vsp
+        .event("webrtc", Some("Disconnected"), |r| {
+            r["PartyID"] == ann_party
+        })
+        .await;
+    let ann = callme(ann.vsp, conference, ann_party, 3).await;
+    let ben = call_in(&two, "ben", conference, 2).await;
+    assert_eq!(media_address(&ann.answer), media_address(&ben.answer));
+    until(
+        "ann, on node one, gets ben's media on node two's SFU",
+        || hears_and_sees(&ann, 2),
+    )
+    .await;
+    until("ben gets ann's media", || hears_and_sees(&ben, 3)).await;
 }

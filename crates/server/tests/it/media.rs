@@ -79,20 +79,26 @@ impl Vsp {
         evttype: Option<&str>,
         matches: impl Fn(&Value) -> bool,
     ) -> Value {
-        loop {
-            let found = self.events.iter().position(|e| {
-                e["evt"] == evt
-                    && e.get("evttype").and_then(Value::as_str) == evttype
-                    && matches(&e["result"])
-            });
-            if let Some(i) = found {
-                return self.events.remove(i).unwrap()["result"].clone();
+        // The door's timer keeps frames coming, so the wait as a whole has a deadline.
+        let wait = async {
+            loop {
+                let found = self.events.iter().position(|e| {
+                    e["evt"] == evt
+                        && e.get("evttype").and_then(Value::as_str) == evttype
+                        && matches(&e["result"])
+                });
+                if let Some(i) = found {
+                    return self.events.remove(i).unwrap()["result"].clone();
+                }
+                let frame = self.read().await;
+                if frame.get("EVT").is_some() {
+                    self.events.push_back(frame["EVT"].clone());
+                }
             }
-            let frame = self.read().await;
-            if frame.get("EVT").is_some() {
-                self.events.push_back(frame["EVT"].clone());
-            }
-        }
+        };
+        tokio::time::timeout(WAIT * 3, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no matching {evt} {evttype:?} event in time"))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Several confer nodes over one PostgreSQL database (issue 20): accounts and login tokens
 //! on every node (a logout on one ends the token's sessions on another), concurrent
 //! posting to one conversation from three nodes (seqs 1..N, each acked message stored
-//! once), `confer migrate` of a populated SQLite folder (its queued pushes too), a hub of
+//! once, each node's group commits counted on its `/metrics`), `confer migrate` of a populated SQLite folder (its queued pushes too), a hub of
 //! the edge-to-hub sync on PostgreSQL, seen alike by each of its nodes, and (with
 //! `CONFER_TEST_REDIS_URL` too) events reaching sessions on other nodes through Redis, one
 //! session directory over three nodes (`user list`/`get`, `session send_event`/`cmd`/`stop`
@@ -117,6 +117,21 @@ async fn three_nodes_share_accounts_tokens_and_one_gapless_conversation() {
             msglog_texts(client).await,
             acked,
             "every node lists the same log"
+        );
+    }
+    // Each node's appends went through its own group commit, counted on its /metrics.
+    for n in &nodes {
+        let (status, text) = n.http("GET", "/metrics", &[], "").await;
+        assert_eq!(status, 200);
+        let ops: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("confer_storage_commit_ops_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(ops >= 30, "30 appends committed on this node: {text}");
+        assert!(
+            !text.contains("confer_storage_commit_seconds_count 0\n"),
+            "{text}"
         );
     }
     for n in nodes {
