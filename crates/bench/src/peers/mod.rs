@@ -100,7 +100,8 @@ pub(crate) async fn connect_target(
 }
 
 /// An idle client of a peer that stores, as its users' clients stay connected: ejabberd's
-/// logged in, bound and online; Synapse's waiting in a `/sync` long poll.
+/// logged in, bound and online; Synapse's waiting in a `/sync` long poll; the durable Node
+/// server's connected to `/data` (it has no accounts: its `login` comes at once).
 pub(crate) async fn connect_idle(
     target: Target,
     server: &Server,
@@ -116,6 +117,10 @@ pub(crate) async fn connect_idle(
         Target::Synapse | Target::SynapsePg => {
             let (c, _) = Matrix::connect(server, &user.0.login, String::new(), bind).await?;
             Ok(AnyClient::Matrix(c))
+        }
+        Target::NodeDurable => {
+            let (c, _) = chat_connect(&server.ws(), None, bind).await?;
+            Ok(AnyClient::Sio(c))
         }
         other => anyhow::bail!("idle measures confer and the peers that store: not {other:?}"),
     }

@@ -11,8 +11,10 @@
 //!
 //! The parent speaks to a worker over its standard input, one line each:
 //! `<index> <ws url> <token> <group> <0|1 sender>` per client, then `connect`; the worker
-//! answers `connected <n> <handshakes tried again>`. Then `fanout`; it answers
-//! `result <json>`. When its input closes, it exits (its connections close with it).
+//! answers `connected <n> <handshakes tried again> <clients given up>`. Then `fanout`; it
+//! answers `result <json>`. When its input closes, it exits (its connections close with
+//! it). A client whose handshake fails [`CONNECT_TRIES`] times is given up and counted,
+//! not fatal: the run measures what it holds and says how many it asked for.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +68,20 @@ impl Worker {
             .ok_or_else(|| anyhow!("a worker said {line:?}, not {word}"))
     }
 }
+
+/// A `TcpExt` counter of `/proc/net/netstat` (a name line, then a value line).
+fn tcp_ext(name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let [names, values] = lines[..] else {
+        return None;
+    };
+    let at = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+/// The kernel's counters of refused or reset connections that explain failed handshakes.
+const TCP_COUNTERS: [&str; 3] = ["ListenOverflows", "ListenDrops", "TCPAbortOnData"];
 
 /// What the kernel allows, as rows (and the reason for each limit in BENCHMARKS.md).
 fn kernel_rows() -> Vec<Row> {
@@ -201,15 +217,20 @@ pub(crate) async fn crowd(cli: &Cli, ask: &Crowd) -> anyhow::Result<Vec<Row>> {
         });
     }
     let connect_started = Instant::now();
-    let mut held = 0usize;
-    let mut retried = 0usize;
+    let counters_before = TCP_COUNTERS.map(tcp_ext);
+    let (mut held, mut retried, mut given_up) = (0usize, 0usize, 0usize);
     for w in &mut procs {
         let answer = w.expect("connected").await?;
         let mut counts = answer.split(' ').map(str::parse::<usize>);
         held += counts.next().context("connected without a count")??;
         retried += counts.next().unwrap_or(Ok(0))?;
+        given_up += counts.next().unwrap_or(Ok(0))?;
     }
     let connect_secs = connect_started.elapsed().as_secs_f64();
+    let counters_after = TCP_COUNTERS.map(tcp_ext);
+    if given_up > 0 {
+        eprintln!("idle: {given_up} of {n} clients could not connect; measuring the {held} held");
+    }
     tokio::time::sleep(Duration::from_secs(ask.hold)).await;
     let nodes_kb = server.rss_kb();
     let most_kb = server.nodes.iter().map(|s| s.rss_kb()).max().unwrap_or(0);
@@ -234,7 +255,9 @@ pub(crate) async fn crowd(cli: &Cli, ask: &Crowd) -> anyhow::Result<Vec<Row>> {
     let per = |kb: u64| kb as f64 / held.max(1) as f64;
     let mut rows = kernel_rows();
     rows.extend([
+        row("connections asked", n as f64, ""),
         row("connections held", held as f64, ""),
+        row("clients given up", given_up as f64, ""),
         row("nodes", server.nodes.len() as f64, ""),
         row("load-client processes", procs.len() as f64, ""),
         row("time to connect all", connect_secs, "s"),
@@ -261,6 +284,21 @@ pub(crate) async fn crowd(cli: &Cli, ask: &Crowd) -> anyhow::Result<Vec<Row>> {
             "MiB",
         ),
     ]);
+    for ((name, before), after) in TCP_COUNTERS.iter().zip(counters_before).zip(counters_after) {
+        if let (Some(before), Some(after)) = (before, after) {
+            rows.push(Row {
+                scenario: "idle",
+                target: "kernel".into(),
+                metric: match *name {
+                    "ListenOverflows" => "listen queue overflows while connecting",
+                    "ListenDrops" => "SYNs dropped at listen while connecting",
+                    _ => "closed sockets reset on data (TCPAbortOnData) while connecting",
+                },
+                value: after.saturating_sub(before) as f64,
+                unit: "",
+            });
+        }
+    }
     if ask.rate > 0 {
         let cpu_before = server.cpu_seconds();
         let services_before = server.services.now();
@@ -361,7 +399,7 @@ pub(crate) async fn worker(cli: &Cli, rate: f64, seconds: u64) -> anyhow::Result
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
     let mut senders = Vec::new();
     let mut held = Vec::new();
-    let mut retried = 0usize;
+    let (mut retried, mut given_up) = (0usize, 0usize);
     for batch in plan.chunks(100) {
         let tasks = batch
             .iter()
@@ -371,18 +409,25 @@ pub(crate) async fn worker(cli: &Cli, rate: f64, seconds: u64) -> anyhow::Result
                     match chat_connect(ws, Some(token), source(*i, cli.sources)).await {
                         Ok((c, events)) => break anyhow::Ok((c, events, *group, *sender, tries)),
                         // Among a hundred thousand handshakes an odd one fails (a full
-                        // backlog, a reset): try it again before calling the run failed.
+                        // backlog, a reset): try it again before giving the client up.
                         Err(e) if tries < CONNECT_TRIES => {
                             tries += 1;
                             eprintln!("client {i}: {e:#}; trying again ({tries})");
                             tokio::time::sleep(Duration::from_millis(250 << tries)).await;
                         }
-                        Err(e) => break Err(e),
+                        Err(e) => {
+                            eprintln!("client {i}: {e:#}; given up");
+                            break Err(e);
+                        }
                     }
                 }
             });
         for r in futures_util::future::join_all(tasks).await {
-            let (c, events, group, sender, tries) = r?;
+            let Ok((c, events, group, sender, tries)) = r else {
+                given_up += 1;
+                retried += CONNECT_TRIES;
+                continue;
+            };
             retried += tries;
             count_deliveries(events, received.clone(), latencies.clone());
             let c = Arc::new(c);
@@ -392,7 +437,7 @@ pub(crate) async fn worker(cli: &Cli, rate: f64, seconds: u64) -> anyhow::Result
             held.push(c);
         }
     }
-    println!("connected {} {retried}", held.len());
+    println!("connected {} {retried} {given_up}", held.len());
     while let Some(line) = input.recv().await {
         if line != "fanout" {
             continue;

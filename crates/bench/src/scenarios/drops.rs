@@ -1,6 +1,7 @@
 //! `drops`: fan-out while receivers are cut at random and resume by their protocol's own
-//! mechanism after the last message they saw: confer's `list_message` after an id,
-//! ejabberd's room archive (XMPP MAM) after an archive id, Synapse's `/sync` after a
+//! mechanism after the last message they saw: confer's `list_message` after an id (the
+//! durable Node server's too: it answers the same call, its receivers `join` their room
+//! first), ejabberd's room archive (XMPP MAM) after an archive id, Synapse's `/sync` after a
 //! `since` token; messages delivered once, lost, seen twice.
 //!
 //! confer's messages are told apart by the id its ack gives; the peers' by a number
@@ -17,7 +18,7 @@ use anyhow::bail;
 use serde_json::json;
 
 use crate::clients::{chat_connect, source};
-use crate::peers::confer::{confer_bin, prepare, start_confer};
+use crate::peers::confer::prepare;
 use crate::peers::{connect_target, matrix, run_name, start_target, xmpp};
 use crate::report::{now_us, Row};
 use crate::scenarios::fanout::{paced, pacing};
@@ -98,11 +99,12 @@ pub(crate) async fn catch_up(
     }
 }
 
-/// One receiver: connect, catch up after what it has, take pushes until told to drop,
-/// then wait a little and start over.
+/// One receiver: connect (with confer's token; without one, to the durable Node server,
+/// joining the group's room), catch up after what it has, take pushes until told to
+/// drop, then wait a little and start over.
 pub(crate) async fn drop_prone_receiver(
     ws: String,
-    token: String,
+    token: Option<String>,
     group: u64,
     receipts: Receipts,
     mut cut: tokio::sync::mpsc::Receiver<Duration>,
@@ -110,11 +112,23 @@ pub(crate) async fn drop_prone_receiver(
 ) {
     loop {
         let resume_after = last_id(&receipts);
-        let Ok((c, mut events)) = chat_connect(&ws, Some(&token), None).await else {
+        let Ok((c, mut events)) = chat_connect(&ws, token.as_deref(), None).await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        if resume_after > 0 && catch_up(&c, group, resume_after, &receipts).await.is_err() {
+        // The Node server's rooms are joined per connection: after the join, the pushes;
+        // before it, what the catch-up finds (from the first message on the first time).
+        let joins = token.is_none();
+        if joins
+            && c.call("join", &json!({"group_id": group.to_string()}))
+                .await
+                .is_err()
+        {
+            continue;
+        }
+        if (resume_after > 0 || joins)
+            && catch_up(&c, group, resume_after, &receipts).await.is_err()
+        {
             continue;
         }
         let pause = loop {
@@ -172,15 +186,12 @@ pub(crate) async fn drops(
     let mut rows = Vec::new();
     for t in targets {
         rows.extend(match t {
-            Target::Confer => {
-                drops_confer(cli, run.groups, run.members, run.rate, run.seconds, run.cuts)
-                    .await?
-            }
+            Target::Confer | Target::NodeDurable => drops_chat(cli, run, *t).await?,
             Target::Ejabberd | Target::Synapse | Target::SynapsePg => {
                 drops_peer(cli, run, *t).await?
             }
             other => bail!(
-                "drops needs a server that stores and a way to resume: confer, ejabberd or synapse, not {other:?}"
+                "drops needs a server that stores and a way to resume: confer, node-durable, ejabberd or synapse, not {other:?}"
             ),
         });
     }
@@ -412,20 +423,18 @@ fn tally(
     ]
 }
 
-/// `drops` on confer: receivers resume with `list_message` after the last id.
-async fn drops_confer(
-    cli: &Cli,
-    groups: usize,
-    members: usize,
-    rate: u64,
-    seconds: u64,
-    cuts: u64,
-) -> anyhow::Result<Vec<Row>> {
+/// `drops` on confer or the durable Node server: receivers resume with `list_message`
+/// after the last id.
+async fn drops_chat(cli: &Cli, run: &DropsRun, target: Target) -> anyhow::Result<Vec<Row>> {
+    let (groups, members, rate, seconds, cuts) =
+        (run.groups, run.members, run.rate, run.seconds, run.cuts);
     let fixture = prepare(groups * members, members).await?;
     let users = fixture.users.clone();
     let group_ids = fixture.groups.clone();
-    let server = start_confer(&confer_bin(cli), fixture).await?;
+    let server = start_target(cli, target, fixture).await?;
     let ws = server.ws();
+    // confer knows its users; the Node server takes anyone.
+    let token_of = |token: &String| (target == Target::Confer).then(|| token.clone());
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut receivers = Vec::new();
     let mut cutters = Vec::new();
@@ -433,7 +442,8 @@ async fn drops_confer(
     for (i, (_, token)) in users.iter().enumerate() {
         let group = group_ids[i / members];
         if i % members == 0 {
-            let (c, events) = chat_connect(&ws, Some(token), source(i, cli.sources)).await?;
+            let token = token_of(token);
+            let (c, events) = chat_connect(&ws, token.as_deref(), source(i, cli.sources)).await?;
             senders.push((Arc::new(c), group, events));
             continue;
         }
@@ -441,7 +451,7 @@ async fn drops_confer(
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let task = tokio::spawn(drop_prone_receiver(
             ws.clone(),
-            token.clone(),
+            token_of(token),
             group,
             receipts.clone(),
             rx,
@@ -495,7 +505,7 @@ async fn drops_confer(
         got.push((group, receipts));
     }
     drop(server);
-    Ok(tally(run_name(Target::Confer), cuts_done, &sent_ids, &got))
+    Ok(tally(run_name(target), cuts_done, &sent_ids, &got))
 }
 
 /// A client that reconnects whenever its connection ends and catches up with
