@@ -9,6 +9,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -23,14 +25,7 @@ fn redis_url() -> Option<String> {
 
 /// Database `db` of the test Redis, emptied first.
 fn redis_db(db: u8) -> Option<String> {
-    let Ok(url) = std::env::var("CONFER_TEST_REDIS_URL") else {
-        assert!(
-            std::env::var_os("CONFER_REQUIRE_SERVICES").is_none(),
-            "CONFER_REQUIRE_SERVICES is set but CONFER_TEST_REDIS_URL is not"
-        );
-        eprintln!("skipped: CONFER_TEST_REDIS_URL is not set (scripts/suite-scale sets it)");
-        return None;
-    };
+    let url = common::redis_url()?;
     // A database of its own, emptied first: call ids start again in each test run.
     let base = url.trim_end_matches('/');
     let base = match base.rsplit_once('/') {

@@ -8,24 +8,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::redis_url;
 use confer_bus::{LocalBus, LocalRegistry};
 use confer_bus_redis::{RedisBus, RedisOptions, RedisRegistry};
 use confer_core::metrics::Metrics;
-
-fn redis_url() -> Option<String> {
-    let Ok(url) = std::env::var("CONFER_TEST_REDIS_URL") else {
-        assert!(
-            std::env::var_os("CONFER_REQUIRE_SERVICES").is_none(),
-            "CONFER_REQUIRE_SERVICES is set but CONFER_TEST_REDIS_URL is not"
-        );
-        eprintln!("skipped: CONFER_TEST_REDIS_URL is not set (scripts/suite-scale sets it)");
-        return None;
-    };
-    Some(url)
-}
 
 fn node(url: &str, prefix: &str, queue_bytes: usize) -> (RedisBus, RedisRegistry, Arc<Metrics>) {
     let registry = Arc::new(LocalRegistry::new());

@@ -19,7 +19,7 @@ use confer_store_tests::pg::TestDatabase;
 use serde_json::{json, Value};
 
 use crate::common::{TestServer, ADMIN_PASSWORD, WAIT};
-use crate::media::{call_in, callme, hears_and_sees, until, Vsp};
+use crate::media::{call_in, callme, hears_and_sees, until, Call, Vsp};
 use crate::nodes::{cluster_prefix, redis_url};
 
 /// A node of the cluster over `db` and `redis`, with a media endpoint of its own.
@@ -116,6 +116,32 @@ fn media_address(answer: &Value) -> (String, u64) {
     )
 }
 
+/// Ann calls in on `host` first (so its SFU hosts the conference), then ben on `other`:
+/// both answered by the host, and ben gets ann's media through it.
+async fn ann_hosts_and_ben_hears(
+    host: &TestServer,
+    other: &TestServer,
+    conference: u64,
+) -> (Call, Call) {
+    let ann = call_in(host, "ann", conference, 1).await;
+    let ben = call_in(other, "ben", conference, 2).await;
+    assert_eq!(media_address(&ann.answer), media_address(&ben.answer));
+    until("ben gets ann's media through the host", || {
+        hears_and_sees(&ben, 1)
+    })
+    .await;
+    (ann, ben)
+}
+
+/// The party's own media ended: its door says `conf.webrtc.Disconnected` for it (another
+/// party leaving is `Disconnected` too, with its own id).
+async fn told_disconnected(call: &mut Call) {
+    let party = call.party;
+    call.vsp
+        .event("webrtc", Some("Disconnected"), |r| r["PartyID"] == party)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parties_on_two_nodes_receive_each_others_media() {
     let (Some(db), Some(redis)) = (TestDatabase::fresh("confer_it"), redis_url()) else {
@@ -184,22 +210,10 @@ async fn when_the_media_host_dies_its_parties_are_told_and_call_again_on_a_live_
     let (mut doomed, doomed_node) = doomed_node(&db, &redis).await;
 
     // Ann opens the conference's media first, on the doomed node: it hosts it.
-    let ann = call_in(&doomed_node, "ann", conference, 1).await;
-    let mut ben = call_in(&survivor, "ben", conference, 2).await;
-    assert_eq!(media_address(&ann.answer), media_address(&ben.answer));
-    until("ben gets ann's media through the doomed host", || {
-        hears_and_sees(&ben, 1)
-    })
-    .await;
+    let (ann, mut ben) = ann_hosts_and_ben_hears(&doomed_node, &survivor, conference).await;
 
     doomed.kill().await.unwrap();
-    let ben_party = ben.party;
-    // Ben's own media ended (ann's party leaving is Disconnected too).
-    ben.vsp
-        .event("webrtc", Some("Disconnected"), |r| {
-            r["PartyID"] == ben_party
-        })
-        .await;
+    told_disconnected(&mut ben).await;
 
     // Ben calls again: a live node hosts the conference now, and cid, on a third node,
     // meets him there.
@@ -257,24 +271,13 @@ async fn a_media_host_restarted_within_node_timeout_is_dead_to_its_earlier_parti
 
     let id = format!("restarted-{:016x}", rand::random::<u64>());
     let (mut first, first_life) = doomed_node_as(&db, &redis, &id, 10).await;
-    let ann = call_in(&first_life, "ann", conference, 1).await;
-    let mut ben = call_in(&survivor, "ben", conference, 2).await;
-    assert_eq!(media_address(&ann.answer), media_address(&ben.answer));
-    until("ben gets ann's media through the host", || {
-        hears_and_sees(&ben, 1)
-    })
-    .await;
+    let (ann, mut ben) = ann_hosts_and_ben_hears(&first_life, &survivor, conference).await;
 
     // The host's process dies and its node comes back at once under the same id: the
     // new process has none of the old one's media.
     first.kill().await.unwrap();
     let (_second, _second_life) = doomed_node_as(&db, &redis, &id, 10).await;
-    let ben_party = ben.party;
-    ben.vsp
-        .event("webrtc", Some("Disconnected"), |r| {
-            r["PartyID"] == ben_party
-        })
-        .await;
+    told_disconnected(&mut ben).await;
 
     // His next call is answered by a live SFU, not the dead process's address.
     let ben = callme(ben.vsp, conference, ben.party, 3).await;
@@ -295,7 +298,6 @@ async fn a_host_whose_claim_another_node_took_ends_its_parties_and_they_meet_on_
 
     // Ann opens the conference's media first: node one hosts it.
     let mut ann = call_in(&one, "ann", conference, 1).await;
-    let ann_party = ann.party;
 
     // Node one stalled past node_timeout, was taken for dead, and node two claimed the
     // conference meanwhile (what its claim script does when the holder's alive key is
@@ -312,12 +314,8 @@ async fn a_host_whose_claim_another_node_took_ends_its_parties_and_they_meet_on_
         .unwrap();
 
     // Node one ends ann's media there rather than host half of the conference.
-    ann.vsp
-        .event("webrtc", Some("Disconnected"), |r| {
-            r["PartyID"] == ann_party
-        })
-        .await;
-    let ann = callme(ann.vsp, conference, ann_party, 3).await;
+    told_disconnected(&mut ann).await;
+    let ann = callme(ann.vsp, conference, ann.party, 3).await;
     let ben = call_in(&two, "ben", conference, 2).await;
     assert_eq!(media_address(&ann.answer), media_address(&ben.answer));
     until(
