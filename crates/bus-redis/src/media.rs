@@ -153,6 +153,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Where a node's media keeps its life (see the module doc).
+fn life_key(names: &Names, node: &str) -> String {
+    format!("{}:media:life:{node}", names.prefix)
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -171,7 +176,7 @@ impl Inner {
     }
 
     fn life_key(&self, node: &str) -> String {
-        format!("{}:media:life:{node}", self.names.prefix)
+        life_key(&self.names, node)
     }
 
     /// To one node's media channel; dropped (and counted) when the queue is full.
@@ -511,7 +516,7 @@ impl ClusterMedia {
             .arg(format!("{}:media:lives", names.prefix))
             .query(&mut conn)?;
         let () = redis::cmd("SET")
-            .arg(format!("{}:media:life:{}", names.prefix, options.node_id))
+            .arg(life_key(&names, &options.node_id))
             .arg(life)
             .arg("PX")
             .arg(ms(ttl))
