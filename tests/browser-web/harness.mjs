@@ -97,6 +97,9 @@ export function launch() {
 export async function newPage(browser, base, viewport = DESKTOP) {
   const context = await browser.newContext({ viewport, acceptDownloads: true, baseURL: base });
   const page = await context.newPage();
+  // Each wait's bound (Playwright's default is 30 s): beside the other suites on two cores
+  // a step that takes a second alone has taken longer than 30 s.
+  page.setDefaultTimeout(60000);
   page.problems = [];
   page.on('console', (m) => {
     if (m.type() === 'error' && !/favicon/.test(m.text())) page.problems.push(m.text());
