@@ -66,17 +66,28 @@ pub trait TokenStore: Send + Sync {
     async fn insert_token(&self, token: TokenRecord) -> StoreResult<()>;
     /// The token if it exists and has not expired at `now_us`.
     async fn token(&self, token_hash: [u8; 32], now_us: i64) -> StoreResult<Option<TokenRecord>>;
+    /// Revoke a token: delete it, and record the revocation ([`TokenStore::revoked_tokens`]).
     async fn delete_token(&self, token_hash: [u8; 32]) -> StoreResult<bool>;
-    /// Those of `token_hashes` that exist and have not expired at `now_us`: one read
-    /// (and one indexed lookup per token) for the lot.
+    /// Those of `token_hashes` that exist and have not expired at `now_us`, each with its
+    /// expiry: one read (and one indexed lookup per token) for the lot.
     async fn live_tokens(
         &self,
         token_hashes: Vec<[u8; 32]>,
         now_us: i64,
-    ) -> StoreResult<Vec<[u8; 32]>>;
-    /// Delete every token of a user (its password changed); how many.
+    ) -> StoreResult<Vec<([u8; 32], i64)>>;
+    /// Revoke every token of a user (its password changed), recording each revocation;
+    /// how many.
     async fn delete_tokens_of(&self, uin: Uin) -> StoreResult<usize>;
+    /// The tokens revoked at or after `since_us` (by the revoker's clock), by any process
+    /// on this storage, at most `limit` of them: an indexed range read, so that a server
+    /// learns of revocations without reading every token it holds. A backend keeps each
+    /// revocation for at least [`TOKEN_REVOCATIONS_KEPT_US`].
+    async fn revoked_tokens(&self, since_us: i64, limit: usize) -> StoreResult<Vec<[u8; 32]>>;
 }
+
+/// How long a backend keeps a token's revocation for [`TokenStore::revoked_tokens`]: an
+/// hour, after which it may prune it (the token itself is gone at once).
+pub const TOKEN_REVOCATIONS_KEPT_US: i64 = 3_600_000_000;
 
 #[async_trait]
 pub trait ConversationStore: Send + Sync {

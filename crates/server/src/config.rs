@@ -145,7 +145,8 @@ config! {
     max_subscriptions_per_session: usize = 1_000;
     /// How often each live session's login token is checked again (milliseconds): a
     /// token revoked (logout, `user passwd`, also by another process on the same
-    /// database) or expired ends the sessions that used it. One indexed read per token;
+    /// database) or expired ends the sessions that used it. Each check is one read of
+    /// the revocations since the last (a token itself is read once, when first seen);
     /// 0: never (revocations by this server still act at once).
     token_check_interval_ms: u64 = 1_000;
     /// Argon2 password hashes run at once, each in one reused ~19 MiB memory area, so

@@ -247,6 +247,12 @@ const MIGRATIONS: &[&str] = &[
     // 6 (SQLite's 15): a hub→edge item handed out is kept, with the `since` it was handed
     // as, until the edge says it stored that batch (`hub_confirm_batch`).
     "ALTER TABLE hub_batch ADD COLUMN handed_as BIGINT;",
+    // 7 (SQLite's 16): revoked tokens, kept an hour (`tokens.rs`).
+    "CREATE TABLE token_revocations (
+        token_hash BYTEA NOT NULL,
+        revoked_at BIGINT NOT NULL
+    );
+    CREATE INDEX token_revocations_by_time ON token_revocations(revoked_at);",
 ];
 
 /// Connect once and apply every migration the database has not seen, each in its own

@@ -305,6 +305,13 @@ const MIGRATIONS: &[&str] = &[
     // 15: a hub→edge item handed out is kept, with the `since` it was handed as, until
     // the edge says it stored that batch (`hub_confirm_batch`).
     "ALTER TABLE hub_batch ADD COLUMN handed_as INTEGER;",
+    // 16: revoked tokens, kept an hour (`tokens.rs`): a server's sessions end with their
+    // token, and it learns of a revocation made by another process from this table.
+    "CREATE TABLE token_revocations (
+        token_hash BLOB NOT NULL,
+        revoked_at INTEGER NOT NULL
+    );
+    CREATE INDEX token_revocations_by_time ON token_revocations(revoked_at);",
 ];
 
 /// Apply every migration the database has not seen, each in its own transaction.

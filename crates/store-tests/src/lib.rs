@@ -20,10 +20,12 @@ use std::sync::Arc;
 
 use confer_core::hub::{HubBatchItem, HubGroup, HubLinkKind};
 use confer_core::model::{
-    Attachment, AttachmentState, ConversationKind, NewAccount, NewConversation, NewMessage,
+    now_us, Attachment, AttachmentState, ConversationKind, NewAccount, NewConversation, NewMessage,
+    TokenRecord,
 };
 use confer_core::store::{
     AccountStore, AttachmentStore, ConversationStore, HubStore, MessageStore, Storage, StoreError,
+    TokenStore,
 };
 use confer_core::{GroupId, Json, Uin};
 
@@ -65,7 +67,8 @@ macro_rules! storage_suite {
             a_profile_is_replaced_and_cleared,
             a_message_and_its_push_entry_commit_together_and_deliveries_outlive_a_reopen,
             an_outcome_recorded_after_its_delivery_was_replaced_leaves_the_new_one,
-            a_claimed_delivery_is_no_one_elses_until_its_lease_runs_out
+            a_claimed_delivery_is_no_one_elses_until_its_lease_runs_out,
+            a_revoked_token_is_in_the_revocation_log_and_an_expired_one_is_not
         );
     };
     (@each $backend:expr; $($name:ident),*) => {
@@ -1639,4 +1642,66 @@ pub async fn a_claimed_delivery_is_no_one_elses_until_its_lease_runs_out<B: Back
     let mut messages: Vec<u64> = [&a[0], &b[0]].iter().filter_map(|d| d.message_id).collect();
     messages.sort_unstable();
     assert_eq!(messages, ids);
+}
+
+/// Tokens revoked one at a time and all of a user's at once are in the revocation log
+/// (from the time they were revoked, across a reopen, at most as many as asked); a token
+/// that merely expires is not, and the live ones are read back with their expiry.
+pub async fn a_revoked_token_is_in_the_revocation_log_and_an_expired_one_is_not<B: Backend>(
+    backend: B,
+) {
+    let hour = 3_600_000_000;
+    let start = now_us();
+    let token = |n: u8, uin: u64, expires_at_us: i64| TokenRecord {
+        token_hash: [n; 32],
+        uin: Uin(uin),
+        login: format!("user{uin}"),
+        expires_at_us,
+    };
+    {
+        let store = backend.open();
+        for t in [
+            token(1, 1, start + hour),
+            token(2, 2, start + hour),
+            token(3, 2, start + 2 * hour),
+            token(4, 3, start + 3 * hour),
+            token(5, 4, start + 1),
+        ] {
+            store.insert_token(t).await.unwrap();
+        }
+        let all = [[1; 32], [2; 32], [3; 32], [4; 32], [5; 32]].to_vec();
+        let mut live = store.live_tokens(all.clone(), start).await.unwrap();
+        live.sort();
+        assert_eq!(
+            live,
+            vec![
+                ([1; 32], start + hour),
+                ([2; 32], start + hour),
+                ([3; 32], start + 2 * hour),
+                ([4; 32], start + 3 * hour),
+                ([5; 32], start + 1),
+            ]
+        );
+        // Token 5 expires; nothing revokes it.
+        let later = start + 2;
+        assert_eq!(store.live_tokens(vec![[5; 32]], later).await.unwrap(), []);
+        assert!(store.delete_token([1; 32]).await.unwrap());
+        assert!(!store.delete_token([9; 32]).await.unwrap());
+        assert_eq!(store.delete_tokens_of(Uin(2)).await.unwrap(), 2);
+        store.flush().await.unwrap();
+    }
+    let store = backend.open();
+    let mut revoked = store.revoked_tokens(start - 1, 100).await.unwrap();
+    revoked.sort();
+    assert_eq!(revoked, vec![[1; 32], [2; 32], [3; 32]]);
+    assert_eq!(store.revoked_tokens(start - 1, 2).await.unwrap().len(), 2);
+    assert_eq!(
+        store.revoked_tokens(now_us() + hour, 100).await.unwrap(),
+        Vec::<[u8; 32]>::new()
+    );
+    let all = [[1; 32], [2; 32], [3; 32], [4; 32]].to_vec();
+    assert_eq!(
+        store.live_tokens(all, now_us()).await.unwrap(),
+        vec![([4; 32], start + 3 * hour)]
+    );
 }

@@ -139,8 +139,8 @@ async fn three_nodes_share_accounts_tokens_and_one_gapless_conversation() {
     }
 }
 
-/// A logout on one node ends the sessions of its token on another (each node re-reads
-/// its sessions' tokens from the shared database).
+/// A logout on one node ends the sessions of its token on another (each node reads the
+/// shared database's revocation log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_on_one_node_ends_the_tokens_sessions_on_another() {
     let Some(db) = TestDatabase::fresh("confer_it") else {
@@ -549,7 +549,14 @@ async fn migrate_copies_a_folder_and_the_migrated_server_answers_the_same() {
     for i in 1..=5 {
         ok_data(&msglog_send(&alice, &format!("m{i}")).await);
     }
+    // A token logged out: its revocation is logged in SQLite, and not copied.
+    let revoked = token(old.addr, "alice", "a").await;
     let token = token(old.addr, "bob", "b").await;
+    let bearer = format!("Bearer {revoked}");
+    let (status, _) = old
+        .http("POST", "/api/v1/logout", &[("Authorization", &bearer)], "")
+        .await;
+    assert_eq!(status, 200);
     let log_before = ok_data(
         &bob.call("media", "conf", "msglog_get", json!({"conf_id": "room"}))
             .await,
@@ -596,6 +603,10 @@ async fn migrate_copies_a_folder_and_the_migrated_server_answers_the_same() {
         out.contains("push_outbox: 1 rows not copied"),
         "pending pushes are named: {out}"
     );
+    assert!(
+        out.contains("token_revocations: 1 rows not copied"),
+        "the revocation log is named: {out}"
+    );
     assert_same_columns(&data_dir, &db.url).await;
 
     // As if the first run had stopped after two messages: a second run copies the rest.
@@ -639,6 +650,11 @@ async fn migrate_copies_a_folder_and_the_migrated_server_answers_the_same() {
     let new = node(&db).await;
     let migrated = new.connect().await;
     login(&migrated, "bob", &token).await;
+    let refused = new.connect().await;
+    let r = refused
+        .login_with(json!({"user": "alice", "token": revoked}))
+        .await;
+    assert_eq!(code(&r), 100030, "{r}");
     let log_after = ok_data(
         &migrated
             .call("media", "conf", "msglog_get", json!({"conf_id": "room"}))
