@@ -3,15 +3,11 @@
 # temporary folder. `start_coturn` sets TURN_PORT, TURN_SECRET, TURN_DIR (its log is
 # "$TURN_DIR"/turn*.log) and TURN_PID, and returns once it answers a STUN binding request;
 # `stop_coturn` stops it and removes the folder (call it from the sourcing script's EXIT
-# trap). Expects `quietly` from the sourcing script.
+# trap). Expects `quietly` and `apt_install` (scripts/install.sh) from the sourcing script.
 
 install_coturn() {
   if ! command -v turnserver >/dev/null 2>&1 || ! command -v turnutils_uclient >/dev/null 2>&1; then
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "installing coturn with apt-get: $1"
-    quietly $sudo apt-get update -qq || true
-    quietly $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn
+    apt_install "$1" coturn
   fi
 }
 
