@@ -49,21 +49,8 @@ impl TokenStore for SqliteStore {
     }
 
     async fn delete_token(&self, token_hash: [u8; 32]) -> StoreResult<bool> {
-        self.write(move |conn| {
-            let revoked = record_revocations(
-                conn,
-                "SELECT token_hash FROM tokens WHERE token_hash = ?1",
-                &token_hash[..],
-            )?;
-            exec(
-                conn,
-                "DELETE FROM tokens WHERE token_hash = ?1",
-                [&token_hash[..]],
-            )
-            .map_err(backend)?;
-            Ok(revoked > 0)
-        })
-        .await
+        self.write(move |conn| Ok(revoke(conn, "token_hash = ?1", &token_hash[..])? > 0))
+            .await
     }
 
     async fn live_tokens(
@@ -91,13 +78,7 @@ impl TokenStore for SqliteStore {
 
     async fn delete_tokens_of(&self, uin: Uin) -> StoreResult<usize> {
         let uin = to_sql_id(uin.0)?;
-        self.write(move |conn| {
-            let revoked =
-                record_revocations(conn, "SELECT token_hash FROM tokens WHERE uin = ?1", uin)?;
-            exec(conn, "DELETE FROM tokens WHERE uin = ?1", [uin]).map_err(backend)?;
-            Ok(revoked)
-        })
-        .await
+        self.write(move |conn| revoke(conn, "uin = ?1", uin)).await
     }
 
     async fn revoked_tokens(&self, since_us: i64, limit: usize) -> StoreResult<Vec<[u8; 32]>> {
@@ -119,13 +100,10 @@ impl TokenStore for SqliteStore {
     }
 }
 
-/// Record as revoked now the tokens `select` (one parameter) names, and forget
-/// revocations older than [`TOKEN_REVOCATIONS_KEPT_US`]; how many were recorded.
-fn record_revocations(
-    conn: &Connection,
-    select: &str,
-    param: impl rusqlite::ToSql,
-) -> StoreResult<usize> {
+/// Delete the tokens `which` (a condition on `tokens` with one parameter) selects,
+/// recording each as revoked now, and forget revocations older than
+/// [`TOKEN_REVOCATIONS_KEPT_US`]; how many were deleted.
+fn revoke(conn: &Connection, which: &str, param: impl rusqlite::ToSql) -> StoreResult<usize> {
     let now = now_us();
     exec(
         conn,
@@ -133,8 +111,10 @@ fn record_revocations(
         [now.saturating_sub(TOKEN_REVOCATIONS_KEPT_US)],
     )
     .map_err(backend)?;
-    let insert = format!(
-        "INSERT INTO token_revocations (token_hash, revoked_at) SELECT token_hash, ?2 FROM ({select})"
+    let record = format!(
+        "INSERT INTO token_revocations (token_hash, revoked_at)
+         SELECT token_hash, ?2 FROM tokens WHERE {which}"
     );
-    exec(conn, &insert, params![param, now]).map_err(backend)
+    exec(conn, &record, params![&param, now]).map_err(backend)?;
+    exec(conn, &format!("DELETE FROM tokens WHERE {which}"), [param]).map_err(backend)
 }
