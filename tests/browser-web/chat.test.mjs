@@ -1,21 +1,21 @@
 // The web client in Chromium, as two people use it: Alice and Bob, each in a browser
 // context of their own, against the real server. The steps build on each other (one
 // server, one chat), so they run in order.
-import { test, before, after, afterEach } from 'node:test';
+import { test as nodeTest, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
-  startServer, launch, newPage, signIn, shot, seriousViolations, DESKTOP, PHONE,
+  startServer, launch, newPage, signIn, shot, seriousViolations, describeFailure, DESKTOP, PHONE,
 } from './harness.mjs';
 
 let server, browser, alice, bob, aliceUin, bobUin, groupId;
 
 before(async () => {
-  // Short Chat API heartbeats, so a socket whose network vanished is noticed within ten
-  // seconds; the timeout is long enough that a loaded machine (CI runs other suites beside
-  // this one) does not drop a live socket and with it a request in flight.
-  server = await startServer({ CONFER_CHAT_PING_INTERVAL_MS: '2000', CONFER_CHAT_PING_TIMEOUT_MS: '8000' });
+  // Frequent Chat API heartbeats with Socket.IO's default timeout (20 s): a socket whose
+  // network vanished is noticed within 22 s, and a page on a loaded machine (CI runs other
+  // suites beside this one) that answers a ping late keeps its socket.
+  server = await startServer({ CONFER_CHAT_PING_INTERVAL_MS: '2000', CONFER_CHAT_PING_TIMEOUT_MS: '20000' });
   aliceUin = server.addUser('alice@example.com', 'alice-pw');
   bobUin = server.addUser('bob@example.com', 'bob-pw');
   browser = await launch();
@@ -35,6 +35,16 @@ afterEach(async () => {
     if (page && !page.isClosed()) {
       await page.evaluate(() => document.querySelectorAll('dialog[open]').forEach((d) => d.close())).catch(() => {});
     }
+  }
+});
+
+// Each step, with what the pages showed written to the log when it fails.
+const test = (name, body) => nodeTest(name, async (t) => {
+  try {
+    await body(t);
+  } catch (e) {
+    console.log(await describeFailure(name, { alice, bob }));
+    throw e;
   }
 });
 
@@ -295,6 +305,22 @@ test('bob goes offline while alice sends, comes back, and has every message once
   await bob.getByLabel('Message', { exact: true }).fill('Back again');
   await bob.getByLabel('Message', { exact: true }).press('Enter');
   await message(alice, 'Back again').waitFor();
+});
+
+test('a message written while the network blinks is sent once the socket is back, once', async () => {
+  await bob.context().setOffline(true);
+  try {
+    await bob.locator('[data-testid=connection]', { hasText: /Offline|Connecting/ }).waitFor();
+    await bob.getByLabel('Message', { exact: true }).fill('Sent through a blink');
+    await bob.getByLabel('Message', { exact: true }).press('Enter');
+  } finally {
+    await bob.context().setOffline(false);
+  }
+  await message(alice, 'Sent through a blink').waitFor();
+  await message(bob, 'Sent through a blink').waitFor();
+  assert.equal(await message(alice, 'Sent through a blink').count(), 1);
+  assert.equal(await bob.getByLabel('Message', { exact: true }).inputValue(), '');
+  assert.equal(await bob.getByRole('alert').filter({ hasText: 'Not connected' }).count(), 0);
 });
 
 test('block and leave: a blocked alice cannot write until bob unblocks her; leaving a group takes it off her list', async () => {

@@ -145,3 +145,24 @@ export async function seriousViolations(page) {
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
     .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
 }
+
+// What a failed step leaves on each page, for its log: the connection badge, every alert
+// shown, the console errors recorded, and a screenshot (SHOTS/failed-<step>-<page>.png).
+// A timeout alone says what was awaited, not what the page showed instead.
+export async function describeFailure(step, pages) {
+  const lines = [`what the pages show after "${step}" failed:`];
+  const file = step.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+  for (const [name, page] of Object.entries(pages)) {
+    if (!page || page.isClosed()) {
+      lines.push(`  ${name}: closed`);
+      continue;
+    }
+    const read = (f) => f.catch((e) => `(unreadable: ${String(e).split('\n')[0]})`);
+    const connection = await read(page.locator('[data-testid=connection]').allTextContents());
+    const alerts = await read(page.getByRole('alert').allTextContents());
+    lines.push(`  ${name}: url ${page.url()}, connection ${JSON.stringify(connection)}, alerts ${JSON.stringify(alerts)}`);
+    lines.push(`  ${name}: console errors ${JSON.stringify(page.problems ?? [])}`);
+    await shot(page, `failed-${file}-${name}`).catch(() => {});
+  }
+  return lines.join('\n');
+}

@@ -150,12 +150,17 @@ export function connect(token: string): Socket {
   });
 }
 
+/** How long a request waits for a socket that is reconnecting before it is told to fail:
+ * a heartbeat missed on a busy device, or a network that blinked, costs the user nothing. */
+const RECONNECT_WAIT_MS = 10_000;
+
 /** Emit an event and wait for its ack; a non-zero result (but 13, a duplicate) throws.
- * While disconnected it fails at once rather than letting Socket.IO buffer the event and
- * send it on reconnect, after the caller was told it failed (the text stays in the
- * composer, to be sent again). */
-export function request<T = Ack>(socket: Socket, event: string, args: object): Promise<T & Ack> {
-  if (!socket.connected) return Promise.reject(new ChatError(-1, 'Not connected: try again when back online.'));
+ * While the socket reconnects, the event waits (up to RECONNECT_WAIT_MS) and is sent once
+ * connected; a socket that gave up (or was taken by another tab) fails at once. It is never
+ * left to Socket.IO's own buffer, which would send it on a later reconnect, after the
+ * caller was told it failed (the text stays in the composer, to be sent again). */
+export async function request<T = Ack>(socket: Socket, event: string, args: object): Promise<T & Ack> {
+  if (!socket.connected) await connected(socket);
   return new Promise((resolve, reject) => {
     socket.timeout(ACK_TIMEOUT_MS).emit(event, args, (err: Error | null, ack: Ack) => {
       if (err) return reject(new ChatError(-1, `${event}: no answer`));
@@ -164,6 +169,24 @@ export function request<T = Ack>(socket: Socket, event: string, args: object): P
       }
       resolve(ack as T & Ack);
     });
+  });
+}
+
+/** Resolves when a reconnecting socket is connected again; rejects when it is not
+ * reconnecting, or not back within RECONNECT_WAIT_MS. */
+function connected(socket: Socket): Promise<void> {
+  const offline = () => new ChatError(-1, 'Not connected: try again when back online.');
+  if (!socket.active) return Promise.reject(offline());
+  return new Promise((resolve, reject) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      socket.off('connect', onConnect);
+      if (ok) resolve();
+      else reject(offline());
+    };
+    const onConnect = () => done(true);
+    const timer = setTimeout(() => done(socket.connected), RECONNECT_WAIT_MS);
+    socket.on('connect', onConnect);
   });
 }
 
