@@ -1,6 +1,6 @@
 // Several confer nodes over one PostgreSQL and one Redis (issue 20), through the Chat API
 // with the official socket.io-client: a user's sockets on two nodes count as one presence,
-// online and offline reach a watcher on a third node, typing crosses nodes, and a node
+// online and offline reach a watcher on a third node (also when both close at once), typing crosses nodes, and a node
 // killed with SIGKILL: its users go offline for their peers once `node_timeout_secs`
 // passed, come back online on another node with the same token (no conflict answer, at
 // once), and a retried nonce answers 13 with the stored original; a typer's node killed
@@ -68,6 +68,25 @@ test("a user's sockets on two nodes are one presence, seen from a third", { skip
   const back = once(watcher.socket, 'user_status', statusOf(sam));
   sam.socket = await n2.connect(sam.token);
   assert.equal((await back).user_status.online_status, 5, 'the chosen status, kept');
+});
+
+test("a user's sockets on two nodes closing at once: a watcher on a third hears it go offline", { skip }, async () => {
+  const [n0, n1, n2] = nodes;
+  const watcher = await n2.user('wyn');
+  const ola = await n0.user('ola');
+  assert.equal((await emit(ola.socket, 'create_group', { type: 1, occupants_uins: [watcher.uin] })).result, 0);
+  const { body } = await n1.login('ola', 'pw');
+  const second = await n1.connect(body.session);
+  // Each node closes its socket while its copy of the directory may still list the
+  // other's: the count in Redis, not those copies, says which close was the last.
+  const offline = once(watcher.socket, 'user_status', (s) => statusOf(ola)(s) && s.user_status.online_status === 2);
+  ola.socket.disconnect();
+  second.disconnect();
+  assert.equal((await offline).user_status.online_status, 2);
+  // Back on one node: online again.
+  const online = once(watcher.socket, 'user_status', (s) => statusOf(ola)(s) && s.user_status.online_status === 1);
+  ola.socket = await n1.connect(ola.token);
+  await online;
 });
 
 test('typing reaches a member on another node', { skip }, async () => {

@@ -19,12 +19,9 @@
 //! once. Every node polls the timers every [`POLL`]; the script that takes due timers
 //! removes what it returns, so each timer fires on one node, whichever asks first.
 //!
-//! The commands are blocking (the `redis` crate without its async runtime, as the rest of
-//! this crate), so they run on the runtime's blocking threads, over one connection per
-//! node: a node's call operations take turns, which bounds them. A dropped connection is
-//! opened again by the next operation.
+//! The commands are blocking, over one connection per node (`blocking.rs`): a node's
+//! call operations take turns, which bounds them.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,8 +29,8 @@ use confer_core::calls::{counted, CallChange, CallState};
 use confer_core::model::Call;
 use confer_core::store::{StoreError, StoreResult};
 use confer_core::{GroupId, Uin};
-use redis::{Connection, RedisResult};
 
+use crate::blocking::{eval, Blocking};
 use crate::codec;
 use crate::{Names, RedisBusError};
 
@@ -43,8 +40,6 @@ pub const POLL: Duration = Duration::from_millis(250);
 const DUE_BATCH: usize = 100;
 /// How many times an update is tried against concurrent changes before it fails.
 const UPDATE_TRIES: usize = 32;
-/// How long one Redis command may take before the operation fails.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The names of the calls' keys, under the cluster's prefix.
 #[derive(Clone, Debug)]
@@ -133,15 +128,6 @@ for _, id in ipairs(due) do redis.call('ZREM', KEYS[1], id) end
 return due
 ";
 
-fn eval(script: &str, keys: &[&str]) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(script).arg(keys.len());
-    for k in keys {
-        cmd.arg(*k);
-    }
-    cmd
-}
-
 /// A stored call and the callees its start found busy.
 fn decode(call: &str, busy: &str) -> StoreResult<Call> {
     let mut call = serde_json::from_str(call)
@@ -160,8 +146,7 @@ fn decode(call: &str, busy: &str) -> StoreResult<Call> {
 /// [`CallState`] in Redis, shared by every node pointed at the same database.
 pub struct RedisCalls {
     keys: Keys,
-    client: redis::Client,
-    connection: Arc<Mutex<Option<Connection>>>,
+    redis: Blocking,
 }
 
 impl RedisCalls {
@@ -169,49 +154,20 @@ impl RedisCalls {
     /// keep calls of its own. `prefix` is the cluster's (`redis_prefix`; empty:
     /// [`DEFAULT_PREFIX`](crate::DEFAULT_PREFIX)), the same as its bus's.
     pub fn connect(url: &str, prefix: &str) -> Result<RedisCalls, RedisBusError> {
-        let client = redis::Client::open(url)?;
-        let mut connection = open(&client)?;
-        redis::cmd("PING").query::<String>(&mut connection)?;
         Ok(RedisCalls {
             keys: Keys {
                 names: Names::new(prefix),
             },
-            client,
-            connection: Arc::new(Mutex::new(Some(connection))),
+            redis: Blocking::connect(url, "redis call state")?,
         })
-    }
-
-    /// Run `f` on this node's connection, on a blocking thread.
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> RedisResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        let (client, connection) = (self.client.clone(), self.connection.clone());
-        let run = move || {
-            let mut slot = connection.lock().unwrap_or_else(|e| e.into_inner());
-            let con = match slot.as_mut() {
-                Some(con) => con,
-                None => slot.insert(open(&client)?),
-            };
-            let result = f(con);
-            if let Err(e) = &result {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                    *slot = None;
-                }
-            }
-            result
-        };
-        match tokio::task::spawn_blocking(run).await {
-            Ok(result) => result.map_err(|e| StoreError::Backend(format!("redis: {e}"))),
-            Err(e) => Err(StoreError::Backend(format!("redis call state: {e}"))),
-        }
     }
 
     /// A live call with its version.
     async fn read(&self, call_id: u64) -> StoreResult<Option<(String, Call)>> {
         let key = self.keys.call(call_id);
         let got: (Option<String>, Option<String>, Option<String>) = self
-            .with(move |con| {
+            .redis
+            .run(move |con| {
                 redis::cmd("HMGET")
                     .arg(key)
                     .arg("v")
@@ -229,13 +185,6 @@ impl RedisCalls {
     }
 }
 
-fn open(client: &redis::Client) -> RedisResult<Connection> {
-    let con = client.get_connection_with_timeout(IO_TIMEOUT)?;
-    con.set_read_timeout(Some(IO_TIMEOUT))?;
-    con.set_write_timeout(Some(IO_TIMEOUT))?;
-    Ok(con)
-}
-
 #[async_trait]
 impl CallState for RedisCalls {
     async fn get(&self, call_id: u64) -> StoreResult<Option<Call>> {
@@ -245,7 +194,8 @@ impl CallState for RedisCalls {
     async fn of_group(&self, group: GroupId) -> StoreResult<Option<Call>> {
         let key = self.keys.group(group.0);
         let id: Option<u64> = self
-            .with(move |con| redis::cmd("GET").arg(key).query(con))
+            .redis
+            .run(move |con| redis::cmd("GET").arg(key).query(con))
             .await?;
         match id {
             Some(id) => self.get(id).await,
@@ -261,7 +211,8 @@ impl CallState for RedisCalls {
         let ring_ms = u64::try_from(ring_for.as_millis()).unwrap_or(u64::MAX / 2);
         let k = self.keys.clone();
         let busy: Option<Vec<u64>> = self
-            .with(move |con| {
+            .redis
+            .run(move |con| {
                 eval(
                     START,
                     &[&k.group(group), &k.call(id), &k.busy(), &k.timers()],
@@ -294,7 +245,8 @@ impl CallState for RedisCalls {
             let members = join(counted(&call));
             let k = self.keys.clone();
             let written: i64 = self
-                .with(move |con| {
+                .redis
+                .run(move |con| {
                     eval(UPDATE, &[&k.call(call_id), &k.busy()])
                         .arg(version)
                         .arg(json)
@@ -316,14 +268,16 @@ impl CallState for RedisCalls {
     async fn remove(&self, call_id: u64) -> StoreResult<Option<Call>> {
         let key = self.keys.call(call_id);
         let group: Option<u64> = self
-            .with(move |con| redis::cmd("HGET").arg(key).arg("group").query(con))
+            .redis
+            .run(move |con| redis::cmd("HGET").arg(key).arg("group").query(con))
             .await?;
         let Some(group) = group else {
             return Ok(None);
         };
         let k = self.keys.clone();
         let removed: Option<(String, String)> = self
-            .with(move |con| {
+            .redis
+            .run(move |con| {
                 eval(
                     REMOVE,
                     &[&k.call(call_id), &k.busy(), &k.timers(), &k.group(group)],
@@ -341,7 +295,8 @@ impl CallState for RedisCalls {
             tokio::time::sleep(POLL).await;
             let timers = self.keys.timers();
             let due: StoreResult<Vec<u64>> = self
-                .with(move |con| eval(DUE, &[&timers]).arg(DUE_BATCH).query(con))
+                .redis
+                .run(move |con| eval(DUE, &[&timers]).arg(DUE_BATCH).query(con))
                 .await;
             match due {
                 Ok(due) if !due.is_empty() => return due,

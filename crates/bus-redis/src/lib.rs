@@ -33,6 +33,10 @@
 //! Live calls and their ringing timers are kept in Redis too ([`calls::RedisCalls`], the
 //! core's `CallState`), so a call rings, connects and times out across nodes.
 //!
+//! Who is online too ([`online::RedisOnline`], the core's `OnlineState`): each user's
+//! first chat session and its last are decided once for the cluster, not from a node's
+//! copy of the directory, which comes a little late.
+//!
 //! Conference media too ([`media::ClusterMedia`], the core's `MediaEndpoint` wrapping the
 //! node's SFU): one node hosts each conference's media, the first to open it; parties on
 //! other nodes are opened there over Redis, and their media goes straight to it.
@@ -43,10 +47,12 @@
 //! is dropped and counted, never waited for: a publishing core never blocks on Redis),
 //! and the heartbeat, which also sweeps dead nodes.
 
+mod blocking;
 pub mod calls;
 mod codec;
 mod directory;
 pub mod media;
+pub mod online;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -61,6 +67,7 @@ use confer_core::bus::{
 };
 use confer_core::event::{Event, Grant, Json, Subscription};
 use confer_core::metrics::Metrics;
+use confer_core::service::CHAT_DOOR;
 use confer_core::{GroupId, SessionId, Uin};
 use redis::Commands;
 use serde_json::{json, Value};
@@ -122,8 +129,13 @@ impl Names {
     }
 
     /// The key whose expiry says a node died.
-    fn alive(&self, node: &str) -> String {
+    pub(crate) fn alive(&self, node: &str) -> String {
         format!("{}:alive:{node}", self.prefix)
+    }
+
+    /// A user's chat sessions as presence counts them (`online.rs`), session id → node.
+    pub(crate) fn online(&self, uin: Uin) -> String {
+        format!("{}:online:{uin}", self.prefix)
     }
 
     /// A node's sessions, session id → entry (`codec::session_info`).
@@ -865,8 +877,18 @@ fn heartbeat_loop(client: redis::Client, shared: Arc<Shared>, timeout: Duration)
                     tracing::warn!("this node was taken for dead; announcing its sessions again");
                     let _: redis::RedisResult<()> = c.sadd(shared.names.nodes(), &me);
                     shared.send("hello", json!({}));
+                    let mut counted = redis::pipe();
                     for info in shared.local.all_sessions() {
                         shared.announce(&info);
+                        if info.door == CHAT_DOOR {
+                            // Its presence fields, which others may have removed (`online.rs`).
+                            counted
+                                .hset(shared.names.online(info.uin), info.session_id.as_str(), &me)
+                                .ignore();
+                        }
+                    }
+                    if let Err(e) = counted.query::<()>(c) {
+                        tracing::warn!(error = %e, "this node's users are not counted online again");
                     }
                 }
                 Err(e) => {

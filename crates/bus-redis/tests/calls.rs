@@ -20,23 +20,7 @@ use confer_core::model::{Call, CallStatus};
 use confer_core::{GroupId, Uin};
 
 fn redis_url() -> Option<String> {
-    redis_db(8)
-}
-
-/// Database `db` of the test Redis, emptied first.
-fn redis_db(db: u8) -> Option<String> {
-    let url = common::redis_url()?;
-    // A database of its own, emptied first: call ids start again in each test run.
-    let base = url.trim_end_matches('/');
-    let base = match base.rsplit_once('/') {
-        Some((b, db)) if !db.is_empty() && db.bytes().all(|c| c.is_ascii_digit()) => b,
-        _ => base,
-    };
-    let url = format!("{base}/{db}");
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut con = client.get_connection().unwrap();
-    redis::cmd("FLUSHDB").query::<()>(&mut con).unwrap();
-    Some(url)
+    common::redis_db(8)
 }
 
 fn call(id: u64, group: u64, caller: u64, callees: &[u64]) -> Call {
@@ -178,7 +162,7 @@ fn keys(url: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clusters_with_their_own_prefixes_on_one_redis_never_see_each_others_calls() {
-    let Some(url) = redis_db(9) else {
+    let Some(url) = common::redis_db(9) else {
         return;
     };
     let blue = RedisCalls::connect(&url, "blue").unwrap();

@@ -41,6 +41,7 @@ pub mod logsink;
 pub mod media;
 pub mod metrics;
 pub mod model;
+pub mod online;
 pub mod rate;
 pub mod references;
 pub mod service;

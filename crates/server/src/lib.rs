@@ -158,6 +158,18 @@ fn build_node_core(config: &Config, join: bool) -> anyhow::Result<Arc<Core>> {
         )),
         None => core,
     };
+    // And who is online, on a node that serves chat sessions.
+    let core = match cluster {
+        Some(url) => core.with_online(Arc::new(
+            confer_bus_redis::online::RedisOnline::connect(
+                url,
+                &config.redis_prefix,
+                &node_id(config),
+            )
+            .context("counting who is online in Redis (redis_url)")?,
+        )),
+        None => core,
+    };
     Ok(Arc::new(core))
 }
 

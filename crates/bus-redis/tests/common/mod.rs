@@ -13,3 +13,21 @@ pub fn redis_url() -> Option<String> {
     };
     Some(url)
 }
+
+/// Database `db` of the test Redis, emptied first (each test file uses its own numbers).
+#[allow(dead_code)] // not every test file uses it
+pub fn redis_db(db: u8) -> Option<String> {
+    let url = redis_url()?;
+    let base = url.trim_end_matches('/');
+    let base = match base.rsplit_once('/') {
+        Some((b, db)) if !db.is_empty() && db.bytes().all(|c| c.is_ascii_digit()) => b,
+        _ => base,
+    };
+    let url = format!("{base}/{db}");
+    let client = redis::Client::open(url.as_str()).expect("the test Redis's URL");
+    let mut con = client.get_connection().expect("the test Redis");
+    redis::cmd("FLUSHDB")
+        .query::<()>(&mut con)
+        .expect("emptying a test database");
+    Some(url)
+}

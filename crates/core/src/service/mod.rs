@@ -54,8 +54,9 @@ pub use receipts::Receipt;
 pub use sessions::SESSION_STOP_CODE;
 pub use tokens::TOKEN_ENDED_STOP_CODE;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::bus::{Delivery, EventBus, SessionRegistry};
@@ -67,6 +68,7 @@ use crate::ids::Uin;
 use crate::login_limits::{LoginLimitSettings, LoginLimits};
 use crate::logsink::LogSink;
 use crate::metrics::Metrics;
+use crate::online::{LocalOnline, OnlineState};
 use crate::store::Storage;
 
 /// The knobs the core itself needs (the binary's config holds the rest).
@@ -116,6 +118,12 @@ pub struct Core {
     calls: Arc<dyn CallState>,
     /// Whether the task that ends timed-out calls runs (`calls.rs`).
     call_timers: AtomicBool,
+    /// Each user's chat sessions, as presence counts them (`crate::online`): this
+    /// process's memory, or Redis for a cluster ([`Core::with_online`]).
+    online: Arc<dyn OnlineState>,
+    /// Chat sessions whose count in `online` failed: presence decides theirs from the
+    /// registry (`presence.rs`).
+    uncounted: Mutex<HashSet<crate::ids::SessionId>>,
     /// Who is typing where, until when (`typing.rs`): one entry per typer per group.
     typing: typing::TypingState,
     /// Every Argon2 hash and verification runs here, bounded (`hasher.rs`).
@@ -151,6 +159,8 @@ impl Core {
             settings,
             calls: Arc::new(LocalCalls::default()),
             call_timers: AtomicBool::new(false),
+            online: Arc::new(LocalOnline::default()),
+            uncounted: Mutex::default(),
             typing: typing::TypingState::default(),
             next_party: AtomicU64::new(1),
             profiles: profiles::ProfileCache::default(),
@@ -162,6 +172,13 @@ impl Core {
     /// share them through Redis).
     pub fn with_calls(mut self, calls: Arc<dyn CallState>) -> Self {
         self.calls = calls;
+        self
+    }
+
+    /// Count each user's chat sessions for presence in `online` instead of this
+    /// process's memory (several nodes share one count through Redis).
+    pub fn with_online(mut self, online: Arc<dyn OnlineState>) -> Self {
+        self.online = online;
         self
     }
 

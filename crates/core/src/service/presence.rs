@@ -4,7 +4,8 @@
 //! used: a second connection with the same token replaces the first ("conflict", code 7).
 //! A user is online while it has at least one chat session; the users who share a chat
 //! group with it hear `user_status` when that changes; when its last session closes, it
-//! stops typing everywhere (`typing.rs`).
+//! stops typing everywhere (`typing.rs`). Which session is a user's first and which its
+//! last is decided by the core's `OnlineState` (`crate::online`), the same on every node.
 //!
 //! A user may choose its status (`user_status`: 1 online, 3 idle, 4 invisible, 5 away,
 //! 6 busy) and a free-text `message_status`; both are stored with the account and kept
@@ -13,6 +14,8 @@
 //! announced online, and choosing invisible is announced as going offline. Its own
 //! sockets hear its real status, so its devices agree. A new socket gets a snapshot of
 //! its peers' presence as they see it ([`Core::presence_snapshot`]).
+
+use std::collections::HashSet;
 
 use crate::bus::{Delivery, Mailbox, SessionInfo};
 use crate::error::{CoreError, CoreResult};
@@ -57,6 +60,9 @@ impl Core {
             let _ = self.registry.deliver(&old.session_id, stop);
             // Its connection closes on its own; it no longer counts from now on.
             self.close_session(old).await;
+            if let Err(e) = self.online.leave(old.uin, &old.session_id).await {
+                tracing::warn!(error = %e, "presence: a replaced session is still counted");
+            }
         }
         let was_online = self.is_online(who.uin);
         let info = SessionInfo {
@@ -70,7 +76,15 @@ impl Core {
             meta: None,
         };
         let info = self.register_session(info, mailbox)?;
-        if !was_online {
+        let first = match self.online.join(who.uin, &info.session_id).await {
+            Ok(first) => first,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: counted from this node's view");
+                self.uncounted_sessions().insert(info.session_id.clone());
+                !was_online
+            }
+        };
+        if first {
             let presence = self.presence_of(who.uin).await;
             if presence.online_status != INVISIBLE {
                 self.announce_status(&presence, presence.online_status, None)
@@ -83,7 +97,21 @@ impl Core {
     /// Close a Chat API session; the user's last one makes it offline for its peers.
     pub async fn close_chat_session(&self, session: &SessionInfo) {
         self.close_session(session).await;
-        if !self.is_online(session.uin) {
+        let uncounted = self.uncounted_sessions().remove(&session.session_id);
+        let last = match self.online.leave(session.uin, &session.session_id).await {
+            Ok(Some(last)) => last,
+            // Never counted (its join failed), or the count is out of reach: this
+            // node's view of the registry decides.
+            Ok(None) if uncounted => !self.is_online(session.uin),
+            // Taken out already by whoever replaced it (a conflict) or found its node
+            // dead; that one has decided.
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: counted from this node's view");
+                !self.is_online(session.uin)
+            }
+        };
+        if last {
             let now = now_us();
             if let Err(e) = self.storage.set_last_seen(session.uin, now).await {
                 tracing::warn!(error = %e, "could not store last_seen");
@@ -95,6 +123,11 @@ impl Core {
             }
             self.typing_gone(session.uin).await;
         }
+    }
+
+    /// The chat sessions whose join `OnlineState` did not take (it failed).
+    fn uncounted_sessions(&self) -> std::sync::MutexGuard<'_, HashSet<SessionId>> {
+        self.uncounted.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether a user has a live chat session.

@@ -1,0 +1,84 @@
+//! One node's blocking Redis connection, used from async code: what the Redis-backed
+//! core state (`calls.rs`, `online.rs`) shares.
+//!
+//! The commands are blocking (the `redis` crate without its async runtime, as the rest of
+//! this crate), so they run on the runtime's blocking threads over one connection: the
+//! operations of one user of it take turns, which bounds them. A dropped connection is
+//! opened again by the next operation; each command may take [`IO_TIMEOUT`] at most.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use confer_core::store::{StoreError, StoreResult};
+use redis::{Connection, RedisResult};
+
+use crate::RedisBusError;
+
+/// How long one Redis command may take before the operation fails.
+pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection, opened again when it dropped.
+pub(crate) struct Blocking {
+    client: redis::Client,
+    connection: Arc<Mutex<Option<Connection>>>,
+    /// What it serves, for errors ("redis call state").
+    what: &'static str,
+}
+
+impl Blocking {
+    /// Connect now, and check Redis answers: a node whose state cannot reach Redis fails
+    /// to start rather than keep a state of its own.
+    pub(crate) fn connect(url: &str, what: &'static str) -> Result<Blocking, RedisBusError> {
+        let client = redis::Client::open(url)?;
+        let mut connection = open(&client)?;
+        redis::cmd("PING").query::<String>(&mut connection)?;
+        Ok(Blocking {
+            client,
+            connection: Arc::new(Mutex::new(Some(connection))),
+            what,
+        })
+    }
+
+    /// Run `f` on the connection, on a blocking thread.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> RedisResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (client, connection) = (self.client.clone(), self.connection.clone());
+        let run = move || {
+            let mut slot = connection.lock().unwrap_or_else(|e| e.into_inner());
+            let con = match slot.as_mut() {
+                Some(con) => con,
+                None => slot.insert(open(&client)?),
+            };
+            let result = f(con);
+            if let Err(e) = &result {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    *slot = None;
+                }
+            }
+            result
+        };
+        match tokio::task::spawn_blocking(run).await {
+            Ok(result) => result.map_err(|e| StoreError::Backend(format!("redis: {e}"))),
+            Err(e) => Err(StoreError::Backend(format!("{}: {e}", self.what))),
+        }
+    }
+}
+
+fn open(client: &redis::Client) -> RedisResult<Connection> {
+    let con = client.get_connection_with_timeout(IO_TIMEOUT)?;
+    con.set_read_timeout(Some(IO_TIMEOUT))?;
+    con.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(con)
+}
+
+/// `EVAL script` over `keys`; the caller adds the arguments.
+pub(crate) fn eval(script: &str, keys: &[&str]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(keys.len());
+    for k in keys {
+        cmd.arg(*k);
+    }
+    cmd
+}
