@@ -1,5 +1,6 @@
 # How the scripts install what they need, sourced, not run (scripts/test, every
-# scripts/suite-*, scripts/bench-nodes, scripts/coturn.sh):
+# scripts/suite-*, scripts/bench, scripts/bench-nodes, scripts/coturn.sh,
+# scripts/instructions):
 #
 #   quietly CMD...            run CMD with its output in a file shown only if it fails:
 #                             installing prints hundreds of lines nobody needs when it works
