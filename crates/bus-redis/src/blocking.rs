@@ -3,14 +3,17 @@
 //!
 //! The commands are blocking (the `redis` crate without its async runtime, as the rest of
 //! this crate), so they run on the runtime's blocking threads over one connection: the
-//! operations of one user of it take turns, which bounds them. A dropped connection is
-//! opened again by the next operation; each command may take [`IO_TIMEOUT`] at most.
+//! operations of one user of it take turns, which bounds them, and they wait for their
+//! turn asynchronously (a storm of connects holds one blocking thread, not one each). A
+//! dropped connection is opened again by the next operation; each command may take
+//! [`IO_TIMEOUT`] at most.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use confer_core::store::{StoreError, StoreResult};
 use redis::{Connection, RedisResult};
+use tokio::sync::Mutex;
 
 use crate::RedisBusError;
 
@@ -44,9 +47,9 @@ impl Blocking {
         &self,
         f: impl FnOnce(&mut Connection) -> RedisResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let (client, connection) = (self.client.clone(), self.connection.clone());
+        let client = self.client.clone();
+        let mut slot = self.connection.clone().lock_owned().await;
         let run = move || {
-            let mut slot = connection.lock().unwrap_or_else(|e| e.into_inner());
             let con = match slot.as_mut() {
                 Some(con) => con,
                 None => slot.insert(open(&client)?),

@@ -16,12 +16,14 @@
 //! its peers' presence as they see it ([`Core::presence_snapshot`]).
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use crate::bus::{Delivery, Mailbox, SessionInfo};
 use crate::error::{CoreError, CoreResult};
 use crate::event::EventBody;
 use crate::ids::{SessionId, Uin};
 use crate::model::{now_us, Presence, Principal, INVISIBLE, OFFLINE, ONLINE};
+use crate::store::{StoreError, StoreResult};
 
 use super::Core;
 
@@ -33,6 +35,10 @@ pub const CONFLICT_STOP_CODE: u64 = 7;
 pub const MAX_MESSAGE_STATUS: usize = 256;
 /// The most peers a socket's presence snapshot names (about 80 bytes each on the wire).
 pub const SNAPSHOT_MAX_PEERS: usize = 10_000;
+/// How long a connect or a close waits for the presence count (`crate::online`: Redis on
+/// a cluster) before it decides from the registry's view instead: Redis out of reach slows
+/// no connection by more than this.
+const ONLINE_WAIT: Duration = Duration::from_secs(2);
 /// The statuses a user may choose; 2 (offline) is only ever shown, never chosen.
 const CHOOSABLE: [u8; 5] = [1, 3, 4, 5, 6];
 
@@ -60,7 +66,7 @@ impl Core {
             let _ = self.registry.deliver(&old.session_id, stop);
             // Its connection closes on its own; it no longer counts from now on.
             self.close_session(old).await;
-            if let Err(e) = self.online.leave(old.uin, &old.session_id).await {
+            if let Err(e) = self.online_leave(old.uin, &old.session_id).await {
                 tracing::warn!(error = %e, "presence: a replaced session is still counted");
             }
         }
@@ -76,7 +82,7 @@ impl Core {
             meta: None,
         };
         let info = self.register_session(info, mailbox)?;
-        let first = match self.online.join(who.uin, &info.session_id).await {
+        let first = match self.online_join(who.uin, &info.session_id).await {
             Ok(first) => first,
             Err(e) => {
                 tracing::warn!(error = %e, "presence: counted from this node's view");
@@ -98,7 +104,7 @@ impl Core {
     pub async fn close_chat_session(&self, session: &SessionInfo) {
         self.close_session(session).await;
         let uncounted = self.uncounted_sessions().remove(&session.session_id);
-        let last = match self.online.leave(session.uin, &session.session_id).await {
+        let last = match self.online_leave(session.uin, &session.session_id).await {
             Ok(Some(last)) => last,
             // Never counted (its join failed), or the count is out of reach: this
             // node's view of the registry decides.
@@ -123,6 +129,20 @@ impl Core {
             }
             self.typing_gone(session.uin).await;
         }
+    }
+
+    /// [`OnlineState::join`](crate::online::OnlineState::join), failing after [`ONLINE_WAIT`].
+    async fn online_join(&self, uin: Uin, session: &SessionId) -> StoreResult<bool> {
+        tokio::time::timeout(ONLINE_WAIT, self.online.join(uin, session))
+            .await
+            .unwrap_or_else(|_| Err(no_count()))
+    }
+
+    /// [`OnlineState::leave`](crate::online::OnlineState::leave), failing after [`ONLINE_WAIT`].
+    async fn online_leave(&self, uin: Uin, session: &SessionId) -> StoreResult<Option<bool>> {
+        tokio::time::timeout(ONLINE_WAIT, self.online.leave(uin, session))
+            .await
+            .unwrap_or_else(|_| Err(no_count()))
     }
 
     /// The chat sessions whose join `OnlineState` did not take (it failed).
@@ -236,6 +256,10 @@ impl Core {
         let body = status_body(presence, shown, last_seen_at_us);
         self.push_chat(peers, "user_status", uin.to_string(), body);
     }
+}
+
+fn no_count() -> StoreError {
+    StoreError::Backend(format!("presence count: no answer within {ONLINE_WAIT:?}"))
 }
 
 /// A `user_status` push of `presence`, shown as `shown`. An offline user's
