@@ -21,6 +21,7 @@ mod login_limits;
 mod media;
 mod nodes;
 mod polling;
+mod presence;
 mod reference;
 mod register;
 mod s3;
