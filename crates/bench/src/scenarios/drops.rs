@@ -117,7 +117,7 @@ pub(crate) async fn drop_prone_receiver(
             continue;
         };
         // The Node server's rooms are joined per connection: after the join, the pushes;
-        // before it, what the catch-up finds (from the first message on the first time).
+        // before it, what the catch-up finds.
         let joins = token.is_none();
         if joins
             && c.call("join", &json!({"group_id": group.to_string()}))
@@ -126,9 +126,11 @@ pub(crate) async fn drop_prone_receiver(
         {
             continue;
         }
-        if (resume_after > 0 || joins)
-            && catch_up(&c, group, resume_after, &receipts).await.is_err()
-        {
+        // Every connection catches up once its pushes flow, the first too (from the
+        // group's start): the senders do not wait for the receivers' first connections,
+        // and what was posted before one, or during a cut before its first push, is
+        // found here.
+        if catch_up(&c, group, resume_after, &receipts).await.is_err() {
             continue;
         }
         let pause = loop {
