@@ -2,12 +2,13 @@
 //! core state (`calls.rs`, `online.rs`) shares.
 //!
 //! The commands are blocking (the `redis` crate without its async runtime, as the rest of
-//! this crate), so they run on the runtime's blocking threads over one connection: the
-//! operations of one user of it take turns, which bounds them, and they wait for their
-//! turn asynchronously (a storm of connects holds one blocking thread, not one each). A
-//! dropped connection is opened again by the next operation; each command may take
-//! [`IO_TIMEOUT`] at most.
+//! this crate), so they run on the runtime's blocking threads over [`CONNECTIONS`]
+//! connections, taken in turn: at most that many operations of one user run at once,
+//! which bounds them, and the others wait for their turn asynchronously (a storm of
+//! connects holds a few blocking threads, not one each). A dropped connection is opened
+//! again by the next operation on it; each command may take [`IO_TIMEOUT`] at most.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,10 +21,18 @@ use crate::RedisBusError;
 /// How long one Redis command may take before the operation fails.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A connection, opened again when it dropped.
+/// How many connections each user of Redis here has (a node's calls, its presence
+/// count): on a machine whose threads wait to be scheduled, one at a time fell behind a
+/// storm of connects.
+pub(crate) const CONNECTIONS: usize = 4;
+
+type Slot = Arc<Mutex<Option<Connection>>>;
+
+/// [`CONNECTIONS`] connections, each opened again when it dropped.
 pub(crate) struct Blocking {
     client: redis::Client,
-    connection: Arc<Mutex<Option<Connection>>>,
+    connections: Vec<Slot>,
+    next: AtomicUsize,
     /// What it serves, for errors ("redis call state").
     what: &'static str,
 }
@@ -35,9 +44,13 @@ impl Blocking {
         let client = redis::Client::open(url)?;
         let mut connection = open(&client)?;
         redis::cmd("PING").query::<String>(&mut connection)?;
+        // The first is opened now (Redis answers); the others by their first operation.
+        let mut connections = vec![Arc::new(Mutex::new(Some(connection)))];
+        connections.resize_with(CONNECTIONS, Slot::default);
         Ok(Blocking {
             client,
-            connection: Arc::new(Mutex::new(Some(connection))),
+            connections,
+            next: AtomicUsize::new(0),
             what,
         })
     }
@@ -48,7 +61,8 @@ impl Blocking {
         f: impl FnOnce(&mut Connection) -> RedisResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let client = self.client.clone();
-        let mut slot = self.connection.clone().lock_owned().await;
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let mut slot = self.connections[turn].clone().lock_owned().await;
         let run = move || {
             let con = match slot.as_mut() {
                 Some(con) => con,

@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Frames for other nodes (events, pushes, media signalling) dropped because the
     /// queue to Redis was full or Redis could not be reached.
     cluster_frames_dropped: AtomicU64,
+    /// Chat connects and closes whose presence count (`crate::online`) failed or was late.
+    presence_uncounted: AtomicU64,
     /// Push deliveries per (provider, outcome).
     pushes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -129,6 +131,11 @@ impl Metrics {
     /// `n` frames for other nodes were dropped (see the field).
     pub fn cluster_frames_dropped(&self, n: u64) {
         self.cluster_frames_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A presence count failed (see the field); the count so far, this one included.
+    pub fn presence_uncounted(&self) -> u64 {
+        self.presence_uncounted.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     pub fn deliveries_dropped(&self, n: u64) {
@@ -241,6 +248,11 @@ impl Metrics {
                 "Frames for other nodes (events, pushes, media signalling) dropped: the queue to Redis was full or Redis unreachable.",
                 &self.cluster_frames_dropped,
             ),
+            (
+                "confer_presence_uncounted_total",
+                "Chat connects and closes whose presence count (Redis on a cluster) failed or took over 2 s: decided from the node's own view.",
+                &self.presence_uncounted,
+            ),
         ];
         for (name, help, value) in simple {
             let _ = writeln!(
@@ -294,6 +306,7 @@ mod tests {
         m.command("api_server", "bad\"name", false);
         m.commit(Duration::from_micros(1500), 3);
         m.cluster_frames_dropped(2);
+        assert_eq!((m.presence_uncounted(), m.presence_uncounted()), (1, 2));
         let text = m.render();
         assert!(text.contains("confer_connections{door=\"api_server\"} 1"));
         assert!(text.contains(
@@ -304,5 +317,6 @@ mod tests {
         assert!(text.contains("confer_storage_commit_seconds_bucket{le=\"0.002\"} 1"));
         assert!(text.contains("confer_storage_commit_ops_total 3"));
         assert!(text.contains("confer_cluster_frames_dropped_total 2"));
+        assert!(text.contains("confer_presence_uncounted_total 2"));
     }
 }

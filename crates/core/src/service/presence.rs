@@ -67,7 +67,7 @@ impl Core {
             // Its connection closes on its own; it no longer counts from now on.
             self.close_session(old).await;
             if let Err(e) = self.online_leave(old.uin, &old.session_id).await {
-                tracing::warn!(error = %e, "presence: a replaced session is still counted");
+                self.count_failed(&e, "a replaced session is still counted");
             }
         }
         let was_online = self.is_online(who.uin);
@@ -85,7 +85,7 @@ impl Core {
         let first = match self.online_join(who.uin, &info.session_id).await {
             Ok(first) => first,
             Err(e) => {
-                tracing::warn!(error = %e, "presence: counted from this node's view");
+                self.count_failed(&e, "decided from this node's view");
                 self.uncounted_sessions().insert(info.session_id.clone());
                 !was_online
             }
@@ -113,7 +113,7 @@ impl Core {
             // dead; that one has decided.
             Ok(None) => false,
             Err(e) => {
-                tracing::warn!(error = %e, "presence: counted from this node's view");
+                self.count_failed(&e, "decided from this node's view");
                 !self.is_online(session.uin)
             }
         };
@@ -143,6 +143,16 @@ impl Core {
         tokio::time::timeout(ONLINE_WAIT, self.online.leave(uin, session))
             .await
             .unwrap_or_else(|_| Err(no_count()))
+    }
+
+    /// A presence count that failed or was late, counted (`/metrics`) and logged on the
+    /// 1st, 2nd, 4th, 8th … time: a storm of them (Redis out of reach, a starved
+    /// machine) writes a few lines, not one per connection.
+    fn count_failed(&self, error: &StoreError, outcome: &str) {
+        let n = self.metrics.presence_uncounted();
+        if n.is_power_of_two() {
+            tracing::warn!(error = %error, failed_so_far = n, "presence count: {outcome}");
+        }
     }
 
     /// The chat sessions whose join `OnlineState` did not take (it failed).

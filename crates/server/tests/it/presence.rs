@@ -1,6 +1,7 @@
 //! Presence when its count does not answer (`OnlineState`: Redis out of reach on a
 //! cluster): a connect and a close still go through, each after the count's bounded
-//! wait, and a peer hears online and offline decided from the registry's view instead.
+//! wait, a peer hears online and offline decided from the registry's view instead, and
+//! `/metrics` counts each fallback.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -100,4 +101,9 @@ async fn without_a_count() {
     assert_eq!(statuses_of(&mut watching, pat.uin), [1], "pat came online");
     core.close_chat_session(&session).await;
     assert_eq!(statuses_of(&mut watching, pat.uin), [2], "pat went offline");
+    // Each of the three (two joins, a leave) is counted where an operator looks.
+    assert!(core
+        .metrics()
+        .render()
+        .contains("confer_presence_uncounted_total 3"));
 }
