@@ -143,9 +143,11 @@ export class Chat {
   }
 
   private onOnline = () => {
-    // Only a socket that gave up; one that is reconnecting already would be a second
-    // connection with the same token, which the server answers as a conflict.
-    if (!this.socket.active && this.connection === 'offline') this.socket.connect();
+    if (this.socket.connected || this.connection === 'expired' || this.connection === 'elsewhere') return;
+    // A socket waiting for its next back-off step is stopped first, so that this is its
+    // one connection (a second with the same token would be answered as a conflict).
+    if (this.socket.active) this.socket.disconnect();
+    this.socket.connect();
   };
 
   /** Take the connection back from another tab that uses the same sign-in. */
