@@ -24,15 +24,22 @@ fn alive(url: &str, prefix: &str, node: &str) {
         .unwrap();
 }
 
+/// Two live nodes, `n0` and `n1`, counting in `url`'s database under prefix `t`.
+fn two_live_nodes(url: &str) -> (RedisOnline, RedisOnline) {
+    alive(url, "t", "n0");
+    alive(url, "t", "n1");
+    (
+        RedisOnline::connect(url, "t", "n0").unwrap(),
+        RedisOnline::connect(url, "t", "n1").unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_users_sockets_on_two_nodes_are_one_presence() {
     let Some(url) = common::redis_db(10) else {
         return;
     };
-    alive(&url, "t", "n0");
-    alive(&url, "t", "n1");
-    let n0 = RedisOnline::connect(&url, "t", "n0").unwrap();
-    let n1 = RedisOnline::connect(&url, "t", "n1").unwrap();
+    let (n0, n1) = two_live_nodes(&url);
     let sam = Uin(42);
     let (first, second) = (SessionId::random(), SessionId::random());
 
@@ -56,10 +63,7 @@ async fn of_sockets_opening_or_closing_at_once_on_two_nodes_one_is_first_and_one
     let Some(url) = common::redis_db(11) else {
         return;
     };
-    alive(&url, "t", "n0");
-    alive(&url, "t", "n1");
-    let n0 = RedisOnline::connect(&url, "t", "n0").unwrap();
-    let n1 = RedisOnline::connect(&url, "t", "n1").unwrap();
+    let (n0, n1) = two_live_nodes(&url);
     for round in 0..50u64 {
         let uin = Uin(1000 + round);
         let (a, b) = (SessionId::random(), SessionId::random());

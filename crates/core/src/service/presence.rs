@@ -66,7 +66,7 @@ impl Core {
             let _ = self.registry.deliver(&old.session_id, stop);
             // Its connection closes on its own; it no longer counts from now on.
             self.close_session(old).await;
-            if let Err(e) = self.online_leave(old.uin, &old.session_id).await {
+            if let Err(e) = within_wait(self.online.leave(old.uin, &old.session_id)).await {
                 self.count_failed(&e, "a replaced session is still counted");
             }
         }
@@ -82,7 +82,7 @@ impl Core {
             meta: None,
         };
         let info = self.register_session(info, mailbox)?;
-        let first = match self.online_join(who.uin, &info.session_id).await {
+        let first = match within_wait(self.online.join(who.uin, &info.session_id)).await {
             Ok(first) => first,
             Err(e) => {
                 self.count_failed(&e, "decided from this node's view");
@@ -104,7 +104,7 @@ impl Core {
     pub async fn close_chat_session(&self, session: &SessionInfo) {
         self.close_session(session).await;
         let uncounted = self.uncounted_sessions().remove(&session.session_id);
-        let last = match self.online_leave(session.uin, &session.session_id).await {
+        let last = match within_wait(self.online.leave(session.uin, &session.session_id)).await {
             Ok(Some(last)) => last,
             // Never counted (its join failed), or the count is out of reach: this
             // node's view of the registry decides.
@@ -129,20 +129,6 @@ impl Core {
             }
             self.typing_gone(session.uin).await;
         }
-    }
-
-    /// [`OnlineState::join`](crate::online::OnlineState::join), failing after [`ONLINE_WAIT`].
-    async fn online_join(&self, uin: Uin, session: &SessionId) -> StoreResult<bool> {
-        tokio::time::timeout(ONLINE_WAIT, self.online.join(uin, session))
-            .await
-            .unwrap_or_else(|_| Err(no_count()))
-    }
-
-    /// [`OnlineState::leave`](crate::online::OnlineState::leave), failing after [`ONLINE_WAIT`].
-    async fn online_leave(&self, uin: Uin, session: &SessionId) -> StoreResult<Option<bool>> {
-        tokio::time::timeout(ONLINE_WAIT, self.online.leave(uin, session))
-            .await
-            .unwrap_or_else(|_| Err(no_count()))
     }
 
     /// A presence count that failed or was late, counted (`/metrics`) and logged on the
@@ -268,8 +254,17 @@ impl Core {
     }
 }
 
-fn no_count() -> StoreError {
-    StoreError::Backend(format!("presence count: no answer within {ONLINE_WAIT:?}"))
+/// A presence count's answer (`crate::online`), failing after [`ONLINE_WAIT`].
+async fn within_wait<T>(
+    count: impl std::future::Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    tokio::time::timeout(ONLINE_WAIT, count)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Backend(format!(
+                "presence count: no answer within {ONLINE_WAIT:?}"
+            )))
+        })
 }
 
 /// A `user_status` push of `presence`, shown as `shown`. An offline user's

@@ -12,13 +12,6 @@ use super::{expect, fail, Run, StepError, StepId};
 
 const STEP: StepId = (7, "messages since");
 
-/// Write `inbox` durably, or fail `step`.
-pub(super) fn save(run: &Run<'_>, inbox: &Inbox, step: StepId) -> Result<(), StepError> {
-    inbox
-        .write(run.config)
-        .map_err(|e| fail(step, format!("writing the sync inbox: {e}")))
-}
-
 /// The inbox as this step leaves it (step 9 adds the settings to it).
 pub(super) async fn run(run: &mut Run<'_>, since: i64) -> Result<Inbox, StepError> {
     run.start(STEP)?;
@@ -35,7 +28,7 @@ pub(super) async fn run(run: &mut Run<'_>, since: i64) -> Result<Inbox, StepErro
                 .into_iter()
                 .map(|item| json!({"item": item, "tries": 0})),
         );
-        save(run, &inbox, STEP)?;
+        run.save_inbox(&inbox, STEP)?;
         write_durably(
             config,
             &stored_path(config),
@@ -64,7 +57,7 @@ pub(super) async fn run(run: &mut Run<'_>, since: i64) -> Result<Inbox, StepErro
     }
     inbox.messages = kept;
     run.report.messages_held = inbox.messages.len();
-    save(run, &inbox, STEP)?;
+    run.save_inbox(&inbox, STEP)?;
     if held_before >= MAX_INBOX {
         return Err(fail(
             STEP,

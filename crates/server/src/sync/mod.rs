@@ -260,6 +260,13 @@ impl Run<'_> {
         }
     }
 
+    /// Write `inbox` durably (steps 7 and 9), or fail `step`.
+    fn save_inbox(&self, inbox: &inbox::Inbox, step: StepId) -> Result<(), StepError> {
+        inbox
+            .write(self.config)
+            .map_err(|e| fail(step, format!("writing the sync inbox: {e}")))
+    }
+
     /// The step went through.
     fn done(&mut self, step: StepId, detail: String) {
         self.report.steps.push(Step {

@@ -8,7 +8,6 @@ use confer_core::hub::HubLinkKind;
 use serde_json::{json, Value};
 
 use super::inbox::Inbox;
-use super::incoming::save;
 use super::receive::text_of;
 use super::{expect, fail, Run, StepError, StepId};
 
@@ -26,7 +25,7 @@ pub(super) async fn run(run: &mut Run<'_>, mut inbox: Inbox) -> Result<(), StepE
             inbox.settings.push(setting);
         }
     }
-    save(run, &inbox, STEP)?;
+    run.save_inbox(&inbox, STEP)?;
     run.died(STEP)?;
     let mut unconfirmed = Vec::new();
     let mut failure = None;
@@ -83,7 +82,7 @@ pub(super) async fn run(run: &mut Run<'_>, mut inbox: Inbox) -> Result<(), StepE
         }
     }
     inbox.settings = unconfirmed;
-    save(run, &inbox, STEP)?;
+    run.save_inbox(&inbox, STEP)?;
     if let Some(why) = failure {
         return Err(fail(STEP, why));
     }
