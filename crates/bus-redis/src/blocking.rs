@@ -1,5 +1,6 @@
-//! One node's blocking Redis connection, used from async code: what the Redis-backed
-//! core state (`calls.rs`, `online.rs`) shares.
+//! One node's blocking Redis connections, used from async code: what the calls' state
+//! (`calls.rs`) runs on. (The presence count, `online.rs`, batches its scripts on a
+//! thread of its own over one connection opened by [`open`].)
 //!
 //! The commands are blocking (the `redis` crate without its async runtime, as the rest of
 //! this crate), so they run on the runtime's blocking threads over [`CONNECTIONS`]
@@ -21,9 +22,8 @@ use crate::RedisBusError;
 /// How long one Redis command may take before the operation fails.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How many connections each user of Redis here has (a node's calls, its presence
-/// count): on a machine whose threads wait to be scheduled, one at a time fell behind a
-/// storm of connects.
+/// How many connections a node's calls have: on a machine whose threads wait to be
+/// scheduled, one at a time fell behind a storm.
 pub(crate) const CONNECTIONS: usize = 4;
 
 type Slot = Arc<Mutex<Option<Connection>>>;
@@ -83,7 +83,8 @@ impl Blocking {
     }
 }
 
-fn open(client: &redis::Client) -> RedisResult<Connection> {
+/// A connection whose every command may take [`IO_TIMEOUT`] at most.
+pub(crate) fn open(client: &redis::Client) -> RedisResult<Connection> {
     let con = client.get_connection_with_timeout(IO_TIMEOUT)?;
     con.set_read_timeout(Some(IO_TIMEOUT))?;
     con.set_write_timeout(Some(IO_TIMEOUT))?;

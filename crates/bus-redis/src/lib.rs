@@ -156,6 +156,8 @@ pub enum RedisBusError {
     Redis(#[from] redis::RedisError),
     #[error("redis subscriber: {0}")]
     Subscriber(String),
+    #[error("redis presence thread: {0}")]
+    Thread(String),
 }
 
 /// How a node joins the others.

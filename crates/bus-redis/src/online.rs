@@ -16,96 +16,198 @@
 //! lets the registry decide); a node that was only taken for dead writes its sessions'
 //! fields again with its heartbeat (`lib.rs`).
 //!
-//! The scripts read `alive` keys they are not given as KEYS: right on one Redis (or
-//! Valkey) server, not on Redis Cluster, which this crate does not support.
+//! **A node's joins and leaves reach Redis in the order they were asked, in batches:**
+//! they queue for one thread of the node's (bounded: [`QUEUE`] operations of a hundred
+//! bytes or so each), which takes whatever has queued, up to [`BATCH`], into one script
+//! run, so a storm of connects costs a round trip per batch, not one each. The order
+//! matters: a leave asked after its join (even one whose caller stopped waiting for it)
+//! never runs before that join, which would leave the join's field behind and keep the
+//! user online for good. A full queue fails the operation at once, and the core decides
+//! from its own view, as it does for a count that comes too late.
+//!
+//! The script reads `alive` keys it is not given as KEYS: right on one Redis (or Valkey)
+//! server, not on Redis Cluster, which this crate does not support.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 
 use async_trait::async_trait;
 use confer_core::online::OnlineState;
-use confer_core::store::StoreResult;
+use confer_core::store::{StoreError, StoreResult};
 use confer_core::{SessionId, Uin};
+use redis::{Client, Connection};
+use tokio::sync::oneshot;
 
-use crate::blocking::{eval, Blocking};
+use crate::blocking::open;
 use crate::{Names, RedisBusError};
 
-/// Counts the fields of `KEYS[1]` whose node is this one (`ARGV[2]`) or alive (its key
-/// `ARGV[3] .. node` exists), removing the others.
-const LIVE: &str = r"
-local function live()
-  local entries = redis.call('HGETALL', KEYS[1])
+/// How many joins and leaves may wait for the node's Redis thread.
+pub const QUEUE: usize = 16_384;
+
+/// How many of them one script run takes (it runs alone in Redis: a few µs each).
+pub const BATCH: usize = 256;
+
+/// Runs a batch: operation `i` is on the user hash `KEYS[i]`, and `ARGV[2 + i]` is `j`
+/// (join) or `l` (leave) followed by the session id; `ARGV[1]` is this node and
+/// `ARGV[2]` the prefix of the `alive` keys. Answers, per operation, the user's live
+/// sessions after it, or -1 for a leave of a session that was not counted. A field is
+/// live when its node is this one or alive; the others are removed on the way.
+const SCRIPT: &str = r"
+local function live(key)
+  local entries = redis.call('HGETALL', key)
   local n = 0
   for i = 1, #entries, 2 do
     local node = entries[i + 1]
-    if node == ARGV[2] or redis.call('EXISTS', ARGV[3] .. node) == 1 then
+    if node == ARGV[1] or redis.call('EXISTS', ARGV[2] .. node) == 1 then
       n = n + 1
     else
-      redis.call('HDEL', KEYS[1], entries[i])
+      redis.call('HDEL', key, entries[i])
     end
   end
   return n
 end
+local out = {}
+for i = 1, #KEYS do
+  local op = ARGV[2 + i]
+  local session = string.sub(op, 2)
+  if string.sub(op, 1, 1) == 'j' then
+    redis.call('HSET', KEYS[i], session, ARGV[1])
+    out[i] = live(KEYS[i])
+  elseif redis.call('HDEL', KEYS[i], session) == 0 then
+    out[i] = -1
+  else
+    out[i] = live(KEYS[i])
+  end
+end
+return out
 ";
 
-/// The user's live sessions once `ARGV[1]` is one of them.
-const JOIN: &str = r"
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return live()
-";
-
-/// -1 when `ARGV[1]` was not counted, else the user's live sessions left.
-const LEAVE: &str = r"
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return -1 end
-return live()
-";
+/// One join or leave, waiting for its batch.
+struct Op {
+    key: String,
+    /// `j` or `l`, then the session id.
+    op: String,
+    reply: oneshot::Sender<StoreResult<i64>>,
+}
 
 /// [`OnlineState`] in Redis, shared by every node of a cluster.
 pub struct RedisOnline {
     names: Names,
-    node_id: String,
-    redis: Blocking,
-    join: String,
-    leave: String,
+    queue: SyncSender<Op>,
 }
 
 impl RedisOnline {
-    /// Connect now (a node that cannot reach Redis fails to start). `prefix` is the
-    /// cluster's (`redis_prefix`), `node_id` this node's, both as its bus has them.
+    /// Connect now (a node that cannot reach Redis fails to start), and start the
+    /// node's Redis thread for the count. `prefix` is the cluster's (`redis_prefix`),
+    /// `node_id` this node's, both as its bus has them.
     pub fn connect(url: &str, prefix: &str, node_id: &str) -> Result<RedisOnline, RedisBusError> {
-        Ok(RedisOnline {
-            names: Names::new(prefix),
-            node_id: node_id.to_string(),
-            redis: Blocking::connect(url, "redis presence")?,
-            join: format!("{LIVE}{JOIN}"),
-            leave: format!("{LIVE}{LEAVE}"),
-        })
+        let names = Names::new(prefix);
+        let client = Client::open(url)?;
+        let mut first = open(&client)?;
+        redis::cmd("PING").query::<String>(&mut first)?;
+        let (queue, ops) = sync_channel(QUEUE);
+        let counter = Counter {
+            client,
+            connection: Some(first),
+            node: node_id.to_string(),
+            alive: names.alive(""),
+        };
+        std::thread::Builder::new()
+            .name("confer-presence".into())
+            .spawn(move || counter.serve(ops))
+            .map_err(|e| RedisBusError::Thread(e.to_string()))?;
+        Ok(RedisOnline { names, queue })
     }
 
-    async fn count(&self, script: &str, uin: Uin, session: &SessionId) -> StoreResult<i64> {
-        let (script, key) = (script.to_string(), self.names.online(uin));
-        let (session, node, alive) = (
-            session.to_string(),
-            self.node_id.clone(),
-            self.names.alive(""),
-        );
-        self.redis
-            .run(move |con| {
-                eval(&script, &[&key])
-                    .arg(session)
-                    .arg(node)
-                    .arg(alive)
-                    .query(con)
-            })
+    async fn count(&self, kind: char, uin: Uin, session: &SessionId) -> StoreResult<i64> {
+        let (reply, answer) = oneshot::channel();
+        let op = Op {
+            key: self.names.online(uin),
+            op: format!("{kind}{session}"),
+            reply,
+        };
+        match self.queue.try_send(op) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(backend("the presence queue is full")),
+            Err(TrySendError::Disconnected(_)) => return Err(backend("the presence thread ended")),
+        }
+        answer
             .await
+            .unwrap_or_else(|_| Err(backend("the presence thread ended")))
+    }
+}
+
+fn backend(what: &str) -> StoreError {
+    StoreError::Backend(format!("redis presence: {what}"))
+}
+
+/// The node's Redis thread for the count: its connection, opened again when it dropped.
+struct Counter {
+    client: Client,
+    connection: Option<Connection>,
+    node: String,
+    alive: String,
+}
+
+impl Counter {
+    /// Run batches until the [`RedisOnline`] is dropped.
+    fn serve(mut self, ops: Receiver<Op>) {
+        while let Ok(op) = ops.recv() {
+            let mut batch = vec![op];
+            while batch.len() < BATCH {
+                match ops.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let answers = self.run(&batch);
+            for (i, op) in batch.into_iter().enumerate() {
+                let answer = match &answers {
+                    Ok(counts) => counts
+                        .get(i)
+                        .copied()
+                        .ok_or_else(|| backend("a short answer")),
+                    Err(e) => Err(backend(e)),
+                };
+                // A caller that stopped waiting is no matter: its operation is done.
+                let _ = op.reply.send(answer);
+            }
+        }
+    }
+
+    /// One script run for the batch; an error is the same for each of its operations.
+    fn run(&mut self, batch: &[Op]) -> Result<Vec<i64>, String> {
+        let con = match self.connection.as_mut() {
+            Some(con) => con,
+            None => self
+                .connection
+                .insert(open(&self.client).map_err(|e| e.to_string())?),
+        };
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SCRIPT).arg(batch.len());
+        for op in batch {
+            cmd.arg(&op.key);
+        }
+        cmd.arg(&self.node).arg(&self.alive);
+        for op in batch {
+            cmd.arg(&op.op);
+        }
+        cmd.query(con).map_err(|e| {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                self.connection = None;
+            }
+            e.to_string()
+        })
     }
 }
 
 #[async_trait]
 impl OnlineState for RedisOnline {
     async fn join(&self, uin: Uin, session: &SessionId) -> StoreResult<bool> {
-        Ok(self.count(&self.join, uin, session).await? == 1)
+        Ok(self.count('j', uin, session).await? == 1)
     }
 
     async fn leave(&self, uin: Uin, session: &SessionId) -> StoreResult<Option<bool>> {
-        let left = self.count(&self.leave, uin, session).await?;
+        let left = self.count('l', uin, session).await?;
         Ok((left >= 0).then_some(left == 0))
     }
 }

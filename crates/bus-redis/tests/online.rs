@@ -1,7 +1,8 @@
 //! Who is online as two nodes count it (`RedisOnline`, two connections to one database):
 //! a user's sockets spread over two nodes are one presence (the first join and the last
 //! leave are each told once, whatever the order and however close together), and a
-//! node that died (its `alive` key gone) keeps nobody online.
+//! node that died (its `alive` key gone) keeps nobody online. A storm of joins and leaves
+//! from one node is counted right, and a leave never overtakes the join before it.
 //!
 //! Needs `CONFER_TEST_REDIS_URL` (scripts/suite-scale starts a Redis); without it the
 //! test says it skipped, unless `CONFER_REQUIRE_SERVICES` is set.
@@ -13,6 +14,7 @@ mod common;
 use confer_bus_redis::online::RedisOnline;
 use confer_core::online::OnlineState;
 use confer_core::{SessionId, Uin};
+use futures_util::FutureExt;
 
 /// Marks `node` alive, as its heartbeat would.
 fn alive(url: &str, prefix: &str, node: &str) {
@@ -109,4 +111,84 @@ async fn a_dead_nodes_sessions_keep_nobody_online() {
         .unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
     assert_eq!(keys, ["t:alive:n0"]);
+}
+
+/// The keys of users counted online under prefix `t`.
+fn online_keys(url: &str) -> Vec<String> {
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    redis::cmd("KEYS")
+        .arg("t:online:*")
+        .query(&mut con)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_joins_and_leaves_from_one_node_is_counted_right() {
+    let Some(url) = common::redis_db(13) else {
+        return;
+    };
+    let (n0, _) = two_live_nodes(&url);
+    // 3,000 users with two sockets each, all opening at once, then all closing: many
+    // batches, each with both sessions of some users in it.
+    let users: Vec<(Uin, SessionId, SessionId)> = (0..3000u64)
+        .map(|i| (Uin(5000 + i), SessionId::random(), SessionId::random()))
+        .collect();
+    let joins = users.iter().map(|(uin, a, b)| async {
+        let (ja, jb) = tokio::join!(n0.join(*uin, a), n0.join(*uin, b));
+        [ja.unwrap(), jb.unwrap()]
+    });
+    for (firsts, (uin, ..)) in futures_util::future::join_all(joins)
+        .await
+        .iter()
+        .zip(&users)
+    {
+        assert_eq!(
+            firsts.iter().filter(|f| **f).count(),
+            1,
+            "{uin:?}: {firsts:?}"
+        );
+    }
+    assert_eq!(online_keys(&url).len(), users.len());
+    let leaves = users.iter().map(|(uin, a, b)| async {
+        let (la, lb) = tokio::join!(n0.leave(*uin, a), n0.leave(*uin, b));
+        [la.unwrap(), lb.unwrap()]
+    });
+    for (lasts, (uin, ..)) in futures_util::future::join_all(leaves)
+        .await
+        .iter()
+        .zip(&users)
+    {
+        let mut lasts = lasts.to_vec();
+        lasts.sort();
+        assert_eq!(lasts, [Some(false), Some(true)], "{uin:?}");
+    }
+    assert!(online_keys(&url).is_empty(), "nobody is left online");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_never_overtakes_the_join_whose_caller_stopped_waiting() {
+    let Some(url) = common::redis_db(14) else {
+        return;
+    };
+    let (n0, _) = two_live_nodes(&url);
+    // As the core does when a count is late: it stops waiting for the join, decides from
+    // its own view, and later asks for the leave. Had the leave run first, the join's
+    // field would be left behind and the user online for good.
+    let mut given_up = 0;
+    for i in 0..300u64 {
+        let (uin, session) = (Uin(9000 + i), SessionId::random());
+        // Polled once, then dropped.
+        given_up += usize::from(n0.join(uin, &session).now_or_never().is_none());
+        assert_eq!(
+            n0.leave(uin, &session).await.unwrap(),
+            Some(true),
+            "{uin:?}"
+        );
+    }
+    assert!(online_keys(&url).is_empty(), "nobody is left online");
+    // Each join was queued by its first poll; Redis answers far later than that poll.
+    assert!(
+        given_up > 150,
+        "only {given_up} of 300 joins were given up on"
+    );
 }
