@@ -8,7 +8,7 @@
 //!   holds it. Redis drops it with its last field.
 //!
 //! A join writes its field and counts the user's fields, a leave removes its field and
-//! counts what is left, each in one Lua script, which Redis runs alone: of two sessions
+//! counts what is left, inside a Lua script, which Redis runs alone: of two sessions
 //! opening at once one is first, of two closing at once one is last. A field of a node
 //! whose `<prefix>:alive:<node>` key is gone (a dead node) is not counted, and is removed
 //! on the way: a node killed with its users online never keeps them online. The dead
@@ -17,18 +17,24 @@
 //! fields again with its heartbeat (`lib.rs`).
 //!
 //! **A node's joins and leaves reach Redis in the order they were asked, in batches:**
-//! they queue for one thread of the node's (bounded: [`QUEUE`] operations of a hundred
-//! bytes or so each), which takes whatever has queued, up to [`BATCH`], into one script
-//! run, so a storm of connects costs a round trip per batch, not one each. The order
-//! matters: a leave asked after its join (even one whose caller stopped waiting for it)
-//! never runs before that join, which would leave the join's field behind and keep the
-//! user online for good. A full queue fails the operation at once, and the core decides
-//! from its own view, as it does for a count that comes too late.
+//! they queue for one thread of the node's, which takes whatever has queued, up to
+//! [`BATCH`], into one script run, so a storm of connects costs a round trip per batch,
+//! not one each. The order matters: a leave asked after its join (even one whose caller
+//! stopped waiting for it) never runs before that join, which would leave the join's
+//! field behind and keep the user online for good. For the same reason a leave is never
+//! refused: the queue is bounded by refusing joins, once [`QUEUE`] operations (of a
+//! hundred bytes or so each) wait, and a leave of a session whose join was refused is
+//! not sent at all. So at most [`QUEUE`] joins and one leave per counted session wait.
+//! A refused join fails at once, and the core decides from its own view, as it does for
+//! a count that comes too late.
 //!
 //! The script reads `alive` keys it is not given as KEYS: right on one Redis (or Valkey)
 //! server, not on Redis Cluster, which this crate does not support.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use confer_core::online::OnlineState;
@@ -40,7 +46,8 @@ use tokio::sync::oneshot;
 use crate::blocking::open;
 use crate::{Names, RedisBusError};
 
-/// How many joins and leaves may wait for the node's Redis thread.
+/// How many joins and leaves may wait for the node's Redis thread before joins are
+/// refused.
 pub const QUEUE: usize = 16_384;
 
 /// How many of them one script run takes (it runs alone in Redis: a few µs each).
@@ -92,7 +99,11 @@ struct Op {
 /// [`OnlineState`] in Redis, shared by every node of a cluster.
 pub struct RedisOnline {
     names: Names,
-    queue: SyncSender<Op>,
+    queue: Sender<Op>,
+    /// How many operations the queue holds.
+    waiting: Arc<AtomicUsize>,
+    /// The sessions whose join was refused, so their leave is not sent.
+    refused: Mutex<HashSet<SessionId>>,
 }
 
 impl RedisOnline {
@@ -104,20 +115,32 @@ impl RedisOnline {
         let client = Client::open(url)?;
         let mut first = open(&client)?;
         redis::cmd("PING").query::<String>(&mut first)?;
-        let (queue, ops) = sync_channel(QUEUE);
+        let (queue, ops) = channel();
+        let waiting = Arc::new(AtomicUsize::new(0));
         let counter = Counter {
             client,
             connection: Some(first),
             node: node_id.to_string(),
             alive: names.alive(""),
+            waiting: waiting.clone(),
         };
         std::thread::Builder::new()
             .name("confer-presence".into())
             .spawn(move || counter.serve(ops))
             .map_err(|e| RedisBusError::Thread(e.to_string()))?;
-        Ok(RedisOnline { names, queue })
+        Ok(RedisOnline {
+            names,
+            queue,
+            waiting,
+            refused: Mutex::default(),
+        })
     }
 
+    fn refused(&self) -> std::sync::MutexGuard<'_, HashSet<SessionId>> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue the operation and wait for its batch's answer.
     async fn count(&self, kind: char, uin: Uin, session: &SessionId) -> StoreResult<i64> {
         let (reply, answer) = oneshot::channel();
         let op = Op {
@@ -125,10 +148,10 @@ impl RedisOnline {
             op: format!("{kind}{session}"),
             reply,
         };
-        match self.queue.try_send(op) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(backend("the presence queue is full")),
-            Err(TrySendError::Disconnected(_)) => return Err(backend("the presence thread ended")),
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send(op).is_err() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(backend("the presence thread ended"));
         }
         answer
             .await
@@ -146,6 +169,7 @@ struct Counter {
     connection: Option<Connection>,
     node: String,
     alive: String,
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Counter {
@@ -159,6 +183,7 @@ impl Counter {
                     Err(_) => break,
                 }
             }
+            self.waiting.fetch_sub(batch.len(), Ordering::Relaxed);
             let answers = self.run(&batch);
             for (i, op) in batch.into_iter().enumerate() {
                 let answer = match &answers {
@@ -203,10 +228,17 @@ impl Counter {
 #[async_trait]
 impl OnlineState for RedisOnline {
     async fn join(&self, uin: Uin, session: &SessionId) -> StoreResult<bool> {
+        if self.waiting.load(Ordering::Relaxed) >= QUEUE {
+            self.refused().insert(session.clone());
+            return Err(backend("the presence queue is full"));
+        }
         Ok(self.count('j', uin, session).await? == 1)
     }
 
     async fn leave(&self, uin: Uin, session: &SessionId) -> StoreResult<Option<bool>> {
+        if self.refused().remove(session) {
+            return Ok(None);
+        }
         let left = self.count('l', uin, session).await?;
         Ok((left >= 0).then_some(left == 0))
     }

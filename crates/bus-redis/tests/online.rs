@@ -11,20 +11,11 @@
 
 mod common;
 
+use common::{alive, online_keys};
 use confer_bus_redis::online::RedisOnline;
 use confer_core::online::OnlineState;
 use confer_core::{SessionId, Uin};
 use futures_util::FutureExt;
-
-/// Marks `node` alive, as its heartbeat would.
-fn alive(url: &str, prefix: &str, node: &str) {
-    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
-    redis::cmd("SET")
-        .arg(format!("{prefix}:alive:{node}"))
-        .arg(1)
-        .query::<()>(&mut con)
-        .unwrap();
-}
 
 /// Two live nodes, `n0` and `n1`, counting in `url`'s database under prefix `t`.
 fn two_live_nodes(url: &str) -> (RedisOnline, RedisOnline) {
@@ -111,15 +102,6 @@ async fn a_dead_nodes_sessions_keep_nobody_online() {
         .unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
     assert_eq!(keys, ["t:alive:n0"]);
-}
-
-/// The keys of users counted online under prefix `t`.
-fn online_keys(url: &str) -> Vec<String> {
-    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
-    redis::cmd("KEYS")
-        .arg("t:online:*")
-        .query(&mut con)
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

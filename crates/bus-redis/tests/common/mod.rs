@@ -31,3 +31,24 @@ pub fn redis_db(db: u8) -> Option<String> {
         .expect("emptying a test database");
     Some(url)
 }
+
+#[allow(dead_code)] // not every test file uses it
+/// Marks `node` alive, as its heartbeat would.
+pub fn alive(url: &str, prefix: &str, node: &str) {
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    redis::cmd("SET")
+        .arg(format!("{prefix}:alive:{node}"))
+        .arg(1)
+        .query::<()>(&mut con)
+        .unwrap();
+}
+
+#[allow(dead_code)] // not every test file uses it
+/// The keys of users counted online under prefix `t`.
+pub fn online_keys(url: &str) -> Vec<String> {
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    redis::cmd("KEYS")
+        .arg("t:online:*")
+        .query(&mut con)
+        .unwrap()
+}
