@@ -32,8 +32,8 @@ pub fn redis_db(db: u8) -> Option<String> {
     Some(url)
 }
 
-#[allow(dead_code)] // not every test file uses it
 /// Marks `node` alive, as its heartbeat would.
+#[allow(dead_code)] // not every test file uses it
 pub fn alive(url: &str, prefix: &str, node: &str) {
     let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
     redis::cmd("SET")
@@ -43,8 +43,8 @@ pub fn alive(url: &str, prefix: &str, node: &str) {
         .unwrap();
 }
 
-#[allow(dead_code)] // not every test file uses it
 /// The keys of users counted online under prefix `t`.
+#[allow(dead_code)] // not every test file uses it
 pub fn online_keys(url: &str) -> Vec<String> {
     let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
     redis::cmd("KEYS")
