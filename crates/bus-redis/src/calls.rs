@@ -19,8 +19,8 @@
 //! once. Every node polls the timers every [`POLL`]; the script that takes due timers
 //! removes what it returns, so each timer fires on one node, whichever asks first.
 //!
-//! The commands are blocking, over a few connections per node (`blocking.rs`): at most
-//! that many of a node's call operations run at once, which bounds them.
+//! The commands are blocking, over one connection per node (`blocking.rs`): a node's
+//! call operations take turns, which bounds them.
 
 use std::time::Duration;
 

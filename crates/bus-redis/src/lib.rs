@@ -45,7 +45,8 @@
 //! subscriber (subscribed before [`start`] returns, so nothing published after it is
 //! missed), the publisher, fed by a queue bounded in items and bytes (what does not fit
 //! is dropped and counted, never waited for: a publishing core never blocks on Redis),
-//! and the heartbeat, which also sweeps dead nodes.
+//! and the heartbeat, which also sweeps dead nodes. (The presence count and the media
+//! relay have threads of their own: `online.rs`, `media.rs`.)
 
 mod blocking;
 pub mod calls;

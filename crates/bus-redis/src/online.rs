@@ -43,7 +43,7 @@ use confer_core::{SessionId, Uin};
 use redis::{Client, Connection};
 use tokio::sync::oneshot;
 
-use crate::blocking::open;
+use crate::blocking::{broken, eval, open};
 use crate::{Names, RedisBusError};
 
 /// How many joins and leaves may wait for the node's Redis thread before joins are
@@ -207,17 +207,14 @@ impl Counter {
                 .connection
                 .insert(open(&self.client).map_err(|e| e.to_string())?),
         };
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(SCRIPT).arg(batch.len());
-        for op in batch {
-            cmd.arg(&op.key);
-        }
+        let keys: Vec<&str> = batch.iter().map(|op| op.key.as_str()).collect();
+        let mut cmd = eval(SCRIPT, &keys);
         cmd.arg(&self.node).arg(&self.alive);
         for op in batch {
             cmd.arg(&op.op);
         }
         cmd.query(con).map_err(|e| {
-            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+            if broken(&e) {
                 self.connection = None;
             }
             e.to_string()
